@@ -1,0 +1,73 @@
+/** `sightline serve`: start the server; SIGTERM/SIGINT drain gracefully, a second signal exits at once. */
+import { Command, Option } from 'commander';
+import { basename, extname } from 'node:path';
+import { loadConfig, FAMILY_NAMES, type ConfigInput } from '../../config/index.js';
+import { startSightline } from '../../main.js';
+import { createLogger } from '../../telemetry/logger.js';
+import { intArg } from '../args.js';
+
+interface ServeFlags {
+  model?: string;
+  name?: string;
+  labels?: string;
+  family?: (typeof FAMILY_NAMES)[number];
+  config?: string;
+  port?: number;
+  host?: string;
+  workers?: number;
+  threads?: number;
+  logLevel?: string;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('start the gRPC server (config: --config file, then SIGHTLINE_* environment, then these flags)')
+    .option('--model <file>', 'ONNX model to serve')
+    .option('--name <name>', 'name clients use for --model (default: the file name without .onnx)')
+    .option('--labels <file>', 'class names, one per line (default: from the model metadata)')
+    .addOption(new Option('--family <family>', 'output layout, instead of detecting it').choices([...FAMILY_NAMES]))
+    .option('--config <file>', 'YAML or JSON config file', process.env.SIGHTLINE_CONFIG)
+    .option('--port <n>', 'gRPC port (default 50051)', intArg)
+    .option('--host <addr>', 'address to bind (default 127.0.0.1)')
+    .option('--workers <n>', 'inference worker threads', intArg)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads per worker', intArg)
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .action(async (f: ServeFlags) => {
+      const overrides: ConfigInput & Record<string, unknown> = {};
+      if (f.port !== undefined || f.host) overrides.grpc = { ...(f.port !== undefined && { port: f.port }), ...(f.host && { host: f.host }) } as never;
+      if (f.workers || f.threads) overrides.pool = { ...(f.workers && { workers: f.workers }), ...(f.threads && { intraOpThreads: f.threads }) } as never;
+      if (f.logLevel) overrides.log = { level: f.logLevel } as never;
+      if (f.model) {
+        overrides.models = [{ name: f.name ?? basename(f.model, extname(f.model)), path: f.model, labels: f.labels, family: f.family }];
+      }
+      const config = loadConfig({ file: f.config, overrides });
+      const log = createLogger(config.log.level);
+      if (config.models.length === 0) log.warn({ event: 'no_models' }, 'no model configured (use --model FILE or models: in the config); Detect answers UNAVAILABLE');
+      const app = await startSightline(config, log);
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (++signals > 1) {
+          log.warn({ event: 'shutdown_immediate', signal: sig }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        log.info({ event: 'signal', signal: sig }, `received ${sig}`);
+        app.close().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            log.error({ err: e }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      try {
+        await app.ready;
+      } catch (e) {
+        log.fatal({ err: e, event: 'startup_failed' }, `startup failed: ${(e as Error).message}`);
+        await app.close(0);
+        process.exit(1);
+      }
+      log.info({ event: 'serving', port: app.port, models: config.models.map((m) => m.name) }, 'serving');
+    });
+}

@@ -1,0 +1,22 @@
+/** The `sightline` command line: one subcommand per file in commands/. */
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { detectCommand } from './commands/detect.js';
+import { serveCommand } from './commands/serve.js';
+import { validateCommand } from './commands/validate.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildCli(): Command {
+  return new Command('sightline')
+    .description('Sightline: gRPC object detection on ONNX Runtime')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .addCommand(serveCommand())
+    .addCommand(detectCommand())
+    .addCommand(validateCommand());
+}
+
+export async function runCli(argv: string[]): Promise<void> {
+  await buildCli().parseAsync(argv);
+}

@@ -1,0 +1,88 @@
+/**
+ * The one configuration schema, with every default. Units are in the names (…Ms, …Bytes).
+ * Parsed once at start-up (config/load.ts), then frozen.
+ */
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+export const FAMILY_NAMES = ['ultralytics', 'yolov5', 'yolox'] as const;
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
+
+const ModelSource = z
+  .object({
+    /** Name clients use in DetectRequest.model. Identifier characters only (it never reaches a path). */
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'model names use letters, digits, ".", "_" and "-" (max 128)'),
+    /** Path to the .onnx file. */
+    path: z.string().min(1),
+    /** Optional labels file, one class name per line; wins over names in the model's metadata. */
+    labels: z.string().min(1).optional(),
+    /** Force a family instead of detecting it from the output shapes. */
+    family: z.enum(FAMILY_NAMES).optional(),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    grpc: z
+      .object({
+        /** Address to bind. Loopback by default; containers set 0.0.0.0. */
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(50051),
+        /** Largest request message accepted by gRPC; a little above limits.maxImageBytes. */
+        maxReceiveMessageBytes: z.number().int().min(1024).default(17 * MiB),
+        maxSendMessageBytes: z.number().int().min(1024).default(4 * MiB),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB }),
+    /** Models loaded at start-up. The first one is the default model unless defaultModel says otherwise. */
+    models: z.array(ModelSource).default([]),
+    defaultModel: z.string().optional(),
+    limits: z
+      .object({
+        /** Largest encoded image accepted. */
+        maxImageBytes: z.number().int().min(1).default(16 * MiB),
+        /** Largest decoded image (width × height × frames) accepted; checked from the header before decoding. */
+        maxImagePixels: z.number().int().min(1).default(40_000_000),
+        /** Upper bound a client may ask for in max_detections. */
+        maxDetections: z.number().int().min(1).default(10_000),
+      })
+      .strict()
+      .default({ maxImageBytes: 16 * MiB, maxImagePixels: 40_000_000, maxDetections: 10_000 }),
+    defaults: z
+      .object({
+        confidenceThreshold: z.number().gt(0).max(1).default(0.25),
+        iouThreshold: z.number().gt(0).max(1).default(0.45),
+        maxDetections: z.number().int().min(1).default(300),
+      })
+      .strict()
+      .default({ confidenceThreshold: 0.25, iouThreshold: 0.45, maxDetections: 300 }),
+    pool: z
+      .object({
+        /** Inference worker threads; each holds one ONNX Runtime session per loaded model version. */
+        workers: z.number().int().min(1).max(64).default(2),
+        /** ONNX Runtime intra-op threads per session. workers × intraOpThreads ≈ cores is the sweet spot. */
+        intraOpThreads: z.number().int().min(1).max(64).default(1),
+        /** Requests allowed to wait for a worker; beyond it calls get RESOURCE_EXHAUSTED at once. */
+        maxQueue: z.number().int().min(0).default(64),
+        /** Execution providers in order of preference; the log says which one each session really got. */
+        executionProviders: z.array(z.enum(EXECUTION_PROVIDERS)).min(1).default(['cpu']),
+        /** Inferences run on every session before the version is marked ready. */
+        warmupRuns: z.number().int().min(0).max(100).default(2),
+      })
+      .strict()
+      .default({ workers: 2, intraOpThreads: 1, maxQueue: 64, executionProviders: ['cpu'], warmupRuns: 2 }),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({ level: 'info' }),
+    /** Time allowed for in-flight calls to finish on SIGTERM before they are cancelled. */
+    shutdownGraceMs: z.number().int().min(0).default(10_000),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type ModelSourceConfig = z.infer<typeof ModelSource>;

@@ -1,0 +1,149 @@
+/**
+ * Reads a dataset in the YOLO layout: `<dir>/images/**` and, for each image, `<dir>/labels/<same
+ * sub-path>.txt` with `class cx cy w h` lines normalised to the image size. A missing label file is a
+ * background image. Class names come from `<dir>/classes.txt` or `<dir>/data.yaml`.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { extname, join, relative } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { SightlineError } from '../errors.js';
+import { parseLabelsFile } from '../inference/families/index.js';
+import type { ImageGroundTruth } from './map.js';
+
+/** The image formats the service decodes (sharp); anything else under images/ is ignored. */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff']);
+
+export interface DatasetImage {
+  readonly path: string;
+  /** null: no label file, a background image with no ground truth. */
+  readonly labelPath: string | null;
+}
+
+export interface YoloDataset {
+  /** Sorted by path, so runs are reproducible. */
+  readonly images: readonly DatasetImage[];
+  readonly names: string[] | null;
+}
+
+const isMissing = (e: unknown): boolean =>
+  e instanceof Error && 'code' in e && (e.code === 'ENOENT' || e.code === 'ENOTDIR');
+
+async function readIfExists(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    if (isMissing(e)) return null;
+    throw e;
+  }
+}
+
+/** Names from data.yaml: `names:` as a list or as an `{id: name}` map with ids 0..n-1. */
+function namesFromYaml(text: string, file: string): string[] | null {
+  const doc: unknown = parseYaml(text);
+  if (typeof doc !== 'object' || doc === null || !('names' in doc)) return null;
+  const names = doc.names;
+  if (Array.isArray(names)) return names.map((n) => String(n));
+  if (typeof names === 'object' && names !== null) {
+    const entries = Object.entries(names);
+    const out = new Array<string>(entries.length);
+    for (const [k, v] of entries) {
+      const id = Number(k);
+      if (!Number.isInteger(id) || id < 0 || id >= entries.length) {
+        throw new SightlineError('INVALID_INPUT', `${file}: names must use ids 0..${entries.length - 1}, found '${k}'`);
+      }
+      out[id] = String(v);
+    }
+    return out;
+  }
+  throw new SightlineError('INVALID_INPUT', `${file}: names must be a list or a map of id to name`);
+}
+
+/** classes.txt first (one name per line, trailing blank lines ignored), then data.yaml / data.yml. */
+async function readNames(dir: string): Promise<string[] | null> {
+  const classes = await readIfExists(join(dir, 'classes.txt'));
+  if (classes !== null) return parseLabelsFile(classes);
+  for (const name of ['data.yaml', 'data.yml']) {
+    const text = await readIfExists(join(dir, name));
+    if (text !== null) return namesFromYaml(text, name);
+  }
+  return null;
+}
+
+/** Lists a YOLO dataset's images with their label files (which need not exist) and class names. */
+export async function loadYoloDataset(dir: string): Promise<YoloDataset> {
+  const imagesDir = join(dir, 'images');
+  let entries: string[];
+  try {
+    entries = await readdir(imagesDir, { recursive: true });
+  } catch (e) {
+    if (isMissing(e)) throw new SightlineError('INVALID_INPUT', `not a YOLO dataset: ${imagesDir} does not exist`, { dir });
+    throw e;
+  }
+  const imagePaths = entries
+    .filter((p) => IMAGE_EXTENSIONS.has(extname(p).toLowerCase()))
+    .map((p) => join(imagesDir, p))
+    .sort();
+  const labelsDir = join(dir, 'labels');
+  const labelEntries = new Set(
+    await readdir(labelsDir, { recursive: true }).catch((e: unknown) => {
+      if (isMissing(e)) return [] as string[];
+      throw e;
+    }),
+  );
+  const images = imagePaths.map((path): DatasetImage => {
+    const rel = relative(imagesDir, path);
+    const labelRel = rel.slice(0, rel.length - extname(rel).length) + '.txt';
+    return { path, labelPath: labelEntries.has(labelRel) ? join(labelsDir, labelRel) : null };
+  });
+  return { images, names: await readNames(dir) };
+}
+
+/**
+ * Parses YOLO txt labels into pixel xyxy boxes. Lines are `class cx cy w h` (normalised); a line with
+ * more numbers is a segmentation polygon `class x1 y1 x2 y2 ...`, reduced to its bounding box as
+ * Ultralytics does. Blank lines are skipped; anything else malformed is refused with its line number.
+ */
+export function readYoloLabels(text: string, imgW: number, imgH: number): ImageGroundTruth {
+  const lines = text.split(/\r?\n/);
+  const boxes = new Float32Array(lines.length * 4);
+  const classes = new Int32Array(lines.length);
+  let n = 0;
+  for (let ln = 0; ln < lines.length; ln++) {
+    const line = lines[ln].trim();
+    if (line === '') continue;
+    const parts = line.split(/\s+/);
+    const nums = parts.map(Number);
+    const cls = nums[0];
+    const coords = nums.length - 1;
+    if (!Number.isInteger(cls) || cls < 0 || coords < 4 || (coords > 4 && coords % 2 !== 0) || nums.some((v) => !Number.isFinite(v))) {
+      throw new SightlineError('INVALID_INPUT', `label line ${ln + 1} is not 'class cx cy w h': ${line.slice(0, 80)}`, { line: ln + 1 });
+    }
+    let x1: number;
+    let y1: number;
+    let x2: number;
+    let y2: number;
+    if (coords === 4) {
+      const [, cx, cy, w, h] = nums;
+      x1 = cx - w / 2;
+      y1 = cy - h / 2;
+      x2 = cx + w / 2;
+      y2 = cy + h / 2;
+    } else {
+      x1 = y1 = Infinity;
+      x2 = y2 = -Infinity;
+      for (let k = 1; k < nums.length; k += 2) {
+        x1 = Math.min(x1, nums[k]);
+        x2 = Math.max(x2, nums[k]);
+        y1 = Math.min(y1, nums[k + 1]);
+        y2 = Math.max(y2, nums[k + 1]);
+      }
+    }
+    const b = n * 4;
+    boxes[b] = x1 * imgW;
+    boxes[b + 1] = y1 * imgH;
+    boxes[b + 2] = x2 * imgW;
+    boxes[b + 3] = y2 * imgH;
+    classes[n++] = cls;
+  }
+  return { boxes: boxes.subarray(0, n * 4), classes: classes.subarray(0, n), count: n };
+}

@@ -1,0 +1,66 @@
+/**
+ * One inference worker thread seen from the main thread: request ids mapped to resolvers; a dead worker
+ * rejects everything pending at once and refuses new requests.
+ */
+import { Worker } from 'node:worker_threads';
+import { SightlineError } from '../../errors.js';
+import type { FromWorker, ToWorker } from './messages.js';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+const WORKER_URL = new URL('../worker/entry.js', import.meta.url);
+
+export class WorkerClient {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private alive = true;
+  private closing = false;
+  readonly ready: Promise<void>;
+
+  constructor(
+    readonly index: number,
+    onExit: (client: WorkerClient, code: number, expected: boolean) => void,
+  ) {
+    this.worker = new Worker(WORKER_URL, { name: `sightline-inference-${index}` });
+    let markReady!: () => void;
+    let failReady!: (e: Error) => void;
+    this.ready = new Promise<void>((res, rej) => ((markReady = res), (failReady = rej)));
+    this.worker.on('message', (msg: FromWorker) => {
+      if (msg.type === 'ready') return markReady();
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.value);
+      else p.reject(SightlineError.fromJSON(msg.error));
+    });
+    this.worker.on('error', (e) => failReady(e));
+    this.worker.once('exit', (code) => {
+      this.alive = false;
+      const err = new SightlineError('NOT_READY', `inference worker ${index} exited with code ${code}`);
+      failReady(err);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      onExit(this, code, this.closing);
+    });
+  }
+
+  get isAlive(): boolean {
+    return this.alive;
+  }
+
+  request<T>(msg: WithoutId<ToWorker>, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (!this.alive) return Promise.reject(new SightlineError('NOT_READY', `inference worker ${this.index} is not running`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ ...msg, id } as ToWorker, transfer);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.closing = true;
+    if (this.alive) await this.worker.terminate();
+  }
+}

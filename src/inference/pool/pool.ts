@@ -1,0 +1,255 @@
+/**
+ * The inference pool: N worker threads, each holding one ONNX Runtime session per loaded model version.
+ * Admission is bounded (maxQueue), work goes FIFO to the next free worker, a request whose signal has
+ * fired is dropped without running, and a worker that dies is replaced and reloaded.
+ */
+import { SightlineError } from '../../errors.js';
+import { WorkerClient } from './client.js';
+import type { LoadOptions, ModelInfo, RunInput, RunOutput } from './messages.js';
+
+export interface PoolOptions {
+  workers: number;
+  maxQueue: number;
+  /** Called on worker crashes and replacements. */
+  onEvent?: (event: PoolEvent) => void;
+}
+
+export type PoolEvent =
+  | { type: 'worker-exit'; worker: number; code: number }
+  | { type: 'worker-restarted'; worker: number }
+  | { type: 'worker-reload-failed'; worker: number; key: string; error: Error };
+
+export interface PoolStats {
+  workers: number;
+  busyWorkers: number;
+  queued: number;
+  /** Inferences started since the pool was created (a request dropped before running is not counted). */
+  runsStarted: number;
+  runsRejected: number;
+}
+
+export interface RunResult extends RunOutput {
+  queueMs: number;
+}
+
+interface Job {
+  key: string;
+  input: RunInput;
+  signal: AbortSignal;
+  enqueuedAt: number;
+  resolve: (r: RunResult) => void;
+  reject: (e: unknown) => void;
+  onAbort: () => void;
+}
+
+/** Work a specific worker must do before taking shared jobs (loads, unloads). */
+interface ControlTask {
+  run: (w: WorkerClient) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Slot {
+  client: WorkerClient;
+  busy: boolean;
+  control: ControlTask[];
+}
+
+interface LoadedModel {
+  model: Uint8Array;
+  options: LoadOptions;
+  info: ModelInfo;
+}
+
+export class InferencePool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private readonly models = new Map<string, LoadedModel>();
+  private closed = false;
+  private runsStarted = 0;
+  private runsRejected = 0;
+
+  private constructor(private readonly opts: PoolOptions) {}
+
+  /** Starts every worker and waits until each has said it is ready. */
+  static async create(opts: PoolOptions): Promise<InferencePool> {
+    const pool = new InferencePool(opts);
+    for (let i = 0; i < opts.workers; i++) pool.slots.push({ client: pool.spawn(i), busy: false, control: [] });
+    await Promise.all(pool.slots.map((s) => s.client.ready));
+    return pool;
+  }
+
+  private spawn(index: number): WorkerClient {
+    return new WorkerClient(index, (client, code, expected) => {
+      if (expected || this.closed) return;
+      this.opts.onEvent?.({ type: 'worker-exit', worker: index, code });
+      void this.replace(client);
+    });
+  }
+
+  /** Replaces a dead worker and reloads every model on it before it takes work again. */
+  private async replace(dead: WorkerClient): Promise<void> {
+    const slot = this.slots.find((s) => s.client === dead);
+    if (!slot) return;
+    slot.client = this.spawn(dead.index);
+    slot.busy = true;
+    try {
+      await slot.client.ready;
+      for (const [key, m] of this.models) {
+        try {
+          await slot.client.request({ type: 'load', key, model: m.model, options: m.options });
+        } catch (e) {
+          this.opts.onEvent?.({ type: 'worker-reload-failed', worker: dead.index, key, error: e as Error });
+        }
+      }
+      this.opts.onEvent?.({ type: 'worker-restarted', worker: dead.index });
+    } finally {
+      slot.busy = false;
+      this.dispatch();
+    }
+  }
+
+  /**
+   * Loads (and warms) a model on every worker, one worker at a time so the others keep serving.
+   * Resolves with the model's info once every worker has it; on failure unloads it everywhere.
+   */
+  async load(key: string, model: Uint8Array, options: LoadOptions): Promise<ModelInfo> {
+    this.assertOpen();
+    let info: ModelInfo | undefined;
+    try {
+      for (const slot of this.slots) {
+        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options }))) as ModelInfo;
+      }
+    } catch (e) {
+      await this.unload(key).catch(() => undefined);
+      throw e;
+    }
+    this.models.set(key, { model, options, info: info! });
+    return info!;
+  }
+
+  /** Releases a model's sessions on every worker. Requests already running on it finish first. */
+  async unload(key: string): Promise<void> {
+    this.models.delete(key);
+    await Promise.all(this.slots.map((s) => this.onWorker(s, (w) => w.request({ type: 'unload', key }))));
+  }
+
+  info(key: string): ModelInfo | undefined {
+    return this.models.get(key)?.info;
+  }
+
+  /**
+   * Runs one prepared image. Rejects at once with OVERLOADED when maxQueue requests already wait, and
+   * with the signal's reason when it fires before a worker takes the job.
+   */
+  run(key: string, input: RunInput, signal: AbortSignal): Promise<RunResult> {
+    if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (!this.models.has(key)) return Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
+    const idle = this.slots.some((s) => !s.busy && s.client.isAlive);
+    if (!idle && this.queue.length >= this.opts.maxQueue) {
+      this.runsRejected++;
+      return Promise.reject(
+        new SightlineError('OVERLOADED', `inference queue is full (${this.queue.length} waiting, limit ${this.opts.maxQueue})`, {
+          queued: this.queue.length,
+        }),
+      );
+    }
+    return new Promise<RunResult>((resolve, reject) => {
+      const job: Job = {
+        key,
+        input,
+        signal,
+        enqueuedAt: performance.now(),
+        resolve,
+        reject,
+        onAbort: () => {
+          const i = this.queue.indexOf(job);
+          if (i >= 0) {
+            this.queue.splice(i, 1);
+            reject(signal.reason);
+          }
+        },
+      };
+      signal.addEventListener('abort', job.onAbort, { once: true });
+      this.queue.push(job);
+      this.dispatch();
+    });
+  }
+
+  private onWorker(slot: Slot, run: (w: WorkerClient) => Promise<unknown>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      slot.control.push({ run, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (slot.busy || !slot.client.isAlive) continue;
+      const task = slot.control.shift();
+      if (task) {
+        slot.busy = true;
+        task.run(slot.client).then(task.resolve, task.reject).finally(() => this.release(slot));
+        continue;
+      }
+      const job = this.nextJob();
+      if (!job) continue;
+      slot.busy = true;
+      this.start(slot, job);
+    }
+  }
+
+  /** Takes the oldest job whose caller is still waiting; expired ones are rejected without running. */
+  private nextJob(): Job | undefined {
+    for (let job = this.queue.shift(); job; job = this.queue.shift()) {
+      job.signal.removeEventListener('abort', job.onAbort);
+      if (!job.signal.aborted) return job;
+      job.reject(job.signal.reason);
+    }
+    return undefined;
+  }
+
+  private start(slot: Slot, job: Job): void {
+    const queueMs = performance.now() - job.enqueuedAt;
+    this.runsStarted++;
+    const { pixels } = job.input;
+    const transfer = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength ? [pixels.buffer as ArrayBuffer] : [];
+    slot.client
+      .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, transfer)
+      .then((out) => job.resolve({ ...out, queueMs }), job.reject)
+      .finally(() => this.release(slot));
+  }
+
+  private release(slot: Slot): void {
+    slot.busy = false;
+    this.dispatch();
+  }
+
+  stats(): PoolStats {
+    return {
+      workers: this.slots.length,
+      busyWorkers: this.slots.filter((s) => s.busy).length,
+      queued: this.queue.length,
+      runsStarted: this.runsStarted,
+      runsRejected: this.runsRejected,
+    };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new SightlineError('NOT_READY', 'the inference pool is shutting down');
+  }
+
+  /** Rejects queued work, lets running inferences finish, then stops the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const job of this.queue.splice(0)) {
+      job.signal.removeEventListener('abort', job.onAbort);
+      job.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
+    }
+    const deadline = Date.now() + 5000;
+    while (this.slots.some((s) => s.busy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await Promise.all(this.slots.map((s) => s.client.terminate()));
+  }
+}

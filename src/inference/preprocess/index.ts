@@ -1,0 +1,10 @@
+export { sniffFormat, type RasterFormat } from './sniff.js';
+export { computeLetterbox, mapBoxesToSource, roundHalfEven } from './letterbox.js';
+export { toTensor } from './tensor.js';
+export {
+  ACCEPTED_FORMATS,
+  prepareImage,
+  type PreparedImage,
+  type PrepareLimits,
+  type PrepareTarget,
+} from './decode.js';

@@ -1,0 +1,197 @@
+/**
+ * Runs inside a worker_thread: owns ONNX Runtime sessions (one per loaded model version) and does the
+ * CPU-heavy part of a request off the main thread: tensor conversion, session.run, decoding, NMS and
+ * mapping boxes back. Imports only from inference/ (each import is loaded again in every thread).
+ */
+import { parentPort } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import { serializeError, SightlineError } from '../../errors.js';
+import type { Family } from '../families/family.js';
+import { resolveFamily, resolveNames } from '../families/index.js';
+import { nms } from '../nms/nms.js';
+import { readOnnxMetadata } from '../onnx/metadata.js';
+import { toTensor } from '../preprocess/tensor.js';
+import { computeLetterbox, mapBoxesToSource } from '../preprocess/letterbox.js';
+import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
+import type { Detection, ModelMeta, TensorInfo } from '../types.js';
+
+interface Loaded {
+  session: ort.InferenceSession;
+  family: Family;
+  info: ModelInfo;
+  meta: ModelMeta;
+  /** Reused input buffer: one allocation per model, not per request. */
+  tensorBuf: Float32Array;
+}
+
+const port = parentPort;
+if (!port) throw new Error('inference worker must run in a worker thread');
+const sessions = new Map<string, Loaded>();
+
+const now = () => performance.now();
+
+async function createSession(model: Uint8Array, opts: LoadOptions): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
+  const base: ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: opts.intraOpThreads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+  };
+  const errors: string[] = [];
+  // Try providers in order of preference; ORT refuses at creation when a provider's libraries are
+  // missing, so the first that succeeds is the one really in use.
+  for (const ep of opts.executionProviders) {
+    try {
+      const session = await ort.InferenceSession.create(model, { ...base, executionProviders: [ep] });
+      return { session, provider: ep };
+    } catch (e) {
+      errors.push(`${ep}: ${(e as Error).message}`);
+    }
+  }
+  if (!opts.executionProviders.includes('cpu')) {
+    throw new SightlineError('UNSUPPORTED_MODEL', `no configured execution provider could load the model (${errors.join('; ')})`);
+  }
+  throw new SightlineError('UNSUPPORTED_MODEL', `ONNX Runtime cannot load the model: ${errors.join('; ')}`);
+}
+
+function tensorInfos(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
+  return meta.map((m) => ({
+    name: m.name,
+    dims: m.isTensor ? m.shape.map((d) => (typeof d === 'number' ? d : -1)) : [],
+  }));
+}
+
+async function load(key: string, model: Uint8Array, opts: LoadOptions): Promise<ModelInfo> {
+  const t0 = now();
+  const props = readOnnxMetadata(model);
+  const { session, provider } = await createSession(model, opts);
+  try {
+    const inputs = tensorInfos(session.inputMetadata);
+    if (inputs.length !== 1 || inputs[0]!.dims.length !== 4) {
+      throw new SightlineError(
+        'UNSUPPORTED_MODEL',
+        `expected one image input of rank 4 (NCHW), got ${inputs.map((i) => `${i.name}[${i.dims.join(',')}]`).join(', ')}`,
+      );
+    }
+    const input = inputs[0]!;
+    const [, c, h, w] = input.dims as [number, number, number, number];
+    if (c !== 3) throw new SightlineError('UNSUPPORTED_MODEL', `input ${input.name} has ${c} channels; 3 (RGB/BGR) are supported`);
+    // A dynamic spatial size falls back to Ultralytics' imgsz metadata.
+    const [inputHeight, inputWidth] = h > 0 && w > 0 ? [h, w] : imgszFromProps(props, input);
+    const meta: ModelMeta = { props, inputWidth, inputHeight };
+    const outputs = tensorInfos(session.outputMetadata);
+    const family = resolveFamily(outputs, meta, opts.family);
+    const numClasses = family.numClasses(outputs);
+    const names = resolveNames(props, numClasses, opts.labelsText);
+    const loadMs = now() - t0;
+    const info: ModelInfo = {
+      family: family.name,
+      inputName: input.name,
+      inputWidth,
+      inputHeight,
+      letterbox: family.letterbox,
+      outputs,
+      numClasses,
+      names,
+      props,
+      provider,
+      loadMs,
+      warmupMs: 0,
+    };
+    const loaded: Loaded = { session, family, info, meta, tensorBuf: new Float32Array(3 * inputWidth * inputHeight) };
+    const t1 = now();
+    // Warm-up: the first runs allocate arenas and pick kernels; pay that before taking traffic.
+    const grey = new Uint8Array(inputWidth * inputHeight * 3).fill(114);
+    const geometry = computeLetterbox(inputWidth, inputHeight, inputWidth, inputHeight, family.letterbox.placement);
+    for (let i = 0; i < opts.warmupRuns; i++) {
+      await run(loaded, {
+        pixels: grey,
+        geometry,
+        decode: { confThreshold: 0.25, classFilter: null, multiLabel: false },
+        nms: { iouThreshold: 0.45, maxDetections: 300, agnostic: false },
+      });
+    }
+    info.warmupMs = now() - t1;
+    const old = sessions.get(key);
+    sessions.set(key, loaded);
+    if (old) await old.session.release();
+    return info;
+  } catch (e) {
+    await session.release();
+    throw e;
+  }
+}
+
+function imgszFromProps(props: Record<string, string>, input: TensorInfo): [number, number] {
+  const m = /(\d+)\D+(\d+)/.exec(props['imgsz'] ?? '');
+  if (m) return [Number(m[1]), Number(m[2])];
+  throw new SightlineError(
+    'UNSUPPORTED_MODEL',
+    `input ${input.name}[${input.dims.join(',')}] has a dynamic size and the model has no imgsz metadata`,
+  );
+}
+
+async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
+  const { inputWidth: w, inputHeight: h } = m.info;
+  if (input.pixels.length !== w * h * 3) {
+    throw new SightlineError('INTERNAL', `pixel buffer has ${input.pixels.length} bytes, expected ${w * h * 3}`);
+  }
+  const t0 = now();
+  toTensor(input.pixels, w, h, m.family.letterbox, m.tensorBuf);
+  const feeds = { [m.info.inputName]: new ort.Tensor('float32', m.tensorBuf, [1, 3, h, w]) };
+  const results = await m.session.run(feeds);
+  const t1 = now();
+  const data = m.info.outputs.map((o) => {
+    const t = results[o.name];
+    if (!t || !(t.data instanceof Float32Array)) throw new SightlineError('INTERNAL', `output ${o.name} is missing or not float32`);
+    return t.data;
+  });
+  const cands = m.family.decode(data, m.info.outputs, m.meta, input.decode);
+  const keep = nms(cands, input.nms);
+  const n = keep.length;
+  const boxes = new Float32Array(n * 4);
+  for (let i = 0; i < n; i++) boxes.set(cands.boxes.subarray(keep[i]! * 4, keep[i]! * 4 + 4), i * 4);
+  mapBoxesToSource(boxes, n, input.geometry);
+  const detections: Detection[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = keep[i]!;
+    const classId = cands.classes[k]!;
+    detections[i] = {
+      classId,
+      label: m.info.names[classId] ?? `class_${classId}`,
+      confidence: cands.scores[k]!,
+      xMin: boxes[i * 4]!,
+      yMin: boxes[i * 4 + 1]!,
+      xMax: boxes[i * 4 + 2]!,
+      yMax: boxes[i * 4 + 3]!,
+    };
+  }
+  for (const t of Object.values(results)) t.dispose?.();
+  return { detections, timing: { inferenceMs: t1 - t0, postprocessMs: now() - t1 } };
+}
+
+async function handle(msg: ToWorker): Promise<unknown> {
+  switch (msg.type) {
+    case 'load':
+      return load(msg.key, msg.model, msg.options);
+    case 'run': {
+      const m = sessions.get(msg.key);
+      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
+      return run(m, msg.input);
+    }
+    case 'unload': {
+      const m = sessions.get(msg.key);
+      sessions.delete(msg.key);
+      if (m) await m.session.release();
+      return null;
+    }
+  }
+}
+
+port.on('message', (msg: ToWorker) => {
+  handle(msg).then(
+    (value) => port.postMessage({ type: 'result', id: msg.id, ok: true, value } satisfies FromWorker),
+    (e: unknown) => port.postMessage({ type: 'result', id: msg.id, ok: false, error: serializeError(e) } satisfies FromWorker),
+  );
+});
+port.postMessage({ type: 'ready' } satisfies FromWorker);

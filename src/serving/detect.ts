@@ -1,0 +1,114 @@
+/**
+ * One detection request: validate → pick the model version → decode and letterbox (sharp, off the
+ * event loop in libuv's pool) → inference pool (worker thread: tensor, ONNX Runtime, decode, NMS).
+ */
+import { SightlineError } from '../errors.js';
+import { prepareImage, type Detection, type InferencePool } from '../inference/index.js';
+import type { ModelManager } from './models.js';
+
+export interface DetectInput {
+  model: string;
+  version: string;
+  image: Uint8Array;
+  /** 0 = server default. */
+  confidenceThreshold: number;
+  iouThreshold: number;
+  maxDetections: number;
+  classes: readonly number[];
+  agnosticNms: boolean;
+  frameId: bigint;
+}
+
+export interface Timing {
+  decodeMs: number;
+  preprocessMs: number;
+  queueMs: number;
+  inferenceMs: number;
+  postprocessMs: number;
+  totalMs: number;
+}
+
+export interface DetectResult {
+  model: string;
+  version: string;
+  modelSha256: string;
+  frameId: bigint;
+  imageWidth: number;
+  imageHeight: number;
+  detections: Detection[];
+  timing: Timing;
+}
+
+export interface DetectSettings {
+  defaults: { confidenceThreshold: number; iouThreshold: number; maxDetections: number };
+  limits: { maxImageBytes: number; maxImagePixels: number; maxDetections: number };
+}
+
+function threshold(name: string, v: number, dflt: number): number {
+  if (v === 0) return dflt;
+  if (!Number.isFinite(v) || v < 0 || v > 1) throw new SightlineError('INVALID_INPUT', `${name} must be in (0, 1], or 0 for the default ${dflt}; got ${v}`, { field: name });
+  return v;
+}
+
+export class DetectService {
+  constructor(
+    private readonly models: ModelManager,
+    private readonly pool: InferencePool,
+    private readonly settings: DetectSettings,
+  ) {}
+
+  async detect(input: DetectInput, signal: AbortSignal): Promise<DetectResult> {
+    const t0 = performance.now();
+    const { defaults, limits } = this.settings;
+    const conf = threshold('confidence_threshold', input.confidenceThreshold, defaults.confidenceThreshold);
+    const iou = threshold('iou_threshold', input.iouThreshold, defaults.iouThreshold);
+    const maxDet = input.maxDetections === 0 ? defaults.maxDetections : input.maxDetections;
+    if (maxDet > limits.maxDetections) {
+      throw new SightlineError('INVALID_INPUT', `max_detections must be at most ${limits.maxDetections}; got ${maxDet}`, { field: 'max_detections' });
+    }
+    const v = this.models.acquire(input.model, input.version);
+    try {
+      const bad = input.classes.find((c) => c >= v.info.numClasses);
+      if (bad !== undefined) {
+        throw new SightlineError('INVALID_INPUT', `classes: id ${bad} is out of range; model ${v.name} has ${v.info.numClasses} classes (0-${v.info.numClasses - 1})`, {
+          field: 'classes',
+        });
+      }
+      signal.throwIfAborted();
+      const img = await prepareImage(
+        input.image,
+        { width: v.info.inputWidth, height: v.info.inputHeight, spec: v.info.letterbox },
+        { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels },
+      );
+      const r = await this.pool.run(
+        v.key,
+        {
+          pixels: img.pixels,
+          geometry: img.geometry,
+          decode: { confThreshold: conf, classFilter: input.classes.length ? new Set(input.classes) : null, multiLabel: false },
+          nms: { iouThreshold: iou, maxDetections: maxDet, agnostic: input.agnosticNms },
+        },
+        signal,
+      );
+      return {
+        model: v.name,
+        version: v.version,
+        modelSha256: v.sha256,
+        frameId: input.frameId,
+        imageWidth: img.geometry.srcWidth,
+        imageHeight: img.geometry.srcHeight,
+        detections: r.detections,
+        timing: {
+          decodeMs: img.timing.decodeMs,
+          preprocessMs: img.timing.preprocessMs,
+          queueMs: r.queueMs,
+          inferenceMs: r.timing.inferenceMs,
+          postprocessMs: r.timing.postprocessMs,
+          totalMs: performance.now() - t0,
+        },
+      };
+    } finally {
+      this.models.release(v);
+    }
+  }
+}

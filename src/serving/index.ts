@@ -1,0 +1,3 @@
+export { ModelManager, type LoadedVersion, type VersionState } from './models.js';
+export { DetectService, type DetectInput, type DetectResult, type DetectSettings, type Timing } from './detect.js';
+export { loadModelFile, type ModelFileSource } from './load-file.js';

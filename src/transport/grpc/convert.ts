@@ -1,0 +1,34 @@
+/** Protobuf messages ↔ serving types. Protobuf types stop here. */
+import type { DetectInput, DetectResult } from '../../serving/index.js';
+import type { DetectRequest, DetectResponse } from '../../generated/sightline/v1/detector.js';
+
+export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
+  model: r.model,
+  version: r.version,
+  image: r.image,
+  confidenceThreshold: r.confidenceThreshold,
+  iouThreshold: r.iouThreshold,
+  maxDetections: r.maxDetections,
+  classes: r.classes,
+  agnosticNms: r.agnosticNms,
+  frameId: r.frameId,
+});
+
+export const toDetectResponse = (r: DetectResult): DetectResponse => ({
+  model: r.model,
+  version: r.version,
+  modelSha256: r.modelSha256,
+  frameId: r.frameId,
+  imageWidth: r.imageWidth,
+  imageHeight: r.imageHeight,
+  detections: r.detections.map((d) => ({
+    classId: d.classId,
+    label: d.label,
+    confidence: d.confidence,
+    xMin: d.xMin,
+    yMin: d.yMin,
+    xMax: d.xMax,
+    yMax: d.yMax,
+  })),
+  timing: r.timing,
+});

@@ -1,0 +1,35 @@
+/** The one map from SightlineError codes to gRPC statuses. Unmapped errors are logged and hidden. */
+import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
+import { SightlineError, type ErrorCode } from '../../errors.js';
+import type { Logger } from '../../telemetry/logger.js';
+
+const TO_GRPC: Record<ErrorCode, status> = {
+  INVALID_INPUT: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  NOT_READY: status.UNAVAILABLE,
+  OVERLOADED: status.RESOURCE_EXHAUSTED,
+  PRECONDITION: status.FAILED_PRECONDITION,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  DEADLINE: status.DEADLINE_EXCEEDED,
+  CANCELLED: status.CANCELLED,
+  UNSUPPORTED_MODEL: status.FAILED_PRECONDITION,
+  INTERNAL: status.INTERNAL,
+};
+
+/** Hint for clients told to back off (RESOURCE_EXHAUSTED): sent as the `retry-after-ms` trailer. */
+export const RETRY_AFTER_MS = 100;
+
+export function toStatus(e: unknown, log: Logger): Partial<StatusObject> {
+  if (e instanceof SightlineError) {
+    const metadata = new Metadata();
+    if (e.code === 'OVERLOADED') metadata.set('retry-after-ms', String(RETRY_AFTER_MS));
+    if (e.code === 'INTERNAL') log.error({ err: e }, 'internal error');
+    return { code: TO_GRPC[e.code], details: e.code === 'INTERNAL' ? 'internal error' : e.message, metadata };
+  }
+  log.error({ err: e }, 'unmapped error');
+  return { code: status.INTERNAL, details: 'internal error', metadata: new Metadata() };
+}
+
+export function grpcCodeOf(e: unknown): status {
+  return e instanceof SightlineError ? TO_GRPC[e.code] : status.INTERNAL;
+}
