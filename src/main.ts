@@ -27,7 +27,7 @@ export async function startSightline(config: Config, log: Logger): Promise<Sight
     onEvent: (e) => log.warn({ event: e.type, worker: e.worker, ...('code' in e ? { code: e.code } : {}) }, `inference ${e.type}`),
   });
   const models = new ModelManager(pool, log);
-  const detect = new DetectService(models, pool, { defaults: config.defaults, limits: config.limits });
+  const detect = new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess });
   let grpc: GrpcServer;
   try {
     grpc = await startGrpcServer(config.grpc, detect, log);

@@ -49,6 +49,17 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ maxImageBytes: 16 * MiB, maxImagePixels: 40_000_000, maxDetections: 10_000 }),
+    preprocess: z
+      .object({
+        /**
+         * Convert photos with an embedded ICC profile to sRGB before inference (true, like the reference
+         * detections), or skip it (false: about 2× faster decoding of camera JPEGs, the way cv2.imread
+         * reads images for YOLO training).
+         */
+        applyIccProfile: z.boolean().default(true),
+      })
+      .strict()
+      .default({ applyIccProfile: true }),
     defaults: z
       .object({
         confidenceThreshold: z.number().gt(0).max(1).default(0.25),

@@ -1,5 +1,5 @@
 /** Public entry of inference/: the pool, preprocessing and the plain data types. */
 export * from './pool/index.js';
-export { prepareImage, ACCEPTED_FORMATS, type PreparedImage, type RasterFormat } from './preprocess/index.js';
+export { prepareImage, ACCEPTED_FORMATS, type PreparedImage, type PrepareOptions, type RasterFormat } from './preprocess/index.js';
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
 export type * from './types.js';

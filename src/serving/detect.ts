@@ -3,7 +3,7 @@
  * event loop in libuv's pool) → inference pool (worker thread: tensor, ONNX Runtime, decode, NMS).
  */
 import { SightlineError } from '../errors.js';
-import { prepareImage, type Detection, type InferencePool } from '../inference/index.js';
+import { prepareImage, type Detection, type InferencePool, type PrepareOptions } from '../inference/index.js';
 import type { ModelManager } from './models.js';
 
 export interface DetectInput {
@@ -42,6 +42,7 @@ export interface DetectResult {
 export interface DetectSettings {
   defaults: { confidenceThreshold: number; iouThreshold: number; maxDetections: number };
   limits: { maxImageBytes: number; maxImagePixels: number; maxDetections: number };
+  preprocess: PrepareOptions;
 }
 
 function threshold(name: string, v: number, dflt: number): number {
@@ -79,6 +80,7 @@ export class DetectService {
         input.image,
         { width: v.info.inputWidth, height: v.info.inputHeight, spec: v.info.letterbox },
         { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels },
+        this.settings.preprocess,
       );
       const r = await this.pool.run(
         v.key,

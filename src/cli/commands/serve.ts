@@ -1,7 +1,7 @@
 /** `sightline serve`: start the server; SIGTERM/SIGINT drain gracefully, a second signal exits at once. */
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
-import { loadConfig, FAMILY_NAMES, type ConfigInput } from '../../config/index.js';
+import { loadConfig, FAMILY_NAMES } from '../../config/index.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
 import { intArg } from '../args.js';
@@ -33,12 +33,15 @@ export function serveCommand(): Command {
     .option('--threads <n>', 'ONNX Runtime intra-op threads per worker', intArg)
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .action(async (f: ServeFlags) => {
-      const overrides: ConfigInput & Record<string, unknown> = {};
-      if (f.port !== undefined || f.host) overrides.grpc = { ...(f.port !== undefined && { port: f.port }), ...(f.host && { host: f.host }) } as never;
-      if (f.workers || f.threads) overrides.pool = { ...(f.workers && { workers: f.workers }), ...(f.threads && { intraOpThreads: f.threads }) } as never;
-      if (f.logLevel) overrides.log = { level: f.logLevel } as never;
+      // Only flags actually given override the file and the environment.
+      const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+      const overrides: Record<string, unknown> = {
+        grpc: defined({ port: f.port, host: f.host }),
+        pool: defined({ workers: f.workers, intraOpThreads: f.threads }),
+        log: defined({ level: f.logLevel }),
+      };
       if (f.model) {
-        overrides.models = [{ name: f.name ?? basename(f.model, extname(f.model)), path: f.model, labels: f.labels, family: f.family }];
+        overrides.models = [defined({ name: f.name ?? basename(f.model, extname(f.model)), path: f.model, labels: f.labels, family: f.family })];
       }
       const config = loadConfig({ file: f.config, overrides });
       const log = createLogger(config.log.level);

@@ -29,7 +29,8 @@ export const describeOutputs = (outputs: readonly TensorInfo[]): string =>
   outputs.length === 0 ? '(no outputs)' : outputs.map((o) => `${o.name} [${o.dims.join(', ')}]`).join(', ');
 
 /**
- * A new family instance (each owns its decode buffers, so give each loaded model its own).
+ * A new family instance (each owns its decode buffers, so give each loaded model its own; the
+ * Candidates a decode() returns are views that the instance's next decode() overwrites).
  * `override` forces a family but still refuses shapes it cannot decode; otherwise the first family
  * whose matches() holds wins. Throws UNSUPPORTED_MODEL naming every output when none fits.
  */

@@ -6,5 +6,6 @@ export {
   prepareImage,
   type PreparedImage,
   type PrepareLimits,
+  type PrepareOptions,
   type PrepareTarget,
 } from './decode.js';
