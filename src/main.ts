@@ -30,7 +30,7 @@ export async function startSightline(config: Config, log: Logger): Promise<Sight
   const detect = new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess });
   let grpc: GrpcServer;
   try {
-    grpc = await startGrpcServer(config.grpc, detect, log);
+    grpc = await startGrpcServer(config.grpc, config.stream, detect, log);
   } catch (e) {
     await pool.close();
     throw e;

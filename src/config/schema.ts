@@ -74,15 +74,29 @@ export const ConfigSchema = z
         workers: z.number().int().min(1).max(64).default(2),
         /** ONNX Runtime intra-op threads per session. workers × intraOpThreads ≈ cores is the sweet spot. */
         intraOpThreads: z.number().int().min(1).max(64).default(1),
-        /** Requests allowed to wait for a worker; beyond it calls get RESOURCE_EXHAUSTED at once. */
-        maxQueue: z.number().int().min(0).default(64),
+        /**
+         * Requests admitted beyond one per worker (being decoded or waiting for a worker); beyond it calls
+         * get RESOURCE_EXHAUSTED at once. Small on purpose: a deep queue only adds latency under overload.
+         */
+        maxQueue: z.number().int().min(0).default(16),
         /** Execution providers in order of preference; the log says which one each session really got. */
         executionProviders: z.array(z.enum(EXECUTION_PROVIDERS)).min(1).default(['cpu']),
         /** Inferences run on every session before the version is marked ready. */
         warmupRuns: z.number().int().min(0).max(100).default(2),
       })
       .strict()
-      .default({ workers: 2, intraOpThreads: 1, maxQueue: 64, executionProviders: ['cpu'], warmupRuns: 2 }),
+      .default({ workers: 2, intraOpThreads: 1, maxQueue: 16, executionProviders: ['cpu'], warmupRuns: 2 }),
+    stream: z
+      .object({
+        /** Drop policy of streams that do not choose one: block (lossless) or latest (freshest results). */
+        defaultDropPolicy: z.enum(['block', 'latest']).default('block'),
+        /** Frames of one stream processed at once when the client does not say. */
+        defaultMaxInFlight: z.number().int().min(1).default(2),
+        /** Upper bound on a client's max_in_flight. */
+        maxInFlightLimit: z.number().int().min(1).default(8),
+      })
+      .strict()
+      .default({ defaultDropPolicy: 'block', defaultMaxInFlight: 2, maxInFlightLimit: 8 }),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

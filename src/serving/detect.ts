@@ -3,7 +3,7 @@
  * event loop in libuv's pool) → inference pool (worker thread: tensor, ONNX Runtime, decode, NMS).
  */
 import { SightlineError } from '../errors.js';
-import { prepareImage, type Detection, type InferencePool, type PrepareOptions } from '../inference/index.js';
+import { prepareImage, type Detection, type InferencePool, type PrepareOptions, type Ticket } from '../inference/index.js';
 import type { ModelManager } from './models.js';
 
 export interface DetectInput {
@@ -58,7 +58,11 @@ export class DetectService {
     private readonly settings: DetectSettings,
   ) {}
 
-  async detect(input: DetectInput, signal: AbortSignal): Promise<DetectResult> {
+  /**
+   * `stream`: the caller is a stream frame, already bounded by the stream's in-flight limit, so it is
+   * counted in the admission budget but never refused.
+   */
+  async detect(input: DetectInput, signal: AbortSignal, opts: { stream?: boolean } = {}): Promise<DetectResult> {
     const t0 = performance.now();
     const { defaults, limits } = this.settings;
     const conf = threshold('confidence_threshold', input.confidenceThreshold, defaults.confidenceThreshold);
@@ -68,6 +72,7 @@ export class DetectService {
       throw new SightlineError('INVALID_INPUT', `max_detections must be at most ${limits.maxDetections}; got ${maxDet}`, { field: 'max_detections' });
     }
     const v = this.models.acquire(input.model, input.version);
+    let ticket: Ticket | undefined;
     try {
       const bad = input.classes.find((c) => c >= v.info.numClasses);
       if (bad !== undefined) {
@@ -76,6 +81,8 @@ export class DetectService {
         });
       }
       signal.throwIfAborted();
+      // Admission before decoding: a refused request costs no decode time.
+      ticket = this.pool.admit({ bypassLimit: opts.stream });
       const img = await prepareImage(
         input.image,
         { width: v.info.inputWidth, height: v.info.inputHeight, spec: v.info.letterbox },
@@ -91,6 +98,7 @@ export class DetectService {
           nms: { iouThreshold: iou, maxDetections: maxDet, agnostic: input.agnosticNms },
         },
         signal,
+        ticket,
       );
       return {
         model: v.name,
@@ -110,6 +118,7 @@ export class DetectService {
         },
       };
     } finally {
+      ticket?.release();
       this.models.release(v);
     }
   }

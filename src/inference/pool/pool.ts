@@ -1,6 +1,8 @@
 /**
  * The inference pool: N worker threads, each holding one ONNX Runtime session per loaded model version.
- * Admission is bounded (maxQueue), work goes FIFO to the next free worker, a request whose signal has
+ * Admission is bounded: a request takes a ticket before any work is spent on it (decoding included),
+ * and at most `workers + maxQueue` tickets are out at once; beyond that admit() refuses at once with
+ * OVERLOADED and a retry estimate. Work goes FIFO to the next free worker, a request whose signal has
  * fired is dropped without running, and a worker that dies is replaced and reloaded.
  */
 import { SightlineError } from '../../errors.js';
@@ -22,6 +24,9 @@ export type PoolEvent =
 export interface PoolStats {
   workers: number;
   busyWorkers: number;
+  /** Requests admitted and not yet running on a worker (being decoded, or waiting in the queue). */
+  admitted: number;
+  /** Prepared requests waiting for a worker. */
   queued: number;
   /** Inferences started since the pool was created (a request dropped before running is not counted). */
   runsStarted: number;
@@ -32,7 +37,16 @@ export interface RunResult extends RunOutput {
   queueMs: number;
 }
 
+/**
+ * A place in the pool's admission budget, taken before a request is decoded and given back when a
+ * worker starts it (or when the request ends early). release() is idempotent.
+ */
+export interface Ticket {
+  release(): void;
+}
+
 interface Job {
+  ticket: Ticket;
   key: string;
   input: RunInput;
   signal: AbortSignal;
@@ -66,8 +80,11 @@ export class InferencePool {
   private readonly queue: Job[] = [];
   private readonly models = new Map<string, LoadedModel>();
   private closed = false;
+  private admitted = 0;
   private runsStarted = 0;
   private runsRejected = 0;
+  /** Moving average of one run's duration, for the retry hint given to refused callers. */
+  private avgRunMs = 50;
 
   private constructor(private readonly opts: PoolOptions) {}
 
@@ -139,24 +156,47 @@ export class InferencePool {
   }
 
   /**
-   * Runs one prepared image. Rejects at once with OVERLOADED when maxQueue requests already wait, and
-   * with the signal's reason when it fires before a worker takes the job.
+   * Takes a place in the admission budget (workers + maxQueue), or refuses at once with OVERLOADED and
+   * a `retryAfterMs` estimate. `bypassLimit` is for callers bounded elsewhere (a stream's in-flight
+   * frames): they are counted but never refused.
    */
-  run(key: string, input: RunInput, signal: AbortSignal): Promise<RunResult> {
-    if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
-    if (signal.aborted) return Promise.reject(signal.reason);
-    if (!this.models.has(key)) return Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
-    const idle = this.slots.some((s) => !s.busy && s.client.isAlive);
-    if (!idle && this.queue.length >= this.opts.maxQueue) {
+  admit(opts: { bypassLimit?: boolean } = {}): Ticket {
+    this.assertOpen();
+    const limit = this.slots.length + this.opts.maxQueue;
+    if (!opts.bypassLimit && this.admitted >= limit) {
       this.runsRejected++;
-      return Promise.reject(
-        new SightlineError('OVERLOADED', `inference queue is full (${this.queue.length} waiting, limit ${this.opts.maxQueue})`, {
-          queued: this.queue.length,
-        }),
-      );
+      const waiting = this.admitted - this.slots.length + 1;
+      const retryAfterMs = Math.max(10, Math.ceil((waiting * this.avgRunMs) / this.slots.length));
+      throw new SightlineError('OVERLOADED', `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`, {
+        retryAfterMs,
+      });
     }
+    this.admitted++;
+    let held = true;
+    return {
+      release: () => {
+        if (held) (held = false), this.admitted--;
+      },
+    };
+  }
+
+  /**
+   * Runs one prepared image, under `ticket` (from admit()) or a ticket taken now. Rejects with the
+   * signal's reason when it fires before a worker takes the job: such a job never reaches ONNX Runtime.
+   */
+  run(key: string, input: RunInput, signal: AbortSignal, ticket?: Ticket): Promise<RunResult> {
+    if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
+    let t: Ticket;
+    try {
+      t = ticket ?? this.admit();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (signal.aborted) return t.release(), Promise.reject(signal.reason);
+    if (!this.models.has(key)) return t.release(), Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
     return new Promise<RunResult>((resolve, reject) => {
       const job: Job = {
+        ticket: t,
         key,
         input,
         signal,
@@ -167,6 +207,7 @@ export class InferencePool {
           const i = this.queue.indexOf(job);
           if (i >= 0) {
             this.queue.splice(i, 1);
+            t.release();
             reject(signal.reason);
           }
         },
@@ -204,6 +245,7 @@ export class InferencePool {
   private nextJob(): Job | undefined {
     for (let job = this.queue.shift(); job; job = this.queue.shift()) {
       job.signal.removeEventListener('abort', job.onAbort);
+      job.ticket.release();
       if (!job.signal.aborted) return job;
       job.reject(job.signal.reason);
     }
@@ -215,9 +257,13 @@ export class InferencePool {
     this.runsStarted++;
     const { pixels } = job.input;
     const transfer = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength ? [pixels.buffer as ArrayBuffer] : [];
+    const t0 = performance.now();
     slot.client
       .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, transfer)
-      .then((out) => job.resolve({ ...out, queueMs }), job.reject)
+      .then((out) => {
+        this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
+        job.resolve({ ...out, queueMs });
+      }, job.reject)
       .finally(() => this.release(slot));
   }
 
@@ -230,6 +276,7 @@ export class InferencePool {
     return {
       workers: this.slots.length,
       busyWorkers: this.slots.filter((s) => s.busy).length,
+      admitted: this.admitted,
       queued: this.queue.length,
       runsStarted: this.runsStarted,
       runsRejected: this.runsRejected,
@@ -246,6 +293,7 @@ export class InferencePool {
     this.closed = true;
     for (const job of this.queue.splice(0)) {
       job.signal.removeEventListener('abort', job.onAbort);
+      job.ticket.release();
       job.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     }
     const deadline = Date.now() + 5000;

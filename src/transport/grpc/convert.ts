@@ -1,5 +1,5 @@
 /** Protobuf messages ↔ serving types. Protobuf types stop here. */
-import type { DetectInput, DetectResult } from '../../serving/index.js';
+import type { DetectInput, DetectResult, StreamItem } from '../../serving/index.js';
 import type { DetectRequest, DetectResponse } from '../../generated/sightline/v1/detector.js';
 
 export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
@@ -31,4 +31,20 @@ export const toDetectResponse = (r: DetectResult): DetectResponse => ({
     yMax: d.yMax,
   })),
   timing: r.timing,
+  dropped: false,
 });
+
+const droppedResponse = (frameId: bigint): DetectResponse => ({
+  model: '',
+  version: '',
+  modelSha256: '',
+  frameId,
+  imageWidth: 0,
+  imageHeight: 0,
+  detections: [],
+  timing: undefined,
+  dropped: true,
+});
+
+export const toStreamResponse = (item: StreamItem): DetectResponse =>
+  item.kind === 'result' ? toDetectResponse(item.result) : droppedResponse(item.frameId);

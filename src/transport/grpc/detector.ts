@@ -1,14 +1,55 @@
-/** sightline.v1.Detector handlers: adapters from gRPC calls to the DetectService. */
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
-import type { DetectorServer, DetectRequest, DetectResponse } from '../../generated/sightline/v1/detector.js';
-import type { DetectService } from '../../serving/index.js';
+/** sightline.v1.Detector handlers: adapters from gRPC calls to the serving layer. */
+import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { DropPolicy as ProtoDropPolicy, type DetectorServer, type DetectRequest, type DetectResponse } from '../../generated/sightline/v1/detector.js';
+import { SightlineError } from '../../errors.js';
+import { StreamSession, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { fromDetectRequest, toDetectResponse } from './convert.js';
+import { fromDetectRequest, toDetectResponse, toStreamResponse } from './convert.js';
 import { signalFor } from './deadline.js';
 import { grpcCodeOf, toStatus } from './status.js';
 
-export function detectorHandlers(detect: DetectService, log: Logger): DetectorServer {
-  return {
+export interface StreamConfig {
+  defaultDropPolicy: DropPolicy;
+  defaultMaxInFlight: number;
+  maxInFlightLimit: number;
+}
+
+export interface DetectorHandlers {
+  impl: DetectorServer;
+  /** Asks every open stream to finish what it received and end with UNAVAILABLE (shutdown). */
+  drainStreams(): void;
+}
+
+/** Stream settings: metadata first, then the first message's stream_options, then server defaults. */
+function streamSettings(first: DetectRequest, md: Metadata, cfg: StreamConfig): StreamSettings {
+  let policy: DropPolicy = cfg.defaultDropPolicy;
+  let maxInFlight = cfg.defaultMaxInFlight;
+  const mdPolicy = md.get('x-sightline-drop-policy')[0];
+  if (mdPolicy !== undefined) {
+    if (mdPolicy !== 'block' && mdPolicy !== 'latest') throw new SightlineError('INVALID_INPUT', `x-sightline-drop-policy must be "block" or "latest", got "${String(mdPolicy)}"`);
+    policy = mdPolicy;
+  }
+  const mdMax = md.get('x-sightline-max-in-flight')[0];
+  if (mdMax !== undefined) {
+    const n = Number(mdMax);
+    if (!Number.isInteger(n) || n < 1) throw new SightlineError('INVALID_INPUT', `x-sightline-max-in-flight must be a positive integer, got "${String(mdMax)}"`);
+    maxInFlight = n;
+  }
+  const o = first.streamOptions;
+  if (o?.dropPolicy === ProtoDropPolicy.DROP_POLICY_BLOCK) policy = 'block';
+  else if (o?.dropPolicy === ProtoDropPolicy.DROP_POLICY_LATEST) policy = 'latest';
+  if (o?.maxInFlight) maxInFlight = o.maxInFlight;
+  if (maxInFlight > cfg.maxInFlightLimit) {
+    throw new SightlineError('INVALID_INPUT', `max_in_flight ${maxInFlight} is over the server limit ${cfg.maxInFlightLimit}`);
+  }
+  return { policy, maxInFlight };
+}
+
+export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig, log: Logger): DetectorHandlers {
+  const sessions = new Set<StreamSession>();
+  let draining = false;
+
+  const impl: DetectorServer = {
     detect(call: ServerUnaryCall<DetectRequest, DetectResponse>, cb: sendUnaryData<DetectResponse>) {
       const { signal, dispose } = signalFor(call);
       const t0 = performance.now();
@@ -16,7 +57,7 @@ export function detectorHandlers(detect: DetectService, log: Logger): DetectorSe
         .detect(fromDetectRequest(call.request), signal)
         .then(
           (r) => {
-            if (log.isLevelEnabled('debug')) log.debug({ event: 'detect', model: r.model, version: r.version, status: 'OK', ms: r.timing.totalMs }, 'detect');
+            if (log.isLevelEnabled('debug')) log.debug({ event: 'detect', model: r.model, version: r.version, code: 0, ms: r.timing.totalMs }, 'detect');
             cb(null, toDetectResponse(r));
           },
           (e: unknown) => {
@@ -27,30 +68,55 @@ export function detectorHandlers(detect: DetectService, log: Logger): DetectorSe
         .finally(dispose);
     },
 
-    /** Simple in-order streaming: one frame at a time, responses in request order. */
     stream(call: ServerDuplexStream<DetectRequest, DetectResponse>) {
       const { signal, dispose } = signalFor(call);
-      let chain: Promise<void> = Promise.resolve();
+      let session: StreamSession | null = null;
       let failed = false;
+      const fail = (e: unknown) => {
+        failed = true;
+        call.emit('error', toStatus(e, log));
+        dispose();
+      };
+      if (draining) return fail(new SightlineError('NOT_READY', 'the server is shutting down'));
       call.on('data', (req: DetectRequest) => {
-        chain = chain.then(async () => {
-          if (failed || signal.aborted) return;
+        if (failed) return;
+        if (!session) {
+          let settings: StreamSettings;
           try {
-            const r = await detect.detect(fromDetectRequest(req), signal);
-            call.write(toDetectResponse(r));
+            settings = streamSettings(req, call.metadata, streamCfg);
           } catch (e) {
-            failed = true;
-            call.emit('error', toStatus(e, log));
+            return fail(e);
           }
-        });
+          const s: StreamSession = new StreamSession(detect, settings, signal, {
+            write: (item) => call.write(toStreamResponse(item)),
+            pauseInput: () => call.pause(),
+            resumeInput: () => call.resume(),
+            end: (error) => {
+              sessions.delete(s);
+              if (error === undefined) call.end();
+              else call.emit('error', toStatus(error, log));
+              dispose();
+            },
+          });
+          session = s;
+          sessions.add(s);
+          if (draining) s.drain();
+        }
+        session.push(fromDetectRequest(req));
       });
-      call.on('end', () => {
-        void chain.then(() => {
-          if (!failed) call.end();
-          dispose();
-        });
+      call.on('drain', () => session?.onWritable());
+      call.on('end', () => (session ? session.endInput() : (call.end(), dispose())));
+      call.on('cancelled', () => {
+        if (session) sessions.delete(session);
+        dispose();
       });
-      call.on('cancelled', dispose);
+    },
+  };
+  return {
+    impl,
+    drainStreams() {
+      draining = true;
+      for (const s of sessions) s.drain();
     },
   };
 }

@@ -8,12 +8,15 @@ import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import type { DetectService } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { detectorHandlers } from './detector.js';
+import { detectorHandlers, type StreamConfig } from './detector.js';
 
 /** proto/ at the package root (this file runs as dist/src/transport/grpc/server.js). */
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'proto');
 
 export const SERVICE_NAMES = ['sightline.v1.Detector'] as const;
+
+/** Time before the end of the shutdown grace period at which open streams are asked to wind down. */
+const STREAM_DRAIN_MS = 1000;
 
 export interface GrpcServerOptions {
   host: string;
@@ -26,7 +29,7 @@ export interface GrpcServer {
   readonly port: number;
   readonly health: HealthImplementation;
   setServing(status: ServingStatus): void;
-  /** Stops accepting calls, waits for in-flight ones up to graceMs, then cancels the rest. */
+  /** NOT_SERVING, stops accepting calls, waits for in-flight ones up to graceMs, then cancels the rest. */
   shutdown(graceMs: number): Promise<void>;
   forceShutdown(): void;
 }
@@ -37,12 +40,13 @@ function reflection(): ReflectionService {
   return new ReflectionService(pkg);
 }
 
-export async function startGrpcServer(opts: GrpcServerOptions, detect: DetectService, log: Logger): Promise<GrpcServer> {
+export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, detect: DetectService, log: Logger): Promise<GrpcServer> {
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes,
     'grpc.max_send_message_length': opts.maxSendMessageBytes,
   });
-  server.addService(DetectorService, detectorHandlers(detect, log));
+  const detector = detectorHandlers(detect, streamCfg, log);
+  server.addService(DetectorService, detector.impl);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])) });
   health.addToServer(server);
   reflection().addToServer(server);
@@ -64,15 +68,22 @@ export async function startGrpcServer(opts: GrpcServerOptions, detect: DetectSer
     health,
     setServing,
     async shutdown(graceMs: number) {
+      // Probes and balancers notice first. No new calls are accepted; calls in flight, streams
+      // included, may finish on their own. Near the end of the grace period, streams still open (a
+      // camera never half-closes) stop reading, answer the frames they hold and end with UNAVAILABLE;
+      // whatever is left when the grace period is over is cancelled.
       setServing('NOT_SERVING');
+      const drainAt = Math.max(0, graceMs - STREAM_DRAIN_MS);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
+        const drainTimer = setTimeout(() => detector.drainStreams(), drainAt);
+        const forceTimer = setTimeout(() => {
           log.warn({ event: 'shutdown_forced', graceMs }, 'grace period over: cancelling remaining calls');
           server.forceShutdown();
           resolve();
         }, graceMs);
         server.tryShutdown(() => {
-          clearTimeout(timer);
+          clearTimeout(drainTimer);
+          clearTimeout(forceTimer);
           resolve();
         });
       });

@@ -16,13 +16,14 @@ const TO_GRPC: Record<ErrorCode, status> = {
   INTERNAL: status.INTERNAL,
 };
 
-/** Hint for clients told to back off (RESOURCE_EXHAUSTED): sent as the `retry-after-ms` trailer. */
-export const RETRY_AFTER_MS = 100;
+/** Used when an OVERLOADED error carries no estimate of its own. */
+const DEFAULT_RETRY_AFTER_MS = 100;
 
 export function toStatus(e: unknown, log: Logger): Partial<StatusObject> {
   if (e instanceof SightlineError) {
     const metadata = new Metadata();
-    if (e.code === 'OVERLOADED') metadata.set('retry-after-ms', String(RETRY_AFTER_MS));
+    // Machine-readable back-off hint for clients told the server is at capacity.
+    if (e.code === 'OVERLOADED') metadata.set('retry-after-ms', String(e.fields.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS));
     if (e.code === 'INTERNAL') log.error({ err: e }, 'internal error');
     return { code: TO_GRPC[e.code], details: e.code === 'INTERNAL' ? 'internal error' : e.message, metadata };
   }

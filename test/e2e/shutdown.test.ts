@@ -1,0 +1,111 @@
+/** Graceful shutdown of a real `sightline serve` process: SIGTERM drains, a second signal exits at once. */
+import { status } from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { detect, detectorClient } from '../../src/cli/client.js';
+import { HealthClient } from '../../src/generated/health/v1/health.js';
+import { CLI } from '../support/cli.js';
+import { sharedDataOrSkip } from '../support/data.js';
+import { imagePath, modelPath } from '../support/shared.js';
+import { openStream } from '../support/stream.js';
+import { credentials } from '@grpc/grpc-js';
+
+const haveData = sharedDataOrSkip('shutdown');
+
+interface Served {
+  child: ChildProcess;
+  address: string;
+  exit: Promise<number | null>;
+  logs: string[];
+}
+
+/** Starts `sightline serve` on a free port and resolves once it logs that it is serving. */
+function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const logs: string[] = [];
+  const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    let port = 0;
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        logs.push(line);
+        const ev = JSON.parse(line) as { event?: string; port?: number };
+        if (ev.event === 'grpc_listening') port = ev.port!;
+        if (ev.event === 'serving') resolve({ child, address: `127.0.0.1:${port}`, exit, logs });
+      }
+    });
+    void exit.then((code) => reject(new Error(`server exited early with ${code}`)));
+  });
+}
+
+describe('graceful shutdown', { skip: !haveData }, () => {
+  test('SIGTERM during unary calls and open streams: every accepted call completes, exit 0', async () => {
+    const bus = readFileSync(imagePath('bus.jpg'));
+    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], { SIGHTLINE_SHUTDOWN_GRACE_MS: '3000' });
+    const client = detectorClient(s.address);
+    const health = new HealthClient(s.address, credentials.createInsecure());
+    const statuses: number[] = [];
+    const watch = health.watch({ service: '' });
+    watch.on('data', (r: { status: number }) => statuses.push(r.status));
+    watch.on('error', () => undefined);
+    try {
+      await detect(client, { image: bus }); // connected and warm
+      const unary = Array.from({ length: 10 }, () => detect(client, { image: bus }));
+      // Two streams the client closes itself after SIGTERM, and one it never closes (a camera).
+      const streams = [0, 1, 2].map(() => openStream(client, { policy: 'block', maxInFlight: 2 }));
+      for (const st of streams) for (let i = 0; i < 4; i++) st.send(i, bus);
+      await new Promise((r) => setTimeout(r, 150)); // every call is on the server now
+      s.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 100));
+      for (const st of streams.slice(0, 2)) {
+        st.send(4, bus);
+        st.call.end();
+      }
+      const results = await Promise.allSettled(unary);
+      const failed = results.filter((r) => r.status === 'rejected');
+      assert.equal(failed.length, 0, `accepted unary calls failed: ${failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; ')}`);
+      for (const st of streams.slice(0, 2)) {
+        assert.equal(await st.done, null, 'a stream the client closed ends OK');
+        assert.equal(st.responses.length, 5, 'every frame of a closed stream was answered');
+      }
+      const camera = await streams[2]!.done;
+      assert.equal(camera?.code, status.UNAVAILABLE, 'a stream still open at the end of the grace period is told to reconnect');
+      assert.equal(streams[2]!.responses.length, 4, 'after answering every frame it had received');
+      assert.equal(await s.exit, 0);
+      assert.ok(statuses.includes(2 /* NOT_SERVING */) || s.logs.some((l) => l.includes('shutdown_started')), 'health turned NOT_SERVING');
+      assert.ok(s.logs.some((l) => l.includes('shutdown_complete')));
+    } finally {
+      client.close();
+      health.close();
+      s.child.kill('SIGKILL');
+    }
+  });
+
+  test('a second signal exits at once', async () => {
+    const s = await serve(['--model', modelPath('yolo11n_int8_320.onnx')]);
+    const client = detectorClient(s.address);
+    const bus = readFileSync(imagePath('bus.jpg'));
+    try {
+      // A stream that never ends keeps the graceful shutdown waiting for its grace period.
+      const st = openStream(client, { policy: 'block', maxInFlight: 1 });
+      st.send(1, bus);
+      await new Promise((r) => setTimeout(r, 100));
+      s.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 50));
+      s.child.kill('SIGINT');
+      const t0 = Date.now();
+      const code = await s.exit;
+      assert.equal(code, 1);
+      assert.ok(Date.now() - t0 < 2000);
+    } finally {
+      client.close();
+      s.child.kill('SIGKILL');
+    }
+  });
+});
