@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { detectCommand } from './commands/detect.js';
+import { registryCommand } from './commands/registry.js';
 import { serveCommand } from './commands/serve.js';
 import { validateCommand } from './commands/validate.js';
 
@@ -14,7 +15,8 @@ export function buildCli(): Command {
     .showHelpAfterError()
     .addCommand(serveCommand())
     .addCommand(detectCommand())
-    .addCommand(validateCommand());
+    .addCommand(validateCommand())
+    .addCommand(registryCommand());
 }
 
 export async function runCli(argv: string[]): Promise<void> {

@@ -59,6 +59,21 @@ export class DetectService {
   ) {}
 
   /**
+   * The model and version a request naming (model, version) is served by right now, or null when it
+   * resolves to none. For labelling failed requests in metrics: names that match nothing loaded never
+   * become label values, so clients cannot grow the metric series.
+   */
+  labelsFor(model: string, version: string): { model: string; version: string } | null {
+    try {
+      const v = this.models.acquire(model, version);
+      this.models.release(v);
+      return { model: v.name, version: v.version };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
    * `stream`: the caller is a stream frame, already bounded by the stream's in-flight limit, so it is
    * counted in the admission budget but never refused.
    */

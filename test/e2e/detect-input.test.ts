@@ -29,7 +29,7 @@ describe('Detect input handling', { skip: !haveData }, () => {
     srv = await startTestServer({
       models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }],
       limits: { maxImageBytes: 400_000, maxImagePixels: 1_000_000 },
-      pool: { workers: 2, warmupRuns: 1 },
+      pool: { workers: 2, warmupRuns: 1, maxQueue: 16 },
     });
   });
   after(() => srv?.close());

@@ -9,6 +9,7 @@ import { HealthClient } from '../../src/generated/health/v1/health.js';
 import { CLI } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { imagePath, modelPath } from '../support/shared.js';
+import { tempDataDir } from '../support/server.js';
 import { openStream } from '../support/stream.js';
 import { credentials } from '@grpc/grpc-js';
 
@@ -23,7 +24,7 @@ interface Served {
 
 /** Starts `sightline serve` on a free port and resolves once it logs that it is serving. */
 function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, SIGHTLINE_REGISTRY__DATA_DIR: tempDataDir(), ...env } });
   const logs: string[] = [];
   const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
@@ -47,7 +48,7 @@ function serve(args: string[], env: Record<string, string> = {}): Promise<Served
 describe('graceful shutdown', { skip: !haveData }, () => {
   test('SIGTERM during unary calls and open streams: every accepted call completes, exit 0', async () => {
     const bus = readFileSync(imagePath('bus.jpg'));
-    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], { SIGHTLINE_SHUTDOWN_GRACE_MS: '3000' });
+    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], { SIGHTLINE_SHUTDOWN_GRACE_MS: '3000', SIGHTLINE_POOL__MAX_QUEUE: '16' });
     const client = detectorClient(s.address);
     const health = new HealthClient(s.address, credentials.createInsecure());
     const statuses: number[] = [];

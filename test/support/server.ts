@@ -1,6 +1,9 @@
 /** Starts a real Sightline server in this process on a free loopback port, with a real gRPC client. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig, deepMerge, type ConfigInput } from '../../src/config/index.js';
-import { startSightline, type Sightline } from '../../src/main.js';
+import { startSightline, type Sightline, type StartOptions } from '../../src/main.js';
 import { detectorClient, detect } from '../../src/cli/client.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import type { DetectorClient, DetectRequest, DetectResponse } from '../../src/generated/sightline/v1/detector.js';
@@ -8,21 +11,37 @@ import type { DetectorClient, DetectRequest, DetectResponse } from '../../src/ge
 export interface TestServer {
   app: Sightline;
   address: string;
+  /** The registry's data directory (a fresh temporary one unless the overrides name one). */
+  dataDir: string;
   client: DetectorClient;
   detect(req: Partial<DetectRequest>, opts?: { deadlineMs?: number }): Promise<DetectResponse>;
   close(): Promise<void>;
 }
 
-export async function startTestServer(overrides: ConfigInput = {}): Promise<TestServer> {
+/** A fresh registry data directory, removed by the caller. */
+export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'sightline-test-'));
+
+export async function startTestServer(overrides: ConfigInput = {}, start: StartOptions = {}): Promise<TestServer> {
+  const ownDir = !overrides.registry?.dataDir;
+  const dataDir = overrides.registry?.dataDir ?? tempDataDir();
   const config = loadConfig({
     env: {},
-    overrides: deepMerge({ grpc: { port: 0, host: '127.0.0.1' }, log: { level: process.env.SIGHTLINE_TEST_LOG ?? 'silent' } }, overrides as Record<string, unknown>),
+    overrides: deepMerge(
+      {
+        grpc: { port: 0, host: '127.0.0.1' },
+        admin: { port: 0, host: '127.0.0.1' }, // tests run in parallel: never the fixed 9464
+        log: { level: process.env.SIGHTLINE_TEST_LOG ?? 'silent' },
+        registry: { dataDir },
+      },
+      overrides as Record<string, unknown>,
+    ),
   });
-  const app = await startSightline(config, createLogger(config.log.level));
+  const app = await startSightline(config, createLogger(config.log.level), start);
   try {
     await app.ready;
   } catch (e) {
     await app.close(0);
+    if (ownDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
   }
   const address = `127.0.0.1:${app.port}`;
@@ -30,11 +49,13 @@ export async function startTestServer(overrides: ConfigInput = {}): Promise<Test
   return {
     app,
     address,
+    dataDir,
     client,
     detect: (req, opts) => detect(client, req, opts),
     async close() {
       client.close();
       await app.close(1000);
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -17,6 +17,7 @@ interface ServeFlags {
   workers?: number;
   threads?: number;
   logLevel?: string;
+  adminPort?: number;
 }
 
 export function serveCommand(): Command {
@@ -32,6 +33,7 @@ export function serveCommand(): Command {
     .option('--workers <n>', 'inference worker threads', intArg)
     .option('--threads <n>', 'ONNX Runtime intra-op threads per worker', intArg)
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .option('--admin-port <n>', 'admin HTTP port: /metrics, /healthz, /readyz (default 9464)', intArg)
     .action(async (f: ServeFlags) => {
       // Only flags actually given override the file and the environment.
       const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
@@ -39,6 +41,7 @@ export function serveCommand(): Command {
         grpc: defined({ port: f.port, host: f.host }),
         pool: defined({ workers: f.workers, intraOpThreads: f.threads }),
         log: defined({ level: f.logLevel }),
+        admin: defined({ port: f.adminPort }),
       };
       if (f.model) {
         overrides.models = [defined({ name: f.name ?? basename(f.model, extname(f.model)), path: f.model, labels: f.labels, family: f.family })];

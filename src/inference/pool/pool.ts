@@ -81,6 +81,7 @@ export class InferencePool {
   private readonly models = new Map<string, LoadedModel>();
   private closed = false;
   private admitted = 0;
+  private probes = 0;
   private runsStarted = 0;
   private runsRejected = 0;
   /** Moving average of one run's duration, for the retry hint given to refused callers. */
@@ -127,22 +128,46 @@ export class InferencePool {
   }
 
   /**
-   * Loads (and warms) a model on every worker, one worker at a time so the others keep serving.
-   * Resolves with the model's info once every worker has it; on failure unloads it everywhere.
+   * Loads a model on every worker, then warms it up on every worker, one worker at a time so the
+   * others keep serving. Resolves with the model's info once every worker is warm; on failure unloads
+   * it everywhere. `onPhase('warming')` is called between the two phases.
    */
-  async load(key: string, model: Uint8Array, options: LoadOptions): Promise<ModelInfo> {
+  async load(key: string, model: Uint8Array, options: LoadOptions, onPhase?: (phase: 'warming') => void): Promise<ModelInfo> {
     this.assertOpen();
     let info: ModelInfo | undefined;
     try {
       for (const slot of this.slots) {
-        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options }))) as ModelInfo;
+        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options: { ...options, warmupRuns: 0 } }))) as ModelInfo;
       }
+      onPhase?.('warming');
+      let warmupMs = 0;
+      for (const slot of this.slots) {
+        warmupMs = Math.max(warmupMs, (await this.onWorker(slot, (w) => w.request<number>({ type: 'warm', key, runs: options.warmupRuns }))) as number);
+      }
+      info = { ...info!, warmupMs };
     } catch (e) {
       await this.unload(key).catch(() => undefined);
       throw e;
     }
-    this.models.set(key, { model, options, info: info! });
-    return info!;
+    this.models.set(key, { model, options, info });
+    return info;
+  }
+
+  /**
+   * Loads a model on one worker only, runs it `options.warmupRuns` times and unloads it: the check an
+   * upload must pass before it is accepted. Returns what the model is.
+   */
+  async probe(model: Uint8Array, options: LoadOptions): Promise<ModelInfo> {
+    this.assertOpen();
+    const key = `probe:${++this.probes}`;
+    const slot = this.slots[this.probes % this.slots.length]!;
+    return (await this.onWorker(slot, async (w) => {
+      try {
+        return await w.request<ModelInfo>({ type: 'load', key, model, options });
+      } finally {
+        await w.request({ type: 'unload', key }).catch(() => undefined);
+      }
+    })) as ModelInfo;
   }
 
   /** Releases a model's sessions on every worker. Requests already running on it finish first. */

@@ -1,11 +1,12 @@
 /** sightline.v1.Detector handlers: adapters from gRPC calls to the serving layer. */
-import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { status as grpcStatus, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { DropPolicy as ProtoDropPolicy, type DetectorServer, type DetectRequest, type DetectResponse } from '../../generated/sightline/v1/detector.js';
 import { SightlineError } from '../../errors.js';
 import { StreamSession, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { fromDetectRequest, toDetectResponse, toStreamResponse } from './convert.js';
 import { signalFor } from './deadline.js';
+import { noTelemetry, ObservedCall, requestIdMetadata, UNKNOWN, type DetectorTelemetry } from './observe.js';
 import { grpcCodeOf, toStatus } from './status.js';
 
 export interface StreamConfig {
@@ -45,23 +46,30 @@ function streamSettings(first: DetectRequest, md: Metadata, cfg: StreamConfig): 
   return { policy, maxInFlight };
 }
 
-export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig, log: Logger): DetectorHandlers {
+export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig, log: Logger, telemetry: DetectorTelemetry = noTelemetry()): DetectorHandlers {
   const sessions = new Set<StreamSession>();
   let draining = false;
 
   const impl: DetectorServer = {
     detect(call: ServerUnaryCall<DetectRequest, DetectResponse>, cb: sendUnaryData<DetectResponse>) {
       const { signal, dispose } = signalFor(call);
-      const t0 = performance.now();
+      const obs = new ObservedCall(telemetry, 'Detect', call.metadata);
+      call.sendMetadata(requestIdMetadata(obs.requestId));
       detect
         .detect(fromDetectRequest(call.request), signal)
         .then(
           (r) => {
-            if (log.isLevelEnabled('debug')) log.debug({ event: 'detect', model: r.model, version: r.version, code: 0, ms: r.timing.totalMs }, 'detect');
+            obs.image(r, obs.seconds());
+            obs.end(0, r, { 'sightline.detections': r.detections.length });
+            obs.log(log, { model: r.model, version: r.version, code: 0, detections: r.detections.length }, 'detect');
             cb(null, toDetectResponse(r));
           },
           (e: unknown) => {
-            if (log.isLevelEnabled('debug')) log.debug({ event: 'detect', model: call.request.model, code: grpcCodeOf(e), ms: performance.now() - t0, err: (e as Error).message }, 'detect failed');
+            const code = grpcCodeOf(e);
+            const labels = detect.labelsFor(call.request.model, call.request.version);
+            obs.failedImage(code, labels);
+            obs.end(code, labels, {}, (e as Error).message);
+            obs.log(log, { model: call.request.model, version: call.request.version, code, err: (e as Error).message }, 'detect failed');
             cb(toStatus(e, log));
           },
         )
@@ -70,10 +78,25 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
 
     stream(call: ServerDuplexStream<DetectRequest, DetectResponse>) {
       const { signal, dispose } = signalFor(call);
+      const obs = new ObservedCall(telemetry, 'Stream', call.metadata);
+      call.sendMetadata(requestIdMetadata(obs.requestId));
+      // The version that answered the latest frame: the labels of the stream's call and dropped frames.
+      let served: { model: string; version: string } | null = null;
+      let delivered = 0;
+      let dropped = 0;
+      let finished = false;
+      const finish = (code: number, err?: unknown) => {
+        if (finished) return;
+        finished = true;
+        const message = err === undefined ? undefined : (err as Error).message;
+        obs.end(code, served, { 'sightline.stream.frames.delivered': delivered, 'sightline.stream.frames.dropped': dropped }, message);
+        obs.log(log, { model: served?.model ?? '', version: served?.version ?? '', code, delivered, dropped, ...(message ? { err: message } : {}) }, 'stream ended');
+      };
       let session: StreamSession | null = null;
       let failed = false;
       const fail = (e: unknown) => {
         failed = true;
+        finish(grpcCodeOf(e), e);
         call.emit('error', toStatus(e, log));
         dispose();
       };
@@ -88,11 +111,25 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
             return fail(e);
           }
           const s: StreamSession = new StreamSession(detect, settings, signal, {
-            write: (item) => call.write(toStreamResponse(item)),
+            write: (item) => {
+              // Every frame outcome passes here once (the session's onOutcome point), with its result.
+              if (item.kind === 'result') {
+                const r = item.result;
+                if (served?.model !== r.model || served.version !== r.version) served = { model: r.model, version: r.version };
+                delivered++;
+                obs.image(r, r.timing.totalMs / 1000);
+                telemetry.metrics.observeStreamFrame(r.model, r.version, 'delivered');
+              } else {
+                dropped++;
+                telemetry.metrics.observeStreamFrame(served?.model ?? UNKNOWN, served?.version ?? UNKNOWN, 'dropped');
+              }
+              return call.write(toStreamResponse(item));
+            },
             pauseInput: () => call.pause(),
             resumeInput: () => call.resume(),
             end: (error) => {
               sessions.delete(s);
+              finish(error === undefined ? grpcStatus.OK : grpcCodeOf(error), error);
               if (error === undefined) call.end();
               else call.emit('error', toStatus(error, log));
               dispose();
@@ -105,8 +142,9 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         session.push(fromDetectRequest(req));
       });
       call.on('drain', () => session?.onWritable());
-      call.on('end', () => (session ? session.endInput() : (call.end(), dispose())));
+      call.on('end', () => (session ? session.endInput() : (finish(grpcStatus.OK), call.end(), dispose())));
       call.on('cancelled', () => {
+        finish(grpcStatus.CANCELLED);
         if (session) sessions.delete(session);
         dispose();
       });

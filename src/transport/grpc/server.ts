@@ -6,14 +6,17 @@ import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
-import type { DetectService } from '../../serving/index.js';
+import { RegistryService } from '../../generated/sightline/v1/registry.js';
+import type { DetectService, ModelLifecycle } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { detectorHandlers, type StreamConfig } from './detector.js';
+import type { DetectorTelemetry } from './observe.js';
+import { registryHandlers } from './registry.js';
 
 /** proto/ at the package root (this file runs as dist/src/transport/grpc/server.js). */
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'proto');
 
-export const SERVICE_NAMES = ['sightline.v1.Detector'] as const;
+export const SERVICE_NAMES = ['sightline.v1.Detector', 'sightline.v1.Registry'] as const;
 
 /** Time before the end of the shutdown grace period at which open streams are asked to wind down. */
 const STREAM_DRAIN_MS = 1000;
@@ -35,18 +38,27 @@ export interface GrpcServer {
 }
 
 function reflection(): ReflectionService {
-  const files = ['sightline/v1/detector.proto'];
+  const files = ['sightline/v1/detector.proto', 'sightline/v1/registry.proto'];
   const pkg = protoLoader.loadSync([...files.map((f) => join(PROTO_DIR, f)), healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true });
   return new ReflectionService(pkg);
 }
 
-export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, detect: DetectService, log: Logger): Promise<GrpcServer> {
+export interface GrpcServices {
+  detect: DetectService;
+  lifecycle: ModelLifecycle;
+  /** Metrics and tracing for Detector calls; none when absent. */
+  telemetry?: DetectorTelemetry;
+}
+
+export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, services: GrpcServices, log: Logger): Promise<GrpcServer> {
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes,
     'grpc.max_send_message_length': opts.maxSendMessageBytes,
   });
-  const detector = detectorHandlers(detect, streamCfg, log);
+  const detector = detectorHandlers(services.detect, streamCfg, log, services.telemetry);
   server.addService(DetectorService, detector.impl);
+  const registry = registryHandlers(services.lifecycle, log);
+  server.addService(RegistryService, registry.impl);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])) });
   health.addToServer(server);
   reflection().addToServer(server);
@@ -73,6 +85,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
       // camera never half-closes) stop reading, answer the frames they hold and end with UNAVAILABLE;
       // whatever is left when the grace period is over is cancelled.
       setServing('NOT_SERVING');
+      registry.endWatches();
       const drainAt = Math.max(0, graceMs - STREAM_DRAIN_MS);
       await new Promise<void>((resolve) => {
         const drainTimer = setTimeout(() => detector.drainStreams(), drainAt);

@@ -1,0 +1,173 @@
+/** `sightline registry ...`: manage model versions on a running server over gRPC. */
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { Presets, SingleBar } from 'cli-progress';
+import { Command, Option } from 'commander';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { FAMILY_NAMES } from '../../config/index.js';
+import { VersionState, type ModelStatus, type ModelVersion, type RegistryClient } from '../../generated/sightline/v1/registry.js';
+import { intArg } from '../args.js';
+import { call, DEFAULT_SERVER, registryClient } from '../client.js';
+
+interface Common {
+  server: string;
+  json?: boolean;
+}
+
+const CHUNK_BYTES = 1024 * 1024;
+
+/** JSON for scripts: bigints become numbers (sizes and ids fit). */
+const print = (json: boolean | undefined, value: unknown, human: () => void) =>
+  json ? process.stdout.write(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n') : human();
+
+const stateName = (s: VersionState) => VersionState[s].replace('VERSION_STATE_', '').toLowerCase();
+
+function printStatus(s: ModelStatus): void {
+  console.log(`model ${s.model}: active ${s.activeVersion || '-'}, rollback ${s.rollbackVersion || '-'}`);
+  for (const l of s.loaded) console.log(`  version ${l.version}: ${stateName(l.state)}${l.provider ? ` on ${l.provider}` : ''}, ${l.inFlight} in flight${l.error ? ` (${l.error})` : ''}`);
+}
+
+function printVersion(v: ModelVersion): void {
+  console.log(
+    `${v.model} v${v.version}  ${v.sha256.slice(0, 12)}  ${(Number(v.sizeBytes) / 1e6).toFixed(1)} MB  ${v.family} ${v.inputWidth}x${v.inputHeight}  ${v.classNames.length} classes  ${v.createdAt}${v.corrupt ? `  CORRUPT: ${v.corruptReason}` : ''}${v.sourceName ? `  (${v.sourceName})` : ''}`,
+  );
+}
+
+/** Runs a client command, printing a gRPC error as `sightline: CODE: details` with exit status 1. */
+function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) => Promise<void>) {
+  return async (...args: A) => {
+    const opts = args.find((a): a is Common => typeof a === 'object' && a !== null && 'server' in a)!;
+    const client = registryClient(opts.server);
+    try {
+      await fn(client, ...args);
+    } catch (e) {
+      const err = e as ServiceError;
+      console.error(`sightline: ${err.code !== undefined ? `${status[err.code]}: ` : ''}${err.details ?? err.message}`);
+      process.exitCode = 1;
+    } finally {
+      client.close();
+    }
+  };
+}
+
+function upload(client: RegistryClient, file: string, o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string }): Promise<ModelVersion> {
+  const size = statSync(file).size;
+  const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true }, Presets.shades_classic) : null;
+  bar?.start(size, 0);
+  return new Promise<ModelVersion>((resolve, reject) => {
+    const stream = client.uploadVersion((err, res) => {
+      bar?.stop();
+      if (err) reject(err);
+      else resolve(res!);
+    });
+    const labels = o.labels ? readFileSync(o.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : [];
+    stream.write({ metadata: { model: o.model, notes: o.notes, expectedSha256: o.sha256 ?? '', labels, family: o.family ?? '', sourceName: basename(file) } });
+    let sent = 0;
+    const rs = createReadStream(file, { highWaterMark: CHUNK_BYTES });
+    rs.on('data', (chunk) => {
+      sent += chunk.length;
+      bar?.update(sent);
+      // Respect HTTP/2 flow control: pause the file while gRPC's buffer is full.
+      if (!stream.write({ data: chunk as Buffer })) {
+        rs.pause();
+        stream.once('drain', () => rs.resume());
+      }
+    });
+    rs.on('end', () => stream.end());
+    rs.on('error', (e) => {
+      stream.cancel();
+      reject(e);
+    });
+  });
+}
+
+export function registryCommand(): Command {
+  const cmd = new Command('registry').description('manage model versions on a running server (upload, promote, rollback, ...)');
+  const common = (c: Command) => c.option('--server <addr>', 'server address', DEFAULT_SERVER).option('--json', 'print JSON for scripts');
+
+  common(cmd.command('upload <file>').description('upload a model file as a new version; prints the version number'))
+    .requiredOption('--model <name>', 'model name')
+    .option('--notes <text>', 'model card: training data, metrics, intended use', '')
+    .option('--labels <file>', 'class names, one per line')
+    .addOption(new Option('--family <family>', 'output layout, instead of detecting it').choices([...FAMILY_NAMES]))
+    .option('--sha256 <hex>', 'refuse the upload unless the file has this sha256')
+    .action(
+      action(async (client, file: string, o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string }) => {
+        const v = await upload(client, file, o);
+        print(o.json, v, () => console.log(`${v.created ? 'uploaded' : 'already registered:'} ${v.model} version ${v.version} (sha256 ${v.sha256})`));
+      }),
+    );
+
+  common(cmd.command('list').description('models with their active and rollback versions')).action(
+    action(async (client, o: Common) => {
+      const r = await call(client, client.listModels, {});
+      print(o.json, r.models, () => {
+        if (!r.models.length) console.log('no models');
+        for (const m of r.models) console.log(`${m.name}: active ${m.activeVersion || '-'}, rollback ${m.rollbackVersion || '-'}, ${m.versionCount} version(s)`);
+      });
+    }),
+  );
+
+  common(cmd.command('versions <model>').description('versions of a model')).action(
+    action(async (client, model: string, o: Common) => {
+      const r = await call(client, client.listVersions, { model });
+      print(o.json, r.versions, () => r.versions.forEach(printVersion));
+    }),
+  );
+
+  common(cmd.command('show <model> <version>').description('one version with its model card')).action(
+    action(async (client, model: string, version: string, o: Common) => {
+      const v = await call(client, client.getVersion, { model, version: intArg(version) });
+      print(o.json, v, () => {
+        printVersion(v);
+        if (v.notes) console.log(`notes: ${v.notes}`);
+      });
+    }),
+  );
+
+  common(cmd.command('status <model>').description('pointers and loaded versions with their state')).action(
+    action(async (client, model: string, o: Common) => {
+      const s = await call(client, client.getModelStatus, { model });
+      print(o.json, { ...s, loaded: s.loaded.map((l) => ({ ...l, state: stateName(l.state) })) }, () => printStatus(s));
+    }),
+  );
+
+  common(cmd.command('promote <model> <version>').description('make a version active (loads and warms it first)'))
+    .option('--reason <text>', 'recorded in the history', '')
+    .action(
+      action(async (client, model: string, version: string, o: Common & { reason: string }) => {
+        const s = await call(client, client.promote, { model, version: intArg(version), reason: o.reason });
+        print(o.json, s, () => printStatus(s));
+      }),
+    );
+
+  common(cmd.command('rollback <model>').description('swap back to the rollback target'))
+    .option('--reason <text>', 'recorded in the history', '')
+    .action(
+      action(async (client, model: string, o: Common & { reason: string }) => {
+        const s = await call(client, client.rollback, { model, reason: o.reason });
+        print(o.json, s, () => printStatus(s));
+      }),
+    );
+
+  common(cmd.command('history <model>').description('pointer changes, newest first'))
+    .option('--limit <n>', 'entries', intArg, 100)
+    .action(
+      action(async (client, model: string, o: Common & { limit: number }) => {
+        const r = await call(client, client.getHistory, { model, limit: o.limit });
+        print(o.json, r.entries, () => {
+          for (const h of r.entries) console.log(`${h.at}  ${h.action.padEnd(8)} ${h.fromVersion || '-'} -> ${h.toVersion || '-'}  by ${h.actor}${h.reason ? `: ${h.reason}` : ''}`);
+        });
+      }),
+    );
+
+  common(cmd.command('delete <model> <version>').description('delete a version that is neither active nor the rollback target'))
+    .option('--reason <text>', 'recorded in the history', '')
+    .action(
+      action(async (client, model: string, version: string, o: Common & { reason: string }) => {
+        const r = await call(client, client.deleteVersion, { model, version: intArg(version), reason: o.reason });
+        print(o.json, r, () => console.log(`deleted ${model} version ${version}${r.blobRemoved ? '' : ' (file kept: another version uses it)'}`));
+      }),
+    );
+  return cmd;
+}

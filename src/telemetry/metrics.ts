@@ -1,0 +1,440 @@
+/**
+ * Metrics (OpenTelemetry SDK), read in pull mode by Prometheus through the admin HTTP server: this
+ * module owns the MeterProvider and the Prometheus exporter (no HTTP server of its own) and turns a
+ * collection into the Prometheus text exposition format on scrape().
+ *
+ * Instrument names and attributes follow the OpenTelemetry semantic conventions where one exists
+ * (rpc.server.call.duration with rpc.system / rpc.service / rpc.method / rpc.grpc.status_code;
+ * process.*, nodejs.*, v8js.* from the runtime packages) and are `sightline.*` otherwise. Prometheus
+ * names are derived the way the OpenTelemetry ↔ Prometheus compatibility specification says: `.` →
+ * `_`, the unit as a suffix (`s` → `_seconds`, `By` → `_bytes`, `1` → `_ratio` on gauges, `{…}`
+ * annotations dropped), `_total` on counters. Every name is listed in the README ("Metrics").
+ *
+ * Disabled (enabled: false), every method returns at once and nothing is allocated per call.
+ */
+import { ValueType, type Attributes, type Counter, type Gauge, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { HostMetrics } from '@opentelemetry/host-metrics';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { DataPointType, MeterProvider, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+
+export interface StageSeconds {
+  decode: number;
+  preprocess: number;
+  queue: number;
+  inference: number;
+  postprocess: number;
+}
+
+export type RpcMethod = 'Detect' | 'Stream';
+
+/** One image answered: a Detect call, or one frame of a Stream. */
+export interface RequestObservation {
+  method: RpcMethod;
+  /** The model and version that served it ("unknown" when the request never resolved to one). */
+  model: string;
+  version: string;
+  /** gRPC status code of the answer (0 = OK). */
+  grpcCode: number;
+  totalSeconds: number;
+  /** Stage durations, when the image got as far as a result. */
+  stages?: StageSeconds;
+  detections?: readonly { classId: number; label: string; confidence: number }[];
+}
+
+export type ModelEvent = 'load' | 'warmup' | 'promote' | 'rollback' | 'unload' | 'load_failed';
+
+export interface PoolReading {
+  workers: number;
+  busyWorkers: number;
+  /** Requests admitted and not yet running on a worker (being decoded, or waiting). */
+  admitted: number;
+  /** Prepared requests waiting for a worker. */
+  queued: number;
+  /** Most requests admitted at once (workers + maxQueue); beyond it RESOURCE_EXHAUSTED. */
+  admissionLimit?: number;
+}
+
+export interface MetricsOptions {
+  serviceVersion: string;
+  /** false: every method is a no-op and scrape() answers an empty exposition. Default true. */
+  enabled?: boolean;
+  serviceName?: string;
+  /** Process (CPU, memory) and Node.js runtime (event loop, heap, GC) metrics. Default true. */
+  runtime?: boolean;
+}
+
+/** Attribute names (OpenTelemetry; Prometheus labels have `.` replaced by `_`). */
+export const ATTR = {
+  rpcSystem: 'rpc.system',
+  rpcService: 'rpc.service',
+  rpcMethod: 'rpc.method',
+  grpcStatus: 'rpc.grpc.status_code',
+  model: 'sightline.model',
+  version: 'sightline.model.version',
+  stage: 'sightline.stage',
+  className: 'sightline.class',
+  outcome: 'sightline.stream.outcome',
+  event: 'sightline.model.event',
+  feature: 'sightline.feature',
+} as const;
+
+export const RPC_SERVICE = 'sightline.v1.Detector';
+
+/** Latency buckets in seconds: 5 ms … 10 s. */
+export const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+/** Model load / warm-up durations: 10 ms … 5 min. */
+export const MODEL_EVENT_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** Detections in one image. */
+export const DETECTION_COUNT_BUCKETS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 1000];
+/** Detection confidence in 0.05 steps. */
+export const CONFIDENCE_BUCKETS = Array.from({ length: 20 }, (_, i) => Math.round((i + 1) * 5) / 100);
+
+const STAGES = ['decode', 'preprocess', 'queue', 'inference', 'postprocess'] as const;
+
+/** OpenTelemetry unit → Prometheus name suffix (the compatibility specification's table, abridged). */
+const UNIT_SUFFIX: Record<string, string> = {
+  d: 'days',
+  h: 'hours',
+  min: 'minutes',
+  s: 'seconds',
+  ms: 'milliseconds',
+  us: 'microseconds',
+  ns: 'nanoseconds',
+  By: 'bytes',
+  KiBy: 'kibibytes',
+  MiBy: 'mebibytes',
+  GiBy: 'gibibytes',
+  KBy: 'kilobytes',
+  MBy: 'megabytes',
+  GBy: 'gigabytes',
+  bit: 'bits',
+  '%': 'percent',
+  Hz: 'hertz',
+};
+
+/** The Prometheus name of an instrument before `_total` (added by the serializer to counters). */
+export function prometheusBaseName(name: string, unit: string, isGauge: boolean): string {
+  const base = name.replace(/[^a-zA-Z0-9_]/g, '_').replace(/_{2,}/g, '_');
+  const u = unit.replace(/\{[^}]*\}/g, '').trim();
+  let suffix = '';
+  if (u === '1') suffix = isGauge ? 'ratio' : '';
+  else if (u.includes('/')) {
+    const [num, den] = u.split('/', 2) as [string, string];
+    const a = UNIT_SUFFIX[num] ?? '';
+    const b = UNIT_SUFFIX[den] ?? { s: 'second', m: 'minute', h: 'hour', d: 'day' }[den] ?? '';
+    suffix = a && b ? `${a}_per_${b.replace(/s$/, '')}` : '';
+  } else suffix = UNIT_SUFFIX[u] ?? '';
+  return suffix && !base.endsWith(`_${suffix}`) ? `${base}_${suffix}` : base;
+}
+
+function isGauge(m: MetricData): boolean {
+  return m.dataPointType === DataPointType.GAUGE || (m.dataPointType === DataPointType.SUM && !m.isMonotonic);
+}
+
+/**
+ * Units the semantic conventions give to instruments that @opentelemetry/host-metrics creates without
+ * one, so that their Prometheus names carry the unit like every other metric here.
+ */
+const MISSING_UNITS: Readonly<Record<string, string>> = { 'process.memory.usage': 'By', 'process.cpu.utilization': '1' };
+
+/** Renames every metric to its Prometheus name with the unit suffix (the exporter only adds `_total`). */
+function withUnitSuffixes(rm: ResourceMetrics): ResourceMetrics {
+  return {
+    resource: rm.resource,
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({
+      scope: sm.scope,
+      metrics: sm.metrics.map((m): MetricData => {
+        const unit = m.descriptor.unit || (MISSING_UNITS[m.descriptor.name] ?? '');
+        const name = prometheusBaseName(m.descriptor.name, unit, isGauge(m));
+        return name === m.descriptor.name ? m : ({ ...m, descriptor: { ...m.descriptor, name, unit } } as MetricData);
+      }),
+    })),
+  };
+}
+
+interface Instruments {
+  rpcDuration: Histogram;
+  requestDuration: Histogram;
+  stageDuration: Histogram;
+  images: Counter;
+  detectionsPerImage: Histogram;
+  confidence: Histogram;
+  detections: Counter;
+  active: UpDownCounter;
+  streamFrames: Counter;
+  modelEvents: Counter;
+  modelEventDuration: Histogram;
+  modelReady: ObservableGauge;
+  driftPsi: Gauge;
+  driftKs: Gauge;
+  anomalies: Counter;
+}
+
+interface Live {
+  provider: MeterProvider;
+  exporter: PrometheusExporter;
+  serializer: PrometheusSerializer;
+  meter: Meter;
+  i: Instruments;
+  runtime: RuntimeNodeInstrumentation | null;
+  /** sightline.model.ready per "model\0version". */
+  ready: Map<string, { model: string; version: string; value: number }>;
+  /** Attribute objects reused per label combination (the hot path allocates none after warm-up). */
+  attrs: Map<string, Attributes>;
+}
+
+export class Metrics {
+  private closed = false;
+
+  private constructor(private readonly live: Live | null) {}
+
+  static create(opts: MetricsOptions): Metrics {
+    if (opts.enabled === false) return new Metrics(null);
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+    const provider = new MeterProvider({
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName ?? 'sightline', [ATTR_SERVICE_VERSION]: opts.serviceVersion }),
+      readers: [exporter],
+    });
+    const meter = provider.getMeter('sightline', opts.serviceVersion);
+    const ready = new Map<string, { model: string; version: string; value: number }>();
+    const i: Instruments = {
+      rpcDuration: meter.createHistogram('rpc.server.call.duration', {
+        description: 'Duration of gRPC calls handled by the server: a whole Detect call, or a whole Stream',
+        unit: 's',
+        advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
+      }),
+      requestDuration: meter.createHistogram('sightline.request.duration', {
+        description: 'Time from receiving an image (a Detect request or a Stream frame) to its answer',
+        unit: 's',
+        advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
+      }),
+      stageDuration: meter.createHistogram('sightline.stage.duration', {
+        description: 'Time spent by one image in each pipeline stage (decode, preprocess, queue, inference, postprocess)',
+        unit: 's',
+        advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
+      }),
+      images: meter.createCounter('sightline.images', { description: 'Images run through a model (one per Detect call or Stream frame answered with detections)', unit: '{image}' }),
+      detectionsPerImage: meter.createHistogram('sightline.request.detections', {
+        description: 'Detections returned for one image',
+        unit: '{detection}',
+        valueType: ValueType.INT,
+        advice: { explicitBucketBoundaries: DETECTION_COUNT_BUCKETS },
+      }),
+      confidence: meter.createHistogram('sightline.detection.confidence', {
+        description: 'Confidence of each returned detection',
+        unit: '1',
+        advice: { explicitBucketBoundaries: CONFIDENCE_BUCKETS },
+      }),
+      detections: meter.createCounter('sightline.detections', { description: 'Returned detections by class (the class mix)', unit: '{detection}' }),
+      active: meter.createUpDownCounter('sightline.requests.active', { description: 'gRPC calls in progress: Detect calls being served, Streams open', unit: '{request}' }),
+      streamFrames: meter.createCounter('sightline.stream.frames', { description: 'Stream frames answered, by outcome (delivered with detections, or dropped by the latest policy)', unit: '{frame}' }),
+      modelEvents: meter.createCounter('sightline.model.events', { description: 'Model lifecycle events: load, warmup, promote, rollback, unload, load_failed', unit: '{event}' }),
+      modelEventDuration: meter.createHistogram('sightline.model.event.duration', {
+        description: 'Duration of model lifecycle events that take time (load, warmup)',
+        unit: 's',
+        advice: { explicitBucketBoundaries: MODEL_EVENT_BUCKETS_S },
+      }),
+      modelReady: meter.createObservableGauge('sightline.model.ready', {
+        description: '1 when the model version is loaded, warmed up and serving as the active version; 0 when it is known but not serving',
+      }),
+      driftPsi: meter.createGauge('sightline.drift.psi', { description: 'Population stability index of a monitored feature: recent traffic against the reference profile' }),
+      driftKs: meter.createGauge('sightline.drift.ks', { description: 'Kolmogorov-Smirnov statistic of a monitored feature: recent traffic against the reference profile' }),
+      anomalies: meter.createCounter('sightline.anomalies', { description: 'Requests with a feature outside the reference profile\'s bounds', unit: '{request}' }),
+    };
+    i.modelReady.addCallback((r) => {
+      for (const e of ready.values()) r.observe(e.value, { [ATTR.model]: e.model, [ATTR.version]: e.version });
+    });
+    let runtime: RuntimeNodeInstrumentation | null = null;
+    if (opts.runtime !== false) {
+      // Event-loop delay and utilisation, heap and GC (nodejs.*, v8js.*); process CPU and memory (process.*).
+      runtime = new RuntimeNodeInstrumentation({ enabled: false, monitoringPrecision: 10 });
+      runtime.setMeterProvider(provider);
+      runtime.enable();
+      new HostMetrics({ meterProvider: provider, name: 'sightline-process', metricGroups: ['process.cpu', 'process.memory'] }).start();
+    }
+    // Arguments: no prefix, no timestamps, no resource labels on series, target_info kept, no otel_scope_* labels.
+    const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
+    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map() });
+  }
+
+  get enabled(): boolean {
+    return this.live !== null;
+  }
+
+  private attrs(key: string, make: () => Attributes): Attributes {
+    const cache = this.live!.attrs;
+    let a = cache.get(key);
+    if (!a) {
+      // A bounded set in practice (models × versions × codes × stages); a safety valve all the same.
+      if (cache.size > 10_000) cache.clear();
+      cache.set(key, (a = Object.freeze(make())));
+    }
+    return a;
+  }
+
+  private rpcAttrs(method: RpcMethod, model: string, version: string, code: number): Attributes {
+    return this.attrs(`r\0${method}\0${model}\0${version}\0${code}`, () => ({
+      [ATTR.rpcSystem]: 'grpc',
+      [ATTR.rpcService]: RPC_SERVICE,
+      [ATTR.rpcMethod]: method,
+      [ATTR.grpcStatus]: code,
+      [ATTR.model]: model,
+      [ATTR.version]: version,
+    }));
+  }
+
+  private modelAttrs(model: string, version: string, method?: RpcMethod): Attributes {
+    return this.attrs(`m\0${method ?? ''}\0${model}\0${version}`, () =>
+      method ? { [ATTR.rpcMethod]: method, [ATTR.model]: model, [ATTR.version]: version } : { [ATTR.model]: model, [ATTR.version]: version },
+    );
+  }
+
+  /** One image answered (a Detect call, or a Stream frame). A Detect call also counts as one RPC. */
+  observeRequest(o: RequestObservation): void {
+    if (!this.live) return;
+    const { i } = this.live;
+    const rpc = this.rpcAttrs(o.method, o.model, o.version, o.grpcCode);
+    if (o.method === 'Detect') i.rpcDuration.record(o.totalSeconds, rpc);
+    i.requestDuration.record(o.totalSeconds, rpc);
+    if (o.stages) {
+      for (const stage of STAGES) {
+        const a = this.attrs(`s\0${o.method}\0${o.model}\0${o.version}\0${stage}`, () => ({
+          [ATTR.rpcMethod]: o.method,
+          [ATTR.model]: o.model,
+          [ATTR.version]: o.version,
+          [ATTR.stage]: stage,
+        }));
+        i.stageDuration.record(o.stages[stage], a);
+      }
+    }
+    if (o.detections) {
+      const m = this.modelAttrs(o.model, o.version);
+      i.images.add(1, this.modelAttrs(o.model, o.version, o.method));
+      i.detectionsPerImage.record(o.detections.length, m);
+      // Class mix: one add per class present, not one per detection.
+      if (o.detections.length > 0) {
+        const byClass = new Map<string, number>();
+        for (const d of o.detections) {
+          i.confidence.record(d.confidence, m);
+          byClass.set(d.label, (byClass.get(d.label) ?? 0) + 1);
+        }
+        for (const [label, n] of byClass) {
+          i.detections.add(
+            n,
+            this.attrs(`c\0${o.model}\0${o.version}\0${label}`, () => ({ [ATTR.model]: o.model, [ATTR.version]: o.version, [ATTR.className]: label })),
+          );
+        }
+      }
+    }
+  }
+
+  /** A whole Stream call ended (its frames are counted by observeRequest and observeStreamFrame). */
+  observeStreamCall(model: string, version: string, grpcCode: number, seconds: number): void {
+    if (!this.live) return;
+    this.live.i.rpcDuration.record(seconds, this.rpcAttrs('Stream', model, version, grpcCode));
+  }
+
+  /** Counts a call in progress; call the returned function once when it ends. */
+  trackActive(method: RpcMethod): () => void {
+    if (!this.live) return noop;
+    const { active } = this.live.i;
+    const a = this.attrs(`a\0${method}`, () => ({ [ATTR.rpcMethod]: method }));
+    active.add(1, a);
+    let done = false;
+    return () => {
+      if (!done) (done = true), active.add(-1, a);
+    };
+  }
+
+  observeStreamFrame(model: string, version: string, outcome: 'delivered' | 'dropped'): void {
+    if (!this.live) return;
+    this.live.i.streamFrames.add(
+      1,
+      this.attrs(`f\0${model}\0${version}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.outcome]: outcome })),
+    );
+  }
+
+  observeModelEvent(model: string, version: string, event: ModelEvent, seconds?: number): void {
+    if (!this.live) return;
+    const a = { [ATTR.model]: model, [ATTR.version]: version, [ATTR.event]: event };
+    this.live.i.modelEvents.add(1, a);
+    if (seconds !== undefined && Number.isFinite(seconds)) this.live.i.modelEventDuration.record(seconds, a);
+  }
+
+  /** sightline.model.ready for one version. A version that stays unknown here is not exported. */
+  setModelReady(model: string, version: string, ready: boolean): void {
+    if (!this.live) return;
+    this.live.ready.set(`${model}\0${version}`, { model, version, value: ready ? 1 : 0 });
+  }
+
+  /** Stops exporting a version's readiness (it was unloaded). */
+  forgetModel(model: string, version: string): void {
+    this.live?.ready.delete(`${model}\0${version}`);
+  }
+
+  /** Pool gauges, read once per scrape. */
+  observePool(read: () => PoolReading): void {
+    if (!this.live) return;
+    const { meter } = this.live;
+    const workers = meter.createObservableGauge('sightline.pool.workers', { description: 'Inference worker threads', unit: '{worker}' });
+    const busy = meter.createObservableGauge('sightline.pool.workers.busy', { description: 'Inference workers running an inference (or loading a model)', unit: '{worker}' });
+    const utilization = meter.createObservableGauge('sightline.pool.utilization', { description: 'Busy workers / workers', unit: '1' });
+    const queued = meter.createObservableGauge('sightline.pool.queue.depth', { description: 'Prepared images waiting for a free worker', unit: '{request}' });
+    const admitted = meter.createObservableGauge('sightline.pool.admitted', {
+      description: 'Requests admitted and not yet running on a worker (being decoded, or waiting)',
+      unit: '{request}',
+    });
+    const limit = meter.createObservableGauge('sightline.pool.admission.limit', {
+      description: 'Most requests admitted at once (workers + pool.maxQueue); beyond it RESOURCE_EXHAUSTED',
+      unit: '{request}',
+    });
+    meter.addBatchObservableCallback(
+      (r) => {
+        const s = read();
+        r.observe(workers, s.workers);
+        r.observe(busy, s.busyWorkers);
+        r.observe(utilization, s.workers > 0 ? s.busyWorkers / s.workers : 0);
+        r.observe(queued, s.queued);
+        r.observe(admitted, s.admitted);
+        if (s.admissionLimit !== undefined) r.observe(limit, s.admissionLimit);
+      },
+      [workers, busy, utilization, queued, admitted, limit],
+    );
+  }
+
+  /** Latest drift statistics of one feature (input features, prediction features, or "classMix"). */
+  setDrift(model: string, version: string, feature: string, psi: number, ks: number): void {
+    if (!this.live) return;
+    const a = this.attrs(`d\0${model}\0${version}\0${feature}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.feature]: feature }));
+    if (Number.isFinite(psi)) this.live.i.driftPsi.record(psi, a);
+    if (Number.isFinite(ks)) this.live.i.driftKs.record(ks, a);
+  }
+
+  countAnomaly(model: string, version: string, feature: string): void {
+    if (!this.live) return;
+    this.live.i.anomalies.add(
+      1,
+      this.attrs(`x\0${model}\0${version}\0${feature}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.feature]: feature })),
+    );
+  }
+
+  /** Prometheus text exposition format (version 0.0.4). */
+  async scrape(): Promise<string> {
+    if (!this.live || this.closed) return '';
+    const { resourceMetrics } = await this.live.exporter.collect();
+    // `# UNIT` is OpenMetrics metadata, not part of the 0.0.4 text format: the unit is in the name.
+    return this.live.serializer.serialize(withUnitSuffixes(resourceMetrics)).replace(/^# UNIT .*\n/gm, '');
+  }
+
+  async shutdown(): Promise<void> {
+    if (!this.live || this.closed) return;
+    this.closed = true;
+    this.live.runtime?.disable();
+    await this.live.provider.shutdown();
+  }
+}
+
+const noop = (): void => undefined;

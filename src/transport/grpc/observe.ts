@@ -1,0 +1,114 @@
+/**
+ * Per-call telemetry for the Detector handlers: request id (x-request-id, echoed to the client), the
+ * SERVER span continuing the caller's W3C trace, metrics per call and per image. With metrics and
+ * tracing off, a call costs a request id and a few no-op calls.
+ */
+import { randomUUID } from 'node:crypto';
+import { Metadata } from '@grpc/grpc-js';
+import type { Span } from '@opentelemetry/api';
+import type { DetectResult } from '../../serving/index.js';
+import type { Logger } from '../../telemetry/logger.js';
+import { Metrics, RPC_SERVICE, type RpcMethod } from '../../telemetry/metrics.js';
+import { Tracing } from '../../telemetry/tracing.js';
+
+export interface DetectorTelemetry {
+  metrics: Metrics;
+  tracing: Tracing;
+}
+
+export const noTelemetry = (): DetectorTelemetry => ({ metrics: Metrics.create({ serviceVersion: '', enabled: false }), tracing: Tracing.disabled() });
+
+/** Label value for requests that resolved to no loaded model version. */
+export const UNKNOWN = 'unknown';
+
+/** A client's own x-request-id is kept when it is short and plain; otherwise one is generated. */
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function requestIdOf(md: Metadata): string {
+  const v = md.get('x-request-id')[0];
+  return typeof v === 'string' && CLIENT_REQUEST_ID.test(v) ? v : randomUUID();
+}
+
+/** Initial metadata carrying the request id back to the client. */
+export function requestIdMetadata(id: string): Metadata {
+  const md = new Metadata();
+  md.set('x-request-id', id);
+  return md;
+}
+
+/** One gRPC call being observed: its request id, span, and the in-progress gauge. */
+export class ObservedCall {
+  readonly requestId: string;
+  readonly span: Span | undefined;
+  readonly t0 = performance.now();
+  private readonly endActive: () => void;
+  private ended = false;
+
+  constructor(
+    private readonly t: DetectorTelemetry,
+    readonly method: RpcMethod,
+    metadata: Metadata,
+  ) {
+    this.requestId = requestIdOf(metadata);
+    this.endActive = t.metrics.trackActive(method);
+    this.span = t.tracing.startRequestSpan(`${RPC_SERVICE}/${method}`, metadata, {
+      'rpc.system': 'grpc',
+      'rpc.service': RPC_SERVICE,
+      'rpc.method': method,
+      'sightline.request_id': this.requestId,
+    });
+  }
+
+  seconds(): number {
+    return (performance.now() - this.t0) / 1000;
+  }
+
+  /** An image answered with detections (a Detect call, or a Stream frame). */
+  image(r: DetectResult, totalSeconds: number): void {
+    const { timing } = r;
+    this.t.metrics.observeRequest({
+      method: this.method,
+      model: r.model,
+      version: r.version,
+      grpcCode: 0,
+      totalSeconds,
+      stages: {
+        decode: timing.decodeMs / 1000,
+        preprocess: timing.preprocessMs / 1000,
+        queue: timing.queueMs / 1000,
+        inference: timing.inferenceMs / 1000,
+        postprocess: timing.postprocessMs / 1000,
+      },
+      detections: r.detections,
+    });
+    // Stage spans for Detect only: a stream's frames would make its trace unbounded.
+    if (this.span && this.method === 'Detect') this.t.tracing.recordStages(this.span, timing, { 'sightline.model': r.model, 'sightline.model.version': r.version });
+  }
+
+  /** A Detect call that failed (labels: the version it resolved to, or "unknown"). */
+  failedImage(code: number, labels: { model: string; version: string } | null): void {
+    this.t.metrics.observeRequest({ method: this.method, model: labels?.model ?? UNKNOWN, version: labels?.version ?? UNKNOWN, grpcCode: code, totalSeconds: this.seconds() });
+  }
+
+  /** The call is over: ends the span and, for a Stream, records the call itself. Idempotent. */
+  end(code: number, labels: { model: string; version: string } | null, extra: Record<string, string | number> = {}, message?: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endActive();
+    if (this.method === 'Stream') this.t.metrics.observeStreamCall(labels?.model ?? UNKNOWN, labels?.version ?? UNKNOWN, code, this.seconds());
+    if (this.span) {
+      this.t.tracing.endRequestSpan(
+        this.span,
+        code,
+        labels ? { 'sightline.model': labels.model, 'sightline.model.version': labels.version, ...extra } : extra,
+        message,
+      );
+    }
+  }
+
+  /** The per-call JSON log line (debug): request id, model, version, status, duration. */
+  log(log: Logger, fields: { model: string; version: string; code: number; err?: string; [k: string]: unknown }, msg: string): void {
+    if (!log.isLevelEnabled('debug')) return;
+    log.debug({ event: this.method === 'Detect' ? 'detect' : 'stream', requestId: this.requestId, ...fields, ms: performance.now() - this.t0 }, msg);
+  }
+}

@@ -1,0 +1,176 @@
+/** sightline.v1.Registry handlers: adapters from gRPC calls to the ModelLifecycle. */
+import type { sendUnaryData, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { SightlineError } from '../../errors.js';
+import type { FamilyName } from '../../inference/index.js';
+import type { VersionRecord } from '../../registry/index.js';
+import type { ModelChange, ModelLifecycle, ModelStatusView } from '../../serving/index.js';
+import {
+  ModelEventType,
+  VersionState,
+  type ModelEvent,
+  type ModelStatus,
+  type ModelVersion,
+  type RegistryServer,
+  type UploadChunk,
+  type UploadMetadata,
+  type WatchModelsRequest,
+} from '../../generated/sightline/v1/registry.js';
+import type { Logger } from '../../telemetry/logger.js';
+import { toStatus } from './status.js';
+
+const STATE: Record<ModelStatusView['loaded'][number]['state'], VersionState> = {
+  loading: VersionState.VERSION_STATE_LOADING,
+  warming: VersionState.VERSION_STATE_WARMING,
+  ready: VersionState.VERSION_STATE_READY,
+  draining: VersionState.VERSION_STATE_DRAINING,
+  failed: VersionState.VERSION_STATE_FAILED,
+};
+
+const EVENT: Record<ModelChange['type'], ModelEventType> = {
+  snapshot: ModelEventType.MODEL_EVENT_TYPE_SNAPSHOT,
+  promoted: ModelEventType.MODEL_EVENT_TYPE_PROMOTED,
+  rolled_back: ModelEventType.MODEL_EVENT_TYPE_ROLLED_BACK,
+  version_added: ModelEventType.MODEL_EVENT_TYPE_VERSION_ADDED,
+  version_deleted: ModelEventType.MODEL_EVENT_TYPE_VERSION_DELETED,
+};
+
+export const toModelVersion = (v: VersionRecord, created = false): ModelVersion => ({
+  model: v.model,
+  version: v.version,
+  sha256: v.sha256,
+  sizeBytes: BigInt(v.sizeBytes),
+  sourceName: v.sourceName ?? '',
+  createdAt: v.createdAt,
+  family: v.family,
+  inputWidth: v.inputWidth,
+  inputHeight: v.inputHeight,
+  classNames: [...v.classNames],
+  onnxMetadata: { ...v.onnxMetadata },
+  notes: v.notes,
+  corrupt: v.state === 'corrupt',
+  corruptReason: v.corruptReason ?? '',
+  created,
+});
+
+const toModelStatus = (s: ModelStatusView): ModelStatus => ({
+  model: s.model,
+  activeVersion: s.activeVersion ?? 0,
+  rollbackVersion: s.rollbackVersion ?? 0,
+  loaded: s.loaded.map((l) => ({ version: l.version, state: STATE[l.state], error: l.error ?? '', inFlight: l.inflight, provider: l.provider })),
+});
+
+const toModelEvent = (c: ModelChange): ModelEvent => ({
+  type: EVENT[c.type],
+  model: c.model,
+  activeVersion: c.activeVersion ?? 0,
+  rollbackVersion: c.rollbackVersion ?? 0,
+  version: c.version ?? 0,
+  activeSha256: c.activeSha256 ?? '',
+  rollbackSha256: c.rollbackSha256 ?? '',
+  actor: c.actor,
+  reason: c.reason,
+  at: c.at,
+});
+
+/** Who made a change, for the history: the peer address until authentication names a principal. */
+const actorOf = (call: { getPeer(): string }) => `peer:${call.getPeer()}`;
+
+/** Turns the upload stream into its metadata and an async iterable of its data chunks. */
+async function splitUpload(call: ServerReadableStream<UploadChunk, ModelVersion>): Promise<{ meta: UploadMetadata; chunks: AsyncIterable<Uint8Array> }> {
+  const it = call[Symbol.asyncIterator]() as AsyncIterator<UploadChunk>;
+  const first = await it.next();
+  if (first.done || !first.value.metadata) throw new SightlineError('INVALID_INPUT', 'the first UploadChunk must carry metadata (model name)');
+  const chunks: AsyncIterable<Uint8Array> = {
+    [Symbol.asyncIterator]: () => ({
+      async next() {
+        const n = await it.next();
+        if (n.done) return { done: true, value: undefined };
+        if (n.value.metadata) throw new SightlineError('INVALID_INPUT', 'only the first UploadChunk may carry metadata');
+        return { done: false, value: n.value.data ?? new Uint8Array(0) };
+      },
+    }),
+  };
+  return { meta: first.value.metadata, chunks };
+}
+
+function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
+    Promise.resolve()
+      .then(() => fn(call.request, call))
+      .then(
+        (r) => cb(null, r),
+        (e: unknown) => cb(toStatus(e, log)),
+      );
+  };
+}
+
+export interface RegistryHandlers {
+  impl: RegistryServer;
+  /** Ends every WatchModels stream (they never end on their own): part of shutdown. */
+  endWatches(): void;
+}
+
+export function registryHandlers(lifecycle: ModelLifecycle, log: Logger): RegistryHandlers {
+  const watches = new Set<ServerWritableStream<WatchModelsRequest, ModelEvent>>();
+  const impl: RegistryServer = {
+    uploadVersion(call: ServerReadableStream<UploadChunk, ModelVersion>, cb: sendUnaryData<ModelVersion>) {
+      splitUpload(call)
+        .then(({ meta, chunks }) =>
+          lifecycle.upload(
+            {
+              model: meta.model,
+              notes: meta.notes,
+              expectedSha256: meta.expectedSha256 || undefined,
+              labels: meta.labels,
+              family: (meta.family || undefined) as FamilyName | undefined,
+              sourceName: meta.sourceName || null,
+            },
+            chunks,
+            actorOf(call),
+          ),
+        )
+        .then(
+          ({ version, created }) => cb(null, toModelVersion(version, created)),
+          (e: unknown) => cb(toStatus(e, log)),
+        );
+    },
+    listModels: unary(log, () => ({
+      models: lifecycle.listModels().map((m) => ({ name: m.name, activeVersion: m.activeVersion ?? 0, rollbackVersion: m.rollbackVersion ?? 0, versionCount: m.versionCount, createdAt: m.createdAt })),
+    })),
+    listVersions: unary(log, (req) => ({ versions: lifecycle.listVersions(req.model).map((v) => toModelVersion(v)) })),
+    getVersion: unary(log, (req) => toModelVersion(lifecycle.getVersion(req.model, req.version))),
+    getModelStatus: unary(log, (req) => toModelStatus(lifecycle.status(req.model))),
+    promote: unary(log, async (req, call) => toModelStatus(await lifecycle.promote(req.model, req.version, actorOf(call), req.reason))),
+    rollback: unary(log, async (req, call) => toModelStatus(await lifecycle.rollback(req.model, actorOf(call), req.reason))),
+    deleteVersion: unary(log, async (req, call) => lifecycle.deleteVersion(req.model, req.version, actorOf(call), req.reason)),
+    getHistory: unary(log, (req) => ({
+      entries: lifecycle.history(req.model, req.limit || undefined).map((h) => ({
+        id: BigInt(h.id),
+        at: h.at,
+        actor: h.actor,
+        action: h.action,
+        fromVersion: h.fromVersion ?? 0,
+        toVersion: h.toVersion ?? 0,
+        reason: h.reason,
+      })),
+    })),
+    watchModels(call: ServerWritableStream<WatchModelsRequest, ModelEvent>) {
+      const stop = lifecycle.watch((c) => call.write(toModelEvent(c)), call.request.models);
+      watches.add(call);
+      const end = () => {
+        stop();
+        watches.delete(call);
+      };
+      call.on('cancelled', end);
+      call.on('close', end);
+      call.on('finish', end);
+    },
+  };
+  return {
+    impl,
+    endWatches() {
+      for (const w of watches) w.end();
+      watches.clear();
+    },
+  };
+}
