@@ -1,27 +1,36 @@
 /**
  * Composition root: config → registry → pool → models → serving → gRPC. The only module that wires
- * layers together; the CLI starts a server through startSightline().
+ * layers together; the CLI starts a server through startSightline(). The role decides what is wired:
+ * all (registry + inference), registry (database, blobs, Registry service), inference (follows a
+ * registry over gRPC, serves Detector).
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
 import { BlobStore, defaultMigrationsDir, RegistryStore } from './registry/index.js';
-import { DetectService, ModelLifecycle, ModelManager } from './serving/index.js';
+import { DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower } from './serving/index.js';
 import { startAdminServer, type AdminServer } from './telemetry/admin-http.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { initTracing, type SpanExporter, type Tracing } from './telemetry/tracing.js';
+import { grpcRegistryPeer } from './transport/grpc/registry-peer.js';
 import { startGrpcServer, type GrpcServer } from './transport/grpc/server.js';
+import { SightlineError } from './errors.js';
 
 export interface Sightline {
   readonly port: number;
   readonly config: Config;
   readonly models: ModelManager;
-  readonly lifecycle: ModelLifecycle;
+  /** The registry (roles all and registry); null on inference replicas. */
+  readonly lifecycle: ModelLifecycle | null;
+  /** The registry follower (role inference); null otherwise. */
+  readonly follower: RegistryFollower | null;
   readonly pool: InferencePool;
   readonly grpc: GrpcServer;
   readonly metrics: Metrics;
+  /** Drift and anomaly monitoring of the versions this process serves. */
+  readonly drift: DriftMonitor;
   readonly tracing: Tracing;
   /** The admin HTTP server (/metrics, /healthz, /readyz); null when admin.enabled is false. */
   readonly admin: AdminServer | null;
@@ -43,24 +52,46 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const { telemetry } = config;
   const metrics = Metrics.create({ serviceVersion: SERVICE_VERSION, serviceName: telemetry.tracing.serviceName, enabled: telemetry.metrics });
   const tracing = initTracing(telemetry.tracing, { serviceVersion: SERVICE_VERSION, exporter: opts.spanExporter });
-  const dataDir = resolve(config.registry.dataDir);
-  const store = RegistryStore.open(dataDir, defaultMigrationsDir());
-  const blobs = new BlobStore(dataDir);
+  const { role } = config;
+  if (role === 'inference' && !config.registry.address) throw new SightlineError('INVALID_INPUT', 'role inference needs registry.address (--registry HOST:PORT)');
+  // The registry role loads models only to validate uploads: one worker is enough.
+  const workers = role === 'registry' ? 1 : config.pool.workers;
+  const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir());
+  const blobs = store ? new BlobStore(resolve(config.registry.dataDir)) : null;
   const pool = await InferencePool.create({
-    workers: config.pool.workers,
+    workers,
     maxQueue: config.pool.maxQueue,
     onEvent: (e) => log.warn({ event: e.type, worker: e.worker, ...('code' in e ? { code: e.code } : {}) }, `inference ${e.type}`),
   });
   metrics.observePool(() => ({ ...pool.stats(), admissionLimit: config.pool.workers + config.pool.maxQueue }));
   const models = new ModelManager(pool, log, metrics);
-  const lifecycle = new ModelLifecycle(store, blobs, models, pool, { maxUploadBytes: config.registry.maxUploadBytes, keepRollbackWarm: config.registry.keepRollbackWarm, load: config.pool }, log);
-  const detect = new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess });
+  // Reference profiles live in the registry; an inference replica (no store) builds traffic profiles in memory.
+  const drift = new DriftMonitor(config.drift, { store: store ?? undefined, metrics, log });
+  const lifecycle =
+    store && blobs
+      ? new ModelLifecycle(store, blobs, models, pool, { maxUploadBytes: config.registry.maxUploadBytes, keepRollbackWarm: config.registry.keepRollbackWarm, load: config.pool, serveModels: role === 'all' }, log)
+      : null;
+  const peer = role === 'inference' ? grpcRegistryPeer({ address: config.registry.address! }) : null;
+  const follower = peer
+    ? new RegistryFollower(
+        peer,
+        new BlobStore(resolve(config.registry.cacheDir)),
+        models,
+        { keepRollbackWarm: config.registry.keepRollbackWarm, maxBlobBytes: config.registry.maxUploadBytes, load: config.pool, retryMinMs: 250, retryMaxMs: 5_000 },
+        log,
+      )
+    : null;
+  const detect = role === 'registry' ? undefined : new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess }, config.drift.enabled ? drift : undefined);
+  lifecycle?.watch((c) => drift.onModelChange(c));
+  /** Ready to take traffic: registry role once verified; inference once it serves what the registry says; all once the default model is ready. */
+  let registryReady = false;
+  const isReady = () => (role === 'registry' ? registryReady : role === 'inference' ? !!follower?.inSync() && models.isReady() : models.isReady());
   let grpc: GrpcServer;
   try {
-    grpc = await startGrpcServer(config.grpc, config.stream, { detect, lifecycle, telemetry: { metrics, tracing } }, log);
+    grpc = await startGrpcServer(config.grpc, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift }, log);
   } catch (e) {
     await pool.close();
-    store.close();
+    store?.close();
     await Promise.all([tracing.shutdown(), metrics.shutdown()]);
     throw e;
   }
@@ -72,14 +103,15 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
         host: config.admin.host,
         port: config.admin.port,
         metrics,
-        isReady: () => !closing && models.isReady(),
-        notReadyReason: () => (closing ? 'shutting down' : 'the default model has no active, warmed-up version yet'),
+        isReady: () => !closing && isReady(),
+        notReadyReason: () =>
+          closing ? 'shutting down' : role === 'inference' ? 'not yet serving the versions the registry says are active' : role === 'registry' ? 'registry not verified yet' : 'the default model has no active, warmed-up version yet',
         log,
       });
     } catch (e) {
       grpc.forceShutdown();
       await pool.close();
-      store.close();
+      store?.close();
       await Promise.all([tracing.shutdown(), metrics.shutdown()]);
       throw e;
     }
@@ -88,27 +120,38 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     (closing ??= (async () => {
       log.info({ event: 'shutdown_started', graceMs }, 'shutting down');
       // /readyz answers 503 from here on; /metrics keeps answering until the end.
+      follower?.stop();
       await grpc.shutdown(graceMs);
+      drift.close();
       await pool.close();
-      store.close();
+      store?.close();
+      peer?.close();
       await admin?.close();
       await Promise.all([tracing.shutdown(), metrics.shutdown()]);
       log.info({ event: 'shutdown_complete' }, 'shutdown complete');
     })());
 
+  // Health follows readiness: SERVING once this process serves what it should, NOT_SERVING otherwise.
+  const updateHealth = () => {
+    if (!closing) grpc.setServing(isReady() ? 'SERVING' : 'NOT_SERVING');
+  };
   const ready = (async () => {
     // The configured default goes first so it is the default model whatever the registry holds.
     const first = config.defaultModel ?? config.models[0]?.name;
     if (first) models.setDefaultModel(first, { allowUnloaded: true });
-    await lifecycle.start();
-    for (const m of config.models) await lifecycle.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
-    if (models.isReady()) grpc.setServing('SERVING');
-    else log.warn({ event: 'not_ready', defaultModel: first ?? null }, 'no active model version is loaded: health stays NOT_SERVING until one is promoted');
+    if (lifecycle) {
+      await lifecycle.start();
+      for (const m of config.models) await lifecycle.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
+      registryReady = true;
+      lifecycle.watch(updateHealth);
+    }
+    if (follower) {
+      follower.onChange(updateHealth);
+      follower.start();
+    }
+    updateHealth();
+    if (!isReady() && role !== 'inference') log.warn({ event: 'not_ready', defaultModel: first ?? null }, 'no active model version is loaded: health stays NOT_SERVING until one is promoted');
   })();
   ready.catch(() => undefined); // the caller decides what a failed start means
-  // Health follows the default model: SERVING once it has a ready active version.
-  lifecycle.watch(() => {
-    if (!closing && models.isReady()) grpc.setServing('SERVING');
-  });
-  return { port: grpc.port, config, models, lifecycle, pool, grpc, metrics, tracing, admin, ready, close };
+  return { port: grpc.port, config, models, lifecycle, follower, pool, grpc, metrics, drift, tracing, admin, ready, close };
 }

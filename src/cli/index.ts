@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { detectCommand } from './commands/detect.js';
+import { driftCommand } from './commands/drift.js';
 import { registryCommand } from './commands/registry.js';
 import { serveCommand } from './commands/serve.js';
 import { validateCommand } from './commands/validate.js';
@@ -12,11 +13,14 @@ export function buildCli(): Command {
   return new Command('sightline')
     .description('Sightline: gRPC object detection on ONNX Runtime')
     .version(pkg.version)
+    // `sightline drift NAME --version 3`: options after a subcommand belong to it, not to the program.
+    .enablePositionalOptions()
     .showHelpAfterError()
     .addCommand(serveCommand())
     .addCommand(detectCommand())
     .addCommand(validateCommand())
-    .addCommand(registryCommand());
+    .addCommand(registryCommand())
+    .addCommand(driftCommand());
 }
 
 export async function runCli(argv: string[]): Promise<void> {

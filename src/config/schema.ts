@@ -22,8 +22,16 @@ const ModelSource = z
   })
   .strict();
 
+export const ROLES = ['all', 'registry', 'inference'] as const;
+
 export const ConfigSchema = z
   .object({
+    /**
+     * all: registry and inference in one process (single machine). registry: owns the database and
+     * blobs, serves the Registry service and blobs to replicas. inference: stateless, follows the
+     * registry at registry.address.
+     */
+    role: z.enum(ROLES).default('all'),
     grpc: z
       .object({
         /** Address to bind. Loopback by default; containers set 0.0.0.0. */
@@ -32,9 +40,17 @@ export const ConfigSchema = z
         /** Largest request message accepted by gRPC; a little above limits.maxImageBytes. */
         maxReceiveMessageBytes: z.number().int().min(1024).default(17 * MiB),
         maxSendMessageBytes: z.number().int().min(1024).default(4 * MiB),
+        /**
+         * Connections are closed (GOAWAY) after this age so clients reconnect and spread over new
+         * replicas; 0 = never. Calls in flight get maxConnectionAgeGraceMs to finish.
+         */
+        maxConnectionAgeMs: z.number().int().min(0).default(0),
+        maxConnectionAgeGraceMs: z.number().int().min(0).default(30_000),
+        /** Server keepalive pings, so dead peers (and their streams) are noticed. */
+        keepaliveTimeMs: z.number().int().min(1000).default(60_000),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB }),
+      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB, maxConnectionAgeMs: 0, maxConnectionAgeGraceMs: 30_000, keepaliveTimeMs: 60_000 }),
     registry: z
       .object({
         /** SQLite database and content-addressed model blobs. Put it on a persistent volume. */
@@ -43,9 +59,45 @@ export const ConfigSchema = z
         maxUploadBytes: z.number().int().min(1).default(512 * MiB),
         /** Keep the rollback target loaded so Rollback is instant (one more model version in memory). */
         keepRollbackWarm: z.boolean().default(true),
+        /** role inference: the registry's gRPC address (host:port), e.g. sightline-registry:50051. */
+        address: z.string().min(1).optional(),
+        /** role inference: where downloaded model blobs are cached (verified by sha256 before use). */
+        cacheDir: z.string().min(1).default('cache'),
       })
       .strict()
-      .default({ dataDir: 'registry', maxUploadBytes: 512 * MiB, keepRollbackWarm: true }),
+      .default({ dataDir: 'registry', maxUploadBytes: 512 * MiB, keepRollbackWarm: true, cacheDir: 'cache' }),
+    /** TLS for the gRPC port. Plaintext unless enabled (a warning is logged when bound beyond loopback). */
+    tls: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** PEM files; re-read without a restart when they change (Kubernetes rotates Secrets in place). */
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+        /** Mutual TLS: client certificates must be signed by this CA; their subject is the caller's identity. */
+        clientCaFile: z.string().min(1).optional(),
+        /** How often the files are checked for changes. */
+        reloadCheckMs: z.number().int().min(100).default(5_000),
+      })
+      .strict()
+      .default({ enabled: false, reloadCheckMs: 5_000 }),
+    /** Bearer tokens with roles (viewer, inferencer, publisher, admin). Off for local use; on in the Helm chart. */
+    auth: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** Failed authentications allowed per peer address per minute before it is refused outright. */
+        maxFailuresPerMinute: z.number().int().min(1).default(20),
+      })
+      .strict()
+      .default({ enabled: false, maxFailuresPerMinute: 20 }),
+    /** AES-256-GCM encryption of model blobs at rest. The key (32 bytes, hex or base64) comes from a file or an environment variable. */
+    encryption: z
+      .object({
+        keyFile: z.string().min(1).optional(),
+        /** Name of the environment variable holding the key. */
+        keyEnv: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
     /**
      * Model files registered at start-up (if new) and promoted when their model has no active version.
      * The first one is the default model unless defaultModel says otherwise.
@@ -152,6 +204,43 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ metrics: true, tracing: { exporter: 'none', serviceName: 'sightline', sampleRatio: 1 } }),
+    /** Data-drift and anomaly monitoring per model version (README, "Drift monitoring"). */
+    drift: z
+      .object({
+        /** false: no features are computed per request and nothing is monitored. */
+        enabled: z.boolean().default(true),
+        /** Recent requests per model version compared with the reference profile. */
+        windowSize: z.number().int().min(1).max(100_000).default(500),
+        /** Without a calibration profile, the first this many requests after promotion become the reference. */
+        trafficProfileSize: z.number().int().min(1).max(100_000).default(200),
+        /** Fewer requests in the window give the verdict insufficient_data (and no gauges). */
+        minSamples: z.number().int().min(1).default(30),
+        /** PSI at or above which a feature is a warning, and drift. */
+        psiWarning: z.number().gt(0).default(0.1),
+        psiDrift: z.number().gt(0).default(0.25),
+        /** A warning or drift stands only if the chi-square test of the binned counts has p < alpha; 1 turns the check off. */
+        alpha: z.number().gt(0).max(1).default(0.01),
+        /** Anomaly fences: a request is anomalous outside [p01 − k·IQR, p99 + k·IQR] of the reference. */
+        anomalyK: z.number().min(0).default(1.5),
+        /** Drift gauges are recomputed at most this often per model version. */
+        updateIntervalMs: z.number().int().min(10).default(10_000),
+        /** At most one anomaly log line per model version per interval. */
+        anomalyLogIntervalMs: z.number().int().min(0).default(60_000),
+      })
+      .strict()
+      .refine((d) => d.psiWarning <= d.psiDrift, { message: 'psiWarning must not exceed psiDrift', path: ['psiWarning'] })
+      .default({
+        enabled: true,
+        windowSize: 500,
+        trafficProfileSize: 200,
+        minSamples: 30,
+        psiWarning: 0.1,
+        psiDrift: 0.25,
+        alpha: 0.01,
+        anomalyK: 1.5,
+        updateIntervalMs: 10_000,
+        anomalyLogIntervalMs: 60_000,
+      }),
     /** Time allowed for in-flight calls to finish on SIGTERM before they are cancelled. */
     shutdownGraceMs: z.number().int().min(0).default(10_000),
   })

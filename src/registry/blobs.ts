@@ -3,12 +3,28 @@
  * `<dataDir>/tmp/`, hashed while streaming, fsynced, checked, then renamed into place and the directory
  * fsynced, so a blob path either does not exist or holds complete, durable bytes. The caller inserts
  * the registry row only after putStream resolves (a crash never leaves a row without its file).
+ * Given a key, blobs are written AES-256-GCM encrypted (format in crypto.ts) and still named by the
+ * sha256 of their plain content; plain and encrypted blobs are told apart by the file header.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync } from 'node:fs';
-import { chmod, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { chmod, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SightlineError } from '../errors.js';
+import {
+  BlobEncryptor,
+  ENCRYPTION_OVERHEAD,
+  ENC_MAGIC,
+  HEADER_BYTES,
+  TAG_BYTES,
+  blobDecipher,
+  blobKey,
+  isEncryptedHead,
+  keyMismatch,
+  parseHeader,
+  type BlobKey,
+  type EncHeader,
+} from './crypto.js';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -32,18 +48,52 @@ export interface PutResult {
   readonly size: number;
 }
 
-/** Why a blob is unusable, in words safe to show a client (no filesystem paths). */
-export type BlobCheck = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+/**
+ * Why a blob is unusable, in words safe to show a client (no filesystem paths). `keyMissing`: the blob
+ * is encrypted with a key this store was not given, so it is not known to be damaged, only unreadable.
+ */
+export type BlobCheck = { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly keyMissing?: true };
+
+/** How a blob is stored on disk. */
+export type BlobEncryption = { readonly encrypted: false } | { readonly encrypted: true; readonly keyId: string };
+
+export interface BlobStoreOptions {
+  /**
+   * AES-256 key (32 bytes, see loadKey). When set, new blobs are written encrypted with it; blobs stored
+   * in the clear stay readable, so encryption can be switched on without rewriting (rotateBlobKey does).
+   */
+  readonly key?: Buffer | null;
+  /** Keys that only decrypt: the old key while a rotation runs with the server up. */
+  readonly previousKeys?: readonly Buffer[];
+}
+
+/** Bytes read at a time when decrypting or hashing. */
+const CHUNK_BYTES = 1 << 20;
 
 export class BlobStore {
   readonly blobDir: string;
   readonly tmpDir: string;
+  /** The key new blobs are encrypted with, or null (stored in the clear). */
+  private readonly writeKey: BlobKey | null;
+  /** Every key this store can decrypt with, writeKey first. */
+  private readonly keys: readonly BlobKey[];
 
-  constructor(readonly dataDir: string) {
+  constructor(
+    readonly dataDir: string,
+    opts: BlobStoreOptions = {},
+  ) {
     this.blobDir = join(dataDir, 'blobs', 'sha256');
     this.tmpDir = join(dataDir, 'tmp');
     mkdirSync(this.blobDir, { recursive: true });
     mkdirSync(this.tmpDir, { recursive: true });
+    this.writeKey = opts.key ? blobKey(opts.key) : null;
+    const keys = [...(this.writeKey ? [this.writeKey] : []), ...(opts.previousKeys ?? []).map(blobKey)];
+    this.keys = keys.filter((k, i) => keys.findIndex((o) => o.id === k.id) === i);
+  }
+
+  /** Id of the key new blobs are encrypted with; null when they are stored in the clear. */
+  get keyId(): string | null {
+    return this.writeKey?.id ?? null;
   }
 
   /** Path of a blob (which may not exist). Throws INVALID_INPUT on a malformed hash. */
@@ -70,6 +120,11 @@ export class BlobStore {
     let closed = false;
     try {
       const hash = createHash('sha256');
+      // The hash is always of the plain bytes: a blob's name does not depend on how it is stored.
+      const enc = this.writeKey ? new BlobEncryptor(this.writeKey) : null;
+      if (enc) await writeAll(handle, enc.header);
+      // A plain blob must not look like an encrypted one; no ONNX file starts with the magic.
+      let head = enc ? null : Buffer.alloc(0);
       let size = 0;
       for await (const chunk of chunks) {
         size += chunk.byteLength;
@@ -77,14 +132,17 @@ export class BlobStore {
           // Throwing inside for-await also calls the source's return(), so the client stream stops.
           throw new SightlineError('INVALID_INPUT', `model file exceeds the upload limit of ${maxBytes} bytes`, { maxBytes });
         }
-        hash.update(chunk);
-        // write() may write less than asked; loop until the chunk is fully on disk.
-        let off = 0;
-        while (off < chunk.byteLength) {
-          const { bytesWritten } = await handle.write(chunk, off, chunk.byteLength - off);
-          off += bytesWritten;
+        if (head !== null) {
+          head = Buffer.concat([head, chunk.subarray(0, ENC_MAGIC.length - head.length)]);
+          if (head.length === ENC_MAGIC.length) {
+            if (isEncryptedHead(head)) throw new SightlineError('INVALID_INPUT', 'the file is an encrypted Sightline blob, not a model');
+            head = null;
+          }
         }
+        hash.update(chunk);
+        await writeAll(handle, enc ? enc.update(chunk) : chunk);
       }
+      if (enc) await writeAll(handle, enc.final());
       await handle.sync();
       await handle.close();
       closed = true;
@@ -107,14 +165,65 @@ export class BlobStore {
     }
   }
 
-  /** Whole blob in memory. NOT_FOUND if absent. */
+  /**
+   * Whole blob in memory, plain. NOT_FOUND if absent. An encrypted blob is decrypted in memory and
+   * returned only once authenticated and hashing to its name; otherwise PRECONDITION, never garbage:
+   * for a key this store lacks (fields.keyId) or a damaged file (fields.corrupt = true). A plain
+   * blob is returned as stored (the caller checks its hash, as before encryption existed).
+   */
   async read(sha256: string): Promise<Buffer> {
     const p = this.path(sha256);
+    let handle: FileHandle;
     try {
-      return await readFile(p);
+      handle = await open(p, 'r');
     } catch (e) {
       if (isNoEnt(e)) throw new SightlineError('NOT_FOUND', `blob ${sha256} is missing`, { sha256 });
       throw e;
+    }
+    try {
+      // One handle throughout: a rotation renaming a new file into place cannot mix two files.
+      const { size } = await handle.stat();
+      const header = await readHeader(handle, size);
+      if (!header) {
+        const buf = Buffer.allocUnsafe(size);
+        await readExactly(handle, buf, 0);
+        return buf;
+      }
+      const corrupt = (why: string) =>
+        new SightlineError('PRECONDITION', `blob ${sha256} is corrupt: ${why}`, { sha256, corrupt: true, reason: why });
+      if (size < ENCRYPTION_OVERHEAD) throw corrupt('encrypted blob is truncated');
+      const key = this.keys.find((k) => k.id === header.keyId);
+      if (!key) throw keyMismatch(sha256, header.keyId, this.keys);
+      const out = Buffer.allocUnsafe(size - ENCRYPTION_OVERHEAD);
+      const hash = createHash('sha256');
+      let off = 0;
+      const ok = await decryptFile(handle, size, header, key, (plain) => {
+        hash.update(plain);
+        off += plain.copy(out, off);
+      });
+      if (!ok) throw corrupt('it fails authentication (damaged or tampered with)');
+      const actual = hash.digest('hex');
+      if (actual !== sha256) throw corrupt(`its content hashes to ${actual}`);
+      return out;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** How the blob is stored; null if absent. */
+  async encryption(sha256: string): Promise<BlobEncryption | null> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.path(sha256), 'r');
+    } catch (e) {
+      if (isNoEnt(e)) return null;
+      throw e;
+    }
+    try {
+      const header = await readHeader(handle, (await handle.stat()).size);
+      return header ? { encrypted: true, keyId: header.keyId } : { encrypted: false };
+    } finally {
+      await handle.close();
     }
   }
 
@@ -133,31 +242,54 @@ export class BlobStore {
   }
 
   /**
-   * Like verify, with the reason when it fails. `expectedSize` (from the registry row) catches a
-   * truncated file without reading it.
+   * Like verify, with the reason when it fails. `expectedSize` (from the registry row: the plain size)
+   * catches a truncated file without reading it. An encrypted blob is decrypted (not kept) and its
+   * plain content hashed; without its key the result is { ok: false, keyMissing: true }.
    */
   async check(sha256: string, expectedSize?: number): Promise<BlobCheck> {
     const p = this.path(sha256);
-    let size: number;
     try {
       const st = await stat(p);
       if (!st.isFile()) return { ok: false, reason: 'blob is not a regular file' };
-      size = st.size;
     } catch (e) {
       if (isNoEnt(e)) return { ok: false, reason: 'blob file is missing' };
       throw e;
     }
-    if (expectedSize !== undefined && size !== expectedSize) {
-      return { ok: false, reason: `blob is ${size} bytes, expected ${expectedSize}` };
-    }
-    let actual: string;
+    let handle: FileHandle;
     try {
-      actual = await hashFile(p);
+      handle = await open(p, 'r');
     } catch (e) {
       if (isNoEnt(e)) return { ok: false, reason: 'blob file is missing' }; // removed since the stat
       throw e;
     }
-    return actual === sha256 ? { ok: true } : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
+    try {
+      const { size } = await handle.stat();
+      const header = await readHeader(handle, size);
+      if (!header) {
+        if (expectedSize !== undefined && size !== expectedSize) {
+          return { ok: false, reason: `blob is ${size} bytes, expected ${expectedSize}` };
+        }
+        const actual = await hashRange(handle, 0, size);
+        return actual === sha256 ? { ok: true } : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
+      }
+      if (size < ENCRYPTION_OVERHEAD) return { ok: false, reason: 'encrypted blob is truncated' };
+      if (expectedSize !== undefined && size !== expectedSize + ENCRYPTION_OVERHEAD) {
+        return {
+          ok: false,
+          reason: `encrypted blob is ${size} bytes, expected ${expectedSize + ENCRYPTION_OVERHEAD} (${expectedSize} plus ${ENCRYPTION_OVERHEAD} of header and tag)`,
+        };
+      }
+      const key = this.keys.find((k) => k.id === header.keyId);
+      if (!key) return { ok: false, reason: keyMismatch(sha256, header.keyId, this.keys).message, keyMissing: true };
+      const hash = createHash('sha256');
+      if (!(await decryptFile(handle, size, header, key, (plain) => hash.update(plain)))) {
+        return { ok: false, reason: 'encrypted blob fails authentication (damaged or tampered with)' };
+      }
+      const actual = hash.digest('hex');
+      return actual === sha256 ? { ok: true } : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Removes a blob; absent is fine. The caller checks that no version references it any more. */
@@ -188,9 +320,71 @@ export class BlobStore {
   }
 }
 
-async function hashFile(p: string): Promise<string> {
+/** write() may write less than asked; loops until all of `data` is written. */
+async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) {
+    const { bytesWritten } = await handle.write(data, off, data.byteLength - off);
+    off += bytesWritten;
+  }
+}
+
+/** Fills `buf` from `position`; a file shorter than that is an error (blobs never shrink in place). */
+async function readExactly(handle: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesRead } = await handle.read(buf, off, buf.length - off, position + off);
+    if (bytesRead === 0) throw new SightlineError('INTERNAL', 'blob file ended early while being read');
+    off += bytesRead;
+  }
+}
+
+/** The encryption header, or null for a plain blob. */
+async function readHeader(handle: FileHandle, size: number): Promise<EncHeader | null> {
+  const head = Buffer.alloc(Math.min(size, HEADER_BYTES));
+  await readExactly(handle, head, 0);
+  if (!isEncryptedHead(head)) return null;
+  // Magic but too short for a header: still "encrypted" (a truncated one), never plain.
+  return parseHeader(head) ?? { keyId: 'unknown', iv: Buffer.alloc(0), raw: head };
+}
+
+/**
+ * Decrypts an encrypted blob file in chunks into `sink`. Returns false if authentication fails at the
+ * end: the caller must not use anything the sink received before this returns true.
+ */
+async function decryptFile(handle: FileHandle, size: number, header: EncHeader, key: BlobKey, sink: (plain: Buffer) => void): Promise<boolean> {
+  const tag = Buffer.alloc(TAG_BYTES);
+  await readExactly(handle, tag, size - TAG_BYTES);
+  const decipher = blobDecipher(key, header, tag);
+  const end = size - TAG_BYTES;
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(1, end - HEADER_BYTES)));
+  for (let pos = HEADER_BYTES; pos < end; ) {
+    const n = Math.min(buf.length, end - pos);
+    const piece = buf.subarray(0, n);
+    await readExactly(handle, piece, pos);
+    sink(decipher.update(piece));
+    pos += n;
+  }
+  let last: Buffer;
+  try {
+    last = decipher.final();
+  } catch {
+    return false; // "Unsupported state or unable to authenticate data"
+  }
+  sink(last);
+  return true;
+}
+
+/** sha256 of bytes [start, end) of an open file. */
+async function hashRange(handle: FileHandle, start: number, end: number): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(p)) hash.update(chunk as Buffer);
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(1, end - start)));
+  for (let pos = start; pos < end; ) {
+    const piece = buf.subarray(0, Math.min(buf.length, end - pos));
+    await readExactly(handle, piece, pos);
+    hash.update(piece);
+    pos += piece.length;
+  }
   return hash.digest('hex');
 }
 

@@ -230,6 +230,11 @@ export class RegistryStore {
     if (this.db.open) this.db.close();
   }
 
+  /** The migrated connection, for the other stores over the same file (tokens.ts, audit.ts). */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   /** Problems SQLite finds in the file and its foreign keys; empty when healthy. */
   integrityCheck(): string[] {
     const rows = this.db.pragma('integrity_check') as { integrity_check: string }[];

@@ -2,6 +2,7 @@
  * Start-up checks that tie the rows to the files: every version's blob must exist and hash to its
  * sha256. Run before serving, so a damaged model is refused at promote/load instead of mid-request.
  */
+import { SightlineError } from '../errors.js';
 import type { BlobStore } from './blobs.js';
 import type { RegistryStore } from './store.js';
 
@@ -18,6 +19,19 @@ export interface VerifyResult {
   readonly corrupt: CorruptVersion[];
   /** Previously corrupt versions whose blob is sound again (now marked ok). */
   readonly repaired: { readonly model: string; readonly version: number }[];
+  /**
+   * Versions whose blob is encrypted with a key the BlobStore was not given: not marked corrupt (the
+   * file may be fine). Present only with `allowLocked`; without it verifyBlobs throws instead.
+   */
+  readonly locked?: CorruptVersion[];
+}
+
+export interface VerifyOptions {
+  /**
+   * Report blobs encrypted with a key the store lacks in `locked` instead of throwing PRECONDITION.
+   * The server leaves it false: a wrong or missing key must stop start-up with a clear error.
+   */
+  readonly allowLocked?: boolean;
 }
 
 /**
@@ -25,11 +39,12 @@ export interface VerifyResult {
  * marks the version corrupt, a sound blob clears an earlier corrupt mark. Each distinct blob is
  * hashed once, however many versions share it.
  */
-export async function verifyBlobs(store: RegistryStore, blobs: BlobStore): Promise<VerifyResult> {
+export async function verifyBlobs(store: RegistryStore, blobs: BlobStore, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const versions = store.allVersions();
   const seen = new Map<string, Awaited<ReturnType<BlobStore['check']>>>();
   const corrupt: CorruptVersion[] = [];
   const repaired: { model: string; version: number }[] = [];
+  const locked: CorruptVersion[] = [];
   for (const v of versions) {
     const key = `${v.sha256}:${v.sizeBytes}`;
     let result = seen.get(key);
@@ -37,7 +52,9 @@ export async function verifyBlobs(store: RegistryStore, blobs: BlobStore): Promi
       result = await blobs.check(v.sha256, v.sizeBytes);
       seen.set(key, result);
     }
-    if (result.ok) {
+    if (!result.ok && result.keyMissing) {
+      locked.push({ model: v.model, version: v.version, reason: result.reason });
+    } else if (result.ok) {
       if (v.state === 'corrupt') {
         store.markOk(v.model, v.version);
         repaired.push({ model: v.model, version: v.version });
@@ -47,7 +64,15 @@ export async function verifyBlobs(store: RegistryStore, blobs: BlobStore): Promi
       corrupt.push({ model: v.model, version: v.version, reason: result.reason });
     }
   }
-  return { checked: versions.length, corrupt, repaired };
+  if (locked.length > 0 && !opts.allowLocked) {
+    const shown = locked.slice(0, 5).map((l) => `${l.model} v${l.version}`).join(', ');
+    throw new SightlineError(
+      'PRECONDITION',
+      `${locked[0].reason}: ${locked.length} version(s) cannot be read (${shown}${locked.length > 5 ? ', …' : ''}); configure the key they were encrypted with (or keep it as a previous key until a rotation finishes)`,
+      { locked },
+    );
+  }
+  return opts.allowLocked ? { checked: versions.length, corrupt, repaired, locked } : { checked: versions.length, corrupt, repaired };
 }
 
 /**

@@ -4,6 +4,8 @@
  */
 import { SightlineError } from '../errors.js';
 import { prepareImage, type Detection, type InferencePool, type PrepareOptions, type Ticket } from '../inference/index.js';
+import { featureSample, inputFeatures, outputFeatures, regionOf, type FeatureSample, type InputFeatures } from '../monitoring/index.js';
+import type { SampleObserver } from './drift.js';
 import type { ModelManager } from './models.js';
 
 export interface DetectInput {
@@ -37,6 +39,20 @@ export interface DetectResult {
   imageHeight: number;
   detections: Detection[];
   timing: Timing;
+  /** Drift-monitoring features of this request, when they were computed (an observer is set, or asked for). */
+  features?: FeatureSample;
+}
+
+export interface DetectOptions {
+  /**
+   * The caller is a stream frame (or another caller bounding its own concurrency), already limited by
+   * its own in-flight limit, so it is counted in the admission budget but never refused.
+   */
+  stream?: boolean;
+  /** Compute the drift features even without an observer (calibration). */
+  features?: boolean;
+  /** false: do not report this request to the observer (calibration images are not traffic). */
+  observe?: boolean;
 }
 
 export interface DetectSettings {
@@ -56,7 +72,19 @@ export class DetectService {
     private readonly models: ModelManager,
     private readonly pool: InferencePool,
     private readonly settings: DetectSettings,
+    /** Drift monitoring: gets every request's features. None: no features are computed at all. */
+    private readonly observer?: SampleObserver,
   ) {}
+
+  /**
+   * The model and version serving (model, version) now, with its class names; throws the status a
+   * request would get (NOT_FOUND, PRECONDITION, NOT_READY) when it resolves to none.
+   */
+  resolve(model: string, version: string): { model: string; version: string; names: readonly string[] } {
+    const v = this.models.acquire(model, version);
+    this.models.release(v);
+    return { model: v.name, version: v.version, names: v.info.names };
+  }
 
   /**
    * The model and version a request naming (model, version) is served by right now, or null when it
@@ -73,11 +101,8 @@ export class DetectService {
     }
   }
 
-  /**
-   * `stream`: the caller is a stream frame, already bounded by the stream's in-flight limit, so it is
-   * counted in the admission budget but never refused.
-   */
-  async detect(input: DetectInput, signal: AbortSignal, opts: { stream?: boolean } = {}): Promise<DetectResult> {
+  /** See DetectOptions. */
+  async detect(input: DetectInput, signal: AbortSignal, opts: DetectOptions = {}): Promise<DetectResult> {
     const t0 = performance.now();
     const { defaults, limits } = this.settings;
     const conf = threshold('confidence_threshold', input.confidenceThreshold, defaults.confidenceThreshold);
@@ -104,6 +129,8 @@ export class DetectService {
         { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels },
         this.settings.preprocess,
       );
+      // Before pool.run: the pixel buffer is transferred to the worker and is detached afterwards.
+      const inputFeats = this.observer || opts.features ? inputFeaturesOf(img) : undefined;
       const r = await this.pool.run(
         v.key,
         {
@@ -115,6 +142,14 @@ export class DetectService {
         signal,
         ticket,
       );
+      let features: FeatureSample | undefined;
+      if (inputFeats) {
+        // Requests asking for a lower threshold than the default are judged on the default's detections, so
+        // a client sweeping thresholds does not look like prediction drift.
+        const floor = this.settings.defaults.confidenceThreshold;
+        features = featureSample(inputFeats, outputFeatures(conf < floor ? r.detections.filter((d) => d.confidence >= floor) : r.detections));
+        if (this.observer && opts.observe !== false) this.observer.onSample({ model: v.name, version: v.version, names: v.info.names }, features);
+      }
       return {
         model: v.name,
         version: v.version,
@@ -131,10 +166,21 @@ export class DetectService {
           postprocessMs: r.timing.postprocessMs,
           totalMs: performance.now() - t0,
         },
+        ...(features ? { features } : {}),
       };
     } finally {
       ticket?.release();
       this.models.release(v);
     }
+  }
+}
+
+/** Input features from the letterboxed pixels (padding excluded); undefined if the geometry is degenerate. */
+function inputFeaturesOf(img: { pixels: Uint8Array; geometry: Parameters<typeof regionOf>[0] & { dstWidth: number; dstHeight: number; srcWidth: number; srcHeight: number } }): InputFeatures | undefined {
+  const g = img.geometry;
+  try {
+    return inputFeatures(img.pixels, g.dstWidth, g.dstHeight, g.srcWidth, g.srcHeight, regionOf(g));
+  } catch {
+    return undefined; // e.g. a 1-pixel-wide strip resized to nothing: monitoring never fails a request
   }
 }

@@ -20,6 +20,11 @@ export interface LifecycleOptions {
   /** Keep the rollback target loaded, so Rollback is instant (costs one more loaded version). */
   keepRollbackWarm: boolean;
   load: { intraOpThreads: number; executionProviders: readonly ExecutionProvider[]; warmupRuns: number; cpuMemArena: boolean };
+  /**
+   * false for the registry role: pointers change in the database and are announced to watchers, but
+   * nothing is loaded here (inference replicas load and serve).
+   */
+  serveModels: boolean;
 }
 
 export interface UploadMeta {
@@ -105,6 +110,7 @@ export class ModelLifecycle {
     const v = await verifyBlobs(this.store, this.blobs);
     for (const c of v.corrupt) this.log.error({ event: 'registry_blob_corrupt', model: c.model, version: c.version, reason: c.reason }, `model ${c.model} version ${c.version} is corrupt and will not be served: ${c.reason}`);
     this.log.info({ event: 'registry_verified', versions: v.checked, corrupt: v.corrupt.length }, `registry: ${v.checked} version(s) verified`);
+    if (!this.opts.serveModels) return;
     for (const m of this.store.listModels()) {
       if (m.activeVersion === null) continue;
       try {
@@ -191,9 +197,9 @@ export class ModelLifecycle {
       const before = this.requireModel(model);
       const rec = this.requireVersion(model, version);
       if (rec.state === 'corrupt') throw new SightlineError('PRECONDITION', `model ${model} version ${version} is corrupt (${rec.corruptReason ?? 'blob verification failed'}) and cannot be promoted`);
-      await this.ensureLoaded(model, version);
+      if (this.opts.serveModels) await this.ensureLoaded(model, version);
       const change = this.store.promote(model, version, actor, reason);
-      this.models.activate(model, String(version));
+      if (this.opts.serveModels) this.models.activate(model, String(version));
       if (change.from !== change.to) {
         this.log.info({ event: 'model_promoted', model, from: change.from, to: change.to, actor, reason }, `model ${model}: promoted version ${version}`);
         this.emit('promoted', model, actor, reason);
@@ -210,9 +216,9 @@ export class ModelLifecycle {
       if (m.rollbackVersion === null) throw new SightlineError('PRECONDITION', `model ${model} has no rollback target`);
       const target = this.requireVersion(model, m.rollbackVersion);
       if (target.state === 'corrupt') throw new SightlineError('PRECONDITION', `model ${model} rollback target version ${target.version} is corrupt and cannot be served`);
-      await this.ensureLoaded(model, target.version);
+      if (this.opts.serveModels) await this.ensureLoaded(model, target.version);
       const change = this.store.rollback(model, actor, reason);
-      this.models.activate(model, String(change.to), 'rollback');
+      if (this.opts.serveModels) this.models.activate(model, String(change.to), 'rollback');
       this.log.info({ event: 'model_rolled_back', model, from: change.from, to: change.to, actor, reason }, `model ${model}: rolled back to version ${change.to}`);
       this.emit('rolled_back', model, actor, reason);
       if (!this.opts.keepRollbackWarm) this.releaseUnpointed(model, [change.from]);
@@ -244,6 +250,13 @@ export class ModelLifecycle {
         .map((v) => ({ version: Number(v.version), state: v.state, error: v.error, inflight: v.inflight, provider: v.info?.provider ?? '' }))
         .sort((a, b) => a.version - b.version),
     };
+  }
+
+  /** The plain bytes of a registered version's file (for replicas); files of no version are not served. */
+  async readBlob(sha256: string): Promise<Buffer> {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new SightlineError('INVALID_INPUT', 'sha256 must be 64 lowercase hex characters');
+    if (!this.store.isBlobReferenced(sha256)) throw new SightlineError('NOT_FOUND', `no registered version has sha256 ${sha256}`);
+    return this.blobs.read(sha256);
   }
 
   listModels(): ModelRecord[] {
@@ -295,6 +308,7 @@ export class ModelLifecycle {
 
   /** Drains (in the background) loaded versions that no pointer references any more. */
   private releaseUnpointed(model: string, candidates: readonly (number | null)[]): void {
+    if (!this.opts.serveModels) return;
     const m = this.store.getModel(model);
     for (const v of candidates) {
       if (v === null || v === m?.activeVersion || (this.opts.keepRollbackWarm && v === m?.rollbackVersion)) continue;

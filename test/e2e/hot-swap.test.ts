@@ -41,7 +41,7 @@ describe('hot swap under load', { skip: !haveData }, () => {
       const loops = Array.from({ length: 4 }, loop);
       const swaps: { sent: number; returned: number; active: string }[] = [];
       const swap = async (fn: () => Promise<{ activeVersion: number }>) => {
-        await new Promise((r) => setTimeout(r, 250));
+        await new Promise((r) => setTimeout(r, 600));
         const sent = performance.now();
         const st = await fn();
         swaps.push({ sent, returned: performance.now(), active: String(st.activeVersion) });
@@ -56,7 +56,7 @@ describe('hot swap under load', { skip: !haveData }, () => {
 
       const failed = samples.filter((s) => s.error);
       assert.equal(failed.length, 0, `failed requests: ${failed.map((f) => f.error).join('; ')}`);
-      assert.ok(samples.length >= 40, `only ${samples.length} requests ran`);
+      assert.ok(samples.length >= 20, `only ${samples.length} requests ran`);
       assert.ok(samples.every((s) => s.version === '1' || s.version === '2'));
       assert.deepEqual(swaps.map((s) => s.active), ['2', '1', '2', '1', '2', '1']);
       // Between two swaps, requests that started after the first returned and ended before the next
@@ -68,7 +68,7 @@ describe('hot swap under load', { skip: !haveData }, () => {
         for (const s of inside) assert.equal(s.version, w.want, `request in [${w.from.toFixed(0)}, ${w.to.toFixed(0)}] answered by version ${s.version}`);
         checked += inside.length;
       }
-      assert.ok(checked >= samples.length / 3, `only ${checked} of ${samples.length} requests fell cleanly between swaps`);
+      assert.ok(checked >= 10, `only ${checked} of ${samples.length} requests fell cleanly between swaps: the check would be vacuous`);
       console.log(`# hot swap: ${samples.length} requests, 0 failed, ${swaps.length} swaps; promote took ${swaps.filter((_, i) => i % 2 === 0).map((s) => (s.returned - s.sent).toFixed(0)).join(', ')} ms; rollback ${swaps.filter((_, i) => i % 2 === 1).map((s) => (s.returned - s.sent).toFixed(0)).join(', ')} ms`);
     } finally {
       reg.close();

@@ -8,6 +8,7 @@ import { FAMILY_NAMES } from '../../config/index.js';
 import { VersionState, type ModelStatus, type ModelVersion, type RegistryClient } from '../../generated/sightline/v1/registry.js';
 import { intArg } from '../args.js';
 import { call, DEFAULT_SERVER, registryClient } from '../client.js';
+import { profileCommand } from './drift.js';
 
 interface Common {
   server: string;
@@ -169,5 +170,6 @@ export function registryCommand(): Command {
         print(o.json, r, () => console.log(`deleted ${model} version ${version}${r.blobRemoved ? '' : ' (file kept: another version uses it)'}`));
       }),
     );
+  cmd.addCommand(profileCommand());
   return cmd;
 }

@@ -1,12 +1,15 @@
 /** `sightline serve`: start the server; SIGTERM/SIGINT drain gracefully, a second signal exits at once. */
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
-import { loadConfig, FAMILY_NAMES } from '../../config/index.js';
+import { loadConfig, FAMILY_NAMES, ROLES } from '../../config/index.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
 import { intArg } from '../args.js';
 
 interface ServeFlags {
+  role?: (typeof ROLES)[number];
+  registry?: string;
+  dataDir?: string;
   model?: string;
   name?: string;
   labels?: string;
@@ -23,6 +26,9 @@ interface ServeFlags {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('start the gRPC server (config: --config file, then SIGHTLINE_* environment, then these flags)')
+    .addOption(new Option('--role <role>', 'all: registry + inference in one process; registry; inference (follows --registry)').choices([...ROLES]))
+    .option('--registry <addr>', 'role inference: the registry to follow (host:port)')
+    .option('--data-dir <dir>', 'registry database and model files (default ./registry)')
     .option('--model <file>', 'ONNX model to serve')
     .option('--name <name>', 'name clients use for --model (default: the file name without .onnx)')
     .option('--labels <file>', 'class names, one per line (default: from the model metadata)')
@@ -38,6 +44,8 @@ export function serveCommand(): Command {
       // Only flags actually given override the file and the environment.
       const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
       const overrides: Record<string, unknown> = {
+        role: f.role,
+        registry: defined({ address: f.registry, dataDir: f.dataDir }),
         grpc: defined({ port: f.port, host: f.host }),
         pool: defined({ workers: f.workers, intraOpThreads: f.threads }),
         log: defined({ level: f.logLevel }),

@@ -14,6 +14,8 @@ import {
   type UploadChunk,
   type UploadMetadata,
   type WatchModelsRequest,
+  type FetchBlobRequest,
+  type BlobChunk,
 } from '../../generated/sightline/v1/registry.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { toStatus } from './status.js';
@@ -71,6 +73,8 @@ const toModelEvent = (c: ModelChange): ModelEvent => ({
   reason: c.reason,
   at: c.at,
 });
+
+const BLOB_CHUNK_BYTES = 1024 * 1024;
 
 /** Who made a change, for the history: the peer address until authentication names a principal. */
 const actorOf = (call: { getPeer(): string }) => `peer:${call.getPeer()}`;
@@ -154,6 +158,18 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger): Regist
         reason: h.reason,
       })),
     })),
+    fetchBlob(call: ServerWritableStream<FetchBlobRequest, BlobChunk>) {
+      lifecycle.readBlob(call.request.sha256).then(
+        async (bytes) => {
+          // Chunks below the default 4 MiB message limit; write() back-pressure keeps memory flat.
+          for (let o = 0; o < bytes.length && !call.cancelled; o += BLOB_CHUNK_BYTES) {
+            if (!call.write({ data: bytes.subarray(o, o + BLOB_CHUNK_BYTES) })) await new Promise((r) => call.once('drain', r));
+          }
+          call.end();
+        },
+        (e: unknown) => call.emit('error', toStatus(e, log)),
+      );
+    },
     watchModels(call: ServerWritableStream<WatchModelsRequest, ModelEvent>) {
       const stop = lifecycle.watch((c) => call.write(toModelEvent(c)), call.request.models);
       watches.add(call);

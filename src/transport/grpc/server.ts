@@ -7,16 +7,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
-import type { DetectService, ModelLifecycle } from '../../serving/index.js';
+import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
+import type { DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { detectorHandlers, type StreamConfig } from './detector.js';
 import type { DetectorTelemetry } from './observe.js';
 import { registryHandlers } from './registry.js';
+import { monitoringHandlers } from './monitoring.js';
 
 /** proto/ at the package root (this file runs as dist/src/transport/grpc/server.js). */
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'proto');
-
-export const SERVICE_NAMES = ['sightline.v1.Detector', 'sightline.v1.Registry'] as const;
 
 /** Time before the end of the shutdown grace period at which open streams are asked to wind down. */
 const STREAM_DRAIN_MS = 1000;
@@ -26,6 +26,10 @@ export interface GrpcServerOptions {
   port: number;
   maxReceiveMessageBytes: number;
   maxSendMessageBytes: number;
+  /** 0 = unlimited. */
+  maxConnectionAgeMs: number;
+  maxConnectionAgeGraceMs: number;
+  keepaliveTimeMs: number;
 }
 
 export interface GrpcServer {
@@ -38,28 +42,38 @@ export interface GrpcServer {
 }
 
 function reflection(): ReflectionService {
-  const files = ['sightline/v1/detector.proto', 'sightline/v1/registry.proto'];
+  const files = ['sightline/v1/detector.proto', 'sightline/v1/registry.proto', 'sightline/v1/monitoring.proto'];
   const pkg = protoLoader.loadSync([...files.map((f) => join(PROTO_DIR, f)), healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true });
   return new ReflectionService(pkg);
 }
 
+/** The services this process serves: depends on its role (all, registry, inference). */
 export interface GrpcServices {
-  detect: DetectService;
-  lifecycle: ModelLifecycle;
+  detect?: DetectService;
+  lifecycle?: ModelLifecycle;
   /** Metrics and tracing for Detector calls; none when absent. */
   telemetry?: DetectorTelemetry;
+  /** Drift monitoring (sightline.v1.Monitoring, served wherever Detector is). */
+  drift?: DriftMonitor;
 }
 
 export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, services: GrpcServices, log: Logger): Promise<GrpcServer> {
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes,
     'grpc.max_send_message_length': opts.maxSendMessageBytes,
+    // Long-lived HTTP/2 connections pin a client to one replica; ending them after a while (with a
+    // grace period for calls in flight) lets clients rebalance when replicas are added.
+    ...(opts.maxConnectionAgeMs > 0 && { 'grpc.max_connection_age_ms': opts.maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs }),
+    'grpc.keepalive_time_ms': opts.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': 20_000,
   });
-  const detector = detectorHandlers(services.detect, streamCfg, log, services.telemetry);
-  server.addService(DetectorService, detector.impl);
-  const registry = registryHandlers(services.lifecycle, log);
-  server.addService(RegistryService, registry.impl);
-  const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])) });
+  const serviceNames: string[] = [];
+  const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
+  if (detector) server.addService(DetectorService, detector.impl), serviceNames.push('sightline.v1.Detector');
+  if (services.detect) server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log)), serviceNames.push('sightline.v1.Monitoring');
+  const registry = services.lifecycle ? registryHandlers(services.lifecycle, log) : null;
+  if (registry) server.addService(RegistryService, registry.impl), serviceNames.push('sightline.v1.Registry');
+  const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])) });
   health.addToServer(server);
   reflection().addToServer(server);
 
@@ -72,7 +86,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
 
   const setServing = (s: ServingStatus) => {
     health.setStatus('', s);
-    for (const name of SERVICE_NAMES) health.setStatus(name, s);
+    for (const name of serviceNames) health.setStatus(name, s);
   };
 
   return {
@@ -85,10 +99,10 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
       // camera never half-closes) stop reading, answer the frames they hold and end with UNAVAILABLE;
       // whatever is left when the grace period is over is cancelled.
       setServing('NOT_SERVING');
-      registry.endWatches();
+      registry?.endWatches();
       const drainAt = Math.max(0, graceMs - STREAM_DRAIN_MS);
       await new Promise<void>((resolve) => {
-        const drainTimer = setTimeout(() => detector.drainStreams(), drainAt);
+        const drainTimer = setTimeout(() => detector?.drainStreams(), drainAt);
         const forceTimer = setTimeout(() => {
           log.warn({ event: 'shutdown_forced', graceMs }, 'grace period over: cancelling remaining calls');
           server.forceShutdown();

@@ -1,0 +1,145 @@
+/** sightline.v1.Monitoring handlers: adapters from gRPC calls to the DriftMonitor and calibration. */
+import type { sendUnaryData, ServerReadableStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { SightlineError } from '../../errors.js';
+import {
+  DriftVerdict,
+  ProfileSource,
+  type ClassCount,
+  type DriftReport,
+  type FeatureSummary,
+  type GetDriftReportRequest,
+  type MonitoringServer,
+  type ProfileImage,
+  type ProfileSummary,
+} from '../../generated/sightline/v1/monitoring.js';
+import type { Summary, Verdict } from '../../monitoring/index.js';
+import { calibrate, type CalibrationImage, type CalibrationResult, type DetectService, type DriftMonitor, type DriftView } from '../../serving/index.js';
+import type { Logger } from '../../telemetry/logger.js';
+import { signalFor } from './deadline.js';
+import { toStatus } from './status.js';
+
+const VERDICT: Record<Verdict, DriftVerdict> = {
+  insufficient_data: DriftVerdict.DRIFT_VERDICT_INSUFFICIENT_DATA,
+  stable: DriftVerdict.DRIFT_VERDICT_STABLE,
+  warning: DriftVerdict.DRIFT_VERDICT_WARNING,
+  drift: DriftVerdict.DRIFT_VERDICT_DRIFT,
+};
+
+const SOURCE = { calibration: ProfileSource.PROFILE_SOURCE_CALIBRATION, traffic: ProfileSource.PROFILE_SOURCE_TRAFFIC } as const;
+
+/** Registry versions are numbers; anything else (not served by a registry) is reported as 0. */
+const versionNumber = (v: string): number => (/^\d+$/.test(v) ? Number(v) : 0);
+
+const toSummary = (s: Summary): FeatureSummary => ({ n: s.n, mean: s.mean, std: s.std, p05: s.p05, p50: s.p50, p95: s.p95, min: s.min, max: s.max });
+
+/** `null` (not computed) becomes an absent optional field. */
+const opt = (v: number | null): number | undefined => (v === null ? undefined : v);
+
+function classCounts(reference: Readonly<Record<string, number>>, current: Readonly<Record<string, number>>, names: readonly string[]): ClassCount[] {
+  const ids = [...new Set([...Object.keys(reference), ...Object.keys(current)])].map(Number).sort((a, b) => a - b);
+  return ids.map((id) => ({ classId: id, label: names[id] ?? '', reference: reference[id] ?? 0, current: current[id] ?? 0 }));
+}
+
+export function toDriftReport(v: DriftView): DriftReport {
+  const t = v.thresholds;
+  const r = v.report;
+  return {
+    model: v.model,
+    version: versionNumber(v.version),
+    profile: v.profile
+      ? { source: SOURCE[v.profile.source], size: v.profile.n, createdAt: v.profile.createdAt, collected: 0, target: 0 }
+      : { source: ProfileSource.PROFILE_SOURCE_NONE, size: 0, createdAt: '', collected: v.collected, target: v.target },
+    windowSize: v.windowSize,
+    windowCapacity: v.windowCapacity,
+    thresholds: { psiWarning: t.psiWarning, psiDrift: t.psiDrift, alpha: t.alpha, minSamples: t.minSamples },
+    features: (r?.features ?? []).map((f) => ({
+      name: f.feature,
+      reference: toSummary(f.reference),
+      current: toSummary(f.current),
+      psi: opt(f.psi),
+      psiNoise: opt(f.psiNoise),
+      ks: opt(f.ks),
+      pValue: opt(f.pValue),
+      verdict: VERDICT[f.verdict],
+    })),
+    classMix: r
+      ? {
+          classes: classCounts(r.classMix.reference, r.classMix.current, v.names),
+          psi: opt(r.classMix.psi),
+          chiSquare: opt(r.classMix.chiSquare),
+          dof: opt(r.classMix.dof),
+          pValue: opt(r.classMix.pValue),
+          verdict: VERDICT[r.classMix.verdict],
+        }
+      : { classes: [], verdict: DriftVerdict.DRIFT_VERDICT_INSUFFICIENT_DATA },
+    verdict: VERDICT[r?.verdict ?? 'insufficient_data'],
+    anomalies: BigInt(v.anomalies),
+  };
+}
+
+export function toProfileSummary(r: CalibrationResult): ProfileSummary {
+  const p = r.profile;
+  return {
+    model: r.model,
+    version: versionNumber(r.version),
+    source: SOURCE[p.source],
+    size: p.n,
+    skipped: r.skipped,
+    skippedReasons: [...r.skippedReasons],
+    createdAt: p.createdAt,
+    bins: p.bins,
+    features: Object.entries(p.features).map(([name, f]) => ({ name, summary: toSummary(f.summary) })),
+    classes: classCounts(p.classMix, {}, r.names),
+  };
+}
+
+/** The first message's target, then the images of the later ones. */
+async function splitProfileStream(call: ServerReadableStream<ProfileImage, ProfileSummary>): Promise<{ model: string; version: string; images: AsyncIterable<CalibrationImage> }> {
+  const it = call[Symbol.asyncIterator]() as AsyncIterator<ProfileImage>;
+  const first = await it.next();
+  if (first.done || !first.value.target) throw new SightlineError('INVALID_INPUT', 'the first ProfileImage must carry the target (model, version)');
+  const { model, version } = first.value.target;
+  const images: AsyncIterable<CalibrationImage> = {
+    [Symbol.asyncIterator]: () => ({
+      async next() {
+        const n = await it.next();
+        if (n.done) return { done: true, value: undefined };
+        if (n.value.target) throw new SightlineError('INVALID_INPUT', 'only the first ProfileImage may carry a target');
+        return { done: false, value: { data: n.value.image?.data ?? new Uint8Array(0), name: n.value.image?.name ?? '' } };
+      },
+    }),
+  };
+  return { model, version: version ? String(version) : '', images };
+}
+
+export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor | undefined, log: Logger): MonitoringServer {
+  return {
+    getDriftReport(call: ServerUnaryCall<GetDriftReportRequest, DriftReport>, cb: sendUnaryData<DriftReport>) {
+      Promise.resolve()
+        .then(() => {
+          if (!monitor?.enabled) throw new SightlineError('PRECONDITION', 'drift monitoring is disabled on this server (drift.enabled: false)');
+          // Resolving first means only loaded versions ever get monitoring state, whatever clients ask.
+          const v = detect.resolve(call.request.model, call.request.version ? String(call.request.version) : '');
+          return toDriftReport(monitor.view(v.model, v.version, v.names));
+        })
+        .then(
+          (r) => cb(null, r),
+          (e: unknown) => cb(toStatus(e, log)),
+        );
+    },
+
+    buildProfile(call: ServerReadableStream<ProfileImage, ProfileSummary>, cb: sendUnaryData<ProfileSummary>) {
+      const { signal, dispose } = signalFor(call);
+      splitProfileStream(call)
+        .then(({ model, version, images }) => {
+          if (!monitor) throw new SightlineError('PRECONDITION', 'drift monitoring is not available on this server');
+          return calibrate(detect, monitor, { model, version }, images, signal);
+        })
+        .then(
+          (r) => cb(null, toProfileSummary(r)),
+          (e: unknown) => cb(toStatus(e, log)),
+        )
+        .finally(dispose);
+    },
+  };
+}

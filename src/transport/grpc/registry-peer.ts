@@ -1,0 +1,82 @@
+/** The registry as seen by an inference replica: WatchModels, GetVersion and FetchBlob over gRPC. */
+import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { SightlineError } from '../../errors.js';
+import { ModelEventType, RegistryClient, type BlobChunk, type ModelEvent } from '../../generated/sightline/v1/registry.js';
+import type { ModelChange, ModelChangeType, RegistryPeer } from '../../serving/index.js';
+
+const TYPE: Partial<Record<ModelEventType, ModelChangeType>> = {
+  [ModelEventType.MODEL_EVENT_TYPE_SNAPSHOT]: 'snapshot',
+  [ModelEventType.MODEL_EVENT_TYPE_PROMOTED]: 'promoted',
+  [ModelEventType.MODEL_EVENT_TYPE_ROLLED_BACK]: 'rolled_back',
+  [ModelEventType.MODEL_EVENT_TYPE_VERSION_ADDED]: 'version_added',
+  [ModelEventType.MODEL_EVENT_TYPE_VERSION_DELETED]: 'version_deleted',
+};
+
+const orNull = (n: number) => (n === 0 ? null : n);
+
+export interface PeerOptions {
+  address: string;
+  credentials?: ChannelCredentials;
+  /** Added to every call (the replica's token when auth is on). */
+  metadata?: () => Metadata;
+  callTimeoutMs?: number;
+}
+
+export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & { close(): void } {
+  const client = new RegistryClient(o.address, o.credentials ?? credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    // Reconnect quickly when the registry restarts.
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 5_000,
+  });
+  const md = () => o.metadata?.() ?? new Metadata();
+  return {
+    watch(onChange, onEnd) {
+      const call = client.watchModels({ models: [] }, md());
+      let ended = false;
+      const end = (e: Error | null) => {
+        if (!ended) (ended = true), onEnd(e);
+      };
+      call.on('data', (e: ModelEvent) => {
+        const type = TYPE[e.type];
+        if (!type) return;
+        const c: ModelChange = {
+          type,
+          model: e.model,
+          activeVersion: orNull(e.activeVersion),
+          rollbackVersion: orNull(e.rollbackVersion),
+          version: orNull(e.version),
+          activeSha256: e.activeSha256 || null,
+          rollbackSha256: e.rollbackSha256 || null,
+          actor: e.actor,
+          reason: e.reason,
+          at: e.at,
+        };
+        onChange(c);
+      });
+      call.on('error', (e: ServiceError) => end(e.code === status.CANCELLED ? null : e));
+      call.on('end', () => end(new Error('the registry ended the watch')));
+      return () => {
+        ended = true;
+        call.cancel();
+      };
+    },
+    getVersion(model, version) {
+      return new Promise((resolve, reject) =>
+        client.getVersion({ model, version }, md(), { deadline: Date.now() + (o.callTimeoutMs ?? 10_000) }, (err, v) =>
+          err ? reject(new SightlineError(err.code === status.NOT_FOUND ? 'NOT_FOUND' : 'NOT_READY', `registry: ${err.details}`)) : resolve({ sha256: v!.sha256, family: v!.family, classNames: v!.classNames, sizeBytes: Number(v!.sizeBytes) }),
+        ),
+      );
+    },
+    async *fetchBlob(sha256) {
+      const call = client.fetchBlob({ sha256 }, md());
+      try {
+        for await (const chunk of call as AsyncIterable<BlobChunk>) yield chunk.data;
+      } catch (e) {
+        const err = e as ServiceError;
+        throw new SightlineError('NOT_READY', `registry: fetching ${sha256.slice(0, 12)} failed: ${err.details ?? err.message}`);
+      }
+    },
+    close: () => client.close(),
+  };
+}
