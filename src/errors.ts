@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'DEADLINE' // the caller's deadline passed before the work ran
   | 'CANCELLED' // the caller went away
   | 'UNSUPPORTED_MODEL' // a model whose inputs/outputs match no known family
+  | 'UNAUTHENTICATED' // no valid credentials (never says whether a token exists)
+  | 'PERMISSION_DENIED' // valid credentials, but the role does not allow the call
   | 'INTERNAL'; // a bug or an environment failure; details are logged, not returned
 
 export class SightlineError extends Error {

@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
-import { BlobStore, defaultMigrationsDir, RegistryStore } from './registry/index.js';
-import { DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower } from './serving/index.js';
+import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenStore } from './registry/index.js';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower } from './serving/index.js';
 import { startAdminServer, type AdminServer } from './telemetry/admin-http.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -56,8 +57,22 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   if (role === 'inference' && !config.registry.address) throw new SightlineError('INVALID_INPUT', 'role inference needs registry.address (--registry HOST:PORT)');
   // The registry role loads models only to validate uploads: one worker is enough.
   const workers = role === 'registry' ? 1 : config.pool.workers;
+  // A missing or malformed key stops the start: serving nothing beats serving garbage.
+  const key = loadKey(config.encryption);
   const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir());
-  const blobs = store ? new BlobStore(resolve(config.registry.dataDir)) : null;
+  const blobs = store ? new BlobStore(resolve(config.registry.dataDir), { key }) : null;
+  const audit = store ? new AuditLog(store.database) : null;
+  const access = new AccessControl({
+    enabled: config.auth.enabled,
+    maxFailuresPerMinute: config.auth.maxFailuresPerMinute,
+    tokens: store ? new TokenStore(store.database, { audit: audit ?? undefined }) : null,
+    audit,
+    staticTokens: [
+      ...(config.auth.bootstrapTokenFile ? [{ token: readSecret(config.auth.bootstrapTokenFile, 'auth.bootstrapTokenFile'), name: 'bootstrap', role: 'admin' as const }] : []),
+      ...(config.auth.replicaTokenFile ? [{ token: readSecret(config.auth.replicaTokenFile, 'auth.replicaTokenFile'), name: 'replica', role: 'viewer' as const }] : []),
+    ],
+    log,
+  });
   const pool = await InferencePool.create({
     workers,
     maxQueue: config.pool.maxQueue,
@@ -71,11 +86,19 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     store && blobs
       ? new ModelLifecycle(store, blobs, models, pool, { maxUploadBytes: config.registry.maxUploadBytes, keepRollbackWarm: config.registry.keepRollbackWarm, load: config.pool, serveModels: role === 'all' }, log)
       : null;
-  const peer = role === 'inference' ? grpcRegistryPeer({ address: config.registry.address! }) : null;
+  const registryToken = config.registry.tokenFile ? readSecret(config.registry.tokenFile, 'registry.tokenFile') : null;
+  const peer =
+    role === 'inference'
+      ? grpcRegistryPeer({
+          address: config.registry.address!,
+          credentials: config.registry.caFile ? credentials.createSsl(readFileSync(config.registry.caFile)) : undefined,
+          metadata: registryToken ? () => Metadata.fromHttp2Headers({ authorization: `Bearer ${registryToken}` }) : undefined,
+        })
+      : null;
   const follower = peer
     ? new RegistryFollower(
         peer,
-        new BlobStore(resolve(config.registry.cacheDir)),
+        new BlobStore(resolve(config.registry.cacheDir), { key }),
         models,
         { keepRollbackWarm: config.registry.keepRollbackWarm, maxBlobBytes: config.registry.maxUploadBytes, load: config.pool, retryMinMs: 250, retryMaxMs: 5_000 },
         log,
@@ -88,7 +111,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const isReady = () => (role === 'registry' ? registryReady : role === 'inference' ? !!follower?.inSync() && models.isReady() : models.isReady());
   let grpc: GrpcServer;
   try {
-    grpc = await startGrpcServer(config.grpc, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift }, log);
+    grpc = await startGrpcServer({ ...config.grpc, tls: config.tls }, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift, access }, log);
   } catch (e) {
     await pool.close();
     store?.close();
@@ -154,4 +177,15 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   })();
   ready.catch(() => undefined); // the caller decides what a failed start means
   return { port: grpc.port, config, models, lifecycle, follower, pool, grpc, metrics, drift, tracing, admin, ready, close };
+}
+
+/** A secret from a file (a mounted Kubernetes Secret): trimmed, and never logged. */
+function readSecret(path: string, what: string): string {
+  try {
+    const s = readFileSync(path, 'utf8').trim();
+    if (!s) throw new Error('the file is empty');
+    return s;
+  } catch (e) {
+    throw new SightlineError('INVALID_INPUT', `${what}: cannot read ${path}: ${(e as Error).message}`);
+  }
 }

@@ -1,12 +1,39 @@
 /** gRPC clients for the CLI's client commands, and promise wrappers around them. */
-import { credentials, Metadata, type CallOptions, type ServiceError } from '@grpc/grpc-js';
+import { credentials, InterceptingCall, Metadata, type CallOptions, type ChannelCredentials, type ClientOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { DetectorClient, type DetectRequest, type DetectResponse } from '../generated/sightline/v1/detector.js';
 import { RegistryClient } from '../generated/sightline/v1/registry.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
-export function detectorClient(server: string): DetectorClient {
-  return new DetectorClient(server, credentials.createInsecure(), {
+/** How a client command authenticates: a bearer token, and the CA of the server's TLS certificate. */
+export interface ClientAuth {
+  token?: string;
+  caFile?: string;
+}
+
+/** Channel credentials (TLS when a CA file is given) and an interceptor that adds the bearer token. */
+export function channel(auth: ClientAuth = {}): { creds: ChannelCredentials; options: ClientOptions } {
+  const creds = auth.caFile ? credentials.createSsl(readFileSync(auth.caFile)) : credentials.createInsecure();
+  const token = auth.token;
+  const interceptors: Interceptor[] = token
+    ? [
+        (options, nextCall) =>
+          new InterceptingCall(nextCall(options), {
+            start(md, listener, next) {
+              md.set('authorization', `Bearer ${token}`);
+              next(md, listener);
+            },
+          }),
+      ]
+    : [];
+  return { creds, options: { interceptors } };
+}
+
+export function detectorClient(server: string, auth: ClientAuth = {}): DetectorClient {
+  const { creds, options } = channel(auth);
+  return new DetectorClient(server, creds, {
+    ...options,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
   });
@@ -33,8 +60,9 @@ export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts
   });
 }
 
-export function registryClient(server: string): RegistryClient {
-  return new RegistryClient(server, credentials.createInsecure(), { 'grpc.max_send_message_length': 8 * 1024 * 1024 });
+export function registryClient(server: string, auth: ClientAuth = {}): RegistryClient {
+  const { creds, options } = channel(auth);
+  return new RegistryClient(server, creds, { ...options, 'grpc.max_send_message_length': 8 * 1024 * 1024 });
 }
 
 type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res?: Res) => void) => unknown;

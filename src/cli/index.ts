@@ -1,6 +1,7 @@
 /** The `sightline` command line: one subcommand per file in commands/. */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import { auditCommand, keyCommand, tokenCommand } from './commands/admin.js';
 import { detectCommand } from './commands/detect.js';
 import { driftCommand } from './commands/drift.js';
 import { registryCommand } from './commands/registry.js';
@@ -20,7 +21,10 @@ export function buildCli(): Command {
     .addCommand(detectCommand())
     .addCommand(validateCommand())
     .addCommand(registryCommand())
-    .addCommand(driftCommand());
+    .addCommand(driftCommand())
+    .addCommand(tokenCommand())
+    .addCommand(auditCommand())
+    .addCommand(keyCommand());
 }
 
 export async function runCli(argv: string[]): Promise<void> {

@@ -63,6 +63,10 @@ export const ConfigSchema = z
         address: z.string().min(1).optional(),
         /** role inference: where downloaded model blobs are cached (verified by sha256 before use). */
         cacheDir: z.string().min(1).default('cache'),
+        /** role inference: file with the token sent to the registry (auth on). */
+        tokenFile: z.string().min(1).optional(),
+        /** role inference: CA certificate that signs the registry's TLS certificate; plaintext when absent. */
+        caFile: z.string().min(1).optional(),
       })
       .strict()
       .default({ dataDir: 'registry', maxUploadBytes: 512 * MiB, keepRollbackWarm: true, cacheDir: 'cache' }),
@@ -86,6 +90,10 @@ export const ConfigSchema = z
         enabled: z.boolean().default(false),
         /** Failed authentications allowed per peer address per minute before it is refused outright. */
         maxFailuresPerMinute: z.number().int().min(1).default(20),
+        /** A file holding a token accepted with the admin role (principal "bootstrap"): the first credential of a new install. */
+        bootstrapTokenFile: z.string().min(1).optional(),
+        /** A file holding the token inference replicas present (role viewer, principal "replica"). */
+        replicaTokenFile: z.string().min(1).optional(),
       })
       .strict()
       .default({ enabled: false, maxFailuresPerMinute: 20 }),

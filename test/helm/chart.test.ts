@@ -131,8 +131,8 @@ describe('Helm chart helm/sightline', () => {
         const grpcPort = c.ports.find((p: any) => p.name === 'grpc').containerPort;
         for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) assert.ok(c[probe], `${w.kind} has a ${probe}`);
         if (!tls) {
-          assert.deepEqual(c.livenessProbe.grpc, { port: grpcPort, service: '' });
-          assert.deepEqual(c.startupProbe.grpc, { port: grpcPort, service: '' });
+          assert.deepEqual(c.livenessProbe.grpc, { port: grpcPort, service: 'liveness' });
+          assert.deepEqual(c.startupProbe.grpc, { port: grpcPort, service: 'liveness' });
           assert.deepEqual(c.readinessProbe.grpc, { port: grpcPort, service: readiness });
           assert.equal(envOf(c).SIGHTLINE_TLS__ENABLED, undefined);
         } else {

@@ -186,7 +186,9 @@ paths of the mounted files) are environment variables; they win over config.yaml
 
 {{/*
 Probes. TLS off: native gRPC probes (grpc.health.v1.Health/Check on the gRPC port); liveness and
-startup ask for the server ("" service), readiness for the role's service. TLS on: the kubelet's gRPC
+startup ask for the "liveness" service (SERVING while the process answers, whatever its models: ""
+is NOT_SERVING until a model is ready, which must not restart a pod), readiness for the role's
+service. TLS on: the kubelet's gRPC
 probe cannot do TLS, so HTTP probes on the admin port (plain HTTP): /healthz and /readyz.
 Include with (dict "ctx" $ "readinessService" "sightline.v1.Detector").
 */}}
@@ -212,12 +214,12 @@ readinessProbe:
 startupProbe:
   grpc:
     port: {{ $v.ports.grpc }}
-    service: ""
+    service: liveness
   {{- toYaml $v.probes.startup | nindent 2 }}
 livenessProbe:
   grpc:
     port: {{ $v.ports.grpc }}
-    service: ""
+    service: liveness
   {{- toYaml $v.probes.liveness | nindent 2 }}
 readinessProbe:
   grpc:

@@ -9,6 +9,8 @@ import { DEFAULT_SERVER, detect, detectorClient } from '../client.js';
 interface DetectFlags {
   image: string[];
   server: string;
+  token?: string;
+  caFile?: string;
   model: string;
   version: string;
   conf?: number;
@@ -28,6 +30,8 @@ export function detectCommand(): Command {
     .description('detect objects in images with a running server')
     .requiredOption('--image <files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)')
     .option('--server <addr>', 'server address', DEFAULT_SERVER)
+    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
+    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
     .option('--model <name>', 'model name (default: the server default)', '')
     .option('--version <v>', 'model version (default: active)', '')
     .option('--conf <x>', 'confidence threshold (default 0.25)', fractionArg)
@@ -39,7 +43,7 @@ export function detectCommand(): Command {
     .option('--json', 'print JSON lines instead of a table')
     .option('--timeout <ms>', 'deadline per call in ms', intArg, 30_000)
     .action(async (f: DetectFlags) => {
-      const client = detectorClient(f.server);
+      const client = detectorClient(f.server, { token: f.token, caFile: f.caFile });
       let failures = 0;
       try {
         for (const [i, file] of f.image.entries()) {

@@ -3,7 +3,7 @@
  * `sightline registry profile NAME VERSION --images DIR`: build a version's reference profile from a
  * calibration image set (registered under `registry` in registry.ts).
  */
-import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { Presets, SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { readdir, readFile } from 'node:fs/promises';
@@ -18,18 +18,22 @@ import {
 } from '../../generated/sightline/v1/monitoring.js';
 import { formatReport, type DriftReport, type FeatureName, type Summary, type Verdict } from '../../monitoring/index.js';
 import { intArg } from '../args.js';
-import { call, DEFAULT_SERVER } from '../client.js';
+import { call, channel, DEFAULT_SERVER, type ClientAuth } from '../client.js';
 
 interface Common {
   server: string;
+  token?: string;
+  caFile?: string;
   json?: boolean;
 }
 
 /** File extensions sent as calibration images (the formats Detect accepts). */
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
-export function monitoringClient(server: string): MonitoringClient {
-  return new MonitoringClient(server, credentials.createInsecure(), {
+export function monitoringClient(server: string, auth: ClientAuth = {}): MonitoringClient {
+  const { creds, options } = channel(auth);
+  return new MonitoringClient(server, creds, {
+    ...options,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
   });
@@ -122,9 +126,11 @@ export function driftCommand(): Command {
     .argument('<model>', 'model name')
     .option('--version <n>', 'model version (default: the active version)', intArg, 0)
     .option('--server <addr>', 'server address', DEFAULT_SERVER)
+    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
+    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
     .option('--json', 'print JSON for scripts')
     .action(async (model: string, o: Common & { version: number }) => {
-      const client = monitoringClient(o.server);
+      const client = monitoringClient(o.server, { token: o.token, caFile: o.caFile });
       try {
         const r = await call(client, client.getDriftReport, { model, version: o.version });
         if (o.json) printJson(reportJson(r));
@@ -208,9 +214,11 @@ export function profileCommand(): Command {
     .argument('<version>', 'model version (0: the active version); it must be loaded on the server')
     .requiredOption('--images <dir>', 'folder of calibration images (jpg, png, webp, gif, tiff, avif)')
     .option('--server <addr>', 'server address', DEFAULT_SERVER)
+    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
+    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
     .option('--json', 'print JSON for scripts')
     .action(async (model: string, version: string, o: Common & { images: string }) => {
-      const client = monitoringClient(o.server);
+      const client = monitoringClient(o.server, { token: o.token, caFile: o.caFile });
       let bar: SingleBar | null = null;
       try {
         const files = await listImages(o.images);

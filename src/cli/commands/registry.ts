@@ -12,6 +12,8 @@ import { profileCommand } from './drift.js';
 
 interface Common {
   server: string;
+  token?: string;
+  caFile?: string;
   json?: boolean;
 }
 
@@ -38,7 +40,7 @@ function printVersion(v: ModelVersion): void {
 function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) => Promise<void>) {
   return async (...args: A) => {
     const opts = args.find((a): a is Common => typeof a === 'object' && a !== null && 'server' in a)!;
-    const client = registryClient(opts.server);
+    const client = registryClient(opts.server, { token: opts.token, caFile: opts.caFile });
     try {
       await fn(client, ...args);
     } catch (e) {
@@ -84,7 +86,12 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
 
 export function registryCommand(): Command {
   const cmd = new Command('registry').description('manage model versions on a running server (upload, promote, rollback, ...)');
-  const common = (c: Command) => c.option('--server <addr>', 'server address', DEFAULT_SERVER).option('--json', 'print JSON for scripts');
+  const common = (c: Command) =>
+    c
+      .option('--server <addr>', 'server address', DEFAULT_SERVER)
+      .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
+      .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
+      .option('--json', 'print JSON for scripts');
 
   common(cmd.command('upload <file>').description('upload a model file as a new version; prints the version number'))
     .requiredOption('--model <name>', 'model name')

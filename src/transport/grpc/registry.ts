@@ -1,5 +1,7 @@
 /** sightline.v1.Registry handlers: adapters from gRPC calls to the ModelLifecycle. */
-import type { sendUnaryData, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { Metadata, sendUnaryData, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { principalOf } from './auth.js';
+import type { AccessControl } from '../../serving/index.js';
 import { SightlineError } from '../../errors.js';
 import type { FamilyName } from '../../inference/index.js';
 import type { VersionRecord } from '../../registry/index.js';
@@ -76,8 +78,11 @@ const toModelEvent = (c: ModelChange): ModelEvent => ({
 
 const BLOB_CHUNK_BYTES = 1024 * 1024;
 
-/** Who made a change, for the history: the peer address until authentication names a principal. */
-const actorOf = (call: { getPeer(): string }) => `peer:${call.getPeer()}`;
+/** Who made a change, for the history: the authenticated principal, or the peer when auth is off. */
+const actorOf = (call: { getPeer(): string; metadata: Metadata }) => {
+  const p = principalOf(call);
+  return p === 'anonymous' ? `anonymous@${call.getPeer()}` : p;
+};
 
 /** Turns the upload stream into its metadata and an async iterable of its data chunks. */
 async function splitUpload(call: ServerReadableStream<UploadChunk, ModelVersion>): Promise<{ meta: UploadMetadata; chunks: AsyncIterable<Uint8Array> }> {
@@ -114,13 +119,22 @@ export interface RegistryHandlers {
   endWatches(): void;
 }
 
-export function registryHandlers(lifecycle: ModelLifecycle, log: Logger): RegistryHandlers {
+export function registryHandlers(lifecycle: ModelLifecycle, log: Logger, access?: AccessControl): RegistryHandlers {
   const watches = new Set<ServerWritableStream<WatchModelsRequest, ModelEvent>>();
+  /** Every registry change, and every failed attempt at one, goes to the audit log. */
+  const audited = <T>(call: { getPeer(): string; metadata: Metadata }, action: string, target: string, p: Promise<T>): Promise<T> =>
+    p.then(
+      (v) => (access?.record(actorOf(call), call.getPeer(), action, target, 'ok'), v),
+      (e: unknown) => {
+        access?.record(actorOf(call), call.getPeer(), action, target, 'error', (e as Error).message);
+        throw e;
+      },
+    );
   const impl: RegistryServer = {
     uploadVersion(call: ServerReadableStream<UploadChunk, ModelVersion>, cb: sendUnaryData<ModelVersion>) {
       splitUpload(call)
         .then(({ meta, chunks }) =>
-          lifecycle.upload(
+          audited(call, 'upload', meta.model, lifecycle.upload(
             {
               model: meta.model,
               notes: meta.notes,
@@ -131,7 +145,7 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger): Regist
             },
             chunks,
             actorOf(call),
-          ),
+          )),
         )
         .then(
           ({ version, created }) => cb(null, toModelVersion(version, created)),
@@ -144,9 +158,9 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger): Regist
     listVersions: unary(log, (req) => ({ versions: lifecycle.listVersions(req.model).map((v) => toModelVersion(v)) })),
     getVersion: unary(log, (req) => toModelVersion(lifecycle.getVersion(req.model, req.version))),
     getModelStatus: unary(log, (req) => toModelStatus(lifecycle.status(req.model))),
-    promote: unary(log, async (req, call) => toModelStatus(await lifecycle.promote(req.model, req.version, actorOf(call), req.reason))),
-    rollback: unary(log, async (req, call) => toModelStatus(await lifecycle.rollback(req.model, actorOf(call), req.reason))),
-    deleteVersion: unary(log, async (req, call) => lifecycle.deleteVersion(req.model, req.version, actorOf(call), req.reason)),
+    promote: unary(log, async (req, call) => toModelStatus(await audited(call, 'promote', `${req.model}@${req.version}`, lifecycle.promote(req.model, req.version, actorOf(call), req.reason)))),
+    rollback: unary(log, async (req, call) => toModelStatus(await audited(call, 'rollback', req.model, lifecycle.rollback(req.model, actorOf(call), req.reason)))),
+    deleteVersion: unary(log, async (req, call) => audited(call, 'delete', `${req.model}@${req.version}`, lifecycle.deleteVersion(req.model, req.version, actorOf(call), req.reason))),
     getHistory: unary(log, (req) => ({
       entries: lifecycle.history(req.model, req.limit || undefined).map((h) => ({
         id: BigInt(h.id),

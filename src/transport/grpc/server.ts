@@ -1,5 +1,5 @@
 /** Binds the gRPC server: Detector, grpc.health.v1 and server reflection; drains on shutdown. */
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
-import type { DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
+import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
+import { authInterceptor } from './auth.js';
+import { serverCredentials, type TlsOptions } from './tls.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { detectorHandlers, type StreamConfig } from './detector.js';
 import type { DetectorTelemetry } from './observe.js';
@@ -30,6 +32,7 @@ export interface GrpcServerOptions {
   maxConnectionAgeMs: number;
   maxConnectionAgeGraceMs: number;
   keepaliveTimeMs: number;
+  tls: TlsOptions;
 }
 
 export interface GrpcServer {
@@ -55,6 +58,8 @@ export interface GrpcServices {
   telemetry?: DetectorTelemetry;
   /** Drift monitoring (sightline.v1.Monitoring, served wherever Detector is). */
   drift?: DriftMonitor;
+  /** Tokens and roles; no checks when absent. */
+  access?: AccessControl;
 }
 
 export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, services: GrpcServices, log: Logger): Promise<GrpcServer> {
@@ -66,19 +71,22 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
     ...(opts.maxConnectionAgeMs > 0 && { 'grpc.max_connection_age_ms': opts.maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs }),
     'grpc.keepalive_time_ms': opts.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': 20_000,
+    interceptors: services.access ? [authInterceptor(services.access, log)] : [],
   });
   const serviceNames: string[] = [];
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
   if (detector) server.addService(DetectorService, detector.impl), serviceNames.push('sightline.v1.Detector');
   if (services.detect) server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log)), serviceNames.push('sightline.v1.Monitoring');
-  const registry = services.lifecycle ? registryHandlers(services.lifecycle, log) : null;
+  const registry = services.lifecycle ? registryHandlers(services.lifecycle, log, services.access) : null;
   if (registry) server.addService(RegistryService, registry.impl), serviceNames.push('sightline.v1.Registry');
-  const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])) });
+  // "liveness": SERVING whenever the process answers (for liveness and startup probes); "" and each
+  // service: SERVING only when ready to take traffic.
+  const health = new HealthImplementation({ liveness: 'SERVING', '': 'NOT_SERVING', ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])) });
   health.addToServer(server);
   reflection().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, serverCredentials(opts.tls, opts.host, log), (err, p) =>
       err ? reject(err) : resolve(p),
     ),
   );
