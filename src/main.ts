@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
-import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenStore } from './registry/index.js';
+import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenMirror, TokenStore } from './registry/index.js';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower } from './serving/index.js';
 import { startAdminServer, type AdminServer } from './telemetry/admin-http.js';
@@ -62,14 +62,16 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir());
   const blobs = store ? new BlobStore(resolve(config.registry.dataDir), { key }) : null;
   const audit = store ? new AuditLog(store.database) : null;
+  // Replicas have no database: they check tokens against a mirror synced from the registry.
+  const mirror = store ? null : new TokenMirror();
   const access = new AccessControl({
     enabled: config.auth.enabled,
     maxFailuresPerMinute: config.auth.maxFailuresPerMinute,
-    tokens: store ? new TokenStore(store.database, { audit: audit ?? undefined }) : null,
+    tokens: store ? new TokenStore(store.database, { audit: audit ?? undefined }) : mirror,
     audit,
     staticTokens: [
       ...(config.auth.bootstrapTokenFile ? [{ token: readSecret(config.auth.bootstrapTokenFile, 'auth.bootstrapTokenFile'), name: 'bootstrap', role: 'admin' as const }] : []),
-      ...(config.auth.replicaTokenFile ? [{ token: readSecret(config.auth.replicaTokenFile, 'auth.replicaTokenFile'), name: 'replica', role: 'viewer' as const }] : []),
+      ...(config.auth.replicaTokenFile ? [{ token: readSecret(config.auth.replicaTokenFile, 'auth.replicaTokenFile'), name: 'replica', role: 'viewer' as const, extra: ['replicate' as const] }] : []),
     ],
     log,
   });
@@ -144,6 +146,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
       log.info({ event: 'shutdown_started', graceMs }, 'shutting down');
       // /readyz answers 503 from here on; /metrics keeps answering until the end.
       follower?.stop();
+      if (tokenTimer) clearInterval(tokenTimer);
       await grpc.shutdown(graceMs);
       drift.close();
       await pool.close();
@@ -155,6 +158,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     })());
 
   // Health follows readiness: SERVING once this process serves what it should, NOT_SERVING otherwise.
+  let tokenTimer: NodeJS.Timeout | null = null;
   const updateHealth = () => {
     if (!closing) grpc.setServing(isReady() ? 'SERVING' : 'NOT_SERVING');
   };
@@ -171,6 +175,16 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     if (follower) {
       follower.onChange(updateHealth);
       follower.start();
+    }
+    if (peer && mirror && config.auth.enabled) {
+      const sync = () =>
+        peer.syncTokens().then(
+          (d) => mirror.replace(d),
+          (e: Error) => log.warn({ event: 'token_sync_failed', err: e.message }, 'token sync with the registry failed; keeping the last copy'),
+        );
+      await sync();
+      tokenTimer = setInterval(() => void sync(), config.auth.tokenSyncIntervalMs);
+      tokenTimer.unref();
     }
     updateHealth();
     if (!isReady() && role !== 'inference') log.warn({ event: 'not_ready', defaultModel: first ?? null }, 'no active model version is loaded: health stays NOT_SERVING until one is promoted');

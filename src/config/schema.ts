@@ -94,9 +94,11 @@ export const ConfigSchema = z
         bootstrapTokenFile: z.string().min(1).optional(),
         /** A file holding the token inference replicas present (role viewer, principal "replica"). */
         replicaTokenFile: z.string().min(1).optional(),
+        /** role inference: how often the registry's tokens are re-read (a revocation reaches replicas within this). */
+        tokenSyncIntervalMs: z.number().int().min(1000).default(10_000),
       })
       .strict()
-      .default({ enabled: false, maxFailuresPerMinute: 20 }),
+      .default({ enabled: false, maxFailuresPerMinute: 20, tokenSyncIntervalMs: 10_000 }),
     /** AES-256-GCM encryption of model blobs at rest. The key (32 bytes, hex or base64) comes from a file or an environment variable. */
     encryption: z
       .object({

@@ -12,8 +12,8 @@ export { ENCRYPTION_OVERHEAD, blobKey, generateKey, keyId, loadKey, parseKey } f
 export type { BlobKey, KeySource } from './crypto.js';
 export { decryptAllBlobs, rotateBlobKey } from './rotate.js';
 export type { RotateEvent, RotateOptions, RotateResult } from './rotate.js';
-export { CAPABILITIES, ROLES, ROLE_GRANTS, TokenStore, hashTokenSecret, isRole, roleAllows } from './tokens.js';
-export type { AuthFailure, AuthResult, Capability, NewToken, Principal, Role, TokenRecord, TokenStoreOptions } from './tokens.js';
+export { CAPABILITIES, ROLES, ROLE_GRANTS, TokenMirror, TokenStore, hashTokenSecret, isRole, roleAllows, verifyToken } from './tokens.js';
+export type { AuthFailure, AuthResult, Capability, NewToken, Principal, Role, TokenDigest, TokenRecord, TokenStoreOptions } from './tokens.js';
 export { BUSY_TIMEOUT_MS, defaultMigrationsDir, migrate, readMigrations } from './migrate.js';
 export type { MigrateResult, MigrationFile } from './migrate.js';
 export { RegistryStore, isValidModelName } from './store.js';

@@ -19,14 +19,15 @@ import type { AuditLog } from './audit.js';
 
 export const ROLES = ['viewer', 'inferencer', 'publisher', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
-export const CAPABILITIES = ['view', 'infer', 'publish', 'administer'] as const;
+/** 'replicate' (reading token digests) belongs to no role: only the replicas' own token has it. */
+export const CAPABILITIES = ['view', 'infer', 'publish', 'administer', 'replicate'] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 
 export const ROLE_GRANTS: Readonly<Record<Role, ReadonlySet<Capability>>> = Object.freeze({
   viewer: new Set<Capability>(['view']),
   inferencer: new Set<Capability>(['view', 'infer']),
   publisher: new Set<Capability>(['view', 'publish']),
-  admin: new Set<Capability>(CAPABILITIES),
+  admin: new Set<Capability>(['view', 'infer', 'publish', 'administer']),
 });
 
 export function isRole(s: unknown): s is Role {
@@ -115,6 +116,46 @@ function prepareStatements(db: Database.Database) {
     ),
     revoke: db.prepare<[string, string, string]>('UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL'),
   };
+}
+
+/** What checking a token needs: no secret, only its hash. */
+export type TokenDigest = Pick<TokenRow, 'id' | 'name' | 'role' | 'secret_hash' | 'expires_at' | 'revoked_at'>;
+
+/**
+ * Checks a token (bare, or the whole `authorization` value "Bearer sl_…") against a lookup by id.
+ * Expiry and revocation are only reported for a correct secret, so a caller without the secret learns
+ * nothing about a token; an unknown id is hashed and compared like a known one.
+ */
+export function verifyToken(bearer: string, lookup: (id: string) => TokenDigest | undefined, now: Date, hashSecret: (s: string) => Buffer = hashTokenSecret): AuthResult {
+  const m = typeof bearer === 'string' ? TOKEN.exec(bearer.replace(/^\s*bearer\s+/i, '').trim()) : null;
+  if (!m) return { ok: false, reason: 'malformed' };
+  const [, id, secret] = m;
+  const row = lookup(id!);
+  const presented = hashSecret(secret!);
+  const stored = row ? Buffer.from(row.secret_hash, 'hex') : DUMMY_HASH;
+  // Both 32 bytes (timingSafeEqual throws on a length difference); the && keeps the dummy from ever matching.
+  const match = timingSafeEqual(presented, stored) && row !== undefined;
+  if (!row || !match) return { ok: false, reason: 'unknown' };
+  if (row.revoked_at !== null) return { ok: false, reason: 'revoked' };
+  if (row.expires_at !== null && now.getTime() >= Date.parse(row.expires_at)) return { ok: false, reason: 'expired' };
+  return { ok: true, principal: { tokenId: row.id, name: row.name, role: row.role } };
+}
+
+/** The registry's tokens held in memory on an inference replica, refreshed from the registry. */
+export class TokenMirror {
+  private byId = new Map<string, TokenDigest>();
+
+  replace(digests: readonly TokenDigest[]): void {
+    this.byId = new Map(digests.filter((d) => isRole(d.role) && /^[0-9a-f]{64}$/.test(d.secret_hash)).map((d) => [d.id, d]));
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  authenticate(bearer: string, now: Date = new Date()): AuthResult {
+    return verifyToken(bearer, (id) => this.byId.get(id), now);
+  }
 }
 
 export class TokenStore {
@@ -218,18 +259,12 @@ export class TokenStore {
    * only reported for a correct secret, so a caller without the secret learns nothing about a token.
    */
   authenticate(bearer: string, now: Date = this.now()): AuthResult {
-    const m = typeof bearer === 'string' ? TOKEN.exec(bearer.replace(/^\s*bearer\s+/i, '').trim()) : null;
-    if (!m) return { ok: false, reason: 'malformed' };
-    const [, id, secret] = m;
-    const row = this.s.byId.get(id);
-    const presented = this.hashSecret(secret);
-    const stored = row ? Buffer.from(row.secret_hash, 'hex') : DUMMY_HASH;
-    // Both 32 bytes (timingSafeEqual throws on a length difference); the && keeps the dummy from ever matching.
-    const match = timingSafeEqual(presented, stored) && row !== undefined;
-    if (!row || !match) return { ok: false, reason: 'unknown' };
-    if (row.revoked_at !== null) return { ok: false, reason: 'revoked' };
-    if (row.expires_at !== null && now.getTime() >= Date.parse(row.expires_at)) return { ok: false, reason: 'expired' };
-    return { ok: true, principal: { tokenId: row.id, name: row.name, role: row.role } };
+    return verifyToken(bearer, (id) => this.s.byId.get(id), now, this.hashSecret);
+  }
+
+  /** Every token's id, role, hash and validity, for inference replicas that check tokens locally. */
+  digests(): TokenDigest[] {
+    return this.s.all.all().map((r) => ({ id: r.id, name: r.name, role: r.role, secret_hash: r.secret_hash, expires_at: r.expires_at, revoked_at: r.revoked_at }));
   }
 
   /** By exact name, else by id; a string that is one token's name and another's id is refused. */

@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SightlineError } from '../errors.js';
-import { roleAllows, type AuditLog, type AuditOutcome, type Capability, type Role, type TokenStore } from '../registry/index.js';
+import { roleAllows, type AuditLog, type AuditOutcome, type AuthResult, type Capability, type Role, type TokenDigest } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 
 export type { Capability, Role };
@@ -15,13 +15,22 @@ export interface StaticToken {
   token: string;
   name: string;
   role: Role;
+  /** Capabilities beyond the role's (the replicas' token also has 'replicate'). */
+  extra?: Capability[];
+}
+
+/** Where tokens are checked: the registry database, or a replica's mirror of it. */
+export interface TokenSource {
+  authenticate(bearer: string): AuthResult;
+  /** The registry's source can list digests for replicas; a replica's mirror cannot. */
+  digests?(): TokenDigest[];
 }
 
 export interface AccessOptions {
   enabled: boolean;
   maxFailuresPerMinute: number;
   /** The registry's tokens; null where there is no database (inference replicas use static tokens). */
-  tokens: TokenStore | null;
+  tokens: TokenSource | null;
   audit: AuditLog | null;
   staticTokens: StaticToken[];
   log: Logger;
@@ -48,11 +57,11 @@ const peerHost = (peer: string) => peer.replace(/^ipv[46]:/, '').replace(/:\d+$/
 
 export class AccessControl {
   private readonly failures = new Map<string, { start: number; count: number }>();
-  private readonly statics: { hash: Buffer; name: string; role: Role }[];
+  private readonly statics: { hash: Buffer; name: string; role: Role; extra: Capability[] }[];
   private readonly now: () => number;
 
   constructor(private readonly o: AccessOptions) {
-    this.statics = o.staticTokens.map((t) => ({ hash: sha(t.token.trim()), name: t.name, role: t.role }));
+    this.statics = o.staticTokens.map((t) => ({ hash: sha(t.token.trim()), name: t.name, role: t.role, extra: t.extra ?? [] }));
     this.now = o.now ?? Date.now;
   }
 
@@ -75,11 +84,16 @@ export class AccessControl {
       return { ok: false, error: new SightlineError('UNAUTHENTICATED', 'a valid bearer token is required (authorization: Bearer <token>)') };
     }
     const principal = identity ? `${who.name} (${identity})` : who.name;
-    if (!roleAllows(who.role, capability)) {
+    if (!roleAllows(who.role, capability) && !who.extra.includes(capability)) {
       this.deny(call, principal, `role ${who.role} lacks ${capability}`);
       return { ok: false, error: new SightlineError('PERMISSION_DENIED', `role ${who.role} may not call ${call.method.split('/').pop()} (it needs ${capability})`) };
     }
     return { ok: true, principal };
+  }
+
+  /** Token digests for replicas (SyncTokens); empty where this process has no token database. */
+  tokenDigests(): TokenDigest[] {
+    return this.o.tokens?.digests?.() ?? [];
   }
 
   /** Appends a registry change (or its failure) to the audit log. */
@@ -91,15 +105,15 @@ export class AccessControl {
     }
   }
 
-  private authenticate(header: string | undefined): { name: string; role: Role } | null {
+  private authenticate(header: string | undefined): { name: string; role: Role; extra: Capability[] } | null {
     if (!header) return null;
     const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
     if (!m) return null;
     const token = m[1]!;
     const h = sha(token);
-    for (const s of this.statics) if (timingSafeEqual(h, s.hash)) return { name: s.name, role: s.role };
+    for (const s of this.statics) if (timingSafeEqual(h, s.hash)) return s;
     const r = this.o.tokens?.authenticate(token);
-    return r?.ok ? { name: r.principal.name, role: r.principal.role } : null;
+    return r?.ok ? { name: r.principal.name, role: r.principal.role, extra: [] } : null;
   }
 
   private limited(host: string): boolean {

@@ -7,7 +7,7 @@
  */
 import { SightlineError } from '../errors.js';
 import type { ExecutionProvider, FamilyName } from '../inference/index.js';
-import type { BlobStore } from '../registry/index.js';
+import type { BlobStore, TokenDigest } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { ModelChange } from './lifecycle.js';
 import type { ModelManager } from './models.js';
@@ -18,6 +18,8 @@ export interface RegistryPeer {
   watch(onChange: (c: ModelChange) => void, onEnd: (e: Error | null) => void): () => void;
   getVersion(model: string, version: number): Promise<{ sha256: string; family: string; classNames: string[]; sizeBytes: number }>;
   fetchBlob(sha256: string): AsyncIterable<Uint8Array>;
+  /** The registry's token digests (auth on): replicas check callers' tokens against them. */
+  syncTokens(): Promise<TokenDigest[]>;
 }
 
 export interface FollowerOptions {

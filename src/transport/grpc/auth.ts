@@ -25,6 +25,7 @@ export const RPC_CAPABILITY: Readonly<Record<string, Capability | 'public'>> = {
   '/sightline.v1.Registry/GetHistory': 'view',
   '/sightline.v1.Registry/WatchModels': 'view',
   '/sightline.v1.Registry/FetchBlob': 'view',
+  '/sightline.v1.Registry/SyncTokens': 'replicate',
   '/sightline.v1.Registry/Promote': 'administer',
   '/sightline.v1.Registry/Rollback': 'administer',
   '/sightline.v1.Registry/DeleteVersion': 'administer',

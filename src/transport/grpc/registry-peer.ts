@@ -2,7 +2,7 @@
 import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { SightlineError } from '../../errors.js';
 import { ModelEventType, RegistryClient, type BlobChunk, type ModelEvent } from '../../generated/sightline/v1/registry.js';
-import type { ModelChange, ModelChangeType, RegistryPeer } from '../../serving/index.js';
+import type { ModelChange, ModelChangeType, RegistryPeer, TokenDigest } from '../../serving/index.js';
 
 const TYPE: Partial<Record<ModelEventType, ModelChangeType>> = {
   [ModelEventType.MODEL_EVENT_TYPE_SNAPSHOT]: 'snapshot',
@@ -76,6 +76,15 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & { close(): void
         const err = e as ServiceError;
         throw new SightlineError('NOT_READY', `registry: fetching ${sha256.slice(0, 12)} failed: ${err.details ?? err.message}`);
       }
+    },
+    syncTokens() {
+      return new Promise((resolve, reject) =>
+        client.syncTokens({}, md(), { deadline: Date.now() + (o.callTimeoutMs ?? 10_000) }, (err, r) =>
+          err
+            ? reject(new SightlineError('NOT_READY', `registry: token sync failed: ${err.details}`))
+            : resolve(r!.tokens.map((t) => ({ id: t.id, name: t.name, role: t.role as TokenDigest['role'], secret_hash: t.secretSha256, expires_at: t.expiresAt || null, revoked_at: t.revokedAt || null }))),
+        ),
+      );
     },
     close: () => client.close(),
   };

@@ -184,6 +184,9 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger, access?
         (e: unknown) => call.emit('error', toStatus(e, log)),
       );
     },
+    syncTokens: unary(log, () => ({
+      tokens: (access?.tokenDigests() ?? []).map((t) => ({ id: t.id, name: t.name, role: t.role, secretSha256: t.secret_hash, expiresAt: t.expires_at ?? '', revokedAt: t.revoked_at ?? '' })),
+    })),
     watchModels(call: ServerWritableStream<WatchModelsRequest, ModelEvent>) {
       const stop = lifecycle.watch((c) => call.write(toModelEvent(c)), call.request.models);
       watches.add(call);
