@@ -24,6 +24,7 @@ import { startSightline } from '../src/main.js';
 import { silentLogger } from '../src/telemetry/logger.js';
 import { median, summarize } from './stats.js';
 import { streamingAndOverload } from './overload.js';
+import { measureSwapRss } from './swap-rss.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -191,6 +192,23 @@ async function main() {
   const scenario = await streamingAndOverload({ modelPath: join(shared, 'models', 'yolov8n_int8.onnx'), imagePath: image, ...SCENARIO });
   log();
   for (const l of scenario.lines) log(l);
+  if (only !== 'overload') {
+    // Memory over hot swaps: a separate `sightline serve` process; each promote loads one version and drains another.
+    const promotes = quick ? 15 : 50;
+    const labels = readFileSync(join(shared, 'datasets', 'coco128', 'classes.txt'), 'utf8').trim().split('\n');
+    const rss = await measureSwapRss([{ file: join(shared, 'models', 'yolo11n_int8_320.onnx') }, { file: join(shared, 'models', 'yolox_nano.onnx'), labels }, { file: join(shared, 'models', 'yolov8n_int8.onnx') }], promotes);
+    const oneVersion = rss.rssSteadyMb - rss.rssOneVersionMb;
+    log();
+    log('## Memory over repeated hot swaps');
+    log();
+    log(`${promotes} promotes rotating through yolo11n_int8_320, yolox_nano and yolov8n_int8 (each promote loads one version and drains the one no pointer needs; the rollback target stays warm), RSS of the server process from /proc after each:`);
+    log();
+    log(`| one version loaded | steady state (active + rollback) | one version's share | after ${promotes} promotes | max | max − steady |`);
+    log('|---|---|---|---|---|---|');
+    log(`| ${f1(rss.rssOneVersionMb)} MB | ${f1(rss.rssSteadyMb)} MB | ${f1(oneVersion)} MB | ${f1(rss.rssAfterMb)} MB | ${f1(rss.rssMaxMb)} MB | ${f1(rss.rssMaxMb - rss.rssSteadyMb)} MB |`);
+    log();
+    log(`Samples (MB): ${rss.samplesMb.map((x) => x.toFixed(0)).join(' ')}`);
+  }
   log();
   log('## Targets');
   log();

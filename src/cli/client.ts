@@ -39,8 +39,9 @@ export function detectorClient(server: string, auth: ClientAuth = {}): DetectorC
   });
 }
 
-export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts: { deadlineMs?: number; metadata?: Metadata } = {}): Promise<DetectResponse> {
-  const full: DetectRequest = {
+/** A DetectRequest with every field at its default (0 / empty = the server's default) unless given. */
+export function detectRequest(req: Partial<DetectRequest>): DetectRequest {
+  return {
     model: '',
     version: '',
     image: Buffer.alloc(0),
@@ -52,6 +53,10 @@ export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts
     frameId: 0n,
     ...req,
   };
+}
+
+export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts: { deadlineMs?: number; metadata?: Metadata } = {}): Promise<DetectResponse> {
+  const full = detectRequest(req);
   const deadline = opts.deadlineMs ? new Date(Date.now() + opts.deadlineMs) : undefined;
   return new Promise((resolve, reject) => {
     const cb = (err: ServiceError | null, res?: DetectResponse) => (err ? reject(err) : resolve(res!));

@@ -6,6 +6,7 @@
  * 300 boxes Ultralytics val keeps).
  */
 import { SightlineError } from '../errors.js';
+import { iouAt } from '../inference/nms/nms.js';
 
 /** Predictions of one image: xyxy boxes (4 floats each), in the same pixels as the ground truth. */
 export interface ImagePredictions {
@@ -61,17 +62,6 @@ interface ClassAcc {
   tpBits: number[];
 }
 
-function boxIou(a: Float32Array, i: number, b: Float32Array, j: number): number {
-  const ai = i * 4;
-  const bj = j * 4;
-  const iw = Math.min(a[ai + 2], b[bj + 2]) - Math.max(a[ai], b[bj]);
-  const ih = Math.min(a[ai + 3], b[bj + 3]) - Math.max(a[ai + 1], b[bj + 1]);
-  if (iw <= 0 || ih <= 0) return 0;
-  const inter = iw * ih;
-  const union = (a[ai + 2] - a[ai]) * (a[ai + 3] - a[ai + 1]) + (b[bj + 2] - b[bj]) * (b[bj + 3] - b[bj + 1]) - inter;
-  return union > 0 ? inter / union : 0;
-}
-
 /** Indices 0..n-1 sorted by score desc, ties by index (stable, like pycocotools' mergesort). */
 function sortDesc(scores: ArrayLike<number>, n: number): Uint32Array {
   const idx = new Uint32Array(n);
@@ -99,7 +89,7 @@ function matchImage(p: ImagePredictions, g: ImageGroundTruth, accs: Map<number, 
   for (let r = 0; r < p.count; r++) {
     const i = order[r];
     const cls = p.classes[i];
-    for (let j = 0; j < g.count; j++) ious[j] = g.classes[j] === cls ? boxIou(p.boxes, i, g.boxes, j) : -1;
+    for (let j = 0; j < g.count; j++) ious[j] = g.classes[j] === cls ? iouAt(p.boxes, i, g.boxes, j) : -1;
     let bits = 0;
     for (let t = 0; t < NT; t++) {
       const bit = 1 << t;

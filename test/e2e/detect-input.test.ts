@@ -7,19 +7,12 @@ import sharp from 'sharp';
 import { HealthClient } from '../../src/generated/health/v1/health.js';
 import { boxOf, expectedFor, iou } from '../support/compare.js';
 import { pngDeclaring } from '../support/bomb.js';
+import { rejectsWith } from '../support/assert.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { imagePath, modelPath, sharedPath } from '../support/shared.js';
 
 const haveData = sharedDataOrSkip('detect-input');
-
-async function rejectsWith(p: Promise<unknown>, code: status, pattern: RegExp): Promise<void> {
-  await assert.rejects(p, (e: ServiceError) => {
-    assert.equal(e.code, code, `expected ${status[code]}, got ${status[e.code]}: ${e.details}`);
-    assert.match(e.details, pattern);
-    return true;
-  });
-}
 
 describe('Detect input handling', { skip: !haveData }, () => {
   let srv: TestServer;

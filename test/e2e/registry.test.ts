@@ -5,20 +5,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { ModelEventType, VersionState, type ModelEvent, type RegistryClient } from '../../src/generated/sightline/v1/registry.js';
+import { rejectsWith } from '../support/assert.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { call, registryClient, uploadBytes, uploadFile } from '../support/registry.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 
 const haveData = sharedDataOrSkip('registry');
-
-async function rejectsWith(p: Promise<unknown>, code: status, pattern: RegExp): Promise<void> {
-  await assert.rejects(p, (e: ServiceError) => {
-    assert.equal(e.code, code, `expected ${status[code]}, got ${status[e.code]}: ${e.details}`);
-    assert.match(e.details, pattern);
-    return true;
-  });
-}
 
 describe('Registry service', { skip: !haveData }, () => {
   let srv: TestServer;

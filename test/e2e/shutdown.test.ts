@@ -1,12 +1,11 @@
 /** Graceful shutdown of a real `sightline serve` process: SIGTERM drains, a second signal exits at once. */
 import { status } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { detect, detectorClient } from '../../src/cli/client.js';
 import { HealthClient } from '../../src/generated/health/v1/health.js';
-import { CLI } from '../support/cli.js';
+import { serveProcess } from '../support/process.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { imagePath, modelPath } from '../support/shared.js';
 import { tempDataDir } from '../support/server.js';
@@ -15,35 +14,8 @@ import { credentials } from '@grpc/grpc-js';
 
 const haveData = sharedDataOrSkip('shutdown');
 
-interface Served {
-  child: ChildProcess;
-  address: string;
-  exit: Promise<number | null>;
-  logs: string[];
-}
-
-/** Starts `sightline serve` on a free port and resolves once it logs that it is serving. */
-function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, SIGHTLINE_REGISTRY__DATA_DIR: tempDataDir(), ...env } });
-  const logs: string[] = [];
-  const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return new Promise((resolve, reject) => {
-    let port = 0;
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        logs.push(line);
-        const ev = JSON.parse(line) as { event?: string; port?: number };
-        if (ev.event === 'grpc_listening') port = ev.port!;
-        if (ev.event === 'serving') resolve({ child, address: `127.0.0.1:${port}`, exit, logs });
-      }
-    });
-    void exit.then((code) => reject(new Error(`server exited early with ${code}`)));
-  });
-}
+/** `sightline serve` in its own process, with a registry directory of its own. */
+const serve = (args: string[], env: Record<string, string> = {}) => serveProcess(args, { SIGHTLINE_REGISTRY__DATA_DIR: tempDataDir(), ...env });
 
 describe('graceful shutdown', { skip: !haveData }, () => {
   test('SIGTERM during unary calls and open streams: every accepted call completes, exit 0', async () => {
@@ -79,8 +51,8 @@ describe('graceful shutdown', { skip: !haveData }, () => {
       assert.equal(camera?.code, status.UNAVAILABLE, 'a stream still open at the end of the grace period is told to reconnect');
       assert.equal(streams[2]!.responses.length, 4, 'after answering every frame it had received');
       assert.equal(await s.exit, 0);
-      assert.ok(statuses.includes(2 /* NOT_SERVING */) || s.logs.some((l) => l.includes('shutdown_started')), 'health turned NOT_SERVING');
-      assert.ok(s.logs.some((l) => l.includes('shutdown_complete')));
+      assert.ok(statuses.includes(2 /* NOT_SERVING */) || s.logs.some((l) => l.event === 'shutdown_started'), 'health turned NOT_SERVING');
+      assert.ok(s.logs.some((l) => l.event === 'shutdown_complete'));
     } finally {
       client.close();
       health.close();

@@ -1,5 +1,6 @@
 /** Helpers for the observability tests: scrape and parse the Prometheus text format, call with metadata. */
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { detectRequest } from '../../src/cli/client.js';
 import type { DetectorClient, DetectRequest, DetectResponse } from '../../src/generated/sightline/v1/detector.js';
 
 export interface Sample {
@@ -66,18 +67,7 @@ export interface CallResult {
 
 /** One Detect call with request metadata, resolving with the response or the error and the headers. */
 export function detectCall(client: DetectorClient, req: Partial<DetectRequest>, md: Record<string, string> = {}): Promise<CallResult> {
-  const full: DetectRequest = {
-    model: '',
-    version: '',
-    image: Buffer.alloc(0),
-    confidenceThreshold: 0,
-    iouThreshold: 0,
-    maxDetections: 0,
-    classes: [],
-    agnosticNms: false,
-    frameId: 0n,
-    ...req,
-  };
+  const full = detectRequest(req);
   const metadata = new Metadata();
   for (const [k, v] of Object.entries(md)) metadata.set(k, v);
   return new Promise((resolve) => {

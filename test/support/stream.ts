@@ -1,5 +1,6 @@
 /** A Detect stream driven from a test: send frames, collect responses, observe how the call ended. */
 import { Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { detectRequest } from '../../src/cli/client.js';
 import { DropPolicy, type DetectorClient, type DetectRequest, type DetectResponse } from '../../src/generated/sightline/v1/detector.js';
 
 export interface StreamRun {
@@ -33,18 +34,7 @@ export function openStream(client: DetectorClient, opts: { policy?: 'block' | 'l
     receivedAt,
     done,
     send(frameId, image, extra = {}) {
-      const req: DetectRequest = {
-        model: '',
-        version: '',
-        image,
-        confidenceThreshold: 0,
-        iouThreshold: 0,
-        maxDetections: 0,
-        classes: [],
-        agnosticNms: false,
-        frameId: BigInt(frameId),
-        ...extra,
-      };
+      const req = detectRequest({ image, frameId: BigInt(frameId), ...extra });
       if (first && (opts.policy || opts.maxInFlight)) {
         req.streamOptions = {
           dropPolicy: opts.policy === 'latest' ? DropPolicy.DROP_POLICY_LATEST : opts.policy === 'block' ? DropPolicy.DROP_POLICY_BLOCK : DropPolicy.DROP_POLICY_UNSPECIFIED,
