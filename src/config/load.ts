@@ -41,6 +41,13 @@ export function readConfigFile(path: string): Tree {
 
 const snakeToCamel = (s: string): string => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
+/**
+ * SIGHTLINE_* variables that are not configuration: the config file's path, the CLI clients' token,
+ * and the test suite's own settings. Anything else under the prefix must be a config key (a typo is
+ * refused at start-up instead of being silently ignored).
+ */
+const NOT_CONFIG = /^SIGHTLINE_(CONFIG|TOKEN|SHARED_DIR|TEST_[A-Z0-9_]*|FUZZ_[A-Z0-9_]*)$/;
+
 /** SIGHTLINE_POOL__MAX_QUEUE=16 → { pool: { maxQueue: 16 } }. Values are parsed as JSON when they can be. */
 export function envToTree(env: NodeJS.ProcessEnv, prefix = 'SIGHTLINE_'): Tree {
   const out: Tree = {};
@@ -48,7 +55,7 @@ export function envToTree(env: NodeJS.ProcessEnv, prefix = 'SIGHTLINE_'): Tree {
     if (!name.startsWith(prefix) || raw === undefined) continue;
     const path = name.slice(prefix.length).split('__').map(snakeToCamel);
     if (path.length === 0 || path.some((p) => p === '')) continue;
-    if (path[0] === 'config' || path[0] === 'sharedDir') continue; // not config keys
+    if (NOT_CONFIG.test(name)) continue;
     let value: unknown = raw;
     try {
       value = JSON.parse(raw);
