@@ -11,6 +11,8 @@ export interface ServedProcess {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+const START_TIMEOUT_MS = 60_000;
+
 /** Starts `sightline serve ARGS` and resolves once it logs `serving` (or rejects if it exits first). */
 export function serveProcess(args: string[], env: Record<string, string> = {}): Promise<ServedProcess> {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
@@ -18,6 +20,7 @@ export function serveProcess(args: string[], env: Record<string, string> = {}): 
   const exit = new Promise<number | null>((r) => child.on('exit', (code, sig) => r(code ?? (sig ? -1 : null))));
   return new Promise((resolve, reject) => {
     let port = 0;
+    let timer: NodeJS.Timeout | undefined;
     let buf = '';
     child.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -33,6 +36,7 @@ export function serveProcess(args: string[], env: Record<string, string> = {}): 
         logs.push(ev);
         if (ev.event === 'grpc_listening') port = ev.port as number;
         if (ev.event === 'serving' || ev.event === 'not_ready') {
+          clearTimeout(timer);
           resolve({
             child,
             address: `127.0.0.1:${port}`,
@@ -44,5 +48,12 @@ export function serveProcess(args: string[], env: Record<string, string> = {}): 
       }
     });
     void exit.then((code) => reject(new Error(`server exited before serving (code ${code})`)));
+    // A server that never says it is serving fails the test instead of hanging the suite.
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start serving within ${START_TIMEOUT_MS} ms; last log lines: ${JSON.stringify(logs.slice(-3))}`));
+    }, START_TIMEOUT_MS);
+    timer.unref();
+    void exit.finally(() => clearTimeout(timer));
   });
 }
