@@ -11,12 +11,13 @@
  * Returns markdown lines for a section and rows for the targets table.
  */
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/index.js';
+import { tempDataDir } from '../test/support/server.js';
 import { startSightline } from '../src/main.js';
 import { silentLogger } from '../src/telemetry/logger.js';
 import type { OverloadReport } from './overload-client.js';
@@ -99,7 +100,7 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
   const compare = o.compareInFlight ?? [1];
   const config = loadConfig({
     env: {},
-    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, models: [{ name: 'bench', path: o.modelPath, ...(o.labels ? { labels: o.labels } : {}) }] },
+    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, registry: { dataDir: tempDataDir() }, models: [{ name: 'bench', path: o.modelPath, ...(o.labels ? { labels: o.labels } : {}) }] },
   });
   const app = await startSightline(config, silentLogger);
   const lines: string[] = [];
@@ -226,6 +227,7 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
     targets.push(`| share refused at ${factor}× overload (reported, no target) | ${pct(ovRejected / ovSent)} | – | – |`);
   } finally {
     await app.close(1000);
+    rmSync(config.registry.dataDir, { recursive: true, force: true });
   }
   return { lines, targets };
 }

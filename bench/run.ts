@@ -25,6 +25,8 @@ import { silentLogger } from '../src/telemetry/logger.js';
 import { median, summarize } from './stats.js';
 import { streamingAndOverload } from './overload.js';
 import { measureSwapRss } from './swap-rss.js';
+import { tempDataDir } from '../test/support/server.js';
+import { rmSync } from 'node:fs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -102,7 +104,9 @@ function runLoad(address: string, image: string, concurrency: number, durationMs
 async function e2e(modelPath: string, labels: string | undefined, imagePath: string, workers: number, threads: number, icc: boolean) {
   const config = loadConfig({
     env: {},
-    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, models: [{ name: 'bench', path: modelPath, ...(labels ? { labels } : {}) }], pool: { workers, intraOpThreads: threads, maxQueue: 256 }, preprocess: { applyIccProfile: icc } },
+    // A fresh registry per run: otherwise the second model would be registered as a new version of
+    // "bench" and not promoted, and the run would measure the first model again.
+    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, registry: { dataDir: tempDataDir() }, models: [{ name: 'bench', path: modelPath, ...(labels ? { labels } : {}) }], pool: { workers, intraOpThreads: threads, maxQueue: 256 }, preprocess: { applyIccProfile: icc } },
   });
   const app = await startSightline(config, silentLogger);
   await app.ready;
@@ -118,6 +122,7 @@ async function e2e(modelPath: string, labels: string | undefined, imagePath: str
   const c1 = await phase(1, 0, C1_COUNT);
   const c8 = await phase(8, E2E_MS, 0);
   await app.close(1000);
+  rmSync(config.registry.dataDir, { recursive: true, force: true });
   return { workers, threads, c1, c8 };
 }
 
