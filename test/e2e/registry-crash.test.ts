@@ -108,14 +108,20 @@ describe('registry crash safety', { skip: !haveData }, () => {
       let s = await start(dataDir);
       let reg = registryClient(s.address);
       const v2 = await uploadFile(reg, modelPath('yolox_nano.onnx'), { model: 'det' });
-      reg.close();
-      await s.kill('SIGTERM');
-      // Flip one byte in the middle of version 2's file.
+      // Flip one byte in the middle of version 2's file while the server runs.
       const blob = join(dataDir, 'blobs', 'sha256', v2.sha256);
       chmodSync(blob, 0o644);
       const bytes = readFileSync(blob);
       bytes[bytes.length >> 1] ^= 0xff;
       writeFileSync(blob, bytes);
+      // A promote whose load fails leaves the old version active and says why.
+      await assert.rejects(call(reg, reg.promote, { model: 'det', version: 2, reason: '' }), (e: ServiceError) => e.code === status.FAILED_PRECONDITION && /corrupt|sha256/.test(e.details));
+      assert.equal((await call(reg, reg.getModelStatus, { model: 'det' })).activeVersion, 1);
+      const d0 = detectorClient(s.address);
+      assert.equal((await detect(d0, { image: readFileSync(imagePath('bus.jpg')) })).version, '1');
+      d0.close();
+      reg.close();
+      await s.kill('SIGTERM');
 
       s = await start(dataDir);
       assert.ok(s.logs.some((l) => l.event === 'registry_blob_corrupt' && l.version === 2), 'the corruption is reported');

@@ -13,9 +13,10 @@ import {
   type ProfileSummary,
 } from '../../generated/sightline/v1/monitoring.js';
 import type { Summary, Verdict } from '../../monitoring/index.js';
-import { calibrate, type CalibrationImage, type CalibrationResult, type DetectService, type DriftMonitor, type DriftView } from '../../serving/index.js';
+import { calibrate, type AccessControl, type CalibrationImage, type CalibrationResult, type DetectService, type DriftMonitor, type DriftView } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { signalFor } from './deadline.js';
+import { principalOf } from './auth.js';
 import { toStatus } from './status.js';
 
 const VERDICT: Record<Verdict, DriftVerdict> = {
@@ -112,7 +113,7 @@ async function splitProfileStream(call: ServerReadableStream<ProfileImage, Profi
   return { model, version: version ? String(version) : '', images };
 }
 
-export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor | undefined, log: Logger): MonitoringServer {
+export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor | undefined, log: Logger, access?: AccessControl): MonitoringServer {
   return {
     getDriftReport(call: ServerUnaryCall<GetDriftReportRequest, DriftReport>, cb: sendUnaryData<DriftReport>) {
       Promise.resolve()
@@ -130,14 +131,24 @@ export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor 
 
     buildProfile(call: ServerReadableStream<ProfileImage, ProfileSummary>, cb: sendUnaryData<ProfileSummary>) {
       const { signal, dispose } = signalFor(call);
+      let target = '';
+      // A stored reference profile is a registry change: audited like the others.
+      const audit = (outcome: 'ok' | 'error', reason = '') => access?.record(principalOf(call), call.getPeer(), 'profile', target, outcome, reason);
       splitProfileStream(call)
         .then(({ model, version, images }) => {
+          target = `${model}@${version || 'active'}`;
           if (!monitor) throw new SightlineError('PRECONDITION', 'drift monitoring is not available on this server');
           return calibrate(detect, monitor, { model, version }, images, signal);
         })
         .then(
-          (r) => cb(null, toProfileSummary(r)),
-          (e: unknown) => cb(toStatus(e, log)),
+          (r) => {
+            audit('ok');
+            cb(null, toProfileSummary(r));
+          },
+          (e: unknown) => {
+            audit('error', (e as Error).message);
+            cb(toStatus(e, log));
+          },
         )
         .finally(dispose);
     },
