@@ -1,4 +1,7 @@
-/** Binds the gRPC server: Detector, grpc.health.v1 and server reflection; drains on shutdown. */
+/**
+ * Binds the gRPC server: the services of this role (Detector, Registry, Monitoring), grpc.health.v1
+ * and server reflection, behind TLS and the auth interceptor when configured; drains on shutdown.
+ */
 import { Server } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
