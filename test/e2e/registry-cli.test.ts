@@ -1,0 +1,43 @@
+/** `sightline registry ...` against a running server: every subcommand, with --json for scripts. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { runCli } from '../support/cli.js';
+import { sharedDataOrSkip } from '../support/data.js';
+import { startTestServer } from '../support/server.js';
+import { modelPath } from '../support/shared.js';
+
+const haveData = sharedDataOrSkip('registry-cli');
+
+describe('sightline registry CLI', { skip: !haveData }, () => {
+  test('upload, list, versions, show, status, promote, rollback, history, delete', async () => {
+    const srv = await startTestServer({ models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 0 } });
+    const cli = async (...args: string[]) => {
+      const r = await runCli(['registry', ...args, '--server', srv.address]);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const json = async <T>(...args: string[]) => JSON.parse(await cli(...args, '--json')) as T;
+    try {
+      assert.match(await cli('upload', modelPath('yolox_nano.onnx'), '--model', 'det', '--notes', 'YOLOX nano, COCO', '--labels', modelPath('../datasets/coco128/classes.txt')), /uploaded det version 2/);
+      assert.deepEqual((await json<{ name: string; versionCount: number }[]>('list')).map((m) => [m.name, m.versionCount]), [['det', 2]]);
+      const versions = await json<{ version: number; family: string }[]>('versions', 'det');
+      assert.deepEqual(versions.map((v) => [v.version, v.family]), [[1, 'ultralytics'], [2, 'yolox']]);
+      assert.match(await cli('show', 'det', '2'), /notes: YOLOX nano, COCO/);
+      const st = await json<{ activeVersion: number; rollbackVersion: number; loaded: { state: string }[] }>('promote', 'det', '2', '--reason', 'cli test');
+      assert.deepEqual([st.activeVersion, st.rollbackVersion], [2, 1]);
+      assert.ok(st.loaded.every((l) => typeof l.state === 'number' || typeof l.state === 'string'));
+      assert.equal((await json<{ activeVersion: number }>('status', 'det')).activeVersion, 2);
+      assert.equal((await json<{ activeVersion: number }>('rollback', 'det')).activeVersion, 1);
+      const history = await json<{ action: string; reason: string }[]>('history', 'det');
+      assert.deepEqual(history.map((h) => h.action), ['rollback', 'promote', 'promote']);
+      assert.equal(history[1]!.reason, 'cli test');
+      // Version 2 is the rollback target now: refused with the reason and exit status 1.
+      const refused = await runCli(['registry', 'delete', 'det', '2', '--server', srv.address]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /FAILED_PRECONDITION: .*rollback/);
+      assert.match(await cli('upload', modelPath('yolox_nano.onnx'), '--model', 'det'), /already registered: det version 2/);
+    } finally {
+      await srv.close();
+    }
+  });
+});
