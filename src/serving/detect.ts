@@ -76,6 +76,13 @@ export class DetectService {
     private readonly observer?: SampleObserver,
   ) {}
 
+  /** The refusal a new request would get now (server at capacity), or null: lets the transport refuse early. */
+  refusal(): SightlineError | null {
+    const r = this.pool.refusal();
+    if (r) this.pool.countRefused();
+    return r;
+  }
+
   /**
    * The model and version serving (model, version) now, with its class names; throws the status a
    * request would get (NOT_FOUND, PRECONDITION, NOT_READY) when it resolves to none.

@@ -187,14 +187,10 @@ export class InferencePool {
    */
   admit(opts: { bypassLimit?: boolean } = {}): Ticket {
     this.assertOpen();
-    const limit = this.slots.length + this.opts.maxQueue;
-    if (!opts.bypassLimit && this.admitted >= limit) {
+    const full = opts.bypassLimit ? null : this.refusal();
+    if (full) {
       this.runsRejected++;
-      const waiting = this.admitted - this.slots.length + 1;
-      const retryAfterMs = Math.max(10, Math.ceil((waiting * this.avgRunMs) / this.slots.length));
-      throw new SightlineError('OVERLOADED', `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`, {
-        retryAfterMs,
-      });
+      throw full;
     }
     this.admitted++;
     let held = true;
@@ -203,6 +199,25 @@ export class InferencePool {
         if (held) (held = false), this.admitted--;
       },
     };
+  }
+
+  /**
+   * The error admit() would throw now, or null. Lets the transport refuse a call from its headers,
+   * before the image is even received (a refusal then costs almost nothing).
+   */
+  refusal(): SightlineError | null {
+    const limit = this.slots.length + this.opts.maxQueue;
+    if (this.admitted < limit) return null;
+    const waiting = this.admitted - this.slots.length + 1;
+    const retryAfterMs = Math.max(10, Math.ceil((waiting * this.avgRunMs) / this.slots.length));
+    return new SightlineError('OVERLOADED', `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`, {
+      retryAfterMs,
+    });
+  }
+
+  /** Counts a call refused before admission (from its headers). */
+  countRefused(): void {
+    this.runsRejected++;
   }
 
   /**

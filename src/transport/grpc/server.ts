@@ -12,6 +12,7 @@ import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
 import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
+import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
 import { serverCredentials, type TlsOptions } from './tls.js';
 import type { Logger } from '../../telemetry/logger.js';
@@ -74,7 +75,9 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
     ...(opts.maxConnectionAgeMs > 0 && { 'grpc.max_connection_age_ms': opts.maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs }),
     'grpc.keepalive_time_ms': opts.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': 20_000,
-    interceptors: services.access ? [authInterceptor(services.access, log)] : [],
+    // Authentication first (a stranger learns nothing, not even that the server is busy), then the
+    // early refusal of Detect calls while at capacity.
+    interceptors: [...(services.access ? [authInterceptor(services.access, log)] : []), ...(services.detect ? [admissionInterceptor(services.detect, services.telemetry, log)] : [])],
   });
   const serviceNames: string[] = [];
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;

@@ -1,0 +1,30 @@
+/**
+ * Early admission: a Detect call arriving while the server is at capacity is refused from its
+ * headers, before its image is received. The request body never has to be read or parsed, so under
+ * overload a refusal costs almost nothing and the CPU goes to the calls that were accepted. The
+ * authoritative check stays in the serving layer (admission before decoding); this is a fast path.
+ */
+import { Metadata, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
+import type { DetectService } from '../../serving/index.js';
+import type { Logger } from '../../telemetry/logger.js';
+import { UNKNOWN, type DetectorTelemetry } from './observe.js';
+import { toStatus } from './status.js';
+
+const DETECT = '/sightline.v1.Detector/Detect';
+
+export function admissionInterceptor(detect: DetectService, telemetry: DetectorTelemetry | undefined, log: Logger): ServerInterceptor {
+  return (method, call) =>
+    new ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (md, mdNext) => {
+            const refusal = method.path === DETECT ? detect.refusal() : null;
+            if (!refusal) return mdNext(md);
+            const s = toStatus(refusal, log);
+            telemetry?.metrics.observeRequest({ method: 'Detect', model: UNKNOWN, version: UNKNOWN, grpcCode: s.code!, totalSeconds: 0 });
+            call.sendStatus({ code: s.code!, details: s.details!, metadata: s.metadata ?? new Metadata() });
+          },
+        });
+      },
+    });
+}
