@@ -2,6 +2,7 @@
 import { credentials, InterceptingCall, Metadata, type CallOptions, type ChannelCredentials, type ClientOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { DetectorClient, type DetectRequest, type DetectResponse } from '../generated/sightline/v1/detector.js';
+import { MonitoringClient } from '../generated/sightline/v1/monitoring.js';
 import { RegistryClient } from '../generated/sightline/v1/registry.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -63,6 +64,11 @@ export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts
     if (opts.metadata) client.detect(full, opts.metadata, { deadline }, cb);
     else client.detect(full, { deadline } as never, cb);
   });
+}
+
+export function monitoringClient(server: string, auth: ClientAuth = {}): MonitoringClient {
+  const { creds, options } = channel(auth);
+  return new MonitoringClient(server, creds, { ...options, 'grpc.max_send_message_length': 64 * 1024 * 1024, 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
 }
 
 export function registryClient(server: string, auth: ClientAuth = {}): RegistryClient {

@@ -8,28 +8,13 @@ import { describe, test } from 'node:test';
 import { detect, detectorClient } from '../../src/cli/client.js';
 import type { DetectorClient } from '../../src/generated/sightline/v1/detector.js';
 import { sharedDataOrSkip } from '../support/data.js';
+import { waitFor } from '../support/wait.js';
 import { serveProcess, type ServedProcess } from '../support/process.js';
 import { call, registryClient, uploadFile } from '../support/registry.js';
 import { tempDataDir } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 
 const haveData = sharedDataOrSkip('replicas');
-
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms: number, what: string): Promise<{ value: T; ms: number }> {
-  const t0 = Date.now();
-  let last: unknown;
-  while (Date.now() - t0 < ms) {
-    try {
-      const v = await fn();
-      if (ok(v)) return { value: v, ms: Date.now() - t0 };
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${String((last as Error)?.message ?? JSON.stringify(last))}`);
-}
 
 describe('registry and inference replicas', { skip: !haveData }, () => {
   test('promote and rollback reach every replica; restarts and registry outages are survived', async () => {
@@ -58,14 +43,14 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
       let ca = detectorClient(a.address);
       const cb = detectorClient(b.address);
       clients.push(ca, cb);
-      for (const c of [ca, cb]) await eventually(() => versionOf(c), (v) => v === '1', 20_000, 'a replica serving version 1');
+      for (const c of [ca, cb]) await waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'a replica serving version 1');
 
       // Promote: every replica swaps within seconds.
       await uploadFile(reg, modelPath('yolov8n_int8.onnx'), { model: 'det' });
       await call(reg, reg.promote, { model: 'det', version: 2, reason: 'replicas test' });
-      const reached = await Promise.all([ca, cb].map((c) => eventually(() => versionOf(c), (v) => v === '2', 20_000, 'version 2 on a replica')));
+      const reached = await Promise.all([ca, cb].map((c) => waitFor(() => versionOf(c).then((v) => v === '2'), 20_000, 'version 2 on a replica')));
       await call(reg, reg.rollback, { model: 'det', reason: 'replicas test' });
-      const back = await Promise.all([ca, cb].map((c) => eventually(() => versionOf(c), (v) => v === '1', 20_000, 'version 1 after rollback')));
+      const back = await Promise.all([ca, cb].map((c) => waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'version 1 after rollback')));
       console.log(`# promote reached the replicas in ${reached.map((r) => r.ms).join(', ')} ms; rollback in ${back.map((r) => r.ms).join(', ')} ms`);
 
       // A replica killed mid-way catches up when it comes back.
@@ -75,7 +60,7 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
       ca.close();
       ca = detectorClient(a.address);
       clients.push(ca);
-      await eventually(() => versionOf(ca), (v) => v === '2', 20_000, 'the restarted replica on version 2');
+      await waitFor(() => versionOf(ca).then((v) => v === '2'), 20_000, 'the restarted replica on version 2');
       assert.ok(a.logs.every((l) => l.event !== 'blob_fetched'), 'the restarted replica reused its cache');
       reg.close();
 
@@ -101,7 +86,7 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
       registry = await startRegistry(regPort);
       const reg2 = registryClient(registry.address);
       await call(reg2, reg2.rollback, { model: 'det', reason: 'after the outage' });
-      for (const c of [ca, cb]) await eventually(() => versionOf(c), (v) => v === '1', 20_000, 'version 1 after the registry came back');
+      for (const c of [ca, cb]) await waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'version 1 after the registry came back');
       reg2.close();
     } finally {
       for (const c of clients) c.close();

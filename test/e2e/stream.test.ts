@@ -4,19 +4,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { sharedDataOrSkip } from '../support/data.js';
+import { waitFor } from '../support/wait.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 import { openStream } from '../support/stream.js';
 
 const haveData = sharedDataOrSkip('stream');
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('Detect stream', { skip: !haveData }, () => {
   let srv: TestServer;
@@ -82,10 +75,10 @@ describe('Detect stream', { skip: !haveData }, () => {
   test('a client that cancels mid-stream frees its slots at once; the next stream gets full capacity', async () => {
     const a = openStream(srv.client, { policy: 'block', maxInFlight: 8 });
     for (let i = 0; i < 40; i++) a.send(i, bus);
-    await until(() => a.responses.length >= 1, 10_000, 'a first response');
+    await waitFor(() => a.responses.length >= 1, 10_000, 'a first response');
     a.call.cancel();
     await a.done;
-    await until(() => {
+    await waitFor(() => {
       const st = srv.app.pool.stats();
       return st.admitted === 0 && st.queued === 0 && st.busyWorkers === 0;
     }, 2_000, 'the pool to be idle after the cancel');

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { HealthClient, HealthCheckResponse_ServingStatus as S, type HealthCheckResponse } from '../../src/generated/health/v1/health.js';
 import { sharedDataOrSkip } from '../support/data.js';
+import { waitFor } from '../support/wait.js';
 import { startTestServer } from '../support/server.js';
 import { modelPath } from '../support/shared.js';
 
@@ -14,14 +15,6 @@ const haveData = sharedDataOrSkip('health');
 
 const check = (c: HealthClient, service: string) =>
   new Promise<S>((resolve, reject) => c.check({ service }, (e: ServiceError | null, r?: HealthCheckResponse) => (e ? reject(e) : resolve(r!.status))));
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('gRPC health and reflection', { skip: !haveData }, () => {
   test('NOT_SERVING before a model is ready, SERVING once it is, NOT_SERVING at shutdown; Watch sees each transition', async () => {
@@ -32,20 +25,20 @@ describe('gRPC health and reflection', { skip: !haveData }, () => {
     watch.on('data', (r: HealthCheckResponse) => seen.push(r.status));
     watch.on('error', () => undefined);
     try {
-      await until(() => seen.length > 0, 2000, 'the first Watch message');
+      await waitFor(() => seen.length > 0, 2000, 'the first Watch message');
       assert.equal(seen[0], S.NOT_SERVING);
       assert.equal(await check(health, ''), S.NOT_SERVING);
       assert.equal(await check(health, 'sightline.v1.Detector'), S.NOT_SERVING);
       assert.equal(await check(health, 'liveness'), S.SERVING, 'liveness answers SERVING while the process runs');
 
       await srv.app.lifecycle!.registerFile('det', modelPath('yolo11n_int8_320.onnx'), {});
-      await until(() => seen.includes(S.SERVING), 5000, 'SERVING on Watch');
+      await waitFor(() => seen.includes(S.SERVING), 5000, 'SERVING on Watch');
       assert.equal(await check(health, ''), S.SERVING);
       assert.equal(await check(health, 'sightline.v1.Detector'), S.SERVING);
       assert.equal(await check(health, 'sightline.v1.Registry'), S.SERVING);
 
       const closing = srv.close();
-      await until(() => seen.at(-1) === S.NOT_SERVING, 5000, 'NOT_SERVING on Watch at shutdown');
+      await waitFor(() => seen.at(-1) === S.NOT_SERVING, 5000, 'NOT_SERVING on Watch at shutdown');
       await closing;
       assert.deepEqual(seen.filter((s, i) => i === 0 || s !== seen[i - 1]), [S.NOT_SERVING, S.SERVING, S.NOT_SERVING]);
     } finally {

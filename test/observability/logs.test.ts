@@ -8,22 +8,13 @@ import { after, before, describe, test } from 'node:test';
 import { detectorClient } from '../../src/cli/client.js';
 import type { DetectorClient } from '../../src/generated/sightline/v1/detector.js';
 import { sharedDataOrSkip } from '../support/data.js';
+import { waitFor } from '../support/wait.js';
 import { serveProcess, type ServedProcess } from '../support/process.js';
 import { tempDataDir } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 import { detectCall, get } from './support.js';
 
 const haveData = sharedDataOrSkip('observability logs');
-
-async function until<T>(f: () => T | undefined, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('JSON logs of a served process', { skip: !haveData }, () => {
   let proc: ServedProcess;
@@ -47,7 +38,7 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
     const bus = readFileSync(imagePath('bus.jpg'));
     const r = await detectCall(client, { image: bus }, { 'x-request-id': 'log-test-1' });
     assert.ok(r.response);
-    const line = await until(() => proc.logs.find((l) => l.event === 'detect' && l.requestId === 'log-test-1'), 5000, 'the detect log line');
+    const { value: line } = await waitFor(() => proc.logs.find((l) => l.event === 'detect' && l.requestId === 'log-test-1'), 5000, 'the detect log line');
     assert.equal(line.level, 'debug');
     assert.equal(line.model, 'det');
     assert.equal(line.version, '1');
@@ -58,7 +49,7 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
 
     const bad = await detectCall(client, { image: Buffer.from('not an image at all') }, { 'x-request-id': 'log-test-2' });
     assert.ok(bad.error);
-    const failed = await until(() => proc.logs.find((l) => l.requestId === 'log-test-2'), 5000, 'the failure log line');
+    const { value: failed } = await waitFor(() => proc.logs.find((l) => l.requestId === 'log-test-2'), 5000, 'the failure log line');
     assert.equal(failed.code, 3);
     assert.match(String(failed.err), /format|recogni/i);
     assert.equal(proc.logs.filter((l) => l.requestId === 'log-test-1').length, 1, 'one line per call');

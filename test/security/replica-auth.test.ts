@@ -7,20 +7,12 @@ import { describe, test } from 'node:test';
 import { detect, detectorClient } from '../../src/cli/client.js';
 import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
+import { waitFor } from '../support/wait.js';
 import { serveProcess, type ServedProcess } from '../support/process.js';
 import { tempDataDir } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 
 const haveData = sharedDataOrSkip('replica-auth');
-
-async function eventually(fn: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('auth with a registry and an inference replica', { skip: !haveData }, () => {
   test('a token created on the registry works on the replica; revoking it reaches the replica', async () => {
@@ -53,16 +45,16 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       const viewer = (JSON.parse((await runCli(['token', 'create', '--name', 'dash', '--role', 'viewer', '--json', '--data-dir', regDir])).stdout) as { token: string }).token;
 
       const withToken = detectorClient(rep.address, { token });
-      await eventually(async () => (await detect(withToken, { image: bus })).version === '1', 20_000, 'the replica to serve with the new token');
+      await waitFor(async () => (await detect(withToken, { image: bus })).version === '1', 20_000, 'the replica to serve with the new token');
       const anonymous = detectorClient(rep.address);
       await assert.rejects(detect(anonymous, { image: bus }), (e: ServiceError) => e.code === status.UNAUTHENTICATED);
       const dash = detectorClient(rep.address, { token: viewer });
       // Known to the replica after its next sync: then refused for its role, not for being unknown.
-      await eventually(() => detect(dash, { image: bus }).then(() => false, (e: ServiceError) => e.code === status.PERMISSION_DENIED), 10_000, 'a viewer token to be refused Detect');
+      await waitFor(() => detect(dash, { image: bus }).then(() => false, (e: ServiceError) => e.code === status.PERMISSION_DENIED), 10_000, 'a viewer token to be refused Detect');
 
       assert.equal((await runCli(['token', 'revoke', 'camera-app', '--data-dir', regDir])).code, 0);
       const t0 = Date.now();
-      await eventually(
+      await waitFor(
         () => detect(withToken, { image: bus }).then(() => false, (e: ServiceError) => e.code === status.UNAUTHENTICATED),
         10_000,
         'the revocation to reach the replica',

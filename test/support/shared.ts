@@ -19,15 +19,20 @@ export const coco128Dir = sharedPath('datasets', 'coco128');
 export const cocoLabelsFile = sharedPath('datasets', 'coco128', 'classes.txt');
 
 /**
- * Returns true when the shared data is present. Otherwise: under CI=true throws (the run fails);
- * locally skips the test with a loud message naming the variable to set.
+ * True when `path` (default: the shared folder) exists. Otherwise: under CI=true throws, so the run
+ * fails; locally prints a loud message naming the variable to set and returns false (the caller skips).
  */
+export function sharedPresent(who: string, path: string = sharedDir): boolean {
+  if (existsSync(path)) return true;
+  const msg = `shared test data not found at ${path}; set SIGHTLINE_SHARED_DIR to the folder described by DATA.md`;
+  if (process.env.CI === 'true') throw new Error(`${who}: ${msg}`);
+  console.error(`\n*** SKIPPING ${who}: ${msg} ***\n`);
+  return false;
+}
+
+/** Per test: skips `t` (loudly) when the shared data is missing; under CI=true fails instead. */
 export function requireShared(t: TestContext, ...parts: string[]): boolean {
-  const p = parts.length ? sharedPath(...parts) : sharedDir;
-  if (existsSync(p)) return true;
-  const msg = `shared test data not found at ${p}; set SIGHTLINE_SHARED_DIR to the folder described by DATA.md`;
-  if (process.env.CI === 'true') throw new Error(msg);
-  console.error(`\n*** SKIPPING: ${msg} ***\n`);
-  t.skip(msg);
+  if (sharedPresent(t.name, parts.length ? sharedPath(...parts) : sharedDir)) return true;
+  t.skip('shared test data not found');
   return false;
 }

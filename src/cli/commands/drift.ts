@@ -18,7 +18,7 @@ import {
 } from '../../generated/sightline/v1/monitoring.js';
 import { formatReport, type DriftReport, type FeatureName, type Summary, type Verdict } from '../../monitoring/index.js';
 import { intArg } from '../args.js';
-import { call, channel, DEFAULT_SERVER, type ClientAuth } from '../client.js';
+import { call, DEFAULT_SERVER, monitoringClient } from '../client.js';
 
 interface Common {
   server: string;
@@ -29,15 +29,6 @@ interface Common {
 
 /** File extensions sent as calibration images (the formats Detect accepts). */
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
-
-export function monitoringClient(server: string, auth: ClientAuth = {}): MonitoringClient {
-  const { creds, options } = channel(auth);
-  return new MonitoringClient(server, creds, {
-    ...options,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  });
-}
 
 export const verdictName = (v: DriftVerdict): Verdict | 'unspecified' =>
   (DriftVerdict[v] ?? 'DRIFT_VERDICT_UNSPECIFIED').replace('DRIFT_VERDICT_', '').toLowerCase() as Verdict | 'unspecified';

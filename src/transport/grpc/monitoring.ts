@@ -17,6 +17,7 @@ import { calibrate, type AccessControl, type CalibrationImage, type CalibrationR
 import type { Logger } from '../../telemetry/logger.js';
 import { signalFor } from './deadline.js';
 import { principalOf } from './auth.js';
+import { splitHeadStream } from './head-stream.js';
 import { toStatus } from './status.js';
 
 const VERDICT: Record<Verdict, DriftVerdict> = {
@@ -96,21 +97,13 @@ export function toProfileSummary(r: CalibrationResult): ProfileSummary {
 
 /** The first message's target, then the images of the later ones. */
 async function splitProfileStream(call: ServerReadableStream<ProfileImage, ProfileSummary>): Promise<{ model: string; version: string; images: AsyncIterable<CalibrationImage> }> {
-  const it = call[Symbol.asyncIterator]() as AsyncIterator<ProfileImage>;
-  const first = await it.next();
-  if (first.done || !first.value.target) throw new SightlineError('INVALID_INPUT', 'the first ProfileImage must carry the target (model, version)');
-  const { model, version } = first.value.target;
-  const images: AsyncIterable<CalibrationImage> = {
-    [Symbol.asyncIterator]: () => ({
-      async next() {
-        const n = await it.next();
-        if (n.done) return { done: true, value: undefined };
-        if (n.value.target) throw new SightlineError('INVALID_INPUT', 'only the first ProfileImage may carry a target');
-        return { done: false, value: { data: n.value.image?.data ?? new Uint8Array(0), name: n.value.image?.name ?? '' } };
-      },
-    }),
-  };
-  return { model, version: version ? String(version) : '', images };
+  const { head, rest } = await splitHeadStream(
+    call as AsyncIterable<ProfileImage>,
+    (m) => m.target,
+    (m): CalibrationImage => ({ data: m.image?.data ?? new Uint8Array(0), name: m.image?.name ?? '' }),
+    { message: 'ProfileImage', head: 'target (model, version)' },
+  );
+  return { model: head.model, version: head.version ? String(head.version) : '', images: rest };
 }
 
 export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor | undefined, log: Logger, access?: AccessControl): MonitoringServer {

@@ -1,8 +1,8 @@
 /** sightline.v1.Registry handlers: adapters from gRPC calls to the ModelLifecycle. */
 import type { Metadata, sendUnaryData, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { principalOf } from './auth.js';
+import { splitHeadStream } from './head-stream.js';
 import type { AccessControl } from '../../serving/index.js';
-import { SightlineError } from '../../errors.js';
 import type { FamilyName } from '../../inference/index.js';
 import type { VersionRecord } from '../../registry/index.js';
 import type { ModelChange, ModelLifecycle, ModelStatusView } from '../../serving/index.js';
@@ -86,20 +86,8 @@ const actorOf = (call: { getPeer(): string; metadata: Metadata }) => {
 
 /** Turns the upload stream into its metadata and an async iterable of its data chunks. */
 async function splitUpload(call: ServerReadableStream<UploadChunk, ModelVersion>): Promise<{ meta: UploadMetadata; chunks: AsyncIterable<Uint8Array> }> {
-  const it = call[Symbol.asyncIterator]() as AsyncIterator<UploadChunk>;
-  const first = await it.next();
-  if (first.done || !first.value.metadata) throw new SightlineError('INVALID_INPUT', 'the first UploadChunk must carry metadata (model name)');
-  const chunks: AsyncIterable<Uint8Array> = {
-    [Symbol.asyncIterator]: () => ({
-      async next() {
-        const n = await it.next();
-        if (n.done) return { done: true, value: undefined };
-        if (n.value.metadata) throw new SightlineError('INVALID_INPUT', 'only the first UploadChunk may carry metadata');
-        return { done: false, value: n.value.data ?? new Uint8Array(0) };
-      },
-    }),
-  };
-  return { meta: first.value.metadata, chunks };
+  const { head, rest } = await splitHeadStream(call as AsyncIterable<UploadChunk>, (m) => m.metadata, (m) => m.data ?? new Uint8Array(0), { message: 'UploadChunk', head: 'metadata (model name)' });
+  return { meta: head, chunks: rest };
 }
 
 function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
