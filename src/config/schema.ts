@@ -48,9 +48,15 @@ export const ConfigSchema = z
         maxConnectionAgeGraceMs: z.number().int().min(0).default(30_000),
         /** Server keepalive pings, so dead peers (and their streams) are noticed. */
         keepaliveTimeMs: z.number().int().min(1000).default(60_000),
+        /**
+         * HTTP/2 receive window advertised per stream and per connection. Node's default (64 KiB)
+         * makes a client stop every 64 KiB of an image for a round trip; 4 MiB lets a typical photo
+         * arrive in one go. 65535 keeps the default.
+         */
+        flowControlWindowBytes: z.number().int().min(65_535).max(2 ** 31 - 1).default(4 * MiB),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB, maxConnectionAgeMs: 0, maxConnectionAgeGraceMs: 30_000, keepaliveTimeMs: 60_000 }),
+      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB, maxConnectionAgeMs: 0, maxConnectionAgeGraceMs: 30_000, keepaliveTimeMs: 60_000, flowControlWindowBytes: 4 * MiB }),
     registry: z
       .object({
         /** SQLite database and content-addressed model blobs. Put it on a persistent volume. */

@@ -14,6 +14,7 @@ import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
 import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
 import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
+import { applyReceiveWindow } from './flow-control.js';
 import { serverCredentials, type TlsOptions } from './tls.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { detectorHandlers, type StreamConfig } from './detector.js';
@@ -36,6 +37,8 @@ export interface GrpcServerOptions {
   maxConnectionAgeMs: number;
   maxConnectionAgeGraceMs: number;
   keepaliveTimeMs: number;
+  /** HTTP/2 receive window per stream and per connection (see flow-control.ts). */
+  flowControlWindowBytes: number;
   tls: TlsOptions;
 }
 
@@ -96,6 +99,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
       err ? reject(err) : resolve(p),
     ),
   );
+  applyReceiveWindow(server, opts.flowControlWindowBytes, log);
   log.info({ event: 'grpc_listening', host: opts.host, port }, `gRPC listening on ${opts.host}:${port}`);
 
   const setServing = (s: ServingStatus) => {
