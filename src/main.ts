@@ -78,8 +78,13 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const pool = await InferencePool.create({
     workers,
     maxQueue: config.pool.maxQueue,
+    workerNice: config.pool.workerNice,
     onEvent: (e) => log.warn({ event: e.type, worker: e.worker, ...('code' in e ? { code: e.code } : {}) }, `inference ${e.type}`),
   });
+  const priorities = pool.threadPriorities();
+  const skipped = priorities.find((p) => p?.skipped)?.skipped;
+  if (config.pool.workerNice > 0 && skipped) log.warn({ event: 'worker_priority_not_set', nice: config.pool.workerNice, reason: skipped }, `inference threads keep the process priority: ${skipped}`);
+  else log.info({ event: 'worker_priority', nice: priorities.map((p) => p?.nice ?? null) }, 'inference thread priorities');
   metrics.observePool(() => ({ ...pool.stats(), admissionLimit: config.pool.workers + config.pool.maxQueue }));
   const models = new ModelManager(pool, log, metrics);
   // Reference profiles live in the registry; an inference replica (no store) builds traffic profiles in memory.

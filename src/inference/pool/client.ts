@@ -4,6 +4,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { SightlineError } from '../../errors.js';
+import type { ThreadPriority } from '../worker/priority.js';
 import type { FromWorker, ToWorker } from './messages.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
@@ -18,17 +19,24 @@ export class WorkerClient {
   private alive = true;
   private closing = false;
   readonly ready: Promise<void>;
+  /** The worker thread's kernel id and nice value, once ready. */
+  priority: ThreadPriority | null = null;
 
   constructor(
     readonly index: number,
     onExit: (client: WorkerClient, code: number, expected: boolean) => void,
+    /** Nice value for the worker thread (and the ONNX Runtime threads it starts); 0 leaves it. */
+    nice = 0,
   ) {
-    this.worker = new Worker(WORKER_URL, { name: `sightline-inference-${index}` });
+    this.worker = new Worker(WORKER_URL, { name: `sightline-inference-${index}`, workerData: { nice } });
     let markReady!: () => void;
     let failReady!: (e: Error) => void;
     this.ready = new Promise<void>((res, rej) => ((markReady = res), (failReady = rej)));
     this.worker.on('message', (msg: FromWorker) => {
-      if (msg.type === 'ready') return markReady();
+      if (msg.type === 'ready') {
+        this.priority = msg.priority;
+        return markReady();
+      }
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);

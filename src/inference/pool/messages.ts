@@ -2,6 +2,7 @@
  * The protocol between the pool (main thread) and its inference workers: discriminated unions with a
  * request id. Byte payloads travel in the transfer list, so they move instead of being copied.
  */
+import type { ThreadPriority } from '../worker/priority.js';
 import type { SerializedError } from '../../errors.js';
 import type {
   DecodeOptions,
@@ -74,6 +75,6 @@ export type ToWorker =
   | { type: 'unload'; id: number; key: string };
 
 export type FromWorker =
-  | { type: 'ready' }
+  | { type: 'ready'; priority: ThreadPriority }
   | { type: 'result'; id: number; ok: true; value: unknown }
   | { type: 'result'; id: number; ok: false; error: SerializedError };

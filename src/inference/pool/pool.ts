@@ -6,12 +6,15 @@
  * fired is dropped without running, and a worker that dies is replaced and reloaded.
  */
 import { SightlineError } from '../../errors.js';
+import type { ThreadPriority } from '../worker/priority.js';
 import { WorkerClient } from './client.js';
 import type { LoadOptions, ModelInfo, RunInput, RunOutput } from './messages.js';
 
 export interface PoolOptions {
   workers: number;
   maxQueue: number;
+  /** Nice value of the worker threads (Linux), so the event loop gets the CPU first; 0 leaves it. */
+  workerNice?: number;
   /** Called on worker crashes and replacements. */
   onEvent?: (event: PoolEvent) => void;
 }
@@ -98,11 +101,15 @@ export class InferencePool {
   }
 
   private spawn(index: number): WorkerClient {
-    return new WorkerClient(index, (client, code, expected) => {
-      if (expected || this.closed) return;
-      this.opts.onEvent?.({ type: 'worker-exit', worker: index, code });
-      void this.replace(client);
-    });
+    return new WorkerClient(
+      index,
+      (client, code, expected) => {
+        if (expected || this.closed) return;
+        this.opts.onEvent?.({ type: 'worker-exit', worker: index, code });
+        void this.replace(client);
+      },
+      this.opts.workerNice ?? 0,
+    );
   }
 
   /** Replaces a dead worker and reloads every model on it before it takes work again. */
@@ -321,6 +328,11 @@ export class InferencePool {
       runsStarted: this.runsStarted,
       runsRejected: this.runsRejected,
     };
+  }
+
+  /** Each live worker thread's kernel id and nice value (null until it is ready). */
+  threadPriorities(): (ThreadPriority | null)[] {
+    return this.slots.map((s) => s.client.priority);
   }
 
   private assertOpen(): void {

@@ -5,7 +5,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { serializeError, SightlineError } from '../../errors.js';
 import type { Family } from '../families/family.js';
@@ -14,6 +14,7 @@ import { nms } from '../nms/nms.js';
 import { readOnnxMetadata } from '../onnx/metadata.js';
 import { toTensor } from '../preprocess/tensor.js';
 import { computeLetterbox, mapBoxesToSource } from '../preprocess/letterbox.js';
+import { lowerThreadPriority } from './priority.js';
 import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
 import type { Detection, ModelMeta, TensorInfo } from '../types.js';
 
@@ -28,6 +29,8 @@ interface Loaded {
 
 const port = parentPort;
 if (!port) throw new Error('inference worker must run in a worker thread');
+// Before any session exists, so ONNX Runtime's threads inherit it.
+const priority = lowerThreadPriority((workerData as { nice?: number } | null)?.nice ?? 0);
 const sessions = new Map<string, Loaded>();
 
 const now = () => performance.now();
@@ -216,4 +219,4 @@ port.on('message', (msg: ToWorker) => {
     (e: unknown) => port.postMessage({ type: 'result', id: msg.id, ok: false, error: serializeError(e) } satisfies FromWorker),
   );
 });
-port.postMessage({ type: 'ready' } satisfies FromWorker);
+port.postMessage({ type: 'ready', priority } satisfies FromWorker);
