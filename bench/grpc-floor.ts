@@ -1,0 +1,43 @@
+/**
+ * The floor under any gRPC server in Node on this machine: a bare grpc-js unary method with identity
+ * serializers (no protobuf, no interceptors, no work), the request carrying the image's bytes and the
+ * answer 120 bytes, server here and client in its own process, as in the end-to-end runs. With
+ * Node's 64 KiB HTTP/2 window and with the window Sightline configures.
+ */
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { fork } from 'node:child_process';
+import type { Http2Server, Http2Session } from 'node:http2';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const identity = (b: Buffer): Buffer => b;
+export const ECHO = {
+  echo: { path: '/bench.Floor/Echo', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+} as const;
+
+/** Median round trip (ms) of `calls` unary calls carrying `bytes` bytes, for each receive window. */
+export async function grpcFloor(bytes: number, windows: readonly number[], calls: number): Promise<{ window: number; p50: number }[]> {
+  const out: { window: number; p50: number }[] = [];
+  for (const window of windows) {
+    const server = new Server({ 'grpc.max_receive_message_length': 64 << 20 });
+    const answer = Buffer.alloc(120, 1);
+    server.addService(ECHO, { echo: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, answer) });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    // The same mechanism as src/transport/grpc/flow-control.ts, on a bare server.
+    if (window > 65_535) {
+      for (const h2 of (server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers.keys()) {
+        h2.updateSettings({ initialWindowSize: window });
+        h2.on('session', (s: Http2Session) => s.setLocalWindowSize(window));
+      }
+    }
+    const p50 = await new Promise<number>((resolve, reject) => {
+      const child = fork(join(here, 'grpc-floor-client.js'), [String(port), String(bytes), String(calls)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      child.once('message', (m: { p50: number }) => resolve(m.p50));
+      child.once('error', reject);
+    });
+    server.forceShutdown();
+    out.push({ window, p50 });
+  }
+  return out;
+}
