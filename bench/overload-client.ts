@@ -9,8 +9,8 @@
  * (while the queue fills and the first calls finish, nothing can complete yet), per second.
  *
  * Calls go round-robin over `channels` separate connections, as the traffic of many clients would: on
- * one HTTP/2 connection every request, refused or not, queues behind the others' bytes (64 KiB flow-
- * control windows), and the connection rather than the server becomes the bottleneck.
+ * one HTTP/2 connection every request, refused or not, queues behind the others' bytes on one socket
+ * and one pair of event-loop turns, and the connection rather than the server becomes the bottleneck.
  *
  * Usage: overload-client.js ADDRESS IMAGE RATE DURATION_MS [WARMUP_MS] [CHANNELS]
  * Prints one JSON line (OverloadReport).
