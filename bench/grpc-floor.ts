@@ -6,9 +6,10 @@
  */
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { fork } from 'node:child_process';
-import type { Http2Server, Http2Session } from 'node:http2';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { applyReceiveWindow } from '../src/transport/grpc/flow-control.js';
+import { silentLogger } from '../src/telemetry/logger.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const identity = (b: Buffer): Buffer => b;
@@ -24,13 +25,7 @@ export async function grpcFloor(bytes: number, windows: readonly number[], calls
     const answer = Buffer.alloc(120, 1);
     server.addService(ECHO, { echo: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, answer) });
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-    // The same mechanism as src/transport/grpc/flow-control.ts, on a bare server.
-    if (window > 65_535) {
-      for (const h2 of (server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers.keys()) {
-        h2.updateSettings({ initialWindowSize: window });
-        h2.on('session', (s: Http2Session) => s.setLocalWindowSize(window));
-      }
-    }
+    applyReceiveWindow(server, window, silentLogger);
     const p50 = await new Promise<number>((resolve, reject) => {
       const child = fork(join(here, 'grpc-floor-client.js'), [String(port), String(bytes), String(calls)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       child.once('message', (m: { p50: number }) => resolve(m.p50));

@@ -26,8 +26,10 @@ import { silentLogger } from '../src/telemetry/logger.js';
 import { median, summarize } from './stats.js';
 import { streamingAndOverload } from './overload.js';
 import { measureSwapRss } from './swap-rss.js';
-import { cpuByKind, threadCpu, type ThreadKind } from './thread-cpu.js';
+import { cpuByKind, type ThreadKind } from './thread-cpu.js';
 import { grpcFloor } from './grpc-floor.js';
+import { DEFAULT_HTTP2_WINDOW } from '../src/transport/grpc/flow-control.js';
+import { threadStats } from '../test/support/threads.js';
 import { tempDataDir } from '../test/support/server.js';
 import { rmSync } from 'node:fs';
 
@@ -145,12 +147,7 @@ function runLoad(address: string, image: string, concurrency: number, durationMs
   });
 }
 
-interface Prepared {
-  target: { width: number; height: number; spec: ReturnType<typeof resolveFamily>['letterbox'] };
-  limits: { maxBytes: number; maxPixels: number };
-  dims: number[];
-  family: ReturnType<typeof resolveFamily>;
-}
+type Prepared = Awaited<ReturnType<typeof preparedTensor>>;
 
 /**
  * c=1 in pairs: each round times preprocessing + raw inference alone (prepareImage and toTensor here,
@@ -160,13 +157,7 @@ interface Prepared {
 async function pairedC1(address: string, imagePath: string, bytes: Buffer, model: Uint8Array, prep: Prepared, threads: number, icc: boolean, rounds: number) {
   const raw = await rawSingleRunner(model, new Float32Array(3 * prep.dims[2]! * prep.dims[3]!), prep.dims, threads);
   const client = await pairedClient(address, imagePath);
-  const alone: number[] = [];
-  const endToEnd: number[] = [];
-  const serverTotal: number[] = [];
-  const alonePre: number[] = [];
-  const aloneRun: number[] = [];
-  const serverPre: number[] = [];
-  const serverInference: number[] = [];
+  const pairs: { pre: number; run: number; call: Awaited<ReturnType<typeof client.call>> }[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
       const t0 = performance.now();
@@ -174,38 +165,30 @@ async function pairedC1(address: string, imagePath: string, bytes: Buffer, model
       const tensor = toTensor(p.pixels, p.width, p.height, prep.family.letterbox);
       const pre = performance.now() - t0;
       const run = await raw.run(tensor);
-      alone.push(pre + run);
-      alonePre.push(pre);
-      aloneRun.push(run);
-      const r = await client.call();
-      endToEnd.push(r.ms);
-      serverTotal.push(r.serverMs);
-      serverPre.push(r.preMs);
-      serverInference.push(r.inferenceMs);
+      pairs.push({ pre, run, call: await client.call() });
     }
   } finally {
     await client.close();
     await raw.close();
   }
-  const gaps = endToEnd.map((e, i) => e - alone[i]!);
+  const med = (f: (p: (typeof pairs)[number]) => number): number => median(pairs.map(f));
   return {
-    alone: median(alone),
-    e2e: median(endToEnd),
-    p99: summarize(endToEnd).p99,
-    gap: median(gaps),
-    serverTotal: median(serverTotal),
+    alone: med((p) => p.pre + p.run),
+    e2e: med((p) => p.call.ms),
+    p99: summarize(pairs.map((p) => p.call.ms)).p99,
+    gap: med((p) => p.call.ms - (p.pre + p.run)),
+    serverTotal: med((p) => p.call.serverMs),
     // Stage by stage: preprocessing (alone: with toTensor; server: decode + letterbox, toTensor is in its inference_ms).
-    stages: { alonePre: median(alonePre), aloneRun: median(aloneRun), serverPre: median(serverPre), serverInference: median(serverInference) },
+    stages: { alonePre: med((p) => p.pre), aloneRun: med((p) => p.run), serverPre: med((p) => p.call.preMs), serverInference: med((p) => p.call.inferenceMs) },
   };
 }
 
 async function e2e(modelPath: string, labels: string | undefined, imagePath: string, bytes: Buffer, model: Uint8Array, prep: Prepared, workers: number, threads: number, icc: boolean) {
-  const workerNice = 10;
   const config = loadConfig({
     env: {},
     // A fresh registry per run: otherwise the second model would be registered as a new version of
     // "bench" and not promoted, and the run would measure the first model again.
-    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, registry: { dataDir: tempDataDir() }, models: [{ name: 'bench', path: modelPath, ...(labels ? { labels } : {}) }], pool: { workers, intraOpThreads: threads, maxQueue: 256, workerNice }, preprocess: { applyIccProfile: icc } },
+    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, registry: { dataDir: tempDataDir() }, models: [{ name: 'bench', path: modelPath, ...(labels ? { labels } : {}) }], pool: { workers, intraOpThreads: threads, maxQueue: 256 }, preprocess: { applyIccProfile: icc } },
   });
   const app = await startSightline(config, silentLogger);
   await app.ready;
@@ -217,9 +200,10 @@ async function e2e(modelPath: string, labels: string | undefined, imagePath: str
   const c1Eld = { eldP99: eld.percentile(99) / 1e6, eldMax: eld.max / 1e6 };
   eld.reset();
   eld.enable();
-  const cpu0 = threadCpu();
+  const cpu0 = threadStats();
   const r = await runLoad(address, imagePath, 8, E2E_MS, 0);
-  const cpu = cpuByKind(cpu0, threadCpu(), workerNice);
+  // The pool's threads are told apart by their nice value (default 10, never 0 here).
+  const cpu = cpuByKind(cpu0, threadStats(), config.pool.workerNice);
   eld.disable();
   const s = summarize(r.lat);
   const c8 = { throughput: r.lat.length / r.seconds, p50: s.p50, p99: s.p99, errors: r.errors, eldP99: eld.percentile(99) / 1e6, eldMax: eld.max / 1e6, cpuPerRequest: perRequest(cpu, r.lat.length) };
@@ -231,6 +215,7 @@ async function e2e(modelPath: string, labels: string | undefined, imagePath: str
 const perRequest = (cpu: Record<ThreadKind, number>, n: number): Record<ThreadKind, number> =>
   Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, n > 0 ? v / n : Number.NaN])) as Record<ThreadKind, number>;
 const sumOf = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
+const signed = (n: number): string => `${n >= 0 ? '+' : ''}${f1(n)}`;
 
 async function main() {
   const image = join(shared, 'images', 'bus.jpg');
@@ -247,11 +232,11 @@ async function main() {
   const summary: string[] = [];
   if (only !== 'overload') {
     // What any Node gRPC server pays to receive this image, before Sightline does anything.
-    const floor = await grpcFloor(bytes.length, [65_535, 4 << 20], quick ? 100 : 300);
+    const floor = await grpcFloor(bytes.length, [DEFAULT_HTTP2_WINDOW, 4 << 20], quick ? 100 : 300);
     log();
     log('## gRPC floor');
     log();
-    log(`A bare grpc-js unary method (identity serializers, no interceptors, no work) receiving bus.jpg's ${bytes.length} bytes and answering 120 bytes, client in another process; median round trip: ${floor.map((f) => `${f2(f.p50)} ms with a ${f.window === 65_535 ? '64 KiB (Node default)' : `${f.window >> 20} MiB`} receive window`).join(', ')}. Sightline's default window is 4 MiB (grpc.flowControlWindowBytes).`);
+    log(`A bare grpc-js unary method (identity serializers, no interceptors, no work) receiving bus.jpg's ${bytes.length} bytes and answering 120 bytes, client in another process; median round trip: ${floor.map((f) => `${f2(f.p50)} ms with a ${f.window === DEFAULT_HTTP2_WINDOW ? '64 KiB (Node default)' : `${f.window >> 20} MiB`} receive window`).join(', ')}. Sightline's default window is 4 MiB (grpc.flowControlWindowBytes).`);
   }
   for (const m of only === 'overload' ? [] : MODELS) {
     const modelPath = join(shared, 'models', m.file);
@@ -277,13 +262,13 @@ async function main() {
     // of every thread of the process per image, too: it is what end-to-end throughput pays per image.
     const preprocessAlone = async (icc: boolean) => {
       const wall: number[] = [];
-      const cpu0 = threadCpu();
+      const cpu0 = process.cpuUsage();
       for (let i = 0; i < 30; i++) {
         const q = await prepareImage(bytes, prep.target, prep.limits, { applyIccProfile: icc });
         wall.push(q.timing.decodeMs + q.timing.preprocessMs);
       }
-      const cpu = cpuByKind(cpu0, threadCpu(), -1);
-      return { p50: median(wall), cpuMs: sumOf(cpu) / 30 };
+      const cpu = process.cpuUsage(cpu0);
+      return { p50: median(wall), cpuMs: (cpu.user + cpu.system) / 1000 / 30 };
     };
     const pre = await preprocessAlone(true);
     const preNoIcc = await preprocessAlone(false);
@@ -310,14 +295,14 @@ async function main() {
       const c8 = r.c8;
       const st = c1.stages;
       c1Rows.push(
-        `| ${l.workers} × ${l.threads} | ${icc} | ${f1(c1.alone)} (${f1(st.alonePre)} + ${f1(st.aloneRun)}) | ${f1(c1.e2e)} | ${f1(c1.p99)} | ${c1.gap >= 0 ? '+' : ''}${f1(c1.gap)} | ${f1(c1.serverTotal)} (${f1(st.serverPre)} + ${f1(st.serverInference)} + …) | ${f2(c1.eldP99)} / ${f2(c1.eldMax)} |`,
+        `| ${l.workers} × ${l.threads} | ${icc} | ${f1(c1.alone)} (${f1(st.alonePre)} + ${f1(st.aloneRun)}) | ${f1(c1.e2e)} | ${f1(c1.p99)} | ${signed(c1.gap)} | ${f1(c1.serverTotal)} (${f1(st.serverPre)} + ${f1(st.serverInference)} + …) | ${f2(c1.eldP99)} / ${f2(c1.eldMax)} |`,
       );
       const k = c8.cpuPerRequest;
       c8Rows.push(`| ${l.workers} × ${l.threads} | ${icc} | ${f1(c8.throughput)} | ${f1(c8.p50)} | ${f1(c8.p99)} | ${f2(c8.eldP99)} / ${f2(c8.eldMax)} | ${f1(k.inference)} / ${f1(k.decode)} / ${f1(k['event loop'])} / ${f1(k.other)} = ${f1(sumOf(k))} | ${JSON.stringify(c8.errors)} |`);
       // Ceiling: all cores spent on raw inference plus preprocessing alone, nothing else.
       const ceiling = (cores * 1000) / (rawCpuMs + (l.icc ? pre.cpuMs : preNoIcc.cpuMs)) / best.throughput;
       summary.push(
-        `| ${m.file} | ${l.workers} × ${l.threads}, ICC ${icc} | ${f1(c1.e2e)} vs ${f1(c1.alone)} (${c1.gap >= 0 ? '+' : ''}${f1(c1.gap)}) | ${f2(c8.throughput / best.throughput)} (${f1(c8.throughput)} / ${f1(best.throughput)}) | ${f2(ceiling)} | ${f2(Math.max(c1.eldP99, c8.eldP99))} |`,
+        `| ${m.file} | ${l.workers} × ${l.threads}, ICC ${icc} | ${f1(c1.e2e)} vs ${f1(c1.alone)} (${signed(c1.gap)}) | ${f2(c8.throughput / best.throughput)} (${f1(c8.throughput)} / ${f1(best.throughput)}) | ${f2(ceiling)} | ${f2(Math.max(c1.eldP99, c8.eldP99))} |`,
       );
     }
     log();

@@ -16,8 +16,6 @@ import type { Logger } from '../../telemetry/logger.js';
 
 /** Node's (and the HTTP/2 RFC's) initial window: what the server advertises without this. */
 export const DEFAULT_HTTP2_WINDOW = 65_535;
-/** The largest window HTTP/2 allows (RFC 9113 §6.9.1). */
-export const MAX_HTTP2_WINDOW = 2 ** 31 - 1;
 
 /**
  * Advertises `bytes` as the initial window of every stream and of every connection accepted from now

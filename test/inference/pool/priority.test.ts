@@ -3,28 +3,18 @@
  * priority than the event loop. Read back from /proc, the kernel's own account (Linux only).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { sharedDataOrSkip } from '../../support/data.js';
 import { startTestServer } from '../../support/server.js';
 import { modelPath } from '../../support/shared.js';
+import { threadStats } from '../../support/threads.js';
 
 const linux = existsSync('/proc/thread-self');
 const haveData = sharedDataOrSkip('worker priority');
 
-/** nice value of every thread of this process, by thread id (field 19 of /proc/<pid>/task/<tid>/stat). */
-function threadNice(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
-    } catch {
-      // the thread ended while we looked
-    }
-  }
-  return out;
-}
+/** nice value of every thread of this process, by thread id. */
+const threadNice = (): Map<number, number> => new Map([...threadStats()].map(([tid, t]) => [tid, t.nice]));
 
 test('inference threads and their ONNX Runtime threads run at pool.workerNice; the event loop keeps its priority', { skip: !linux ? 'needs Linux /proc' : !haveData }, async () => {
   const mainNice = threadNice().get(process.pid);
