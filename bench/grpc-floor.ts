@@ -17,21 +17,27 @@ export const ECHO = {
   echo: { path: '/bench.Floor/Echo', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
 } as const;
 
-/** Median round trip (ms) of `calls` unary calls carrying `bytes` bytes, for each receive window. */
+/** A bare echo server on a loopback port, answering 120 bytes, with the given receive window. */
+export async function startFloorServer(window: number): Promise<{ port: number; close: () => void }> {
+  const server = new Server({ 'grpc.max_receive_message_length': 64 << 20 });
+  const answer = Buffer.alloc(120, 1);
+  server.addService(ECHO, { echo: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, answer) });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  applyReceiveWindow(server, window, silentLogger);
+  return { port, close: () => server.forceShutdown() };
+}
+
+/** Median round trip (ms) of `calls` unary calls back to back carrying `bytes` bytes, for each receive window. */
 export async function grpcFloor(bytes: number, windows: readonly number[], calls: number): Promise<{ window: number; p50: number }[]> {
   const out: { window: number; p50: number }[] = [];
   for (const window of windows) {
-    const server = new Server({ 'grpc.max_receive_message_length': 64 << 20 });
-    const answer = Buffer.alloc(120, 1);
-    server.addService(ECHO, { echo: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, answer) });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-    applyReceiveWindow(server, window, silentLogger);
+    const server = await startFloorServer(window);
     const p50 = await new Promise<number>((resolve, reject) => {
-      const child = fork(join(here, 'grpc-floor-client.js'), [String(port), String(bytes), String(calls)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const child = fork(join(here, 'grpc-floor-client.js'), [String(server.port), String(bytes), String(calls)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       child.once('message', (m: { p50: number }) => resolve(m.p50));
       child.once('error', reject);
     });
-    server.forceShutdown();
+    server.close();
     out.push({ window, p50 });
   }
   return out;

@@ -27,7 +27,7 @@ import { median, summarize } from './stats.js';
 import { streamingAndOverload } from './overload.js';
 import { measureSwapRss } from './swap-rss.js';
 import { cpuByKind, type ThreadKind } from './thread-cpu.js';
-import { grpcFloor } from './grpc-floor.js';
+import { grpcFloor, startFloorServer } from './grpc-floor.js';
 import { DEFAULT_HTTP2_WINDOW } from '../src/transport/grpc/flow-control.js';
 import { threadStats } from '../test/support/threads.js';
 import { tempDataDir } from '../test/support/server.js';
@@ -120,12 +120,12 @@ async function rawSingleRunner(model: Uint8Array, tensor: Float32Array, dims: nu
 }
 
 /** The paired client: one Detect call per request, from its own process. */
-async function pairedClient(address: string, image: string) {
-  const child: ChildProcess = fork(join(here, 'paired-client.js'), [address, image], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+async function pairedClient(address: string, image: string, floorPort: number) {
+  const child: ChildProcess = fork(join(here, 'paired-client.js'), [address, image, String(floorPort)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await new Promise((r) => child.once('message', r));
   return {
     call: () =>
-      new Promise<{ ms: number; serverMs: number; preMs: number; inferenceMs: number }>((resolve, reject) => {
+      new Promise<{ ms: number; floorMs: number; serverMs: number; preMs: number; inferenceMs: number }>((resolve, reject) => {
         child.once('message', resolve);
         child.once('error', reject);
         child.send({ type: 'call' });
@@ -154,9 +154,11 @@ type Prepared = Awaited<ReturnType<typeof preparedTensor>>;
  * session.run on a raw worker with the pool's threads), then one end-to-end call, so a slow spell on
  * the shared machine hits both sides alike. The gap is the median of the per-pair differences.
  */
-async function pairedC1(address: string, imagePath: string, bytes: Buffer, model: Uint8Array, prep: Prepared, threads: number, icc: boolean, rounds: number) {
+async function pairedC1(address: string, window: number, imagePath: string, bytes: Buffer, model: Uint8Array, prep: Prepared, threads: number, icc: boolean, rounds: number) {
   const raw = await rawSingleRunner(model, new Float32Array(3 * prep.dims[2]! * prep.dims[3]!), prep.dims, threads);
-  const client = await pairedClient(address, imagePath);
+  // A bare grpc-js echo in this (the server's) process, called right after each Detect: the floor.
+  const floor = await startFloorServer(window);
+  const client = await pairedClient(address, imagePath, floor.port);
   const pairs: { pre: number; run: number; call: Awaited<ReturnType<typeof client.call>> }[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
@@ -169,6 +171,7 @@ async function pairedC1(address: string, imagePath: string, bytes: Buffer, model
     }
   } finally {
     await client.close();
+    floor.close();
     await raw.close();
   }
   const med = (f: (p: (typeof pairs)[number]) => number): number => median(pairs.map(f));
@@ -177,6 +180,13 @@ async function pairedC1(address: string, imagePath: string, bytes: Buffer, model
     e2e: med((p) => p.call.ms),
     p99: summarize(pairs.map((p) => p.call.ms)).p99,
     gap: med((p) => p.call.ms - (p.pre + p.run)),
+    floor: med((p) => p.call.floorMs),
+    beyondFloor: med((p) => p.call.ms - p.call.floorMs - (p.pre + p.run)),
+    // Inside detect() but neither preprocessing nor toTensor + session.run: admission, the hand-offs to
+    // and from the worker, output decoding and NMS.
+    serverRest: med((p) => p.call.serverMs - p.call.preMs - p.call.inferenceMs),
+    // Outside detect(): gRPC both ways, the handler, the client.
+    outside: med((p) => p.call.ms - p.call.serverMs),
     serverTotal: med((p) => p.call.serverMs),
     // Stage by stage: preprocessing (alone: with toTensor; server: decode + letterbox, toTensor is in its inference_ms).
     stages: { alonePre: med((p) => p.pre), aloneRun: med((p) => p.run), serverPre: med((p) => p.call.preMs), serverInference: med((p) => p.call.inferenceMs) },
@@ -195,7 +205,7 @@ async function e2e(modelPath: string, labels: string | undefined, imagePath: str
   const address = `127.0.0.1:${app.port}`;
   const eld = monitorEventLoopDelay({ resolution: 1 });
   eld.enable();
-  const c1 = await pairedC1(address, imagePath, bytes, model, prep, threads, icc, C1_COUNT);
+  const c1 = await pairedC1(address, config.grpc.flowControlWindowBytes, imagePath, bytes, model, prep, threads, icc, C1_COUNT);
   eld.disable();
   const c1Eld = { eldP99: eld.percentile(99) / 1e6, eldMax: eld.max / 1e6 };
   eld.reset();
@@ -295,7 +305,7 @@ async function main() {
       const c8 = r.c8;
       const st = c1.stages;
       c1Rows.push(
-        `| ${l.workers} × ${l.threads} | ${icc} | ${f1(c1.alone)} (${f1(st.alonePre)} + ${f1(st.aloneRun)}) | ${f1(c1.e2e)} | ${f1(c1.p99)} | ${signed(c1.gap)} | ${f1(c1.serverTotal)} (${f1(st.serverPre)} + ${f1(st.serverInference)} + …) | ${f2(c1.eldP99)} / ${f2(c1.eldMax)} |`,
+        `| ${l.workers} × ${l.threads} | ${icc} | ${f1(c1.alone)} (${f1(st.alonePre)} + ${f1(st.aloneRun)}) | ${f1(c1.e2e)} | ${f1(c1.p99)} | ${signed(c1.gap)} | ${f2(c1.floor)} | ${signed(c1.beyondFloor)} | ${f1(c1.serverTotal)} (${f1(st.serverPre)} + ${f1(st.serverInference)} + ${f1(c1.serverRest)}) | ${f1(c1.outside)} | ${f2(c1.eldP99)} / ${f2(c1.eldMax)} |`,
       );
       const k = c8.cpuPerRequest;
       c8Rows.push(`| ${l.workers} × ${l.threads} | ${icc} | ${f1(c8.throughput)} | ${f1(c8.p50)} | ${f1(c8.p99)} | ${f2(c8.eldP99)} / ${f2(c8.eldMax)} | ${f1(k.inference)} / ${f1(k.decode)} / ${f1(k['event loop'])} / ${f1(k.other)} = ${f1(sumOf(k))} | ${JSON.stringify(c8.errors)} |`);
@@ -308,10 +318,10 @@ async function main() {
     log();
     log(`### End-to-end gRPC Detect, concurrency 1 (server in this process, client in another)`);
     log();
-    log(`${C1_COUNT} rounds, each timing preprocessing + raw inference alone (prepareImage and toTensor, then session.run on a raw session with the pool's threads) and then one Detect call, so both halves of a pair see the same machine. Gap = median of the per-pair differences.`);
+    log(`${C1_COUNT} rounds, each timing preprocessing + raw inference alone (prepareImage and toTensor, then session.run on a raw session with the pool's threads), then one Detect call, then the same bytes to a bare grpc-js echo method in the server's process (the gRPC floor at that moment), so all three see the same machine. Gap = median of the per-round differences (end-to-end − alone); beyond the floor = median of (end-to-end − floor − alone). The server's total_ms splits into decode + letterbox, toTensor + inference, and the rest (admission, hand-offs to and from the worker, output decoding and NMS); outside = end-to-end − total_ms (gRPC both ways, the handler, the client).`);
     log();
-    log('| pool | ICC | alone: preprocessing (with toTensor) + raw inference | end-to-end p50 | p99 | gap | server total_ms (decode + letterbox, toTensor + inference, …) | server event-loop delay p99 / max |');
-    log('|---|---|---|---|---|---|---|---|');
+    log('| pool | ICC | alone: preprocessing (with toTensor) + raw inference | end-to-end p50 | p99 | gap | bare gRPC round trip | gap beyond it | server total_ms (decode + letterbox, toTensor + inference, rest) | outside | server event-loop delay p99 / max |');
+    log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const row of c1Rows) log(row);
     log();
     log(`### End-to-end gRPC Detect, concurrency 8`);

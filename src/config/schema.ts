@@ -135,8 +135,8 @@ export const ConfigSchema = z
       .object({
         /**
          * Convert photos with an embedded ICC profile to sRGB before inference (true, like the reference
-         * detections), or skip it (false: about 2× faster decoding of camera JPEGs, the way cv2.imread
-         * reads images for YOLO training).
+         * detections; 8-bit RGB photos are converted after the resize), or skip it (false: faster decoding
+         * of camera JPEGs, the way cv2.imread reads images for YOLO training; the same mAP on coco128).
          */
         applyIccProfile: z.boolean().default(true),
       })

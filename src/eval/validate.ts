@@ -22,13 +22,15 @@ export interface ValidateOptions {
   executionProviders?: ExecutionProvider[];
   /** Only the first N images (sorted by path). */
   limit?: number;
+  /** As the server's preprocess.applyIccProfile (default true). */
+  applyIccProfile?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
 export interface ValidateReport {
   metrics: DetectionMetrics;
   model: { path: string; sha256: string; family: FamilyName; input: string; provider: ExecutionProvider };
-  settings: { confThreshold: number; iouThreshold: number; maxDetections: number };
+  settings: { confThreshold: number; iouThreshold: number; maxDetections: number; applyIccProfile: boolean };
   images: number;
   seconds: number;
 }
@@ -37,7 +39,7 @@ const EMPTY_GT: ImageGroundTruth = { boxes: new Float32Array(0), classes: new In
 
 export async function validateModel(o: ValidateOptions): Promise<ValidateReport> {
   const t0 = performance.now();
-  const settings = { confThreshold: o.confThreshold ?? 0.001, iouThreshold: o.iouThreshold ?? 0.7, maxDetections: o.maxDetections ?? 300 };
+  const settings = { confThreshold: o.confThreshold ?? 0.001, iouThreshold: o.iouThreshold ?? 0.7, maxDetections: o.maxDetections ?? 300, applyIccProfile: o.applyIccProfile ?? true };
   const dataset = await loadYoloDataset(o.datasetDir);
   const images = dataset.images.slice(0, o.limit ?? dataset.images.length);
   const bytes = await readFile(o.modelPath);
@@ -66,7 +68,7 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
         const prepared = await prepareImage(await readFile(img.path), { width: info.inputWidth, height: info.inputHeight, spec: info.letterbox }, {
           maxBytes: 64 * 1024 * 1024,
           maxPixels: 100_000_000,
-        });
+        }, { applyIccProfile: settings.applyIccProfile });
         const { srcWidth: w, srcHeight: h } = prepared.geometry;
         const out = await pool.run(
           'validate',

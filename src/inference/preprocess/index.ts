@@ -1,5 +1,5 @@
 export { sniffFormat, type RasterFormat } from './sniff.js';
-export { computeLetterbox, mapBoxesToSource, roundHalfEven } from './letterbox.js';
+export { computeLetterbox, mapBoxesToSource, padToLetterbox, roundHalfEven } from './letterbox.js';
 export { toTensor } from './tensor.js';
 export {
   ACCEPTED_FORMATS,

@@ -59,10 +59,12 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         .detect(fromDetectRequest(call.request), signal)
         .then(
           (r) => {
-            obs.image(r, obs.seconds());
+            // Answer first: the metrics, span and log below are not the caller's to wait for.
+            const seconds = obs.seconds();
+            cb(null, toDetectResponse(r));
+            obs.image(r, seconds);
             obs.end(0, r, { 'sightline.detections': r.detections.length });
             obs.log(log, { model: r.model, version: r.version, code: 0, detections: r.detections.length }, 'detect');
-            cb(null, toDetectResponse(r));
           },
           (e: unknown) => {
             const code = grpcCodeOf(e);

@@ -59,19 +59,11 @@ test('toTensor refuses a pixel buffer that does not match the size', () => {
   assert.throws(() => toTensor(PIXELS.subarray(1), W, H, ULTRA), RangeError);
 });
 
-test('toTensor 640x640 is fast (single pass)', () => {
+test('toTensor 640x640 writes into the buffer it is given (no allocation per request)', () => {
   const px = new Uint8Array(640 * 640 * 3).map((_, i) => i & 255);
   const out = new Float32Array(640 * 640 * 3);
-  for (let i = 0; i < 5; i++) toTensor(px, 640, 640, ULTRA, out); // warm up the JIT
-  const times: number[] = [];
-  for (let i = 0; i < 15; i++) {
-    const t0 = performance.now();
-    toTensor(px, 640, 640, ULTRA, out);
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  const median = times[7];
-  // Generous bound so a loaded CI box passes; typical is a few ms.
-  assert.ok(median < 50, `toTensor 640x640 median ${median.toFixed(2)} ms`);
+  // Its speed is measured by `npm run bench` (toTensor p50), not here.
+  assert.equal(toTensor(px, 640, 640, ULTRA, out), out);
   assert.equal(out[1], f(3 * (1 / 255))); // plane R, pixel 1 = byte 3
+  assert.notEqual(toTensor(px, 640, 640, ULTRA, new Float32Array(3)), out, 'a buffer of the wrong size is not reused');
 });
