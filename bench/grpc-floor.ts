@@ -4,7 +4,7 @@
  * answer 120 bytes, server here and client in its own process, as in the end-to-end runs. With
  * Node's 64 KiB HTTP/2 window and with the window Sightline configures.
  */
-import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { fork } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,17 @@ const identity = (b: Buffer): Buffer => b;
 export const ECHO = {
   echo: { path: '/bench.Floor/Echo', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
 } as const;
+
+/** A client of the echo method on a loopback port: one call per echo(), resolved once it is answered. */
+export function floorClient(port: number): { echo: (payload: Buffer) => Promise<void>; close: () => void } {
+  const Client = makeGenericClientConstructor(ECHO, 'Floor');
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 });
+  const unary = client as unknown as { echo: (b: Buffer, cb: (e: ServiceError | null) => void) => void };
+  return {
+    echo: (payload) => new Promise<void>((resolve, reject) => unary.echo(payload, (e) => (e ? reject(e) : resolve()))),
+    close: () => client.close(),
+  };
+}
 
 /** A bare echo server on a loopback port, answering 120 bytes, with the given receive window. */
 export async function startFloorServer(window: number): Promise<{ port: number; close: () => void }> {

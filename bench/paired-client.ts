@@ -6,21 +6,17 @@
  * what any Node gRPC server would pay for the round trip at that moment. Answers both latencies,
  * measured here, around the calls only.
  */
-import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { detect } from '../src/cli/client.js';
 import { DetectorClient } from '../src/generated/sightline/v1/detector.js';
-import { ECHO } from './grpc-floor.js';
+import { floorClient } from './grpc-floor.js';
 
 const [address, imagePath, floorPort] = process.argv.slice(2);
 const image = readFileSync(imagePath!);
 const client = new DetectorClient(address!, credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 });
-const Floor = makeGenericClientConstructor(ECHO, 'Floor');
-const floor = new Floor(`127.0.0.1:${floorPort}`, credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 });
-const echo = () =>
-  new Promise<void>((resolve, reject) =>
-    (floor as unknown as { echo: (b: Buffer, cb: (e: ServiceError | null) => void) => void }).echo(image, (e) => (e ? reject(e) : resolve())),
-  );
+const floor = floorClient(Number(floorPort));
+const echo = () => floor.echo(image);
 // Connect and warm both paths.
 for (let i = 0; i < 3; i++) {
   await detect(client, { image });
