@@ -83,8 +83,8 @@ STOPSIGNAL SIGTERM
 # No HEALTHCHECK: Kubernetes ignores it and probes grpc.health.v1 (or /healthz and /readyz) itself, and
 # a HEALTHCHECK would start a second Node.js process every interval. With plain Docker, check
 # http://<container>:9464/readyz from outside.
-# --heap-growing-percent=300: V8 otherwise sizes the main isolate's old generation so tightly (~1.1x
-# live) that the buffers each request allocates outside the JS heap start a full collection every
-# 100-200 ms under load (README, "Garbage collection"). A V8 flag, so not settable in NODE_OPTIONS.
+# --heap-growing-percent=300: with V8's default heap limit (~2x live) the buffers each request allocates
+# outside the JS heap can start a full collection every 100-200 ms under load (README, "Garbage
+# collection"). A V8 flag, so Node refuses it in NODE_OPTIONS.
 ENTRYPOINT ["node", "--heap-growing-percent=300", "/app/dist/src/cli/bin.js"]
 CMD ["serve"]

@@ -155,11 +155,11 @@ describe('Dockerfile', () => {
     assert.deepEqual(expose.sort(), [String(defaults.grpc.port), String(defaults.admin.port)].sort());
     assert.equal(rt.find((i) => i.op === 'STOPSIGNAL')?.args, 'SIGTERM');
     const entry = rt.find((i) => i.op === 'ENTRYPOINT')!;
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: { sightline: string }; scripts: { start: string } };
     // The heap flag is the one `npm start` and `npm run bench` use: the image runs what was measured.
-    const startFlags = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').filter((a) => a.startsWith('--'));
+    const startFlags = pkg.scripts.start.split(' ').filter((a) => a.startsWith('--'));
     assert.deepEqual(startFlags, ['--heap-growing-percent=300']);
     assert.deepEqual(JSON.parse(entry.args), ['node', ...startFlags, '/app/dist/src/cli/bin.js']);
-    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: { sightline: string } };
     assert.equal(`/app/${pkg.bin.sightline}`, '/app/dist/src/cli/bin.js', 'ENTRYPOINT is the package bin');
     assert.deepEqual(JSON.parse(rt.find((i) => i.op === 'CMD')!.args), ['serve']);
     const labels = rt.filter((i) => i.op === 'LABEL').map((i) => i.args).join(' ');

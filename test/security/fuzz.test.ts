@@ -51,8 +51,8 @@ const MAX_RETRIES = 100;
 /**
  * The cases are sent PASSES times. The first pass takes the allocator to this corpus's high-water mark
  * (which moves with timing: under CPU contention more decodes overlap); a leak keeps growing through
- * the replays, while fragmentation does not. A 300 KB-per-call leak (the toUint8Array regression
- * below) adds ~150 MB per replay.
+ * the replays, while fragmentation does not. A 300 KB-per-decode leak (the toUint8Array regression
+ * below) added ~80 MB per replay when injected.
  */
 const PASSES = 3;
 
