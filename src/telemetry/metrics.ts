@@ -184,6 +184,35 @@ interface Live {
   ready: Map<string, { model: string; version: string; value: number }>;
   /** Attribute objects reused per label combination (the hot path allocates none after warm-up). */
   attrs: Map<string, Attributes>;
+  /** "model\0version" of versions unloaded since they were last loaded: their gauges are not exported. */
+  forgotten: Set<string>;
+}
+
+/**
+ * Gauges that describe a loaded version's present state. The SDK keeps exporting the last value of
+ * every attribute set it has seen (synchronous and observable gauges alike, under the cumulative
+ * temporality Prometheus needs), so a retired version's drift PSI would stay above an alert's threshold
+ * forever. scrape() drops these for forgotten versions; counters and histograms stay, as they are
+ * cumulative and their rates fall to zero.
+ */
+const VERSION_STATE_GAUGES: ReadonlySet<string> = new Set(['sightline.model.ready', 'sightline.drift.psi', 'sightline.drift.ks']);
+
+const versionKey = (model: string, version: string): string => `${model}\0${version}`;
+
+/** Without the data points of per-version gauges whose version is forgotten, or whose value is NaN (reset). */
+function withoutRetiredGauges(rm: ResourceMetrics, forgotten: ReadonlySet<string>): ResourceMetrics {
+  const keep = (a: Attributes, value: unknown): boolean =>
+    !(typeof value === 'number' && Number.isNaN(value)) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
+  return {
+    resource: rm.resource,
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({
+      scope: sm.scope,
+      metrics: sm.metrics.map((m): MetricData => {
+        if (!VERSION_STATE_GAUGES.has(m.descriptor.name) || m.dataPointType !== DataPointType.GAUGE) return m;
+        return { ...m, dataPoints: m.dataPoints.filter((d) => keep(d.attributes, d.value)) };
+      }),
+    })),
+  };
 }
 
 export class Metrics {
@@ -257,7 +286,7 @@ export class Metrics {
     }
     // Arguments: no prefix, no timestamps, no resource labels on series, target_info kept, no otel_scope_* labels.
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map() });
+    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map(), forgotten: new Set() });
   }
 
   get enabled(): boolean {
@@ -367,12 +396,27 @@ export class Metrics {
   /** sightline.model.ready for one version. A version that stays unknown here is not exported. */
   setModelReady(model: string, version: string, ready: boolean): void {
     if (!this.live) return;
-    this.live.ready.set(`${model}\0${version}`, { model, version, value: ready ? 1 : 0 });
+    const k = versionKey(model, version);
+    this.live.forgotten.delete(k);
+    this.live.ready.set(k, { model, version, value: ready ? 1 : 0 });
   }
 
-  /** Stops exporting a version's readiness (it was unloaded). */
+  /**
+   * The version was unloaded: its readiness and drift gauges leave the exposition until it is loaded
+   * again. The drift gauges are reset (NaN, never exported) so a later load does not show the old values
+   * before its own window is published.
+   */
   forgetModel(model: string, version: string): void {
-    this.live?.ready.delete(`${model}\0${version}`);
+    if (!this.live) return;
+    const k = versionKey(model, version);
+    this.live.ready.delete(k);
+    this.live.forgotten.add(k);
+    const prefix = `d\0${k}\0`;
+    for (const [key, a] of this.live.attrs) {
+      if (!key.startsWith(prefix)) continue;
+      this.live.i.driftPsi.record(Number.NaN, a);
+      this.live.i.driftKs.record(Number.NaN, a);
+    }
   }
 
   /** Pool gauges, read once per scrape. */
@@ -426,7 +470,8 @@ export class Metrics {
     if (!this.live || this.closed) return '';
     const { resourceMetrics } = await this.live.exporter.collect();
     // `# UNIT` is OpenMetrics metadata, not part of the 0.0.4 text format: the unit is in the name.
-    return this.live.serializer.serialize(withUnitSuffixes(resourceMetrics)).replace(/^# UNIT .*\n/gm, '');
+    const current = withoutRetiredGauges(resourceMetrics, this.live.forgotten);
+    return this.live.serializer.serialize(withUnitSuffixes(current)).replace(/^# UNIT .*\n/gm, '');
   }
 
   async shutdown(): Promise<void> {

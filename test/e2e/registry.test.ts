@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { ModelEventType, VersionState, type ModelEvent, type RegistryClient } from '../../src/generated/sightline/v1/registry.js';
+import { pick, scrape } from '../observability/support.js';
 import { rejectsWith } from '../support/assert.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { call, registryClient, uploadBytes, uploadFile } from '../support/registry.js';
@@ -26,6 +27,11 @@ describe('Registry service', { skip: !haveData }, () => {
     w.on('data', (e: ModelEvent) => events.push(e));
     w.on('error', () => undefined);
   });
+  /** sightline_model_ready of det on /metrics: [version, value] pairs, by version. */
+  const readiness = async () =>
+    pick((await scrape(srv.app.admin!.port)).exposition, 'sightline_model_ready', { sightline_model: 'det' })
+      .map((r) => [r.labels.sightline_model_version, r.value])
+      .sort();
   after(async () => {
     reg?.close();
     await srv?.close();
@@ -58,6 +64,10 @@ describe('Registry service', { skip: !haveData }, () => {
     assert.ok(st.loaded.some((l) => l.version === 1 && l.state === VersionState.VERSION_STATE_READY), 'the rollback target stays warm');
     assert.equal((await srv.detect({ image: bus })).version, '2');
     assert.equal((await srv.detect({ image: bus, version: '1' })).version, '1', 'a loaded version can be pinned');
+    assert.deepEqual(await readiness(), [
+      ['1', 0],
+      ['2', 1],
+    ]);
 
     const rb = await call(reg, reg.rollback, { model: 'det', reason: 'regression' });
     assert.deepEqual([rb.activeVersion, rb.rollbackVersion], [1, 2]);
@@ -80,6 +90,14 @@ describe('Registry service', { skip: !haveData }, () => {
     for (let i = 0; i < 100 && (await call(reg, reg.getModelStatus, { model: 'det' })).loaded.some((l) => l.version === 2); i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(!(await call(reg, reg.getModelStatus, { model: 'det' })).loaded.some((l) => l.version === 2), 'version 2 was unloaded');
     await rejectsWith(srv.detect({ image: bus, version: '2' }), status.FAILED_PRECONDITION, /not loaded/);
+    assert.deepEqual(
+      await readiness(),
+      [
+        ['1', 0],
+        ['3', 1],
+      ],
+      'readiness of the loaded versions only: the active one 1, the warm rollback target 0',
+    );
     const del = await call(reg, reg.deleteVersion, { model: 'det', version: 2, reason: 'superseded' });
     assert.equal(del.blobRemoved, true);
     await rejectsWith(call(reg, reg.getVersion, { model: 'det', version: 2 }), status.NOT_FOUND, /version 2/);
