@@ -87,8 +87,6 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   else log.info({ event: 'worker_priority', nice: priorities.map((p) => p?.nice ?? null) }, 'inference thread priorities');
   metrics.observePool(() => ({ ...pool.stats(), admissionLimit: config.pool.workers + config.pool.maxQueue }));
   const models = new ModelManager(pool, log, metrics);
-  // Reference profiles live in the registry; an inference replica (no store) builds traffic profiles in memory.
-  const drift = new DriftMonitor(config.drift, { store: store ?? undefined, metrics, log });
   const lifecycle =
     store && blobs
       ? new ModelLifecycle(store, blobs, models, pool, { maxUploadBytes: config.registry.maxUploadBytes, keepRollbackWarm: config.registry.keepRollbackWarm, load: config.pool, serveModels: role === 'all' }, log)
@@ -111,6 +109,15 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
         log,
       )
     : null;
+  // Reference profiles live in the registry: in its database here, or over gRPC on an inference replica
+  // (which keeps a traffic profile in memory until the registry has one for the version).
+  const drift = new DriftMonitor(config.drift, {
+    store: lifecycle?.profileStore(),
+    remote: peer ? { get: (m, v) => peer.getProfile(m, v), put: (m, v, p, authorization) => peer.putProfile(m, v, p, authorization) } : undefined,
+    metrics,
+    log,
+  });
+  follower?.onModelEvent((c) => drift.onModelChange(c));
   const detect = role === 'registry' ? undefined : new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess }, config.drift.enabled ? drift : undefined);
   lifecycle?.watch((c) => drift.onModelChange(c));
   /** Ready to take traffic: registry role once verified; inference once it serves what the registry says; all once the default model is ready. */

@@ -37,7 +37,8 @@ export async function calibrate(
   target: { model: string; version: string },
   images: AsyncIterable<CalibrationImage>,
   signal: AbortSignal,
-  opts: { concurrency?: number } = {},
+  /** authorization: the caller's, forwarded when the profile is stored in a remote registry. */
+  opts: { concurrency?: number; authorization?: string } = {},
 ): Promise<CalibrationResult> {
   // Pin the version now: images keep going to it even if a promotion happens meanwhile.
   const v = detect.resolve(target.model, target.version);
@@ -85,6 +86,6 @@ export async function calibrate(
     throw new SightlineError('INVALID_INPUT', index === 0 ? 'no calibration images were sent' : `none of the ${index} calibration images could be used (${reasons[0] ?? ''})`);
   }
   const profile = buildProfile(samples, 'calibration', { modelVersion: v.version });
-  monitor.setProfile(v.model, v.version, profile);
+  await monitor.setProfile(v.model, v.version, profile, opts.authorization);
   return { model: v.model, version: v.version, names: v.names, profile, skipped, skippedReasons: reasons };
 }

@@ -46,6 +46,18 @@ export interface ProfileStore {
   putProfile(model: string, version: number, kind: string, body: unknown): unknown;
 }
 
+/**
+ * The registry over the network, for inference replicas (no local store): profiles are read from it
+ * when a version starts being monitored and when it announces a new one, and calibration profiles are
+ * written to it, so every replica monitors against the same reference.
+ */
+export interface RemoteProfiles {
+  /** The stored profile body, or null when the version has none. */
+  get(model: string, version: number): Promise<unknown>;
+  /** Stores it with the credentials of the caller who asked for it (`authorization`), if any. */
+  put(model: string, version: number, profile: ReferenceProfile, authorization: string | undefined): Promise<void>;
+}
+
 /** The registry profile kind a version's reference profile is stored under. */
 export const PROFILE_KIND = 'reference';
 
@@ -95,6 +107,8 @@ interface VersionState {
   lastAnomalyLogAt: number;
   /** Anomalous requests not logged since the last anomaly log line. */
   unlogged: number;
+  /** Bumped whenever the profile is set: a registry read that started earlier is stale and dropped. */
+  profileSeq: number;
 }
 
 const key = (model: string, version: string) => `${model}\0${version}`;
@@ -107,6 +121,8 @@ const registryVersion = (version: string): number | null => {
 
 export interface DriftMonitorDeps {
   store?: ProfileStore;
+  /** Inference replicas: the registry over gRPC (used when there is no local store). */
+  remote?: RemoteProfiles;
   metrics?: Metrics;
   log: Logger;
   /** Milliseconds clock for the anomaly log sampling; tests inject one. */
@@ -151,6 +167,14 @@ export class DriftMonitor implements SampleObserver {
   onModelChange(c: Pick<ModelChange, 'type' | 'model' | 'activeVersion' | 'version'>): void {
     if (c.type === 'version_deleted' && c.version !== null) this.forget(c.model, String(c.version));
     if (c.activeVersion !== null) this.activate(c.model, String(c.activeVersion));
+    if (!this.enabled || this.deps.store || !this.deps.remote) return;
+    // A replica re-reads what changed: one version's profile, or (a snapshot after a reconnect) all.
+    if (c.type === 'profile_updated' && c.version !== null) {
+      const s = this.states.get(key(c.model, String(c.version)));
+      if (s) this.fetchRemote(s);
+    } else if (c.type === 'snapshot') {
+      for (const s of this.states.values()) if (s.model === c.model) this.fetchRemote(s);
+    }
   }
 
   /** Drops a version's state (deleted, or unloaded for good). */
@@ -182,19 +206,54 @@ export class DriftMonitor implements SampleObserver {
    * used at once, in place of a traffic profile or one being collected. The window is kept: it holds
    * traffic, whatever it is compared with.
    */
-  setProfile(model: string, version: string, profile: ReferenceProfile): void {
+  async setProfile(model: string, version: string, profile: ReferenceProfile, authorization?: string): Promise<void> {
     const n = registryVersion(version);
     if (n !== null && this.deps.store) this.deps.store.putProfile(model, n, PROFILE_KIND, profile);
+    else if (n !== null && this.deps.remote) await this.deps.remote.put(model, n, profile, authorization);
     if (!this.enabled) return;
     const s = this.state(model, version, { skipLoad: true });
-    s.builder = null;
-    s.profile = profile;
-    s.bounds = anomalyBounds(profile, this.settings.anomalyK);
-    s.dirty = true;
+    this.use(s, profile);
     this.deps.log.info(
       { event: 'drift_profile_set', model, version, source: profile.source, n: profile.n },
       `model ${model} version ${version}: ${profile.source} reference profile of ${profile.n} images in use`,
     );
+  }
+
+  /** The version's reference from now on, in place of a traffic profile or one being collected. */
+  private use(s: VersionState, profile: ReferenceProfile): void {
+    s.profileSeq++;
+    s.builder = null;
+    s.profile = profile;
+    s.bounds = anomalyBounds(profile, this.settings.anomalyK);
+    s.dirty = true;
+  }
+
+  /**
+   * Replicas: reads the version's profile from the registry and uses it if there is one. Until it
+   * arrives (or if there is none) the state keeps what it has: a traffic profile being collected.
+   */
+  private fetchRemote(s: VersionState): void {
+    const n = registryVersion(s.version);
+    const remote = this.deps.remote;
+    if (n === null || !remote) return;
+    const seq = s.profileSeq;
+    remote
+      .get(s.model, n)
+      .then((body) => {
+        if (body === null || body === undefined || s.profileSeq !== seq || this.states.get(key(s.model, s.version)) !== s) return;
+        const p = parseProfile(body);
+        this.use(s, p);
+        this.deps.log.info(
+          { event: 'drift_profile_loaded', model: s.model, version: s.version, source: p.source, n: p.n, from: 'registry' },
+          `model ${s.model} version ${s.version}: ${p.source} reference profile read from the registry`,
+        );
+      })
+      .catch((e: unknown) =>
+        this.deps.log.warn(
+          { event: 'drift_profile_unreadable', model: s.model, version: s.version, err: (e as Error).message },
+          'reference profile not read from the registry; the version keeps what it has (a traffic profile being collected)',
+        ),
+      );
   }
 
   /**
@@ -309,6 +368,7 @@ export class DriftMonitor implements SampleObserver {
       anomalies: 0,
       lastAnomalyLogAt: 0,
       unlogged: 0,
+      profileSeq: 0,
     };
     this.states.set(k, s);
     const stored = opts.skipLoad ? null : this.load(model, version);
@@ -317,6 +377,7 @@ export class DriftMonitor implements SampleObserver {
       s.bounds = anomalyBounds(stored, this.settings.anomalyK);
     } else if (!opts.skipLoad) {
       s.builder = new ProfileBuilder(this.settings.trafficProfileSize, 'traffic', { modelVersion: version });
+      if (!this.deps.store) this.fetchRemote(s);
     }
     return s;
   }

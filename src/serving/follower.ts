@@ -20,6 +20,10 @@ export interface RegistryPeer {
   fetchBlob(sha256: string): AsyncIterable<Uint8Array>;
   /** The registry's token digests (auth on): replicas check callers' tokens against them. */
   syncTokens(): Promise<TokenDigest[]>;
+  /** A version's stored drift reference profile (its JSON body), or null when it has none. */
+  getProfile(model: string, version: number): Promise<unknown>;
+  /** Stores a version's drift reference profile, with the caller's credentials when given. */
+  putProfile(model: string, version: number, profile: unknown, authorization?: string): Promise<void>;
 }
 
 export interface FollowerOptions {
@@ -48,6 +52,7 @@ export class RegistryFollower {
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly listeners = new Set<() => void>();
+  private readonly eventListeners = new Set<(c: ModelChange) => void>();
 
   constructor(
     private readonly peer: RegistryPeer,
@@ -80,6 +85,12 @@ export class RegistryFollower {
     return true;
   }
 
+  /** Called with every change the registry announces, before the replica acts on it. */
+  onModelEvent(fn: (c: ModelChange) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
+  }
+
   /** Called after every sync step (readiness may have changed). */
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
@@ -95,6 +106,7 @@ export class RegistryFollower {
           this.retryMs = this.opts.retryMinMs;
           this.log.info({ event: 'registry_connected' }, 'following the registry');
         }
+        for (const fn of this.eventListeners) fn(c);
         this.onModelChange(c);
       },
       (e) => {

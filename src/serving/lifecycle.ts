@@ -10,8 +10,10 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SightlineError } from '../errors.js';
 import type { ExecutionProvider, FamilyName, InferencePool, LoadOptions } from '../inference/index.js';
-import { verifyBlobs, type BlobStore, type HistoryRecord, type ModelRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
+import { parseProfile } from '../monitoring/index.js';
+import { verifyBlobs, type BlobStore, type HistoryRecord, type ModelRecord, type ProfileRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
+import { PROFILE_KIND } from './drift.js';
 import type { LoadedVersion, ModelManager } from './models.js';
 
 export interface LifecycleOptions {
@@ -36,14 +38,14 @@ export interface UploadMeta {
   sourceName: string | null;
 }
 
-export type ModelChangeType = 'snapshot' | 'promoted' | 'rolled_back' | 'version_added' | 'version_deleted';
+export type ModelChangeType = 'snapshot' | 'promoted' | 'rolled_back' | 'version_added' | 'version_deleted' | 'profile_updated';
 
 export interface ModelChange {
   type: ModelChangeType;
   model: string;
   activeVersion: number | null;
   rollbackVersion: number | null;
-  /** The version added or deleted. */
+  /** The version added or deleted, or whose drift reference profile was stored. */
   version: number | null;
   activeSha256: string | null;
   rollbackSha256: string | null;
@@ -257,6 +259,38 @@ export class ModelLifecycle {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new SightlineError('INVALID_INPUT', 'sha256 must be 64 lowercase hex characters');
     if (!this.store.isBlobReferenced(sha256)) throw new SightlineError('NOT_FOUND', `no registered version has sha256 ${sha256}`);
     return this.blobs.read(sha256);
+  }
+
+  /** A version's stored drift reference profile; NOT_FOUND when it has none yet. */
+  getProfile(model: string, version: number): ProfileRecord {
+    this.requireModel(model);
+    this.requireVersion(model, version);
+    const p = this.store.getProfile(model, version, PROFILE_KIND);
+    if (!p) throw new SightlineError('NOT_FOUND', `model ${model} version ${version} has no drift reference profile yet`, { model, version });
+    return p;
+  }
+
+  /** Stores a version's drift reference profile (checked to be one) sent by a replica or a client. */
+  putProfile(model: string, version: number, body: unknown, actor: string): ProfileRecord {
+    this.requireModel(model);
+    this.requireVersion(model, version);
+    return this.profileStore(actor).putProfile(model, version, PROFILE_KIND, parseProfile(body));
+  }
+
+  /**
+   * The registry's profiles table as the DriftMonitor uses it: every write is announced to watchers
+   * (MODEL_EVENT_TYPE_PROFILE_UPDATED), so inference replicas re-read the profile.
+   */
+  profileStore(actor = 'drift-monitor'): Pick<RegistryStore, 'getProfile' | 'putProfile'> {
+    return {
+      getProfile: (model, version, kind) => this.store.getProfile(model, version, kind),
+      putProfile: (model, version, kind, body) => {
+        const rec = this.store.putProfile(model, version, kind, body);
+        this.log.info({ event: 'profile_stored', model, version, actor }, `model ${model} version ${version}: drift reference profile stored`);
+        this.emit('profile_updated', model, actor, '', version);
+        return rec;
+      },
+    };
   }
 
   listModels(): ModelRecord[] {

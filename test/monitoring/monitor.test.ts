@@ -1,7 +1,8 @@
 /**
  * serving's DriftMonitor without a server: traffic profiles stored once complete, stored profiles read back,
  * gauges only for windows of minSamples or more and only when the window changed, anomaly counting with
- * the sampled log line, calibration profiles replacing a traffic profile in collection.
+ * the sampled log line, calibration profiles replacing a traffic profile in collection, and a replica's
+ * profiles read from and stored in the registry.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -94,11 +95,11 @@ test('traffic profile: the first trafficProfileSize requests, stored once; later
   }
 });
 
-test('gauges: none under minSamples; flush publishes only changed windows; the report and the gauges agree', () => {
+test('gauges: none under minSamples; flush publishes only changed windows; the report and the gauges agree', async () => {
   const f = fakes();
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    m.setProfile('det', '3', buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile('det', '3', buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
     for (let i = 0; i < 9; i++) m.onSample(TARGET, sample(i));
     m.flush();
     assert.equal(f.gauges.length, 0, '9 < minSamples');
@@ -117,11 +118,11 @@ test('gauges: none under minSamples; flush publishes only changed windows; the r
   }
 });
 
-test('anomalies: counted per feature on every request, logged at most once per interval with the count in between', () => {
+test('anomalies: counted per feature on every request, logged at most once per interval with the count in between', async () => {
   const f = fakes();
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    m.setProfile('det', '3', buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile('det', '3', buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
     m.onSample(TARGET, sample(1));
     assert.equal(f.anomalies.length, 0, 'a normal request');
     const odd = sample(2, { width: 8000, aspectRatio: 16 });
@@ -140,13 +141,13 @@ test('anomalies: counted per feature on every request, logged at most once per i
   }
 });
 
-test('a calibration profile replaces one being collected; a bad stored profile is ignored; disabled does nothing', () => {
+test('a calibration profile replaces one being collected; a bad stored profile is ignored; disabled does nothing', async () => {
   const f = fakes();
   f.stored.set(`det/4/${PROFILE_KIND}`, { version: 1, source: 'nonsense' });
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
     for (let i = 0; i < 5; i++) m.onSample(TARGET, sample(i));
-    m.setProfile('det', '3', buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile('det', '3', buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration'));
     for (let i = 0; i < 30; i++) m.onSample(TARGET, sample(i));
     const v = m.view('det', '3');
     assert.equal(v.profile?.source, 'calibration');
@@ -169,4 +170,47 @@ test('a calibration profile replaces one being collected; a bad stored profile i
   off.close();
   assert.equal(f.gauges.length, 0);
   assert.equal(f.stored.has(`det/3/${PROFILE_KIND}`), true);
+});
+
+test('a replica: the registry profile replaces a traffic one; a read that started before a newer profile was set is dropped', async () => {
+  const f = fakes();
+  const stored = new Map<string, unknown>();
+  const pending: (() => void)[] = [];
+  const puts: (string | undefined)[] = [];
+  // The registry over the network: reads answer when the test says so.
+  const remote = {
+    get: (model: string, version: number) => new Promise<unknown>((resolve) => pending.push(() => resolve(stored.get(`${model}/${version}`) ?? null))),
+    put: async (model: string, version: number, profile: unknown, authorization: string | undefined) => {
+      if (authorization === 'Bearer wrong') throw new Error('PERMISSION_DENIED');
+      puts.push(authorization);
+      stored.set(`${model}/${version}`, profile);
+    },
+  };
+  const answer = async () => {
+    for (const r of pending.splice(0)) r();
+    await new Promise((r) => setImmediate(r));
+  };
+  const m = new DriftMonitor(SETTINGS, { remote, metrics: f.metrics, log: f.log, now: f.now });
+  try {
+    const older = buildProfile(Array.from({ length: 12 }, (_, i) => sample(i)), 'calibration');
+    stored.set('det/3', older);
+    m.activate('det', '3');
+    assert.equal(m.view('det', '3').profile, null, 'collecting a traffic profile until the registry answers');
+    await answer();
+    assert.equal(m.view('det', '3').profile?.n, 12, 'the registry profile is used');
+
+    // A read starts (another replica stored something), then this replica sets a newer profile first.
+    m.onModelChange({ type: 'profile_updated', model: 'det', version: 3, activeVersion: 3 });
+    const newer = buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration');
+    await m.setProfile('det', '3', newer, 'Bearer caller');
+    assert.deepEqual(puts, ['Bearer caller'], "stored with the caller's credentials");
+    stored.set('det/3', older); // what the read that started earlier answers
+    await answer();
+    assert.equal(m.view('det', '3').profile?.n, 30, 'the stale read is dropped');
+
+    await assert.rejects(m.setProfile('det', '3', older, 'Bearer wrong'), /PERMISSION_DENIED/);
+    assert.equal(m.view('det', '3').profile?.n, 30, 'a profile the registry refused is not used');
+  } finally {
+    m.close();
+  }
 });

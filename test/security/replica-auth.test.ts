@@ -1,16 +1,19 @@
 /** Auth across roles of the binary: replicas check tokens issued by the registry, and revocations reach them. */
 import { status, type ServiceError } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { detect, detectorClient } from '../../src/cli/client.js';
+import { detect, detectorClient, monitoringClient } from '../../src/cli/client.js';
+import { buildProfile } from '../../src/cli/commands/drift.js';
 import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { waitFor } from '../support/wait.js';
 import { serveProcess, type ServedProcess } from '../support/process.js';
 import { tempDataDir } from '../support/server.js';
-import { imagePath, modelPath } from '../support/shared.js';
+import { coco128Dir, imagePath, modelPath } from '../support/shared.js';
+
+const IMAGES = join(coco128Dir, 'images', 'train2017');
 
 const haveData = sharedDataOrSkip('replica-auth');
 
@@ -51,6 +54,23 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       const dash = detectorClient(rep.address, { token: viewer });
       // Known to the replica after its next sync: then refused for its role, not for being unknown.
       await waitFor(() => detect(dash, { image: bus }).then(() => false, (e: ServiceError) => e.code === status.PERMISSION_DENIED), 10_000, 'a viewer token to be refused Detect');
+
+      // BuildProfile on the replica stores the profile in the registry with the caller's token (the
+      // replica's own token may not publish): the registry's audit log names the caller.
+      const publisher = (JSON.parse((await runCli(['token', 'create', '--name', 'calibrator', '--role', 'publisher', '--json', '--data-dir', regDir])).stdout) as { token: string }).token;
+      const mon = monitoringClient(rep.address, { token: publisher });
+      const names = readdirSync(IMAGES).filter((n) => n.endsWith('.jpg')).sort().slice(0, 4);
+      await waitFor(
+        () => buildProfile(mon, { model: 'det', version: 0 }, IMAGES, names).then(() => true, (e: ServiceError) => (e.code === status.UNAUTHENTICATED ? false : Promise.reject(e))),
+        10_000,
+        'a profile built through the replica with a publisher token',
+        // Until its next token sync the replica refuses the new token; polling slowly stays under auth.maxFailuresPerMinute.
+        400,
+      );
+      mon.close();
+      const audit = await runCli(['audit', '--json', '--data-dir', regDir]);
+      const profiles = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; target: string; principal: string; outcome: string }).filter((e) => e.action === 'profile');
+      assert.deepEqual(profiles.map((e) => [e.target, e.principal, e.outcome]), [['det@1', 'calibrator', 'ok']]);
 
       assert.equal((await runCli(['token', 'revoke', 'camera-app', '--data-dir', regDir])).code, 0);
       const t0 = Date.now();

@@ -26,6 +26,9 @@ export const RPC_CAPABILITY: Readonly<Record<string, Capability | 'public'>> = {
   '/sightline.v1.Registry/WatchModels': 'view',
   '/sightline.v1.Registry/FetchBlob': 'view',
   '/sightline.v1.Registry/SyncTokens': 'replicate',
+  '/sightline.v1.Registry/GetProfile': 'view',
+  // What BuildProfile needs: a replica forwards its caller's token with the profile it built.
+  '/sightline.v1.Registry/PutProfile': 'publish',
   '/sightline.v1.Registry/Promote': 'administer',
   '/sightline.v1.Registry/Rollback': 'administer',
   '/sightline.v1.Registry/DeleteVersion': 'administer',

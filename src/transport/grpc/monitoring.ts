@@ -131,7 +131,9 @@ export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor 
         .then(({ model, version, images }) => {
           target = `${model}@${version || 'active'}`;
           if (!monitor) throw new SightlineError('PRECONDITION', 'drift monitoring is not available on this server');
-          return calibrate(detect, monitor, { model, version }, images, signal);
+          // A replica stores the profile in the registry as the caller, whose token the registry checks.
+          const authorization = call.metadata.get('authorization')[0]?.toString();
+          return calibrate(detect, monitor, { model, version }, images, signal, { authorization });
         })
         .then(
           (r) => {

@@ -10,9 +10,22 @@ const TYPE: Partial<Record<ModelEventType, ModelChangeType>> = {
   [ModelEventType.MODEL_EVENT_TYPE_ROLLED_BACK]: 'rolled_back',
   [ModelEventType.MODEL_EVENT_TYPE_VERSION_ADDED]: 'version_added',
   [ModelEventType.MODEL_EVENT_TYPE_VERSION_DELETED]: 'version_deleted',
+  [ModelEventType.MODEL_EVENT_TYPE_PROFILE_UPDATED]: 'profile_updated',
 };
 
 const orNull = (n: number) => (n === 0 ? null : n);
+
+/** The registry's answer as this server's own error: the caller's mistakes keep their code; the rest is the registry being unavailable. */
+const PASSED_ON: Partial<Record<status, SightlineError['code']>> = {
+  [status.NOT_FOUND]: 'NOT_FOUND',
+  [status.INVALID_ARGUMENT]: 'INVALID_INPUT',
+  [status.UNAUTHENTICATED]: 'UNAUTHENTICATED',
+  [status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
+  [status.FAILED_PRECONDITION]: 'PRECONDITION',
+};
+function fromStatus(err: ServiceError, what: string): SightlineError {
+  return new SightlineError(PASSED_ON[err.code] ?? 'NOT_READY', `registry: ${what}: ${err.details}`);
+}
 
 export interface PeerOptions {
   address: string;
@@ -30,6 +43,7 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & { close(): void
     'grpc.max_reconnect_backoff_ms': 5_000,
   });
   const md = () => o.metadata?.() ?? new Metadata();
+  const deadline = () => Date.now() + (o.callTimeoutMs ?? 10_000);
   return {
     watch(onChange, onEnd) {
       const call = client.watchModels({ models: [] }, md());
@@ -83,6 +97,24 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & { close(): void
           err
             ? reject(new SightlineError('NOT_READY', `registry: token sync failed: ${err.details}`))
             : resolve(r!.tokens.map((t) => ({ id: t.id, name: t.name, role: t.role as TokenDigest['role'], secret_hash: t.secretSha256, expires_at: t.expiresAt || null, revoked_at: t.revokedAt || null }))),
+        ),
+      );
+    },
+    getProfile(model, version) {
+      return new Promise((resolve, reject) =>
+        client.getProfile({ model, version }, md(), { deadline: deadline() }, (err, p) => {
+          if (err?.code === status.NOT_FOUND && /no drift reference profile/.test(err.details)) resolve(null);
+          else if (err) reject(fromStatus(err, `reading the profile of ${model} version ${version}`));
+          else resolve(JSON.parse(p!.profileJson) as unknown);
+        }),
+      );
+    },
+    putProfile(model, version, profile, authorization) {
+      // The caller's own token when there is one: the registry checks and audits them, not the replica.
+      const meta = authorization ? Metadata.fromHttp2Headers({ authorization }) : md();
+      return new Promise((resolve, reject) =>
+        client.putProfile({ model, version, profileJson: JSON.stringify(profile) }, meta, { deadline: deadline() }, (err) =>
+          err ? reject(fromStatus(err, `storing the profile of ${model} version ${version}`)) : resolve(),
         ),
       );
     },

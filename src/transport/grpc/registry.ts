@@ -4,7 +4,7 @@ import { principalOf } from './auth.js';
 import { splitHeadStream } from './head-stream.js';
 import type { AccessControl } from '../../serving/index.js';
 import type { FamilyName } from '../../inference/index.js';
-import type { VersionRecord } from '../../registry/index.js';
+import type { ProfileRecord, VersionRecord } from '../../registry/index.js';
 import type { ModelChange, ModelLifecycle, ModelStatusView } from '../../serving/index.js';
 import {
   ModelEventType,
@@ -18,7 +18,9 @@ import {
   type WatchModelsRequest,
   type FetchBlobRequest,
   type BlobChunk,
+  type StoredProfile,
 } from '../../generated/sightline/v1/registry.js';
+import { SightlineError } from '../../errors.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { toStatus } from './status.js';
 
@@ -36,6 +38,7 @@ const EVENT: Record<ModelChange['type'], ModelEventType> = {
   rolled_back: ModelEventType.MODEL_EVENT_TYPE_ROLLED_BACK,
   version_added: ModelEventType.MODEL_EVENT_TYPE_VERSION_ADDED,
   version_deleted: ModelEventType.MODEL_EVENT_TYPE_VERSION_DELETED,
+  profile_updated: ModelEventType.MODEL_EVENT_TYPE_PROFILE_UPDATED,
 };
 
 export const toModelVersion = (v: VersionRecord, created = false): ModelVersion => ({
@@ -99,6 +102,18 @@ function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, 
         (e: unknown) => cb(toStatus(e, log)),
       );
   };
+}
+
+function toStoredProfile(p: ProfileRecord): StoredProfile {
+  return { model: p.model, version: p.version, storedAt: p.createdAt, profileJson: JSON.stringify(p.body) };
+}
+
+function parseProfileJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new SightlineError('INVALID_INPUT', `profile_json is not JSON: ${(e as Error).message}`);
+  }
 }
 
 export interface RegistryHandlers {
@@ -172,6 +187,12 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger, access?
         (e: unknown) => call.emit('error', toStatus(e, log)),
       );
     },
+    getProfile: unary(log, (req) => toStoredProfile(lifecycle.getProfile(req.model, req.version))),
+    putProfile: unary(log, async (req, call) =>
+      toStoredProfile(
+        await audited(call, 'profile', `${req.model}@${req.version}`, Promise.resolve().then(() => lifecycle.putProfile(req.model, req.version, parseProfileJson(req.profileJson), actorOf(call)))),
+      ),
+    ),
     syncTokens: unary(log, () => ({
       tokens: (access?.tokenDigests() ?? []).map((t) => ({ id: t.id, name: t.name, role: t.role, secretSha256: t.secret_hash, expiresAt: t.expires_at ?? '', revokedAt: t.revoked_at ?? '' })),
     })),
