@@ -59,8 +59,9 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const workers = role === 'registry' ? 1 : config.pool.workers;
   // A missing or malformed key stops the start: serving nothing beats serving garbage.
   const key = loadKey(config.encryption);
+  const previousKeys = (config.encryption.previousKeyFiles ?? []).map((keyFile) => loadKey({ keyFile })!);
   const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir());
-  const blobs = store ? new BlobStore(resolve(config.registry.dataDir), { key }) : null;
+  const blobs = store ? new BlobStore(resolve(config.registry.dataDir), { key, previousKeys }) : null;
   const audit = store ? new AuditLog(store.database) : null;
   // Replicas have no database: they check tokens against a mirror synced from the registry.
   const mirror = store ? null : new TokenMirror();
@@ -103,7 +104,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const follower = peer
     ? new RegistryFollower(
         peer,
-        new BlobStore(resolve(config.registry.cacheDir), { key }),
+        new BlobStore(resolve(config.registry.cacheDir), { key, previousKeys }),
         models,
         { keepRollbackWarm: config.registry.keepRollbackWarm, maxBlobBytes: config.registry.maxUploadBytes, load: config.pool, retryMinMs: 250, retryMaxMs: 5_000 },
         log,

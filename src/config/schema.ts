@@ -111,6 +111,11 @@ export const ConfigSchema = z
         keyFile: z.string().min(1).optional(),
         /** Name of the environment variable holding the key. */
         keyEnv: z.string().min(1).optional(),
+        /**
+         * Files of keys that only decrypt: the old key while `sightline key rotate` re-encrypts with the
+         * server up (new files are written with the current key).
+         */
+        previousKeyFiles: z.array(z.string().min(1)).optional(),
       })
       .strict()
       .default({}),

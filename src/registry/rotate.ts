@@ -5,8 +5,8 @@
  * The file header names its key, so a rotation cut short is resumed by running it again: blobs already
  * under the new key are skipped.
  *
- * Run it with the server stopped, or with the server given the old key as a previous key (it would
- * otherwise fail to read the blobs already rotated). A blob deleted while a rotation rewrites it may be
+ * Run it with the server stopped, or with the server given the old key as a previous key
+ * (`encryption.previousKeyFiles`; it would otherwise fail to read the blobs already rotated). A blob deleted while a rotation rewrites it may be
  * written back; the start-up orphan sweep removes it.
  */
 import { SightlineError } from '../errors.js';
