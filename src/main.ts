@@ -114,7 +114,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   // (which keeps a traffic profile in memory until the registry has one for the version).
   const drift = new DriftMonitor(config.drift, {
     store: lifecycle?.profileStore(),
-    remote: peer ? { get: (m, v) => peer.getProfile(m, v), put: (m, v, p, authorization) => peer.putProfile(m, v, p, authorization) } : undefined,
+    remote: peer ?? undefined,
     metrics,
     log,
   });

@@ -53,9 +53,9 @@ export interface ProfileStore {
  */
 export interface RemoteProfiles {
   /** The stored profile body, or null when the version has none. */
-  get(model: string, version: number): Promise<unknown>;
+  getProfile(model: string, version: number): Promise<unknown>;
   /** Stores it with the credentials of the caller who asked for it (`authorization`), if any. */
-  put(model: string, version: number, profile: ReferenceProfile, authorization: string | undefined): Promise<void>;
+  putProfile(model: string, version: number, profile: ReferenceProfile, authorization: string | undefined): Promise<void>;
 }
 
 /** The registry profile kind a version's reference profile is stored under. */
@@ -166,15 +166,17 @@ export class DriftMonitor implements SampleObserver {
    */
   onModelChange(c: Pick<ModelChange, 'type' | 'model' | 'activeVersion' | 'version'>): void {
     if (c.type === 'version_deleted' && c.version !== null) this.forget(c.model, String(c.version));
-    if (c.activeVersion !== null) this.activate(c.model, String(c.activeVersion));
-    if (!this.enabled || this.deps.store || !this.deps.remote) return;
-    // A replica re-reads what changed: one version's profile, or (a snapshot after a reconnect) all.
-    if (c.type === 'profile_updated' && c.version !== null) {
-      const s = this.states.get(key(c.model, String(c.version)));
-      if (s) this.fetchRemote(s);
-    } else if (c.type === 'snapshot') {
-      for (const s of this.states.values()) if (s.model === c.model) this.fetchRemote(s);
+    // A replica re-reads what changed: one version's profile, or (a snapshot after a reconnect) all it
+    // monitors. Before activate(), whose new state reads its own.
+    if (this.enabled && !this.deps.store && this.deps.remote) {
+      if (c.type === 'profile_updated' && c.version !== null) {
+        const s = this.states.get(key(c.model, String(c.version)));
+        if (s) this.fetchRemote(s);
+      } else if (c.type === 'snapshot') {
+        for (const s of this.states.values()) if (s.model === c.model) this.fetchRemote(s);
+      }
     }
+    if (c.activeVersion !== null) this.activate(c.model, String(c.activeVersion));
   }
 
   /** Drops a version's state (deleted, or unloaded for good). */
@@ -209,7 +211,7 @@ export class DriftMonitor implements SampleObserver {
   async setProfile(model: string, version: string, profile: ReferenceProfile, authorization?: string): Promise<void> {
     const n = registryVersion(version);
     if (n !== null && this.deps.store) this.deps.store.putProfile(model, n, PROFILE_KIND, profile);
-    else if (n !== null && this.deps.remote) await this.deps.remote.put(model, n, profile, authorization);
+    else if (n !== null && this.deps.remote) await this.deps.remote.putProfile(model, n, profile, authorization);
     if (!this.enabled) return;
     const s = this.state(model, version, { skipLoad: true });
     this.use(s, profile);
@@ -238,7 +240,7 @@ export class DriftMonitor implements SampleObserver {
     if (n === null || !remote) return;
     const seq = s.profileSeq;
     remote
-      .get(s.model, n)
+      .getProfile(s.model, n)
       .then((body) => {
         if (body === null || body === undefined || s.profileSeq !== seq || this.states.get(key(s.model, s.version)) !== s) return;
         const p = parseProfile(body);

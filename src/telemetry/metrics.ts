@@ -140,19 +140,11 @@ function isGauge(m: MetricData): boolean {
  */
 const MISSING_UNITS: Readonly<Record<string, string>> = { 'process.memory.usage': 'By', 'process.cpu.utilization': '1' };
 
-/** Renames every metric to its Prometheus name with the unit suffix (the exporter only adds `_total`). */
-function withUnitSuffixes(rm: ResourceMetrics): ResourceMetrics {
-  return {
-    resource: rm.resource,
-    scopeMetrics: rm.scopeMetrics.map((sm) => ({
-      scope: sm.scope,
-      metrics: sm.metrics.map((m): MetricData => {
-        const unit = m.descriptor.unit || (MISSING_UNITS[m.descriptor.name] ?? '');
-        const name = prometheusBaseName(m.descriptor.name, unit, isGauge(m));
-        return name === m.descriptor.name ? m : ({ ...m, descriptor: { ...m.descriptor, name, unit } } as MetricData);
-      }),
-    })),
-  };
+/** Every metric under its Prometheus name with the unit suffix (the exporter only adds `_total`). */
+function withUnitSuffix(m: MetricData): MetricData {
+  const unit = m.descriptor.unit || (MISSING_UNITS[m.descriptor.name] ?? '');
+  const name = prometheusBaseName(m.descriptor.name, unit, isGauge(m));
+  return name === m.descriptor.name ? m : ({ ...m, descriptor: { ...m.descriptor, name, unit } } as MetricData);
 }
 
 interface Instruments {
@@ -192,26 +184,25 @@ interface Live {
  * Gauges that describe a loaded version's present state. The SDK keeps exporting the last value of
  * every attribute set it has seen (synchronous and observable gauges alike, under the cumulative
  * temporality Prometheus needs), so a retired version's drift PSI would stay above an alert's threshold
- * forever. scrape() drops these for forgotten versions; counters and histograms stay, as they are
+ * forever. forExposition drops these for forgotten versions; counters and histograms stay, as they are
  * cumulative and their rates fall to zero.
  */
 const VERSION_STATE_GAUGES: ReadonlySet<string> = new Set(['sightline.model.ready', 'sightline.drift.psi', 'sightline.drift.ks']);
 
 const versionKey = (model: string, version: string): string => `${model}\0${version}`;
 
-/** Without the data points of per-version gauges whose version is forgotten, or whose value is NaN (reset). */
-function withoutRetiredGauges(rm: ResourceMetrics, forgotten: ReadonlySet<string>): ResourceMetrics {
-  const keep = (a: Attributes, value: unknown): boolean =>
-    !(typeof value === 'number' && Number.isNaN(value)) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
+/** A per-version gauge without the points of forgotten versions, or whose value is NaN (reset). */
+function withoutRetiredVersions(m: MetricData, forgotten: ReadonlySet<string>): MetricData {
+  if (!VERSION_STATE_GAUGES.has(m.descriptor.name) || m.dataPointType !== DataPointType.GAUGE) return m;
+  const current = (a: Attributes, value: number): boolean => !Number.isNaN(value) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
+  return { ...m, dataPoints: m.dataPoints.filter((d) => current(d.attributes, d.value)) };
+}
+
+/** What /metrics shows of a collection: retired versions' gauges dropped, Prometheus names. */
+function forExposition(rm: ResourceMetrics, forgotten: ReadonlySet<string>): ResourceMetrics {
   return {
     resource: rm.resource,
-    scopeMetrics: rm.scopeMetrics.map((sm) => ({
-      scope: sm.scope,
-      metrics: sm.metrics.map((m): MetricData => {
-        if (!VERSION_STATE_GAUGES.has(m.descriptor.name) || m.dataPointType !== DataPointType.GAUGE) return m;
-        return { ...m, dataPoints: m.dataPoints.filter((d) => keep(d.attributes, d.value)) };
-      }),
-    })),
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({ scope: sm.scope, metrics: sm.metrics.map((m) => withUnitSuffix(withoutRetiredVersions(m, forgotten))) })),
   };
 }
 
@@ -470,8 +461,7 @@ export class Metrics {
     if (!this.live || this.closed) return '';
     const { resourceMetrics } = await this.live.exporter.collect();
     // `# UNIT` is OpenMetrics metadata, not part of the 0.0.4 text format: the unit is in the name.
-    const current = withoutRetiredGauges(resourceMetrics, this.live.forgotten);
-    return this.live.serializer.serialize(withUnitSuffixes(current)).replace(/^# UNIT .*\n/gm, '');
+    return this.live.serializer.serialize(forExposition(resourceMetrics, this.live.forgotten)).replace(/^# UNIT .*\n/gm, '');
   }
 
   async shutdown(): Promise<void> {

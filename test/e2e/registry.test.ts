@@ -1,5 +1,5 @@
 /** Registry over gRPC: upload, list, promote, rollback, delete, pins and errors, on a real server. */
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -179,8 +179,8 @@ test('a replica: the registry profile replaces a traffic one; a read that starte
   const puts: (string | undefined)[] = [];
   // The registry over the network: reads answer when the test says so.
   const remote = {
-    get: (model: string, version: number) => new Promise<unknown>((resolve) => pending.push(() => resolve(stored.get(`${model}/${version}`) ?? null))),
-    put: async (model: string, version: number, profile: unknown, authorization: string | undefined) => {
+    getProfile: (model: string, version: number) => new Promise<unknown>((resolve) => pending.push(() => resolve(stored.get(`${model}/${version}`) ?? null))),
+    putProfile: async (model: string, version: number, profile: unknown, authorization: string | undefined) => {
       if (authorization === 'Bearer wrong') throw new Error('PERMISSION_DENIED');
       puts.push(authorization);
       stored.set(`${model}/${version}`, profile);

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { chmodSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import test, { type TestContext } from 'node:test';
+import test from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { SightlineError } from '../../src/errors.js';
 import {

@@ -103,7 +103,8 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & { close(): void
     getProfile(model, version) {
       return new Promise((resolve, reject) =>
         client.getProfile({ model, version }, md(), { deadline: deadline() }, (err, p) => {
-          if (err?.code === status.NOT_FOUND && /no drift reference profile/.test(err.details)) resolve(null);
+          // No profile, or no such version any more: either way nothing to monitor against.
+          if (err?.code === status.NOT_FOUND) resolve(null);
           else if (err) reject(fromStatus(err, `reading the profile of ${model} version ${version}`));
           else resolve(JSON.parse(p!.profileJson) as unknown);
         }),
