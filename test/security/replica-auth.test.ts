@@ -47,13 +47,23 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       const token = (JSON.parse(made.stdout) as { token: string }).token;
       const viewer = (JSON.parse((await runCli(['token', 'create', '--name', 'dash', '--role', 'viewer', '--json', '--data-dir', regDir])).stdout) as { token: string }).token;
 
+      // Tokens created after the replica's last sync are unknown to it, and every refusal counts toward
+      // auth.maxFailuresPerMinute for this address (20): waits on a sync poll every 400 ms, so that
+      // even a sync delayed by a loaded machine costs a few failures, not a minute's lockout.
+      const SYNC_POLL_MS = 400;
+      const refusedWith = (code: status) => (e: ServiceError) => (e.code === code ? true : Promise.reject(e));
       const withToken = detectorClient(rep.address, { token });
-      await waitFor(async () => (await detect(withToken, { image: bus })).version === '1', 20_000, 'the replica to serve with the new token');
+      await waitFor(async () => (await detect(withToken, { image: bus })).version === '1', 20_000, 'the replica to serve with the new token', SYNC_POLL_MS);
       const anonymous = detectorClient(rep.address);
       await assert.rejects(detect(anonymous, { image: bus }), (e: ServiceError) => e.code === status.UNAUTHENTICATED);
       const dash = detectorClient(rep.address, { token: viewer });
       // Known to the replica after its next sync: then refused for its role, not for being unknown.
-      await waitFor(() => detect(dash, { image: bus }).then(() => false, (e: ServiceError) => e.code === status.PERMISSION_DENIED), 10_000, 'a viewer token to be refused Detect');
+      await waitFor(
+        () => detect(dash, { image: bus }).then(() => Promise.reject(new Error('Detect succeeded')), refusedWith(status.PERMISSION_DENIED)),
+        10_000,
+        'a viewer token to be refused Detect for its role',
+        SYNC_POLL_MS,
+      );
 
       // BuildProfile on the replica stores the profile in the registry with the caller's token (the
       // replica's own token may not publish): the registry's audit log names the caller.
@@ -61,11 +71,10 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       const mon = monitoringClient(rep.address, { token: publisher });
       const names = readdirSync(IMAGES).filter((n) => n.endsWith('.jpg')).sort().slice(0, 4);
       await waitFor(
-        () => buildProfile(mon, { model: 'det', version: 0 }, IMAGES, names).then(() => true, (e: ServiceError) => (e.code === status.UNAUTHENTICATED ? false : Promise.reject(e))),
+        () => buildProfile(mon, { model: 'det', version: 0 }, IMAGES, names).then(() => true),
         10_000,
         'a profile built through the replica with a publisher token',
-        // Until its next token sync the replica refuses the new token; polling slowly stays under auth.maxFailuresPerMinute.
-        400,
+        SYNC_POLL_MS,
       );
       mon.close();
       const audit = await runCli(['audit', '--json', '--data-dir', regDir]);
@@ -75,7 +84,7 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       assert.equal((await runCli(['token', 'revoke', 'camera-app', '--data-dir', regDir])).code, 0);
       const t0 = Date.now();
       await waitFor(
-        () => detect(withToken, { image: bus }).then(() => false, (e: ServiceError) => e.code === status.UNAUTHENTICATED),
+        () => detect(withToken, { image: bus }).then(() => Promise.reject(new Error('Detect still succeeds')), refusedWith(status.UNAUTHENTICATED)),
         10_000,
         'the revocation to reach the replica',
       );
