@@ -255,6 +255,31 @@ describe('Helm chart helm/sightline', () => {
     });
   });
 
+  test('encryption.previousKeySecret mounts the previous key, decrypt-only, in both roles', (t) => {
+    const bin = needHelm(t);
+    if (!bin) return;
+    const plain = rendered(t, 'default')!;
+    const ms = render(bin, '--set', 'encryption.previousKeySecret=sightline-key-2025');
+    for (const w of workloads(ms)) {
+      const pod = w.spec.template.spec;
+      const c = mainContainer(w);
+      const files = envToTree(envOf(c) as NodeJS.ProcessEnv).encryption as { keyFile: string; previousKeyFiles: string[] };
+      assert.equal(files.keyFile, '/etc/sightline/encryption/key', `${w.kind}: the current key is unchanged`);
+      assert.equal(files.previousKeyFiles.length, 1, `${w.kind}: one previous key file, as a JSON list`);
+      const mount = c.volumeMounts.find((m: any) => files.previousKeyFiles[0]!.startsWith(`${m.mountPath}/`));
+      assert.equal(mount?.readOnly, true, `${w.kind}: the previous key is mounted read-only`);
+      assert.equal(pod.volumes.find((v: any) => v.name === mount.name)?.secret?.secretName, 'sightline-key-2025');
+      const parsed = ConfigSchema.safeParse(deepMerge(envToTree(envOf(c) as NodeJS.ProcessEnv), { role: c.args[2] }));
+      assert.ok(parsed.success, parsed.success ? '' : parsed.error.message);
+      assert.deepEqual(parsed.data.encryption.previousKeyFiles, files.previousKeyFiles);
+      // The chart never creates this Secret: it holds a key the operator already had.
+      assert.equal(find(ms, 'Secret').filter((s) => s.metadata.name === 'sightline-key-2025').length, 0);
+    }
+    for (const w of workloads(plain)) {
+      assert.equal(envOf(mainContainer(w)).SIGHTLINE_ENCRYPTION__PREVIOUS_KEY_FILES, undefined, `${w.kind}: no previous key by default`);
+    }
+  });
+
   test('generated tokens and keys have the formats the server expects, and survive uninstall', (t) => {
     const ms = rendered(t, 'default');
     if (!ms) return;

@@ -135,6 +135,10 @@ paths of the mounted files) are environment variables; they win over config.yaml
 {{- if .Values.encryption.enabled }}
 - name: SIGHTLINE_ENCRYPTION__KEY_FILE
   value: /etc/sightline/encryption/key
+{{- if .Values.encryption.previousKeySecret }}
+- name: SIGHTLINE_ENCRYPTION__PREVIOUS_KEY_FILES
+  value: '["/etc/sightline/encryption-previous/key"]'
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -160,6 +164,12 @@ paths of the mounted files) are environment variables; they win over config.yaml
   secret:
     secretName: {{ include "sightline.encryptionSecretName" . }}
     defaultMode: 288  # 0440: owner root, group fsGroup (the pod user)
+{{- if .Values.encryption.previousKeySecret }}
+- name: encryption-previous
+  secret:
+    secretName: {{ .Values.encryption.previousKeySecret }}
+    defaultMode: 288  # 0440: owner root, group fsGroup (the pod user)
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -181,6 +191,11 @@ paths of the mounted files) are environment variables; they win over config.yaml
 - name: encryption
   mountPath: /etc/sightline/encryption
   readOnly: true
+{{- if .Values.encryption.previousKeySecret }}
+- name: encryption-previous
+  mountPath: /etc/sightline/encryption-previous
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 
