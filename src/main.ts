@@ -10,7 +10,7 @@ import type { Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
 import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenMirror, TokenStore } from './registry/index.js';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower } from './serving/index.js';
+import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower, TokenSync } from './serving/index.js';
 import { startAdminServer, type AdminServer } from './telemetry/admin-http.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -63,8 +63,10 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir());
   const blobs = store ? new BlobStore(resolve(config.registry.dataDir), { key, previousKeys }) : null;
   const audit = store ? new AuditLog(store.database) : null;
-  // Replicas have no database: they check tokens against a mirror synced from the registry.
-  const mirror = store ? null : new TokenMirror();
+  // Replicas have no database: they check tokens against a mirror synced from the registry, and
+  // sync early when a caller presents a token the mirror does not know yet.
+  let tokenSync: TokenSync | null = null;
+  const mirror = store ? null : new TokenMirror({ onUnknownId: () => tokenSync?.request() });
   const access = new AccessControl({
     enabled: config.auth.enabled,
     maxFailuresPerMinute: config.auth.maxFailuresPerMinute,
@@ -159,7 +161,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
       log.info({ event: 'shutdown_started', graceMs }, 'shutting down');
       // /readyz answers 503 from here on; /metrics keeps answering until the end.
       follower?.stop();
-      if (tokenTimer) clearInterval(tokenTimer);
+      tokenSync?.stop();
       await grpc.shutdown(graceMs);
       drift.close();
       await pool.close();
@@ -171,7 +173,6 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     })());
 
   // Health follows readiness: SERVING once this process serves what it should, NOT_SERVING otherwise.
-  let tokenTimer: NodeJS.Timeout | null = null;
   const updateHealth = () => {
     if (!closing) grpc.setServing(isReady() ? 'SERVING' : 'NOT_SERVING');
   };
@@ -189,15 +190,9 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
       follower.onChange(updateHealth);
       follower.start();
     }
-    if (peer && mirror && config.auth.enabled) {
-      const sync = () =>
-        peer.syncTokens().then(
-          (d) => mirror.replace(d),
-          (e: Error) => log.warn({ event: 'token_sync_failed', err: e.message }, 'token sync with the registry failed; keeping the last copy'),
-        );
-      await sync();
-      tokenTimer = setInterval(() => void sync(), config.auth.tokenSyncIntervalMs);
-      tokenTimer.unref();
+    if (peer && mirror && config.auth.enabled && !closing) {
+      tokenSync = new TokenSync({ fetch: () => peer.syncTokens(), apply: (d) => mirror.replace(d), intervalMs: config.auth.tokenSyncIntervalMs, log });
+      await tokenSync.start();
     }
     updateHealth();
     if (!isReady() && role !== 'inference') log.warn({ event: 'not_ready', defaultModel: first ?? null }, 'no active model version is loaded: health stays NOT_SERVING until one is promoted');

@@ -100,7 +100,10 @@ export const ConfigSchema = z
         bootstrapTokenFile: z.string().min(1).optional(),
         /** A file holding the token inference replicas present (role viewer, principal "replica"). */
         replicaTokenFile: z.string().min(1).optional(),
-        /** role inference: how often the registry's tokens are re-read (a revocation reaches replicas within this). */
+        /**
+         * role inference: how often the registry's tokens are re-read (a revocation reaches replicas
+         * within this). A token the replica does not know also triggers a re-read, at most once a second.
+         */
         tokenSyncIntervalMs: z.number().int().min(1000).default(10_000),
       })
       .strict()

@@ -145,6 +145,9 @@ export function verifyToken(bearer: string, lookup: (id: string) => TokenDigest 
 export class TokenMirror {
   private byId = new Map<string, TokenDigest>();
 
+  /** `onUnknownId`: a well-formed token whose id the copy lacks was presented (it may be newer than the copy). */
+  constructor(private readonly opts: { onUnknownId?: () => void } = {}) {}
+
   replace(digests: readonly TokenDigest[]): void {
     this.byId = new Map(digests.filter((d) => isRole(d.role) && /^[0-9a-f]{64}$/.test(d.secret_hash)).map((d) => [d.id, d]));
   }
@@ -154,7 +157,18 @@ export class TokenMirror {
   }
 
   authenticate(bearer: string, now: Date = new Date()): AuthResult {
-    return verifyToken(bearer, (id) => this.byId.get(id), now);
+    let missing = false;
+    const r = verifyToken(
+      bearer,
+      (id) => {
+        const d = this.byId.get(id);
+        missing = d === undefined;
+        return d;
+      },
+      now,
+    );
+    if (missing) this.opts.onUnknownId?.();
+    return r;
   }
 }
 

@@ -6,4 +6,5 @@ export { AccessControl, type AccessOptions, type CallInfo, type Capability, type
 export { RegistryFollower, type FollowerOptions, type RegistryPeer } from './follower.js';
 export type { TokenDigest } from '../registry/index.js';
 export { ModelLifecycle, type LifecycleOptions, type ModelChange, type ModelChangeType, type ModelStatusView, type UploadMeta } from './lifecycle.js';
+export { TokenSync, type TokenSyncOptions } from './token-sync.js';
 export { StreamSession, type DropPolicy, type StreamItem, type StreamSettings, type StreamSink } from './stream.js';

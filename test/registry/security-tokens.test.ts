@@ -9,6 +9,7 @@ import {
   CAPABILITIES,
   ROLES,
   RegistryStore,
+  TokenMirror,
   TokenStore,
   hashTokenSecret,
   roleAllows,
@@ -164,4 +165,25 @@ test('roles are capability sets: viewer ⊂ inferencer, viewer ⊂ publisher, ad
     admin: ['view', 'infer', 'publish', 'administer'],
   });
   assert.equal(roleAllows('nobody' as Role, 'view'), false);
+});
+
+test("a replica's TokenMirror reports a well-formed token whose id it lacks, and nothing else", (t) => {
+  const { tokens } = open(t);
+  const old = tokens.create({ name: 'old', role: 'viewer', createdBy: 'admin' }).token;
+  let misses = 0;
+  const mirror = new TokenMirror({ onUnknownId: () => misses++ });
+  mirror.replace(tokens.digests());
+  assert.equal(mirror.authenticate(old).ok, true);
+  assert.equal(mirror.authenticate(old.slice(0, -1) + (old.endsWith('A') ? 'B' : 'A')).ok, false, 'known id, wrong secret');
+  assert.equal(mirror.authenticate('not-a-token').ok, false, 'malformed');
+  assert.equal(misses, 0, 'a wrong secret or a malformed token is no reason to sync');
+  const created = tokens.create({ name: 'new', role: 'viewer', createdBy: 'admin' }).token;
+  assert.deepEqual(mirror.authenticate(created), { ok: false, reason: 'unknown' });
+  assert.equal(misses, 1, 'a token newer than the copy');
+  mirror.replace(tokens.digests());
+  assert.equal(mirror.authenticate(created).ok, true);
+  tokens.revoke('new', 'admin');
+  mirror.replace(tokens.digests());
+  assert.deepEqual(mirror.authenticate(created), { ok: false, reason: 'revoked' });
+  assert.equal(misses, 1, 'a revoked token is known');
 });

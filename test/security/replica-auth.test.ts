@@ -21,6 +21,7 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
   test('a token created on the registry works on the replica; revoking it reaches the replica', async () => {
     const regDir = tempDataDir();
     const cacheDir = tempDataDir();
+    const lazyCacheDir = tempDataDir();
     const secrets = tempDataDir();
     const bootstrap = join(secrets, 'admin-token');
     const replica = join(secrets, 'replica-token');
@@ -42,6 +43,15 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
         SIGHTLINE_REGISTRY__CACHE_DIR: cacheDir,
       });
       procs.push(rep);
+      // A second replica whose periodic sync never comes during the test: new tokens reach it only by
+      // the on-demand sync a token it does not know triggers.
+      const lazy = await serveProcess(['--role', 'inference', '--registry', reg.address, '--workers', '1'], {
+        SIGHTLINE_AUTH__ENABLED: 'true',
+        SIGHTLINE_AUTH__TOKEN_SYNC_INTERVAL_MS: '600000',
+        SIGHTLINE_REGISTRY__TOKEN_FILE: replica,
+        SIGHTLINE_REGISTRY__CACHE_DIR: lazyCacheDir,
+      });
+      procs.push(lazy);
       const made = await runCli(['token', 'create', '--name', 'camera-app', '--role', 'inferencer', '--json', '--data-dir', regDir]);
       assert.equal(made.code, 0, made.stderr);
       const token = (JSON.parse(made.stdout) as { token: string }).token;
@@ -54,6 +64,17 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       const refusedWith = (code: status) => (e: ServiceError) => (e.code === code ? true : Promise.reject(e));
       const withToken = detectorClient(rep.address, { token });
       await waitFor(async () => (await detect(withToken, { image: bus })).version === '1', 20_000, 'the replica to serve with the new token', SYNC_POLL_MS);
+      const onLazy = detectorClient(lazy.address, { token });
+      let refusals = 0;
+      const { ms: lazyMs } = await waitFor(
+        () => detect(onLazy, { image: bus }).then((r) => r.version === '1', (e: ServiceError) => (e.code === status.UNAUTHENTICATED && refusals++, Promise.reject(e))),
+        20_000,
+        'a replica with a 10-minute sync interval to accept a token created after its start',
+        200,
+      );
+      assert.ok(refusals <= 3, `${refusals} refusals before the on-demand sync took effect`);
+      console.log(`# on-demand token sync: accepted after ${refusals} refusal(s), ${lazyMs} ms`);
+      onLazy.close();
       const anonymous = detectorClient(rep.address);
       await assert.rejects(detect(anonymous, { image: bus }), (e: ServiceError) => e.code === status.UNAUTHENTICATED);
       const dash = detectorClient(rep.address, { token: viewer });
@@ -92,7 +113,7 @@ describe('auth with a registry and an inference replica', { skip: !haveData }, (
       for (const c of [withToken, anonymous, dash]) c.close();
     } finally {
       await Promise.all(procs.map((p) => p.kill('SIGKILL')));
-      for (const d of [regDir, cacheDir, secrets]) rmSync(d, { recursive: true, force: true });
+      for (const d of [regDir, cacheDir, lazyCacheDir, secrets]) rmSync(d, { recursive: true, force: true });
     }
   });
 });
