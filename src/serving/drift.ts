@@ -24,7 +24,7 @@ import {
 } from '../monitoring/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { ModelChange } from './lifecycle.js';
+import type { ModelChange } from './model-change.js';
 
 /** The `drift` configuration section. */
 export interface DriftSettings {

@@ -9,7 +9,7 @@ import { SightlineError } from '../errors.js';
 import type { ExecutionProvider, FamilyName } from '../inference/index.js';
 import type { BlobStore, TokenDigest } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { ModelChange } from './lifecycle.js';
+import type { ModelChange } from './model-change.js';
 import type { ModelManager } from './models.js';
 
 /** What a replica needs from the registry; implemented over gRPC by the transport layer. */

@@ -5,6 +5,7 @@ export { calibrate, type CalibrationImage, type CalibrationResult } from './cali
 export { AccessControl, type AccessOptions, type CallInfo, type Capability, type Decision, type Role, type StaticToken, type TokenSource } from './access.js';
 export { RegistryFollower, type FollowerOptions, type RegistryPeer } from './follower.js';
 export type { TokenDigest } from '../registry/index.js';
-export { ModelLifecycle, type LifecycleOptions, type ModelChange, type ModelChangeType, type ModelStatusView, type UploadMeta } from './lifecycle.js';
+export { ModelLifecycle, type LifecycleOptions, type ModelStatusView, type UploadMeta } from './lifecycle.js';
+export type { ModelChange, ModelChangeType } from './model-change.js';
 export { TokenSync, type TokenSyncOptions } from './token-sync.js';
 export { StreamSession, type DropPolicy, type StreamItem, type StreamSettings, type StreamSink } from './stream.js';

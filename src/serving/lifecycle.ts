@@ -14,6 +14,7 @@ import { parseProfile } from '../monitoring/index.js';
 import { verifyBlobs, type BlobStore, type HistoryRecord, type ModelRecord, type ProfileRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import { PROFILE_KIND } from './drift.js';
+import type { ModelChange, ModelChangeType } from './model-change.js';
 import type { LoadedVersion, ModelManager } from './models.js';
 
 export interface LifecycleOptions {
@@ -36,22 +37,6 @@ export interface UploadMeta {
   labels: string[];
   family?: FamilyName;
   sourceName: string | null;
-}
-
-export type ModelChangeType = 'snapshot' | 'promoted' | 'rolled_back' | 'version_added' | 'version_deleted' | 'profile_updated';
-
-export interface ModelChange {
-  type: ModelChangeType;
-  model: string;
-  activeVersion: number | null;
-  rollbackVersion: number | null;
-  /** The version added or deleted, or whose drift reference profile was stored. */
-  version: number | null;
-  activeSha256: string | null;
-  rollbackSha256: string | null;
-  actor: string;
-  reason: string;
-  at: string;
 }
 
 export interface ModelStatusView {
