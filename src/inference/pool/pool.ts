@@ -83,6 +83,8 @@ export class InferencePool {
   private readonly queue: Job[] = [];
   private readonly models = new Map<string, LoadedModel>();
   private closed = false;
+  private closing: Promise<void> | null = null;
+  private closeDeadline = Infinity;
   private admitted = 0;
   private probes = 0;
   private runsStarted = 0;
@@ -339,17 +341,26 @@ export class InferencePool {
     if (this.closed) throw new SightlineError('NOT_READY', 'the inference pool is shutting down');
   }
 
-  /** Rejects queued work, lets running inferences finish, then stops the workers. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Rejects queued work, lets running inferences finish (for at most `waitMs`), then stops the
+   * workers. Calling it again returns the same promise, with the earlier of the two deadlines.
+   * Never let the process exit while a worker is inside ONNX Runtime: its native teardown then
+   * aborts the process (SIGABRT) instead of exiting with the code asked for.
+   */
+  close(waitMs = 5000): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    this.closeDeadline = Math.min(this.closeDeadline, deadline);
+    return (this.closing ??= this.shutdown());
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     for (const job of this.queue.splice(0)) {
       job.signal.removeEventListener('abort', job.onAbort);
       job.ticket.release();
       job.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     }
-    const deadline = Date.now() + 5000;
-    while (this.slots.some((s) => s.busy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (this.slots.some((s) => s.busy) && Date.now() < this.closeDeadline) await new Promise((r) => setTimeout(r, 10));
     await Promise.all(this.slots.map((s) => s.client.terminate()));
   }
 }
