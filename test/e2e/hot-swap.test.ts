@@ -40,8 +40,13 @@ describe('hot swap under load', { skip: !haveData }, () => {
       };
       const loops = Array.from({ length: 4 }, loop);
       const swaps: { sent: number; returned: number; active: string }[] = [];
+      // Each swap waits until at least 3 requests ran wholly after the previous one returned (at
+      // least 600 ms; on a slow machine longer), so every window below has requests to check.
       const swap = async (fn: () => Promise<{ activeVersion: number }>) => {
+        const since = swaps.at(-1)?.returned ?? -Infinity;
+        const t0 = performance.now();
         await new Promise((r) => setTimeout(r, 600));
+        while (samples.filter((s) => s.start >= since).length < 3 && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
         const sent = performance.now();
         const st = await fn();
         swaps.push({ sent, returned: performance.now(), active: String(st.activeVersion) });

@@ -7,7 +7,7 @@ import { createLogger } from '../../telemetry/logger.js';
 import { intArg } from '../args.js';
 
 /** How long a second signal waits for running inferences before the process exits. */
-const IMMEDIATE_EXIT_WAIT_MS = 1000;
+const IMMEDIATE_EXIT_WAIT_MS = 3000;
 
 interface ServeFlags {
   role?: (typeof ROLES)[number];
@@ -64,7 +64,7 @@ export function serveCommand(): Command {
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         if (++signals > 1) {
-          log.warn({ event: 'shutdown_immediate', signal: sig }, 'second signal: exiting once the running inferences end (at most 1 s)');
+          log.warn({ event: 'shutdown_immediate', signal: sig }, 'second signal: exiting once the running inferences end (at most 3 s)');
           // Exiting while a worker is inside ONNX Runtime aborts the process (SIGABRT): stop them first.
           const exit = () => process.exit(1);
           app.pool.close(IMMEDIATE_EXIT_WAIT_MS).then(exit, exit);
