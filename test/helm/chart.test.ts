@@ -263,13 +263,14 @@ describe('Helm chart helm/sightline', () => {
     for (const w of workloads(ms)) {
       const pod = w.spec.template.spec;
       const c = mainContainer(w);
-      const files = envToTree(envOf(c) as NodeJS.ProcessEnv).encryption as { keyFile: string; previousKeyFiles: string[] };
+      const tree = envToTree(envOf(c) as NodeJS.ProcessEnv);
+      const files = tree.encryption as { keyFile: string; previousKeyFiles: string[] };
       assert.equal(files.keyFile, '/etc/sightline/encryption/key', `${w.kind}: the current key is unchanged`);
       assert.equal(files.previousKeyFiles.length, 1, `${w.kind}: one previous key file, as a JSON list`);
       const mount = c.volumeMounts.find((m: any) => files.previousKeyFiles[0]!.startsWith(`${m.mountPath}/`));
       assert.equal(mount?.readOnly, true, `${w.kind}: the previous key is mounted read-only`);
       assert.equal(pod.volumes.find((v: any) => v.name === mount.name)?.secret?.secretName, 'sightline-key-2025');
-      const parsed = ConfigSchema.safeParse(deepMerge(envToTree(envOf(c) as NodeJS.ProcessEnv), { role: c.args[2] }));
+      const parsed = ConfigSchema.safeParse(deepMerge(tree, { role: c.args[2] }));
       assert.ok(parsed.success, parsed.success ? '' : parsed.error.message);
       assert.deepEqual(parsed.data.encryption.previousKeyFiles, files.previousKeyFiles);
       // The chart never creates this Secret: it holds a key the operator already had.
