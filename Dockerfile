@@ -86,5 +86,5 @@ STOPSIGNAL SIGTERM
 # --heap-growing-percent=300: with V8's default heap limit (~2x live) the buffers each request allocates
 # outside the JS heap can start a full collection every 100-200 ms under load (README, "Garbage
 # collection"). A V8 flag, so Node refuses it in NODE_OPTIONS.
-ENTRYPOINT ["node", "--heap-growing-percent=300", "/app/dist/src/cli/bin.js"]
+ENTRYPOINT ["node", "--heap-growing-percent=300", "/app/dist/src/cli/launch.cjs"]
 CMD ["serve"]

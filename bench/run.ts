@@ -17,8 +17,7 @@ import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config/index.js';
-import { prepareImage } from '../src/inference/index.js';
-import { toTensor } from '../src/inference/preprocess/tensor.js';
+import { prepareTensor } from '../src/inference/index.js';
 import { resolveFamily } from '../src/inference/families/index.js';
 import { readOnnxMetadata } from '../src/inference/onnx/metadata.js';
 import { startSightline } from '../src/main.js';
@@ -74,8 +73,8 @@ async function preparedTensor(model: Uint8Array, image: Buffer) {
   await s.release();
   const target = { width: dims[3]!, height: dims[2]!, spec: family.letterbox };
   const limits = { maxBytes: 64 << 20, maxPixels: 100_000_000 };
-  const p = await prepareImage(image, target, limits);
-  return { dims, target, limits, tensor: toTensor(p.pixels, p.width, p.height, family.letterbox), pixels: p.pixels, family };
+  const p = await prepareTensor(image, target, limits, { applyIccProfile: false });
+  return { dims, target, limits, tensor: p.tensor, family };
 }
 
 async function rawThroughput(model: Uint8Array, tensor: Float32Array, dims: number[], workers: number, threads: number) {
@@ -163,8 +162,7 @@ async function pairedC1(address: string, window: number, imagePath: string, byte
   try {
     for (let i = 0; i < rounds; i++) {
       const t0 = performance.now();
-      const p = await prepareImage(bytes, prep.target, prep.limits, { applyIccProfile: icc });
-      const tensor = toTensor(p.pixels, p.width, p.height, prep.family.letterbox);
+      const { tensor } = await prepareTensor(bytes, prep.target, prep.limits, { applyIccProfile: icc });
       const pre = performance.now() - t0;
       const run = await raw.run(tensor);
       pairs.push({ pre, run, call: await client.call() });
@@ -274,7 +272,7 @@ async function main() {
       const wall: number[] = [];
       const cpu0 = process.cpuUsage();
       for (let i = 0; i < 30; i++) {
-        const q = await prepareImage(bytes, prep.target, prep.limits, { applyIccProfile: icc });
+        const q = await prepareTensor(bytes, prep.target, prep.limits, { applyIccProfile: icc });
         wall.push(q.timing.decodeMs + q.timing.preprocessMs);
       }
       const cpu = process.cpuUsage(cpu0);
@@ -285,7 +283,7 @@ async function main() {
     const ten: number[] = [];
     for (let i = 0; i < 30; i++) {
       const t0 = performance.now();
-      toTensor(prep.pixels, prep.target.width, prep.target.height, prep.family.letterbox, prep.tensor);
+      await prepareTensor(bytes, prep.target, prep.limits, { applyIccProfile: false }, prep.tensor);
       ten.push(performance.now() - t0);
     }
     const tensorMs = median(ten);

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Config } from './config/index.js';
+import { describeSizing, type Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
 import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenMirror, TokenStore } from './registry/index.js';
 import { credentials, Metadata } from '@grpc/grpc-js';
@@ -78,6 +78,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     ],
     log,
   });
+  if (role !== 'registry') log.info({ event: 'pool_sized', ...config.sizing, pool: config.pool }, describeSizing(config.pool, config.sizing));
   const pool = await InferencePool.create({
     workers,
     maxQueue: config.pool.maxQueue,

@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { SightlineError } from '../errors.js';
+import { cpuBudget, type CpuBudget } from './cpus.cjs';
 import { ConfigSchema, type Config } from './schema.js';
+import { sizePool, uvThreadpoolSize } from './sizing.js';
 
 type Tree = Record<string, unknown>;
 
@@ -81,6 +83,8 @@ export interface LoadConfigOptions {
   file?: string;
   env?: NodeJS.ProcessEnv;
   overrides?: Tree;
+  /** The CPUs to size 'auto' pool settings for (default: what this process may use). */
+  cpus?: CpuBudget;
 }
 
 /** Validates everything at once and lists every problem, with its path, in one error. */
@@ -94,5 +98,6 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     const problems = r.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n');
     throw new SightlineError('INVALID_INPUT', `invalid configuration:\n${problems}`);
   }
-  return deepFreeze(r.data);
+  const { pool, sizing } = sizePool(r.data.pool, opts.cpus ?? cpuBudget(), uvThreadpoolSize(process.env));
+  return deepFreeze({ ...r.data, pool, sizing });
 }

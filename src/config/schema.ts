@@ -3,6 +3,7 @@
  * Parsed once at start-up (config/load.ts), then frozen.
  */
 import { z } from 'zod';
+import type { CpuBudget } from './cpus.cjs';
 
 const MiB = 1024 * 1024;
 
@@ -142,14 +143,15 @@ export const ConfigSchema = z
     preprocess: z
       .object({
         /**
-         * Convert photos with an embedded ICC profile to sRGB before inference (true, like the reference
-         * detections; 8-bit RGB photos are converted after the resize), or skip it (false: faster decoding
-         * of camera JPEGs, the way cv2.imread reads images for YOLO training; the same mAP on coco128).
+         * Convert photos with an embedded ICC profile to sRGB before inference. Off by default, as the
+         * models were trained: Ultralytics and YOLOX read images with OpenCV, which ignores embedded
+         * profiles (JPEGs then go to libjpeg-turbo directly). On: the colours a colour-managed viewer
+         * shows; tagged photos are decoded by sharp instead, about twice the CPU.
          */
-        applyIccProfile: z.boolean().default(true),
+        applyIccProfile: z.boolean().default(false),
       })
       .strict()
-      .default({ applyIccProfile: true }),
+      .default({ applyIccProfile: false }),
     defaults: z
       .object({
         confidenceThreshold: z.number().gt(0).max(1).default(0.25),
@@ -160,16 +162,27 @@ export const ConfigSchema = z
       .default({ confidenceThreshold: 0.25, iouThreshold: 0.45, maxDetections: 300 }),
     pool: z
       .object({
-        /** Inference worker threads; each holds one ONNX Runtime session per loaded model version. */
-        workers: z.number().int().min(1).max(64).default(2),
-        /** ONNX Runtime intra-op threads per session. workers × intraOpThreads ≈ cores is the sweet spot. */
+        /**
+         * CPUs to size the defaults below for. auto: the CPUs this process may use (scheduler affinity,
+         * capped by a container's cgroup CPU quota); the Helm chart passes the pod's CPU request.
+         */
+        cpus: z.union([z.literal('auto'), z.number().int().min(1).max(1024)]).default('auto'),
+        /** Inference worker threads, each with one ONNX Runtime session per loaded version. auto: one per CPU. */
+        workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
+        /** ONNX Runtime intra-op threads per session. workers × intraOpThreads = CPUs is the throughput sweet spot. */
         intraOpThreads: z.number().int().min(1).max(64).default(1),
+        /**
+         * Intra-op threads of one extra session per model, on the first worker, used for a request that
+         * arrives while every worker is idle: a lone request gets the idle cores, a busy pool never uses it.
+         * auto: the CPUs when they exceed intraOpThreads, else 0 (off). Costs one more session's memory.
+         */
+        latencyThreads: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default('auto'),
         /**
          * Requests admitted beyond one per worker (being decoded or waiting for a worker); beyond it calls
          * get RESOURCE_EXHAUSTED at once. Small on purpose: under overload a deep queue only adds latency
-         * (accepted-call p99 grows with workers + maxQueue), it does not add throughput.
+         * (accepted-call p99 grows with workers + maxQueue), it does not add throughput. auto: 3 per worker.
          */
-        maxQueue: z.number().int().min(0).default(6),
+        maxQueue: z.union([z.literal('auto'), z.number().int().min(0)]).default('auto'),
         /** Execution providers in order of preference; the log says which one each session really got. */
         executionProviders: z.array(z.enum(EXECUTION_PROVIDERS)).min(1).default(['cpu']),
         /** Inferences run on every session before the version is marked ready. */
@@ -186,7 +199,7 @@ export const ConfigSchema = z
         workerNice: z.number().int().min(0).max(19).default(10),
       })
       .strict()
-      .default({ workers: 2, intraOpThreads: 1, maxQueue: 6, executionProviders: ['cpu'], warmupRuns: 2, cpuMemArena: false, workerNice: 10 }),
+      .default({ cpus: 'auto', workers: 'auto', intraOpThreads: 1, latencyThreads: 'auto', maxQueue: 'auto', executionProviders: ['cpu'], warmupRuns: 2, cpuMemArena: false, workerNice: 10 }),
     stream: z
       .object({
         /** Drop policy of streams that do not choose one: block (lossless) or latest (freshest results). */
@@ -275,6 +288,20 @@ export const ConfigSchema = z
   })
   .strict();
 
-export type Config = z.infer<typeof ConfigSchema>;
+/** The configuration as parsed, before config/sizing.ts turns the pool's 'auto' values into numbers. */
+export type ParsedConfig = z.infer<typeof ConfigSchema>;
+export type PoolConfig = Readonly<Omit<ParsedConfig['pool'], 'cpus' | 'workers' | 'latencyThreads' | 'maxQueue'> & { cpus: number; workers: number; latencyThreads: number; maxQueue: number }>;
+
+/** How the pool was sized: what the start-up log says. */
+export interface PoolSizing {
+  readonly budget: CpuBudget;
+  /** Keys of config.pool given explicitly (the rest were sized from the CPUs). */
+  readonly explicit: readonly string[];
+  /** libuv's thread pool as this process started it (UV_THREADPOOL_SIZE, or libuv's 4). */
+  readonly uvThreadpoolSize: number;
+}
+
+export type Config = Omit<ParsedConfig, 'pool'> & { readonly pool: PoolConfig; readonly sizing: PoolSizing };
 export type ConfigInput = z.input<typeof ConfigSchema>;
+export type { CpuBudget };
 export type ModelSourceConfig = z.infer<typeof ModelSource>;

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { InferencePool, prepareImage, type ExecutionProvider, type FamilyName, type ModelInfo } from '../inference/index.js';
+import { detectImage, InferencePool, type ExecutionProvider, type FamilyName, type ModelInfo } from '../inference/index.js';
 import { loadYoloDataset, readYoloLabels } from './dataset.js';
 import { evaluateDetections, type DetectionMetrics, type ImageGroundTruth, type ImagePredictions } from './map.js';
 
@@ -22,15 +22,17 @@ export interface ValidateOptions {
   executionProviders?: ExecutionProvider[];
   /** Only the first N images (sorted by path). */
   limit?: number;
-  /** As the server's preprocess.applyIccProfile (default true). */
+  /** As the server's preprocess.applyIccProfile (default false). */
   applyIccProfile?: boolean;
+  /** 'sharp': decode every image with sharp/libvips instead of libjpeg-turbo (to compare the two). */
+  decoder?: 'auto' | 'sharp';
   onProgress?: (done: number, total: number) => void;
 }
 
 export interface ValidateReport {
   metrics: DetectionMetrics;
   model: { path: string; sha256: string; family: FamilyName; input: string; provider: ExecutionProvider };
-  settings: { confThreshold: number; iouThreshold: number; maxDetections: number; applyIccProfile: boolean };
+  settings: { confThreshold: number; iouThreshold: number; maxDetections: number; applyIccProfile: boolean; decoder: 'auto' | 'sharp' };
   images: number;
   seconds: number;
 }
@@ -39,7 +41,7 @@ const EMPTY_GT: ImageGroundTruth = { boxes: new Float32Array(0), classes: new In
 
 export async function validateModel(o: ValidateOptions): Promise<ValidateReport> {
   const t0 = performance.now();
-  const settings = { confThreshold: o.confThreshold ?? 0.001, iouThreshold: o.iouThreshold ?? 0.7, maxDetections: o.maxDetections ?? 300, applyIccProfile: o.applyIccProfile ?? true };
+  const settings = { confThreshold: o.confThreshold ?? 0.001, iouThreshold: o.iouThreshold ?? 0.7, maxDetections: o.maxDetections ?? 300, applyIccProfile: o.applyIccProfile ?? false, decoder: o.decoder ?? 'auto' };
   const dataset = await loadYoloDataset(o.datasetDir);
   const images = dataset.images.slice(0, o.limit ?? dataset.images.length);
   const bytes = await readFile(o.modelPath);
@@ -61,25 +63,16 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
     const never = new AbortController().signal;
     let next = 0;
     let done = 0;
-    // Keep each worker busy with one image while the next one is decoded.
+    const prep = { limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }, options: { applyIccProfile: settings.applyIccProfile, decoder: settings.decoder } };
+    // Two images per worker in flight, so each worker has the next one as soon as it is free.
     const lane = async () => {
       for (let i = next++; i < images.length; i = next++) {
         const img = images[i]!;
-        const prepared = await prepareImage(await readFile(img.path), { width: info.inputWidth, height: info.inputHeight, spec: info.letterbox }, {
-          maxBytes: 64 * 1024 * 1024,
-          maxPixels: 100_000_000,
-        }, { applyIccProfile: settings.applyIccProfile });
-        const { srcWidth: w, srcHeight: h } = prepared.geometry;
-        const out = await pool.run(
-          'validate',
-          {
-            pixels: prepared.pixels,
-            geometry: prepared.geometry,
-            decode: { confThreshold: settings.confThreshold, classFilter: null, multiLabel: true },
-            nms: { iouThreshold: settings.iouThreshold, maxDetections: settings.maxDetections, agnostic: false },
-          },
-          never,
-        );
+        const out = await detectImage(pool, 'validate', info, await readFile(img.path), prep, {
+          decode: { confThreshold: settings.confThreshold, classFilter: null, multiLabel: true },
+          nms: { iouThreshold: settings.iouThreshold, maxDetections: settings.maxDetections, agnostic: false },
+        }, never);
+        const { srcWidth: w, srcHeight: h } = out.geometry;
         const n = out.detections.length;
         const p = { boxes: new Float32Array(n * 4), scores: new Float32Array(n), classes: new Int32Array(n), count: n };
         out.detections.forEach((d, k) => {

@@ -1,5 +1,6 @@
-/** Public entry of inference/: the pool, preprocessing and the plain data types. */
+/** Public entry of inference/: the pool, preprocessing, the image path through the pool and the plain data types. */
 export * from './pool/index.js';
-export { prepareImage, ACCEPTED_FORMATS, type PreparedImage, type PrepareOptions, type RasterFormat } from './preprocess/index.js';
+export { detectImage, type ImagePrep, type ImageRequest, type ImageResult } from './detect-image.js';
+export { ACCEPTED_FORMATS, prepareTensor, type Decoder, type PreparedTensor, type PrepareOptions, type RasterFormat } from './preprocess/index.js';
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
 export type * from './types.js';

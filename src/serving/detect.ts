@@ -1,10 +1,10 @@
 /**
- * One detection request: validate → pick the model version → decode and letterbox (sharp, off the
- * event loop in libuv's pool) → inference pool (worker thread: tensor, ONNX Runtime, decode, NMS).
+ * One detection request: validate → pick the model version → admission → the image through the
+ * inference pool (header and limits here; decoding, letterbox, ONNX Runtime and NMS in a worker thread).
  */
 import { SightlineError } from '../errors.js';
-import { prepareImage, type Detection, type InferencePool, type PrepareOptions, type Ticket } from '../inference/index.js';
-import { featureSample, inputFeatures, outputFeatures, regionOf, type FeatureSample, type InputFeatures } from '../monitoring/index.js';
+import { detectImage, type Detection, type InferencePool, type PixelSample, type PrepareOptions, type Ticket } from '../inference/index.js';
+import { featureSample, inputFeatures, outputFeatures, type FeatureSample, type InputFeatures } from '../monitoring/index.js';
 import type { SampleObserver } from './drift.js';
 import type { ModelManager } from './models.js';
 
@@ -130,25 +130,23 @@ export class DetectService {
       signal.throwIfAborted();
       // Admission before decoding: a refused request costs no decode time.
       ticket = this.pool.admit({ bypassLimit: opts.stream });
-      const img = await prepareImage(
-        input.image,
-        { width: v.info.inputWidth, height: v.info.inputHeight, spec: v.info.letterbox },
-        { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels },
-        this.settings.preprocess,
-      );
-      // Before pool.run: the pixel buffer is transferred to the worker and is detached afterwards.
-      const inputFeats = this.observer || opts.features ? inputFeaturesOf(img) : undefined;
-      const r = await this.pool.run(
+      const wantFeatures = !!this.observer || !!opts.features;
+      const r = await detectImage(
+        this.pool,
         v.key,
+        v.info,
+        input.image,
+        { limits: { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels }, options: this.settings.preprocess },
         {
-          pixels: img.pixels,
-          geometry: img.geometry,
           decode: { confThreshold: conf, classFilter: input.classes.length ? new Set(input.classes) : null, multiLabel: false },
           nms: { iouThreshold: iou, maxDetections: maxDet, agnostic: input.agnosticNms },
+          sampleStep: wantFeatures ? FEATURE_STEP : 0,
         },
         signal,
         ticket,
       );
+      const g = r.geometry;
+      const inputFeats = r.sample ? inputFeaturesOf(r.sample, g.srcWidth, g.srcHeight) : undefined;
       let features: FeatureSample | undefined;
       if (inputFeats) {
         // Requests asking for a lower threshold than the default are judged on the default's detections, so
@@ -162,13 +160,13 @@ export class DetectService {
         version: v.version,
         modelSha256: v.sha256,
         frameId: input.frameId,
-        imageWidth: img.geometry.srcWidth,
-        imageHeight: img.geometry.srcHeight,
+        imageWidth: g.srcWidth,
+        imageHeight: g.srcHeight,
         detections: r.detections,
         timing: {
-          decodeMs: img.timing.decodeMs,
-          preprocessMs: img.timing.preprocessMs,
-          queueMs: r.queueMs,
+          decodeMs: r.timing.decodeMs,
+          preprocessMs: r.timing.preprocessMs,
+          queueMs: r.timing.queueMs,
           inferenceMs: r.timing.inferenceMs,
           postprocessMs: r.timing.postprocessMs,
           totalMs: performance.now() - t0,
@@ -182,11 +180,13 @@ export class DetectService {
   }
 }
 
-/** Input features from the letterboxed pixels (padding excluded); undefined if the geometry is degenerate. */
-function inputFeaturesOf(img: { pixels: Uint8Array; geometry: Parameters<typeof regionOf>[0] & { dstWidth: number; dstHeight: number; srcWidth: number; srcHeight: number } }): InputFeatures | undefined {
-  const g = img.geometry;
+/** Drift's input features read every 4th pixel in x and y of the letterboxed image (padding excluded). */
+const FEATURE_STEP = 4;
+
+/** Input features from the worker's sample of the letterboxed image; undefined if it is degenerate. */
+function inputFeaturesOf(sample: PixelSample, srcWidth: number, srcHeight: number): InputFeatures | undefined {
   try {
-    return inputFeatures(img.pixels, g.dstWidth, g.dstHeight, g.srcWidth, g.srcHeight, regionOf(g));
+    return inputFeatures(sample.pixels, sample.width, sample.height, srcWidth, srcHeight, { left: 0, top: 0, width: sample.width, height: sample.height }, { step: 1 });
   } catch {
     return undefined; // e.g. a 1-pixel-wide strip resized to nothing: monitoring never fails a request
   }

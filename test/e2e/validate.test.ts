@@ -11,7 +11,7 @@ interface Report {
   metrics: { map50: number; map5095: number; numGt: number; perClass: unknown[] };
   images: number;
   model: { family: string };
-  settings: { applyIccProfile: boolean };
+  settings: { applyIccProfile: boolean; decoder: string };
 }
 
 describe('sightline validate on coco128', { skip: !haveData }, () => {
@@ -32,15 +32,15 @@ describe('sightline validate on coco128', { skip: !haveData }, () => {
       assert.equal(rep.model.family, c.family);
       assert.ok(rep.metrics.map50 >= c.min50, `mAP@0.5 ${rep.metrics.map50}`);
       assert.ok(rep.metrics.map5095 > 0.3 && rep.metrics.map5095 < rep.metrics.map50, `mAP@0.5:0.95 ${rep.metrics.map5095}`);
-      assert.equal(rep.settings.applyIccProfile, true);
+      assert.deepEqual([rep.settings.applyIccProfile, rep.settings.decoder], [false, 'auto']);
     });
   }
-  test('--no-icc scores with ICC profiles ignored, as preprocess.applyIccProfile: false serves', async () => {
-    const r = await runCli(['validate', '--model', modelPath('yolox_nano.onnx'), '--labels', cocoLabelsFile, '--dataset', coco128Dir, '--limit', '16', '--no-icc', '--json']);
+  test('--icc --decoder sharp scores with profiles applied and every image decoded by sharp', async () => {
+    const r = await runCli(['validate', '--model', modelPath('yolox_nano.onnx'), '--labels', cocoLabelsFile, '--dataset', coco128Dir, '--limit', '16', '--icc', '--decoder', 'sharp', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const rep = JSON.parse(r.stdout) as Report;
     assert.equal(rep.images, 16);
-    assert.equal(rep.settings.applyIccProfile, false);
+    assert.deepEqual([rep.settings.applyIccProfile, rep.settings.decoder], [true, 'sharp']);
   });
 });
 

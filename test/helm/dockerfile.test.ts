@@ -159,8 +159,8 @@ describe('Dockerfile', () => {
     // The heap flag is the one `npm start` and `npm run bench` use: the image runs what was measured.
     const startFlags = pkg.scripts.start.split(' ').filter((a) => a.startsWith('--'));
     assert.deepEqual(startFlags, ['--heap-growing-percent=300']);
-    assert.deepEqual(JSON.parse(entry.args), ['node', ...startFlags, '/app/dist/src/cli/bin.js']);
-    assert.equal(`/app/${pkg.bin.sightline}`, '/app/dist/src/cli/bin.js', 'ENTRYPOINT is the package bin');
+    assert.deepEqual(JSON.parse(entry.args), ['node', ...startFlags, '/app/dist/src/cli/launch.cjs']);
+    assert.equal(`/app/${pkg.bin.sightline}`, '/app/dist/src/cli/launch.cjs', 'ENTRYPOINT is the package bin');
     assert.deepEqual(JSON.parse(rt.find((i) => i.op === 'CMD')!.args), ['serve']);
     const labels = rt.filter((i) => i.op === 'LABEL').map((i) => i.args).join(' ');
     for (const l of ['title', 'description', 'version', 'revision', 'licenses']) assert.match(labels, new RegExp(`org\\.opencontainers\\.image\\.${l}=`), `OCI label ${l}`);

@@ -25,7 +25,7 @@ import sharp from 'sharp';
 import { detect, detectorClient } from '../../src/cli/client.js';
 import { HealthClient, HealthCheckResponse_ServingStatus } from '../../src/generated/health/v1/health.js';
 import type { DetectorClient, DetectResponse } from '../../src/generated/sightline/v1/detector.js';
-import { prepareImage, type PrepareTarget } from '../../src/inference/preprocess/index.js';
+import { prepareTensor, type PrepareTarget } from '../../src/inference/preprocess/index.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { crc32 } from '../support/bomb.js';
 import { serveProcess, type ServedProcess } from '../support/process.js';
@@ -678,10 +678,12 @@ describe('hostile input fuzzing', { skip: !haveData }, () => {
 });
 
 describe('decoder memory', () => {
-  // Regression (found by this fuzz run): prepareImage used sharp 0.35.5's toUint8Array(), which copies
+  // Regression (found by this fuzz run): preprocessing used sharp 0.35.5's toUint8Array(), which copies
   // libvips' output buffer into the Uint8Array and never frees the original: ~300 KB per request at
-  // 320x320, for valid images too. The server grew without bound under steady traffic.
-  test('prepareImage frees its decoder output: 400 decodes leave RSS flat', { skip: !haveData }, async () => {
+  // 320x320, for valid images too. The server grew without bound under steady traffic. Both decoders
+  // (libjpeg-turbo's reused buffer, sharp's freed output) are held to it.
+  for (const decoder of ['auto', 'sharp'] as const)
+  test(`preprocessing (decoder ${decoder}) frees its decoder output: 400 decodes leave RSS flat`, { skip: !haveData }, async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const image = await sharp(readFileSync(imagePath('bus.jpg'))).resize({ width: 160 }).jpeg().toBuffer();
@@ -692,14 +694,14 @@ describe('decoder memory', () => {
     };
     const limits = { maxBytes: 1 << 20, maxPixels: MAX_PIXELS };
     const run = async (n: number) => {
-      for (let i = 0; i < n; i++) assert.equal((await prepareImage(image, target, limits)).pixels.length, 320 * 320 * 3);
+      for (let i = 0; i < n; i++) assert.equal((await prepareTensor(image, target, limits, { applyIccProfile: false, decoder })).tensor.length, 3 * 320 * 320);
     };
     const rss = () => (gc(), process.memoryUsage().rss / 2 ** 20);
     await run(50);
     const before = rss();
     await run(400); // leaking the output would hold 400 x 300 KB = 117 MB
     const grown = rss() - before;
-    console.log(`# prepareImage x400: RSS ${before.toFixed(0)} MB -> ${(before + grown).toFixed(0)} MB`);
+    console.log(`# preprocessing (${decoder}) x400: RSS ${before.toFixed(0)} MB -> ${(before + grown).toFixed(0)} MB`);
     assert.ok(grown < 40, `RSS grew ${grown.toFixed(0)} MB over 400 decodes: the decoder output is not freed`);
   });
 });

@@ -17,7 +17,8 @@ interface ValidateFlags {
   threads: number;
   limit?: number;
   json?: boolean;
-  icc: boolean;
+  icc?: boolean;
+  decoder: 'auto' | 'sharp';
 }
 
 export function validateCommand(): Command {
@@ -33,7 +34,8 @@ export function validateCommand(): Command {
     .option('--workers <n>', 'inference worker threads', intArg, 2)
     .option('--threads <n>', 'intra-op threads per worker', intArg, 1)
     .option('--limit <n>', 'only the first N images', intArg)
-    .option('--no-icc', 'do not convert images with an embedded ICC profile to sRGB (as preprocess.applyIccProfile: false)')
+    .option('--icc', 'convert images with an embedded ICC profile to sRGB (as preprocess.applyIccProfile: true; default: ignore profiles, as OpenCV does)')
+    .addOption(new Option('--decoder <decoder>', 'auto: libjpeg-turbo for JPEGs, sharp for the rest; sharp: sharp for every image (to compare)').choices(['auto', 'sharp']).default('auto'))
     .option('--json', 'print the report as JSON')
     .action(async (f: ValidateFlags) => {
       const bar = process.stderr.isTTY && !f.json ? new SingleBar({ format: 'validate [{bar}] {value}/{total} images | {eta}s left', hideCursor: true }, Presets.shades_classic) : null;
@@ -49,7 +51,8 @@ export function validateCommand(): Command {
         workers: f.workers,
         intraOpThreads: f.threads,
         limit: f.limit,
-        applyIccProfile: f.icc,
+        applyIccProfile: f.icc ?? false,
+        decoder: f.decoder,
         onProgress: (done, total) => {
           if (bar && !started) bar.start(total, 0), (started = true);
           if (bar) bar.update(done);
@@ -64,7 +67,7 @@ export function validateCommand(): Command {
       const m = r.metrics;
       console.log(`model ${r.model.path} (${r.model.family}, ${r.model.input}, ${r.model.provider}, sha256 ${r.model.sha256.slice(0, 12)})`);
       console.log(`dataset ${f.dataset}: ${r.images} images, ${m.numGt} boxes, ${m.perClass.length} classes present`);
-      console.log(`settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}`);
+      console.log(`settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}`);
       console.log(`mAP@0.5      ${m.map50.toFixed(3)}`);
       console.log(`mAP@0.5:0.95 ${m.map5095.toFixed(3)}`);
       console.log(`precision ${m.precision.toFixed(3)}  recall ${m.recall.toFixed(3)} (conf 0.25, IoU 0.5)`);

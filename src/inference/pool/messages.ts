@@ -4,6 +4,7 @@
  */
 import type { ThreadPriority } from '../worker/priority.js';
 import type { SerializedError } from '../../errors.js';
+import type { ImageSource } from '../preprocess/source.js';
 import type {
   DecodeOptions,
   Detection,
@@ -22,6 +23,11 @@ export interface LoadOptions {
   /** Labels file contents; wins over the model's metadata names. */
   labelsText?: string;
   intraOpThreads: number;
+  /**
+   * > intraOpThreads: also create a session with this many intra-op threads, for a request that finds
+   * the pool idle (InferencePool gives it to one worker only). 0 or absent: none.
+   */
+  latencyThreads?: number;
   executionProviders: readonly ExecutionProvider[];
   warmupRuns: number;
   /**
@@ -49,23 +55,40 @@ export interface ModelInfo {
 }
 
 export interface RunInput {
-  /** Letterboxed HWC RGB uint8 pixels at the model's input size. */
-  pixels: Uint8Array;
+  /** The image: a JPEG the worker decodes, or pixels already decoded (preprocess/decode.ts). */
+  source: ImageSource;
+  /** Where the displayed image lands in the model input. */
   geometry: LetterboxGeometry;
   decode: DecodeOptions;
   nms: NmsOptions;
+  /** > 0: also return every n-th pixel of the letterboxed image (drift monitoring's input features). */
+  sampleStep?: number;
+  /** Run on the latency session when this worker has one (set by the pool, never by callers). */
+  wide?: boolean;
 }
 
 export interface RunTiming {
-  /** Tensor conversion + session.run. */
+  /** libjpeg-turbo's decode in the worker (0 when the pixels arrived decoded). */
+  decodeMs: number;
+  /** Orientation, resize, padding and normalisation into the input tensor. */
+  preprocessMs: number;
+  /** session.run. */
   inferenceMs: number;
-  /** Decode + NMS + mapping to source pixels. */
+  /** Output decoding + NMS + mapping to source pixels. */
   postprocessMs: number;
+}
+
+/** RGB pixels of the letterboxed image's sampling grid (RunInput.sampleStep). */
+export interface PixelSample {
+  pixels: Uint8Array;
+  width: number;
+  height: number;
 }
 
 export interface RunOutput {
   detections: Detection[];
   timing: RunTiming;
+  sample?: PixelSample;
 }
 
 export type ToWorker =

@@ -4,9 +4,14 @@
  * and at most `workers + maxQueue` tickets are out at once; beyond that admit() refuses at once with
  * OVERLOADED and a retry estimate. Work goes FIFO to the next free worker, a request whose signal has
  * fired is dropped without running, and a worker that dies is replaced and reloaded.
+ *
+ * The first worker may also hold a latency session per model (LoadOptions.latencyThreads): a request
+ * that finds every worker idle and nobody waiting runs there, on all the cores the pool would otherwise
+ * leave idle; under load every request runs on the one-thread sessions that give the most throughput.
  */
 import { SightlineError } from '../../errors.js';
 import type { ThreadPriority } from '../worker/priority.js';
+import { transferOf } from '../preprocess/source.js';
 import { WorkerClient } from './client.js';
 import type { LoadOptions, ModelInfo, RunInput, RunOutput } from './messages.js';
 
@@ -114,6 +119,11 @@ export class InferencePool {
     );
   }
 
+  /** The latency session lives on the first worker only. */
+  private static optionsFor(slotIndex: number, options: LoadOptions): LoadOptions {
+    return slotIndex === 0 ? options : { ...options, latencyThreads: 0 };
+  }
+
   /** Replaces a dead worker and reloads every model on it before it takes work again. */
   private async replace(dead: WorkerClient): Promise<void> {
     const slot = this.slots.find((s) => s.client === dead);
@@ -124,7 +134,7 @@ export class InferencePool {
       await slot.client.ready;
       for (const [key, m] of this.models) {
         try {
-          await slot.client.request({ type: 'load', key, model: m.model, options: m.options });
+          await slot.client.request({ type: 'load', key, model: m.model, options: InferencePool.optionsFor(dead.index, m.options) });
         } catch (e) {
           this.opts.onEvent?.({ type: 'worker-reload-failed', worker: dead.index, key, error: e as Error });
         }
@@ -146,7 +156,8 @@ export class InferencePool {
     let info: ModelInfo | undefined;
     try {
       for (const slot of this.slots) {
-        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options: { ...options, warmupRuns: 0 } }))) as ModelInfo;
+        const opts = { ...InferencePool.optionsFor(slot.client.index, options), warmupRuns: 0 };
+        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options: opts }))) as ModelInfo;
       }
       onPhase?.('warming');
       let warmupMs = 0;
@@ -172,7 +183,7 @@ export class InferencePool {
     const slot = this.slots[this.probes % this.slots.length]!;
     return (await this.onWorker(slot, async (w) => {
       try {
-        return await w.request<ModelInfo>({ type: 'load', key, model, options });
+        return await w.request<ModelInfo>({ type: 'load', key, model, options: { ...options, latencyThreads: 0 } });
       } finally {
         await w.request({ type: 'unload', key }).catch(() => undefined);
       }
@@ -286,8 +297,19 @@ export class InferencePool {
       const job = this.nextJob();
       if (!job) continue;
       slot.busy = true;
+      job.input.wide = slot === this.slots[0] && this.alone() && this.hasLatencySession(job.key);
       this.start(slot, job);
     }
+  }
+
+  /** True when the first worker's job is the only work in the pool: no other worker busy, nobody waiting. */
+  private alone(): boolean {
+    return this.queue.length === 0 && this.slots.every((s, i) => i === 0 || !s.busy);
+  }
+
+  private hasLatencySession(key: string): boolean {
+    const o = this.models.get(key)?.options;
+    return !!o && (o.latencyThreads ?? 0) > o.intraOpThreads;
   }
 
   /** Takes the oldest job whose caller is still waiting; expired ones are rejected without running. */
@@ -304,11 +326,9 @@ export class InferencePool {
   private start(slot: Slot, job: Job): void {
     const queueMs = performance.now() - job.enqueuedAt;
     this.runsStarted++;
-    const { pixels } = job.input;
-    const transfer = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength ? [pixels.buffer as ArrayBuffer] : [];
     const t0 = performance.now();
     slot.client
-      .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, transfer)
+      .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, [transferOf(job.input.source)])
       .then((out) => {
         this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
         job.resolve({ ...out, queueMs });

@@ -1,11 +1,9 @@
 export { sniffFormat, type RasterFormat } from './sniff.js';
-export { computeLetterbox, mapBoxesToSource, padToLetterbox, roundHalfEven } from './letterbox.js';
-export { toTensor } from './tensor.js';
-export {
-  ACCEPTED_FORMATS,
-  prepareImage,
-  type PreparedImage,
-  type PrepareLimits,
-  type PrepareOptions,
-  type PrepareTarget,
-} from './decode.js';
+export { computeLetterbox, mapBoxesToSource, roundHalfEven } from './letterbox.js';
+export { readJpegHeader, orientedSize, type JpegHeader, type Orientation } from './jpeg-header.js';
+export { letterboxToTensor, sampleLetterboxed, orientationStrides, type RgbImage } from './resample.js';
+export { JpegDecoder, turboRefused } from './jpeg-turbo.js';
+export { transferOf, type Decoder, type ImageSource } from './source.js';
+export { ACCEPTED_FORMATS, prepareSource, turboCanDecode, type PreparedSource, type PrepareLimits, type PrepareOptions, type PrepareTarget } from './decode.js';
+export { sourceToTensor, type TensorTiming } from './to-tensor.js';
+export { prepareTensor, withDecoderFallback, type PreparedTensor } from './pipeline.js';

@@ -93,23 +93,3 @@ export function mapBoxesToSource(boxes: Float32Array, count: number, g: Letterbo
     boxes[i + 3] = y2 < 0 ? 0 : y2 > maxY ? maxY : y2;
   }
 }
-
-/**
- * Places `resized` (HWC, 3 channels, g.resizedWidth x g.resizedHeight) into a new dstWidth x dstHeight
- * buffer at (padLeft, padTop), every other pixel set to padValue in all channels. One row copy per
- * source row; the result owns its ArrayBuffer, so it can be transferred to a worker.
- */
-export function padToLetterbox(resized: Uint8Array, g: LetterboxGeometry, padValue: number): Uint8Array {
-  const rowBytes = g.resizedWidth * 3;
-  if (resized.length !== rowBytes * g.resizedHeight) {
-    throw new RangeError(`expected ${rowBytes * g.resizedHeight} bytes for ${g.resizedWidth}x${g.resizedHeight}x3, got ${resized.length}`);
-  }
-  const dstRow = g.dstWidth * 3;
-  const out = new Uint8Array(dstRow * g.dstHeight);
-  if (padValue !== 0) out.fill(padValue);
-  const left = g.padLeft * 3;
-  for (let y = 0; y < g.resizedHeight; y++) {
-    out.set(resized.subarray(y * rowBytes, (y + 1) * rowBytes), (g.padTop + y) * dstRow + left);
-  }
-  return out;
-}

@@ -12,14 +12,18 @@ import type { Family } from '../families/family.js';
 import { resolveFamily, resolveNames } from '../families/index.js';
 import { nms } from '../nms/nms.js';
 import { readOnnxMetadata } from '../onnx/metadata.js';
-import { toTensor } from '../preprocess/tensor.js';
 import { computeLetterbox, mapBoxesToSource } from '../preprocess/letterbox.js';
+import { JpegDecoder } from '../preprocess/jpeg-turbo.js';
+import { sourceToTensor } from '../preprocess/to-tensor.js';
+import { sampleLetterboxed } from '../preprocess/resample.js';
 import { lowerThreadPriority } from './priority.js';
 import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
 import type { Detection, ModelMeta, TensorInfo } from '../types.js';
 
 interface Loaded {
   session: ort.InferenceSession;
+  /** The latency session (LoadOptions.latencyThreads): same model, more intra-op threads, for a lone request. */
+  wide: ort.InferenceSession | null;
   family: Family;
   info: ModelInfo;
   meta: ModelMeta;
@@ -32,6 +36,8 @@ if (!port) throw new Error('inference worker must run in a worker thread');
 // Before any session exists, so ONNX Runtime's threads inherit it.
 const priority = lowerThreadPriority((workerData as { nice?: number } | null)?.nice ?? 0);
 const sessions = new Map<string, Loaded>();
+/** One libjpeg-turbo output buffer per worker, reused from request to request. */
+const jpeg = new JpegDecoder();
 
 const now = () => performance.now();
 
@@ -43,13 +49,16 @@ const now = () => performance.now();
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
 
-async function createSession(model: Uint8Array, opts: LoadOptions): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
+async function createSession(model: Uint8Array, opts: LoadOptions, threads = opts.intraOpThreads): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
   const base: ort.InferenceSession.SessionOptions = {
-    intraOpNumThreads: opts.intraOpThreads,
+    intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     enableCpuMemArena: opts.cpuMemArena,
+    // Idle intra-op threads sleep instead of spinning: the latency session shares its cores with the
+    // other workers, which must not lose CPU to threads waiting for work.
+    ...(threads > 1 && { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
   };
   const errors: string[] = [];
   // Try providers in order of preference; ORT refuses at creation when a provider's libraries are
@@ -79,6 +88,7 @@ async function load(key: string, model: Uint8Array, opts: LoadOptions): Promise<
   const t0 = now();
   const props = readOnnxMetadata(model);
   const { session, provider } = await createSession(model, opts);
+  let wide: ort.InferenceSession | null = null;
   try {
     const inputs = tensorInfos(session.inputMetadata);
     if (inputs.length !== 1 || inputs[0]!.dims.length !== 4) {
@@ -112,31 +122,41 @@ async function load(key: string, model: Uint8Array, opts: LoadOptions): Promise<
       loadMs,
       warmupMs: 0,
     };
-    const loaded: Loaded = { session, family, info, meta, tensorBuf: new Float32Array(3 * inputWidth * inputHeight) };
+    if ((opts.latencyThreads ?? 0) > opts.intraOpThreads) wide = (await createSession(model, opts, opts.latencyThreads)).session;
+    const loaded: Loaded = { session, wide, family, info, meta, tensorBuf: new Float32Array(3 * inputWidth * inputHeight) };
     info.warmupMs = await warm(loaded, opts.warmupRuns);
     const old = sessions.get(key);
     sessions.set(key, loaded);
-    if (old) await old.session.release();
+    if (old) await release(old);
     return info;
   } catch (e) {
     await session.release();
+    await wide?.release();
     throw e;
   }
 }
 
-/** Warm-up: the first runs allocate arenas and pick kernels; pay that before taking traffic. */
+const release = async (m: Loaded) => {
+  await m.session.release();
+  await m.wide?.release();
+};
+
+/** Warm-up: the first runs allocate arenas and pick kernels; pay that before taking traffic (both sessions). */
 async function warm(m: Loaded, runs: number): Promise<number> {
   const t0 = now();
   const { inputWidth: w, inputHeight: h } = m.info;
   const grey = new Uint8Array(w * h * 3).fill(114);
   const geometry = computeLetterbox(w, h, w, h, m.family.letterbox.placement);
-  for (let i = 0; i < runs; i++) {
-    await run(m, {
-      pixels: grey,
-      geometry,
-      decode: { confThreshold: 0.25, classFilter: null, multiLabel: false },
-      nms: { iouThreshold: 0.45, maxDetections: 300, agnostic: false },
-    });
+  for (const wide of m.wide ? [false, true] : [false]) {
+    for (let i = 0; i < runs; i++) {
+      await run(m, {
+        source: { kind: 'rgb', pixels: grey, width: w, height: h, orientation: 1 },
+        geometry,
+        decode: { confThreshold: 0.25, classFilter: null, multiLabel: false },
+        nms: { iouThreshold: 0.45, maxDetections: 300, agnostic: false },
+        wide,
+      });
+    }
   }
   return now() - t0;
 }
@@ -152,13 +172,14 @@ function imgszFromProps(props: Record<string, string>, input: TensorInfo): [numb
 
 async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
   const { inputWidth: w, inputHeight: h } = m.info;
-  if (input.pixels.length !== w * h * 3) {
-    throw new SightlineError('INTERNAL', `pixel buffer has ${input.pixels.length} bytes, expected ${w * h * 3}`);
+  if (input.geometry.dstWidth !== w || input.geometry.dstHeight !== h) {
+    throw new SightlineError('INTERNAL', `geometry is for a ${input.geometry.dstWidth}x${input.geometry.dstHeight} input, the model takes ${w}x${h}`);
   }
+  const { decodeMs, preprocessMs } = sourceToTensor(input.source, input.geometry, m.family.letterbox, m.tensorBuf, jpeg);
+  const sample = input.sampleStep ? sampleLetterboxed(m.tensorBuf, input.geometry, m.family.letterbox, input.sampleStep) : undefined;
   const t0 = now();
-  toTensor(input.pixels, w, h, m.family.letterbox, m.tensorBuf);
   const feeds = { [m.info.inputName]: new ort.Tensor('float32', m.tensorBuf, [1, 3, h, w]) };
-  const results = await m.session.run(feeds);
+  const results = await (input.wide && m.wide ? m.wide : m.session).run(feeds);
   const t1 = now();
   const data = m.info.outputs.map((o) => {
     const t = results[o.name];
@@ -186,7 +207,7 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
     };
   }
   for (const t of Object.values(results)) t.dispose?.();
-  return { detections, timing: { inferenceMs: t1 - t0, postprocessMs: now() - t1 } };
+  return { detections, timing: { decodeMs, preprocessMs, inferenceMs: t1 - t0, postprocessMs: now() - t1 }, ...(sample ? { sample } : {}) };
 }
 
 async function handle(msg: ToWorker): Promise<unknown> {
@@ -206,7 +227,7 @@ async function handle(msg: ToWorker): Promise<unknown> {
     case 'unload': {
       const m = sessions.get(msg.key);
       sessions.delete(msg.key);
-      if (m) await m.session.release();
+      if (m) await release(m);
       collectGarbage();
       return null;
     }

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { SightlineError } from '../../../src/errors.js';
-import { ACCEPTED_FORMATS, prepareImage } from '../../../src/inference/preprocess/index.js';
+import { ACCEPTED_FORMATS } from '../../../src/inference/preprocess/index.js';
 import { imagePath, requireShared } from '../../support/shared.js';
-import { LIMITS, ULTRA, jpegDeclaring, pngDeclaring } from './fixtures.js';
+import { LIMITS, ULTRA, jpegDeclaring, pngDeclaring, prepareImage } from './fixtures.js';
 
 const TARGET = { width: 640, height: 640, spec: ULTRA };
 

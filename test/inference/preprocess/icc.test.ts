@@ -1,13 +1,13 @@
 /**
- * Embedded ICC profiles: where prepareImage converts them (iccPlan), and that converting after the
- * resize gives what libvips' convert-at-load gives, with the padding untouched by any transform.
+ * Embedded ICC profiles. Off by default, as OpenCV reads training images: the profile is ignored and a
+ * JPEG goes to libjpeg-turbo. On: sharp converts to sRGB as the image loads, and the resize is the
+ * same as for every other image; the padding is never touched by a transform.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { computeLetterbox, padToLetterbox, prepareImage } from '../../../src/inference/preprocess/index.js';
-import { iccPlan } from '../../../src/inference/preprocess/decode.js';
-import { LIMITS, ULTRA } from './fixtures.js';
+import { computeLetterbox, letterboxToTensor } from '../../../src/inference/preprocess/index.js';
+import { LIMITS, ULTRA, prepareImage } from './fixtures.js';
 
 const W = 900;
 const H = 600;
@@ -44,41 +44,38 @@ const meanAbsDiff = (a: Uint8Array, b: Uint8Array): number => {
   return s / a.length;
 };
 
-test('iccPlan: after the resize only for 8-bit, 3-channel RGB with a profile', () => {
-  const rgb = { hasProfile: true, space: 'srgb', depth: 'uchar', channels: 3, hasAlpha: false } as const;
-  assert.equal(iccPlan(rgb, true), 'after-resize');
-  assert.equal(iccPlan(rgb, false), 'none');
-  assert.equal(iccPlan({ ...rgb, hasProfile: false }, true), 'none');
-  assert.equal(iccPlan({ ...rgb, space: 'cmyk', channels: 4 }, true), 'on-load');
-  assert.equal(iccPlan({ ...rgb, space: 'b-w', channels: 1 }, true), 'on-load');
-  assert.equal(iccPlan({ ...rgb, depth: 'ushort', space: 'rgb16' }, true), 'on-load');
-  assert.equal(iccPlan({ ...rgb, channels: 4, hasAlpha: true }, true), 'on-load');
-});
-
-test('a Display P3 photo: converted after the resize ≈ converted at load; the padding stays exactly 114', async () => {
+test('a Display P3 photo: profile ignored by default (libjpeg-turbo), converted at load when asked; the padding stays exactly 114', async () => {
   const bytes = await p3Photo();
   const target = { width: 640, height: 640, spec: ULTRA };
   const g = computeLetterbox(W, H, 640, 640, 'center');
   const got = await prepareImage(bytes, target, LIMITS, { applyIccProfile: true });
-  const ignored = await prepareImage(bytes, target, LIMITS, { applyIccProfile: false });
-  // libvips' own order: the profile applied as the image loads, then the same resize.
-  const atLoad = await sharp(bytes).resize({ width: g.resizedWidth, height: g.resizedHeight, fit: 'fill', kernel: 'linear' }).toColourspace('srgb').raw().toBuffer();
-  const reference = padToLetterbox(atLoad, g, 114);
+  const ignored = await prepareImage(bytes, target, LIMITS);
+  assert.equal(got.decoder, 'sharp');
+  assert.equal(ignored.decoder, 'libjpeg-turbo');
+
+  // libvips' colour-managed decode (profile → sRGB as it loads), through the same resize and padding.
+  const managed = await sharp(bytes).toColourspace('srgb').raw().toBuffer();
+  const spec = { ...ULTRA, channelOrder: 'rgb' as const, scale: 1, mean: [0, 0, 0] as const, std: [1, 1, 1] as const };
+  const t = new Float32Array(3 * 640 * 640);
+  letterboxToTensor({ pixels: managed, width: W, height: H, orientation: 1 }, g, spec, t);
+  const reference = new Uint8Array(640 * 640 * 3);
+  for (let i = 0; i < 640 * 640; i++) for (let c = 0; c < 3; c++) reference[i * 3 + c] = Math.round(t[c * 640 * 640 + i]!);
 
   const vsReference = meanAbsDiff(got.pixels, reference);
   const vsIgnored = meanAbsDiff(got.pixels, ignored.pixels);
-  assert.ok(vsReference < 0.5, `mean difference from convert-at-load is ${vsReference.toFixed(3)}`);
+  assert.ok(vsReference < 0.01, `mean difference from libvips' colour-managed decode is ${vsReference.toFixed(3)}`);
   // The transform really ran: P3 values read as sRGB are far off on saturated colours.
-  assert.ok(vsIgnored > 3 * Math.max(vsReference, 0.5), `profile applied vs ignored differ by only ${vsIgnored.toFixed(3)}`);
+  assert.ok(vsIgnored > 3, `profile applied vs ignored differ by only ${vsIgnored.toFixed(3)}`);
 
-  const rowBytes = 640 * 3;
-  for (let y = 0; y < 640; y++) {
-    const inside = y >= g.padTop && y < g.padTop + g.resizedHeight;
-    for (let x = 0; x < 640; x++) {
-      if (inside && x >= g.padLeft && x < g.padLeft + g.resizedWidth) continue;
-      const i = y * rowBytes + x * 3;
-      if (got.pixels[i] !== 114 || got.pixels[i + 1] !== 114 || got.pixels[i + 2] !== 114) {
-        assert.fail(`pad pixel (${x}, ${y}) is ${got.pixels.subarray(i, i + 3).join(',')}, not 114`);
+  for (const img of [got, ignored]) {
+    for (let y = 0; y < 640; y++) {
+      const inside = y >= g.padTop && y < g.padTop + g.resizedHeight;
+      for (let x = 0; x < 640; x++) {
+        if (inside && x >= g.padLeft && x < g.padLeft + g.resizedWidth) continue;
+        const i = (y * 640 + x) * 3;
+        if (img.pixels[i] !== 114 || img.pixels[i + 1] !== 114 || img.pixels[i + 2] !== 114) {
+          assert.fail(`pad pixel (${x}, ${y}) is ${img.pixels.subarray(i, i + 3).join(',')}, not 114`);
+        }
       }
     }
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeLetterbox, mapBoxesToSource, padToLetterbox, roundHalfEven } from '../../../src/inference/preprocess/index.js';
+import { computeLetterbox, mapBoxesToSource, roundHalfEven } from '../../../src/inference/preprocess/index.js';
 import type { LetterboxGeometry } from '../../../src/inference/types.js';
 
 function assertSums(g: LetterboxGeometry): void {
@@ -117,28 +117,4 @@ test('mapBoxesToSource touches only `count` boxes', () => {
   mapBoxesToSource(boxes, 1, g);
   assert.deepEqual(Array.from(boxes), [0, 0, 1280, 720, 1, 2, 3, 4]);
   assert.throws(() => mapBoxesToSource(boxes, 3, g), RangeError);
-});
-
-test('padToLetterbox: rows land at the offsets, everything else is the pad value, the buffer is its own', () => {
-  const g = computeLetterbox(4, 2, 6, 6, 'center'); // 6x3 resized, pad top 1 / bottom 2
-  assert.equal(g.resizedWidth, 6);
-  assert.equal(g.resizedHeight, 3);
-  const resized = new Uint8Array(6 * 3 * 3).map((_, i) => i + 1);
-  const out = padToLetterbox(resized, g, 114);
-  assert.equal(out.length, 6 * 6 * 3);
-  assert.equal(out.byteOffset, 0);
-  assert.equal(out.buffer.byteLength, out.length);
-  for (let y = 0; y < 6; y++) {
-    for (let x = 0; x < 6 * 3; x++) {
-      const v = out[y * 18 + x];
-      const ry = y - g.padTop;
-      if (ry >= 0 && ry < 3) assert.equal(v, resized[ry * 18 + x]);
-      else assert.equal(v, 114);
-    }
-  }
-  const left = computeLetterbox(2, 4, 6, 6, 'top-left'); // 3x6 at (0,0), pad right 3
-  const px = padToLetterbox(new Uint8Array(3 * 6 * 3).fill(7), left, 0);
-  assert.deepEqual([...px.subarray(0, 9)], new Array(9).fill(7));
-  assert.deepEqual([...px.subarray(9, 18)], new Array(9).fill(0));
-  assert.throws(() => padToLetterbox(new Uint8Array(5), g, 114), /expected 54 bytes/);
 });
