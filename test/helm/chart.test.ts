@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { parse } from 'yaml';
-import { ConfigSchema, deepMerge, envToTree, ROLES } from '../../src/config/index.js';
+import { ConfigSchema, deepMerge, envToTree, loadConfig, QUEUE_PER_WORKER, ROLES } from '../../src/config/index.js';
 import { chartDir, containers, envOf, find, helm, helmBin, NAMESPACE, needHelm, one, productionValues, RELEASE, render, validateManifest, workloads, type Manifest } from './support.js';
 import { repoRoot } from '../support/shared.js';
 
@@ -407,6 +407,31 @@ describe('Helm chart helm/sightline', () => {
       if (set === 'production') {
         assert.equal(sm.metadata.labels?.release, 'kube-prometheus-stack');
         assert.equal(cm.metadata.namespace, 'monitoring');
+      }
+    });
+  });
+
+  test("the inference pool is sized for the pod's CPU request: the chart's resources and the server's defaults agree", async (t) => {
+    const cores = (q: string | number) => (String(q).endsWith('m') ? parseInt(String(q), 10) / 1000 : Number(q));
+    await eachSet(t, (ms) => {
+      const c = mainContainer(inference(ms));
+      const requested = c.resources?.requests?.cpu;
+      assert.ok(requested !== undefined, 'inference.resources.requests.cpu is set');
+      const limit = c.resources?.limits?.cpu;
+      if (limit !== undefined) assert.ok(cores(limit) >= cores(requested), `limits.cpu ${limit} below requests.cpu ${requested}`);
+      const ref = (c.env as { name: string; valueFrom?: { resourceFieldRef?: Record<string, string> } }[]).find((e) => e.name === 'SIGHTLINE_POOL__CPUS')?.valueFrom?.resourceFieldRef;
+      assert.deepEqual(ref, { containerName: c.name, resource: 'requests.cpu', divisor: '1' });
+      // What the kubelet puts there (the request rounded up), through the server's own config loading.
+      const dir = mkdtempSync(join(tmpdir(), 'sightline-chart-'));
+      try {
+        writeFileSync(join(dir, 'config.yaml'), one(ms, 'ConfigMap', FULL).data['config.yaml']);
+        const cpus = Math.ceil(cores(requested));
+        const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: { ...(envOf(c) as NodeJS.ProcessEnv), SIGHTLINE_POOL__CPUS: String(cpus) } });
+        assert.equal(cfg.pool.cpus, cpus);
+        assert.equal(cfg.pool.workers * cfg.pool.intraOpThreads, cpus, 'one intra-op thread per requested core');
+        assert.equal(cfg.pool.maxQueue, QUEUE_PER_WORKER * cfg.pool.workers);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
     });
   });
