@@ -22,6 +22,8 @@ export interface ImageResult {
   decoder: Decoder;
   /** decodeMs: header checks plus whichever decoder ran; queueMs: waiting for a worker. */
   timing: RunTiming & { queueMs: number };
+  /** It ran on the latency session (pool.latencyThreads): the pool was idle when it arrived. */
+  latencySession: boolean;
   sample?: PixelSample;
 }
 
@@ -57,6 +59,7 @@ export function detectImage(
       format: p.format,
       decoder: p.decoder,
       timing: { ...r.timing, decodeMs: p.decodeMs + r.timing.decodeMs, queueMs: r.queueMs },
+      latencySession: r.latencySession,
       ...(r.sample ? { sample: r.sample } : {}),
     };
   });

@@ -7,10 +7,10 @@ import { test } from 'node:test';
 import { envToTree, loadConfig } from '../../src/config/index.js';
 
 test('defaults are complete and the result is frozen', () => {
-  const c = loadConfig({ env: {} });
+  const c = loadConfig({ env: {}, cpus: { cpus: 2, affinity: 2, quota: null, source: 'affinity' } });
   assert.equal(c.grpc.port, 50051);
   assert.equal(c.limits.maxImageBytes, 16 * 1024 * 1024);
-  assert.equal(c.pool.maxQueue, 6);
+  assert.deepEqual([c.pool.workers, c.pool.maxQueue], [2, 6]);
   assert.equal(c.role, 'all');
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.pool));
 });

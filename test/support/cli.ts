@@ -1,9 +1,9 @@
-/** Runs the built `sightline` CLI as a child process. */
+/** Runs the built `sightline` CLI (its launcher, as installed) as a child process. */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from './shared.js';
 
-export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'bin.js');
+export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'launch.cjs');
 
 export function runCli(args: string[], opts: { timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

@@ -88,6 +88,8 @@ export interface PixelSample {
 export interface RunOutput {
   detections: Detection[];
   timing: RunTiming;
+  /** The request ran on the latency session (it found the pool idle). */
+  latencySession: boolean;
   sample?: PixelSample;
 }
 

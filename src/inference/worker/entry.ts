@@ -179,7 +179,8 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
   const sample = input.sampleStep ? sampleLetterboxed(m.tensorBuf, input.geometry, m.family.letterbox, input.sampleStep) : undefined;
   const t0 = now();
   const feeds = { [m.info.inputName]: new ort.Tensor('float32', m.tensorBuf, [1, 3, h, w]) };
-  const results = await (input.wide && m.wide ? m.wide : m.session).run(feeds);
+  const latencySession = !!(input.wide && m.wide);
+  const results = await (latencySession ? m.wide! : m.session).run(feeds);
   const t1 = now();
   const data = m.info.outputs.map((o) => {
     const t = results[o.name];
@@ -207,7 +208,7 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
     };
   }
   for (const t of Object.values(results)) t.dispose?.();
-  return { detections, timing: { decodeMs, preprocessMs, inferenceMs: t1 - t0, postprocessMs: now() - t1 }, ...(sample ? { sample } : {}) };
+  return { detections, timing: { decodeMs, preprocessMs, inferenceMs: t1 - t0, postprocessMs: now() - t1 }, latencySession, ...(sample ? { sample } : {}) };
 }
 
 async function handle(msg: ToWorker): Promise<unknown> {
