@@ -55,9 +55,15 @@ export const ConfigSchema = z
          * arrive in one go. 65535 keeps the default.
          */
         flowControlWindowBytes: z.number().int().min(65_535).max(2 ** 31 - 1).default(4 * MiB),
+        /**
+         * A connection that resends a refused call before the retry-after it was given waits out the rest
+         * of it (at most this long) for its next refusal, instead of costing the server a received image
+         * every few milliseconds. 0: refusals always answer at once.
+         */
+        refusalHoldMaxMs: z.number().int().min(0).max(60_000).default(1000),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB, maxConnectionAgeMs: 0, maxConnectionAgeGraceMs: 30_000, keepaliveTimeMs: 60_000, flowControlWindowBytes: 4 * MiB }),
+      .prefault({}),
     registry: z
       .object({
         /** SQLite database and content-addressed model blobs. Put it on a persistent volume. */

@@ -22,6 +22,7 @@ describe('Admission control and deadlines', { skip: !haveData }, () => {
   test('a burst beyond capacity: the excess gets RESOURCE_EXHAUSTED with a retry hint, the rest correct answers', async () => {
     const rss0 = process.memoryUsage().rss;
     let trailer: string | undefined;
+    let pushback: string | undefined;
     const results = await Promise.all(
       Array.from({ length: 20 }, () =>
         new Promise<'ok' | 'exhausted'>((resolve, reject) => {
@@ -34,7 +35,10 @@ describe('Admission control and deadlines', { skip: !haveData }, () => {
               resolve('exhausted');
             },
           );
-          call.on('status', (s) => (trailer ??= s.metadata.get('retry-after-ms')[0]?.toString()));
+          call.on('status', (s) => {
+            trailer ??= s.metadata.get('retry-after-ms')[0]?.toString();
+            pushback ??= s.metadata.get('grpc-retry-pushback-ms')[0]?.toString();
+          });
         }),
       ),
     );
@@ -42,6 +46,7 @@ describe('Admission control and deadlines', { skip: !haveData }, () => {
     assert.ok(ok >= 3, `at least workers + queue (3) were answered, got ${ok}`);
     assert.ok(ok < 20, 'some were refused');
     assert.ok(trailer !== undefined && Number(trailer) > 0, `retry-after-ms trailer: ${trailer}`);
+    assert.equal(pushback, trailer, 'the same hint as gRPC retry pushback (gRFC A6)');
     const st = srv.app.pool.stats();
     assert.equal(st.admitted, 0);
     assert.equal(st.queued, 0);

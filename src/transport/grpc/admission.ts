@@ -3,28 +3,48 @@
  * headers, before its image is received. The request body never has to be read or parsed, so under
  * overload a refusal costs almost nothing and the CPU goes to the calls that were accepted. The
  * authoritative check stays in the serving layer (admission before decoding); this is a fast path.
+ * Clients that resend refused calls before their retry-after get their refusals paced (refusal-pacing.ts).
  */
 import { Metadata, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import type { DetectService } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { UNKNOWN, type DetectorTelemetry } from './observe.js';
+import { RefusalPacer } from './refusal-pacing.js';
 import { toStatus } from './status.js';
 
 const DETECT = '/sightline.v1.Detector/Detect';
 
-export function admissionInterceptor(detect: DetectService, telemetry: DetectorTelemetry | undefined, log: Logger): ServerInterceptor {
-  return (method, call) =>
-    new ServerInterceptingCall(call, {
+/** Answer a held refusal this long before the call's deadline, so the client sees RESOURCE_EXHAUSTED. */
+const DEADLINE_MARGIN_MS = 5;
+
+export function admissionInterceptor(detect: DetectService, telemetry: DetectorTelemetry | undefined, log: Logger, refusalHoldMaxMs: number): ServerInterceptor {
+  const pacer = new RefusalPacer(refusalHoldMaxMs);
+  return (method, call) => {
+    let held: NodeJS.Timeout | null = null;
+    return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (md, mdNext) => {
             const refusal = method.path === DETECT ? detect.refusal() : null;
             if (!refusal) return mdNext(md);
             const s = toStatus(refusal, log);
-            telemetry?.metrics.observeRequest({ method: 'Detect', model: UNKNOWN, version: UNKNOWN, grpcCode: s.code!, totalSeconds: 0 });
-            call.sendStatus({ code: s.code!, details: s.details!, metadata: s.metadata ?? new Metadata() });
+            const refuse = () => {
+              held = null;
+              telemetry?.metrics.observeRequest({ method: 'Detect', model: UNKNOWN, version: UNKNOWN, grpcCode: s.code!, totalSeconds: 0 });
+              call.sendStatus({ code: s.code!, details: s.details!, metadata: s.metadata ?? new Metadata() });
+            };
+            const now = Date.now();
+            const wait = pacer.hold(call.getPeer(), Number(refusal.fields.retryAfterMs) || 0, now);
+            const deadline = call.getDeadline();
+            const left = (deadline instanceof Date ? deadline.getTime() : deadline) - now - DEADLINE_MARGIN_MS;
+            if (wait <= 0 || left <= wait) return refuse();
+            held = setTimeout(refuse, wait);
+          },
+          onCancel: () => {
+            if (held) clearTimeout(held), (held = null);
           },
         });
       },
     });
+  };
 }

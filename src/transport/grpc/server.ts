@@ -39,6 +39,8 @@ export interface GrpcServerOptions {
   keepaliveTimeMs: number;
   /** HTTP/2 receive window per stream and per connection (see flow-control.ts). */
   flowControlWindowBytes: number;
+  /** Longest a refusal to a client that ignored its retry-after is held (refusal-pacing.ts); 0: never. */
+  refusalHoldMaxMs: number;
   tls: TlsOptions;
 }
 
@@ -80,7 +82,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
     'grpc.keepalive_timeout_ms': 20_000,
     // Authentication first (a stranger learns nothing, not even that the server is busy), then the
     // early refusal of Detect calls while at capacity.
-    interceptors: [...(services.access ? [authInterceptor(services.access, log)] : []), ...(services.detect ? [admissionInterceptor(services.detect, services.telemetry, log)] : [])],
+    interceptors: [...(services.access ? [authInterceptor(services.access, log)] : []), ...(services.detect ? [admissionInterceptor(services.detect, services.telemetry, log, opts.refusalHoldMaxMs)] : [])],
   });
   const serviceNames: string[] = [];
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;

@@ -24,8 +24,13 @@ const DEFAULT_RETRY_AFTER_MS = 100;
 export function toStatus(e: unknown, log: Logger): Partial<StatusObject> {
   if (e instanceof SightlineError) {
     const metadata = new Metadata();
-    // Machine-readable back-off hint for clients told the server is at capacity.
-    if (e.code === 'OVERLOADED') metadata.set('retry-after-ms', String(e.fields.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS));
+    // Machine-readable back-off hint for clients told the server is at capacity: our own trailer, and
+    // gRPC's retry pushback (gRFC A6), which clients with a retry policy honour on their own.
+    if (e.code === 'OVERLOADED') {
+      const ms = String(e.fields.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS);
+      metadata.set('retry-after-ms', ms);
+      metadata.set('grpc-retry-pushback-ms', ms);
+    }
     if (e.code === 'INTERNAL') log.error({ err: e }, 'internal error');
     return { code: TO_GRPC[e.code], details: e.code === 'INTERNAL' ? 'internal error' : e.message, metadata };
   }
