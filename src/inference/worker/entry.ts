@@ -235,9 +235,15 @@ async function handle(msg: ToWorker): Promise<unknown> {
   }
 }
 
+const sampleBuffers = (v: unknown): ArrayBuffer[] => {
+  const px = (v as Partial<RunOutput> | null)?.sample?.pixels;
+  return px ? [px.buffer as ArrayBuffer] : [];
+};
+
 port.on('message', (msg: ToWorker) => {
   handle(msg).then(
-    (value) => port.postMessage({ type: 'result', id: msg.id, ok: true, value } satisfies FromWorker),
+    // A run's pixel sample moves back instead of being copied.
+    (value) => port.postMessage({ type: 'result', id: msg.id, ok: true, value } satisfies FromWorker, sampleBuffers(value)),
     (e: unknown) => port.postMessage({ type: 'result', id: msg.id, ok: false, error: serializeError(e) } satisfies FromWorker),
   );
 });
