@@ -39,16 +39,16 @@ export function orientationStrides(o: Orientation, width: number, height: number
   }
 }
 
-/** Per-plane multiplier and offset: tensor = pixel * mul[c] + add[c], planes in the tensor's channel order. */
-function affine(spec: LetterboxSpec): { mul: [number, number, number]; add: [number, number, number]; src: [number, number, number] } {
+/**
+ * tensor = pixel * mul + add per source channel (R, G, B), and the plane each channel goes to: plane 0
+ * holds R for RGB and B for BGR; plane 1 is always G. mean and std are in the tensor's channel order.
+ */
+function affine(spec: LetterboxSpec): { mul: [number, number, number]; add: [number, number, number]; plane: [number, number, number] } {
   const { scale, mean, std } = spec;
-  // Plane 0 reads R for RGB and B for BGR; plane 1 is always G.
-  const src: [number, number, number] = spec.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
-  return {
-    mul: [scale / std[0], scale / std[1], scale / std[2]],
-    add: [-mean[0] / std[0], -mean[1] / std[1], -mean[2] / std[2]],
-    src,
-  };
+  const plane: [number, number, number] = spec.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  const mul = plane.map((p) => scale / std[p]) as [number, number, number];
+  const add = plane.map((p) => -mean[p] / std[p]) as [number, number, number];
+  return { mul, add, plane };
 }
 
 /**
@@ -97,8 +97,10 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
   const shown = img.orientation >= 5 ? { w: img.height, h: img.width } : { w: img.width, h: img.height };
   if (shown.w !== g.srcWidth || shown.h !== g.srcHeight) throw new RangeError(`geometry is for ${g.srcWidth}x${g.srcHeight}, image shows ${shown.w}x${shown.h}`);
 
-  const { mul, add, src: ch } = affine(spec);
-  const pad = [0, 1, 2].map((c) => spec.padValue * mul[c]! + add[c]!);
+  const { mul, add, plane: to } = affine(spec);
+  // Pad values per plane (fillRect takes them in plane order).
+  const pad = [0, 0, 0];
+  for (let c = 0; c < 3; c++) pad[to[c]!] = spec.padValue * mul[c]! + add[c]!;
   const rw = g.resizedWidth;
   const rh = g.resizedHeight;
   fillRect(out, g, pad, 0, g.dstWidth, 0, g.padTop);
@@ -109,23 +111,27 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
   const { base, du, dv } = orientationStrides(img.orientation, img.width, img.height);
   const cols = taps(shown.w, rw);
   const rows = taps(shown.h, rh);
+  // Byte offsets of the two source columns of every output column, and the second one's weight.
   const c0 = new Int32Array(rw);
   const c1 = new Int32Array(rw);
+  const cw = cols.w;
   for (let x = 0; x < rw; x++) (c0[x] = cols.i0[x]! * du), (c1[x] = cols.i1[x]! * du);
   const px = img.pixels;
-  const [m0, m1, m2] = mul;
-  const [a0, a1, a2] = add;
-  const [s0, s1, s2] = ch;
-  const p1 = plane;
-  const p2 = 2 * plane;
+  // Locals, not lookups, in the loop below: it runs once per output pixel.
+  const [mR, mG, mB] = mul;
+  const [aR, aG, aB] = add;
+  const pR = to[0] * plane;
+  const pG = to[1] * plane;
+  const pB = to[2] * plane;
+  const dstW = g.dstWidth;
   for (let y = 0; y < rh; y++) {
     const r0 = base + rows.i0[y]! * dv;
     const r1 = base + rows.i1[y]! * dv;
     const wy = rows.w[y]!;
     const wy0 = 1 - wy;
-    let o = (g.padTop + y) * g.dstWidth + g.padLeft;
+    let o = (g.padTop + y) * dstW + g.padLeft;
     for (let x = 0; x < rw; x++, o++) {
-      const wx = cols.w[x]!;
+      const wx = cw[x]!;
       const wx0 = 1 - wx;
       const w00 = wx0 * wy0;
       const w01 = wx * wy0;
@@ -135,9 +141,9 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
       const b = r0 + c1[x]!;
       const c = r1 + c0[x]!;
       const d = r1 + c1[x]!;
-      out[o] = (px[a + s0]! * w00 + px[b + s0]! * w01 + px[c + s0]! * w10 + px[d + s0]! * w11) * m0 + a0;
-      out[o + p1] = (px[a + s1]! * w00 + px[b + s1]! * w01 + px[c + s1]! * w10 + px[d + s1]! * w11) * m1 + a1;
-      out[o + p2] = (px[a + s2]! * w00 + px[b + s2]! * w01 + px[c + s2]! * w10 + px[d + s2]! * w11) * m2 + a2;
+      out[o + pR] = (px[a]! * w00 + px[b]! * w01 + px[c]! * w10 + px[d]! * w11) * mR + aR;
+      out[o + pG] = (px[a + 1]! * w00 + px[b + 1]! * w01 + px[c + 1]! * w10 + px[d + 1]! * w11) * mG + aG;
+      out[o + pB] = (px[a + 2]! * w00 + px[b + 2]! * w01 + px[c + 2]! * w10 + px[d + 2]! * w11) * mB + aB;
     }
   }
 }
@@ -148,22 +154,22 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
  * full pixels nor this module's tensor layout.
  */
 export function sampleLetterboxed(tensor: Float32Array, g: LetterboxGeometry, spec: LetterboxSpec, step: number): { pixels: Uint8Array; width: number; height: number } {
-  const { mul, add, src } = affine(spec);
+  const { mul, add, plane: from } = affine(spec);
   const plane = g.dstWidth * g.dstHeight;
   const x0 = g.padLeft + Math.min(step >> 1, g.resizedWidth - 1);
   const y0 = g.padTop + Math.min(step >> 1, g.resizedHeight - 1);
   const width = Math.ceil((g.padLeft + g.resizedWidth - x0) / step);
   const height = Math.ceil((g.padTop + g.resizedHeight - y0) / step);
   const pixels = new Uint8Array(width * height * 3);
-  // Plane c holds source channel src[c]; write it back to that channel.
+  // Channel c (R, G, B) was written to plane from[c]; read it back from there.
   for (let c = 0; c < 3; c++) {
     const inv = 1 / mul[c]!;
     const off = add[c]!;
-    const dst = src[c]!;
+    const at = from[c]! * plane;
     for (let j = 0, y = y0; j < height; j++, y += step) {
       for (let i = 0, x = x0; i < width; i++, x += step) {
-        const v = Math.round((tensor[c * plane + y * g.dstWidth + x]! - off) * inv);
-        pixels[(j * width + i) * 3 + dst] = v < 0 ? 0 : v > 255 ? 255 : v;
+        const v = Math.round((tensor[at + y * g.dstWidth + x]! - off) * inv);
+        pixels[(j * width + i) * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
       }
     }
   }
