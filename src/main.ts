@@ -10,13 +10,14 @@ import type { Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
 import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenMirror, TokenStore } from './registry/index.js';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower, TokenSync } from './serving/index.js';
+import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower, TensorService, TokenSync } from './serving/index.js';
 import { startAdminServer, type AdminServer } from './telemetry/admin-http.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { initTracing, type SpanExporter, type Tracing } from './telemetry/tracing.js';
 import { grpcRegistryPeer } from './transport/grpc/registry-peer.js';
 import { startGrpcServer, type GrpcServer } from './transport/grpc/server.js';
+import { ModelRepository, OpenInference } from './transport/oip/index.js';
 import { SightlineError } from './errors.js';
 
 export interface Sightline {
@@ -123,12 +124,15 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   follower?.onModelEvent((c) => drift.onModelChange(c));
   const detect = role === 'registry' ? undefined : new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess }, config.drift.enabled ? drift : undefined);
   lifecycle?.watch((c) => drift.onModelChange(c));
+  // Open Inference Protocol (KServe v2), on the gRPC port and the HTTP port: wherever Detect is served.
+  const tensors = detect ? new TensorService(models, pool) : undefined;
+  const oip = detect && tensors ? { service: new OpenInference(detect, tensors, config.oip), repository: new ModelRepository(lifecycle, tensors), serverVersion: SERVICE_VERSION } : undefined;
   /** Ready to take traffic: registry role once verified; inference once it serves what the registry says; all once the default model is ready. */
   let registryReady = false;
   const isReady = () => (role === 'registry' ? registryReady : role === 'inference' ? !!follower?.inSync() && models.isReady() : models.isReady());
   let grpc: GrpcServer;
   try {
-    grpc = await startGrpcServer({ ...config.grpc, tls: config.tls }, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift, access }, log);
+    grpc = await startGrpcServer({ ...config.grpc, tls: config.tls }, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift, access, oip }, log);
   } catch (e) {
     await pool.close();
     store?.close();

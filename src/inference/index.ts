@@ -3,3 +3,4 @@ export * from './pool/index.js';
 export { prepareImage, ACCEPTED_FORMATS, type PreparedImage, type PrepareOptions, type RasterFormat } from './preprocess/index.js';
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
 export type * from './types.js';
+export { annotate, annotateToBuffer, type AnnotatedFormat, type Box } from './annotate.js';
