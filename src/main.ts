@@ -18,6 +18,7 @@ import { initTracing, type SpanExporter, type Tracing } from './telemetry/tracin
 import { grpcRegistryPeer } from './transport/grpc/registry-peer.js';
 import { startGrpcServer, type GrpcServer } from './transport/grpc/server.js';
 import { ModelRepository, OpenInference } from './transport/oip/index.js';
+import { startHttpServer, type HttpServer } from './transport/http/server.js';
 import { SightlineError } from './errors.js';
 
 export interface Sightline {
@@ -36,6 +37,8 @@ export interface Sightline {
   readonly tracing: Tracing;
   /** The admin HTTP server (/metrics, /healthz, /readyz); null when admin.enabled is false. */
   readonly admin: AdminServer | null;
+  /** The HTTP port (Open Inference Protocol REST, /v1/detect); null unless http.enabled (and Detect is served). */
+  readonly http: HttpServer | null;
   /** Resolves once every configured model is loaded and the server reports SERVING. */
   readonly ready: Promise<void>;
   /** Graceful stop: NOT_SERVING, drain calls within graceMs, close the pool. Idempotent. */
@@ -160,13 +163,28 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
       throw e;
     }
   }
+  // HTTP port: Open Inference Protocol REST and /v1/detect, where Detect is served and http.enabled.
+  let http: HttpServer | null = null;
+  if (config.http.enabled && detect && oip) {
+    const httpReady = () => !closing && isReady();
+    try {
+      http = await startHttpServer({ ...config.http, tls: config.tls }, { detect, oip: oip.service, isReady: httpReady, serverVersion: SERVICE_VERSION, metrics, access }, log);
+    } catch (e) {
+      grpc.forceShutdown();
+      await admin?.close();
+      await pool.close();
+      store?.close();
+      await Promise.all([tracing.shutdown(), metrics.shutdown()]);
+      throw e;
+    }
+  }
   const close = (graceMs = config.shutdownGraceMs) =>
     (closing ??= (async () => {
       log.info({ event: 'shutdown_started', graceMs }, 'shutting down');
       // /readyz answers 503 from here on; /metrics keeps answering until the end.
       follower?.stop();
       tokenSync?.stop();
-      await grpc.shutdown(graceMs);
+      await Promise.all([grpc.shutdown(graceMs), http?.close(graceMs)]);
       drift.close();
       await pool.close();
       store?.close();
@@ -202,7 +220,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     if (!isReady() && role !== 'inference') log.warn({ event: 'not_ready', defaultModel: first ?? null }, 'no active model version is loaded: health stays NOT_SERVING until one is promoted');
   })();
   ready.catch(() => undefined); // the caller decides what a failed start means
-  return { port: grpc.port, config, models, lifecycle, follower, pool, grpc, metrics, drift, tracing, admin, ready, close };
+  return { port: grpc.port, config, models, lifecycle, follower, pool, grpc, metrics, drift, tracing, admin, http, ready, close };
 }
 
 /** A secret from a file (a mounted Kubernetes Secret): trimmed, and never logged. */

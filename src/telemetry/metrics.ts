@@ -382,13 +382,14 @@ export class Metrics {
 
   /**
    * One HTTP request answered (http.server.request.duration). `route` is the matched route template
-   * (never the raw path, so clients cannot add series); `errorType` the status code of a failure.
+   * (never the raw path, so clients cannot add series; "" when no route matched); server errors
+   * (5xx) carry error.type, their status code.
    */
   observeHttp(o: { method: string; route: string; status: number; scheme: 'http' | 'https'; seconds: number }): void {
     if (!this.live) return;
     const a = this.attrs(`h\0${o.method}\0${o.route}\0${o.status}\0${o.scheme}`, () => ({
       'http.request.method': o.method,
-      'http.route': o.route,
+      ...(o.route ? { 'http.route': o.route } : {}),
       'http.response.status_code': o.status,
       'url.scheme': o.scheme,
       ...(o.status >= 500 ? { 'error.type': String(o.status) } : {}),

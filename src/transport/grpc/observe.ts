@@ -10,6 +10,7 @@ import type { DetectResult } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { Metrics, serviceOf, type RpcMethod } from '../../telemetry/metrics.js';
 import { Tracing } from '../../telemetry/tracing.js';
+import { observeImage } from '../image-metrics.js';
 
 export interface DetectorTelemetry {
   metrics: Metrics;
@@ -65,25 +66,10 @@ export class ObservedCall {
 
   /** An image answered with detections (a Detect call, a Stream frame, an image of a ModelInfer call). */
   image(r: DetectResult, totalSeconds: number): void {
-    const { timing } = r;
-    this.t.metrics.observeRequest({
-      method: this.method,
-      model: r.model,
-      version: r.version,
-      grpcCode: 0,
-      totalSeconds,
-      stages: {
-        decode: timing.decodeMs / 1000,
-        preprocess: timing.preprocessMs / 1000,
-        queue: timing.queueMs / 1000,
-        inference: timing.inferenceMs / 1000,
-        postprocess: timing.postprocessMs / 1000,
-      },
-      detections: r.detections,
-    });
+    observeImage(this.t.metrics, this.method, r, totalSeconds);
     // Stage spans for Detect and ModelInfer (one image each, or a bounded batch); a stream's frames would
     // make its trace unbounded.
-    if (this.span && this.method !== 'Stream') this.t.tracing.recordStages(this.span, timing, { 'sightline.model': r.model, 'sightline.model.version': r.version });
+    if (this.span && this.method !== 'Stream') this.t.tracing.recordStages(this.span, r.timing, { 'sightline.model': r.model, 'sightline.model.version': r.version });
   }
 
   /** A Detect call that failed (labels: the version it resolved to, or "unknown"). */
