@@ -32,7 +32,8 @@ export interface InferenceServiceDeps {
   access?: AccessControl;
 }
 
-export const OIP_EXTENSIONS = ['model_repository'];
+/** Extensions of the gRPC service (ServerMetadata). */
+const OIP_EXTENSIONS = ['model_repository'];
 
 function paramValue(p: InferParameter | ModelRepositoryParameter): ParamValue | undefined {
   if ('bytesParam' in p && p.bytesParam !== undefined) return Buffer.from(p.bytesParam).toString('utf8');

@@ -11,7 +11,7 @@ import type { Metrics } from '../../telemetry/metrics.js';
 import { observeImage } from '../image-metrics.js';
 import { fromRaw, IMAGE_INPUT, toRaw, unsupportedDatatype, type InferRequest, type InputTensor, type OpenInference, type OutputTensor, type Params, type ParamValue } from '../oip/index.js';
 
-export const BINARY_HEADER = 'inference-header-content-length';
+const BINARY_HEADER = 'inference-header-content-length';
 
 export interface OipRouteDeps {
   oip: OpenInference;
@@ -57,14 +57,14 @@ function jsonData(name: string, datatype: string, data: unknown, where: string):
   throw unsupportedDatatype(name, datatype);
 }
 
-export interface ParsedInfer {
+interface ParsedInfer {
   request: InferRequest;
   /** Names of the outputs to answer as binary data (all of them: "*"). */
   binary: Set<string>;
 }
 
 /** An inference request body (JSON, optionally followed by binary tensor data) as a neutral request. */
-export function parseInferBody(body: Buffer, headerLength: string | undefined, model: string, version: string): ParsedInfer {
+function parseInferBody(body: Buffer, headerLength: string | undefined, model: string, version: string): ParsedInfer {
   let jsonEnd = body.length;
   if (headerLength !== undefined) {
     jsonEnd = Number(headerLength);
@@ -115,7 +115,7 @@ function jsonOutput(t: OutputTensor): unknown[] {
 }
 
 /** The response: JSON only, or JSON followed by the binary data of the outputs asked for as binary. */
-export function inferResponseBody(r: { model: string; version: string; id: string; outputs: OutputTensor[] }, binary: ReadonlySet<string>): { body: Buffer; headerLength?: number } {
+function inferResponseBody(r: { model: string; version: string; id: string; outputs: OutputTensor[] }, binary: ReadonlySet<string>): { body: Buffer; headerLength?: number } {
   const parts: Buffer[] = [];
   const outputs = r.outputs.map((t) => {
     const head = { name: t.name, datatype: t.datatype, shape: t.shape };

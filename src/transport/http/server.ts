@@ -62,7 +62,7 @@ function secureContext(tls: TlsOptions): { key: Buffer; cert: Buffer; ca?: Buffe
 }
 
 export async function startHttpServer(opts: HttpServerOptions, services: HttpServices, log: Logger): Promise<HttpServer> {
-  const signals = new WeakMap<FastifyRequest, { ac: AbortController; timer: NodeJS.Timeout }>();
+  const signals = new WeakMap<FastifyRequest, AbortSignal>();
   const app = Fastify({
     logger: false,
     bodyLimit: opts.maxBodyBytes,
@@ -75,14 +75,16 @@ export async function startHttpServer(opts: HttpServerOptions, services: HttpSer
     return503OnClosing: true,
   });
   const scheme = opts.tls.enabled ? 'https' : 'http';
-  const signalOf = (req: FastifyRequest) => signals.get(req)!.ac.signal;
+  const signalOf = (req: FastifyRequest) => signals.get(req)!;
 
   app.addHook('onRequest', async (req, reply) => {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new SightlineError('DEADLINE', `the request took longer than ${opts.requestTimeoutMs} ms (http.requestTimeoutMs)`)), opts.requestTimeoutMs);
-    signals.set(req, { ac, timer });
-    // The client closing the connection before the answer is a cancellation, as on gRPC.
+    timer.unref();
+    signals.set(req, ac.signal);
+    // The response closes once sent, or when the client closed the connection first: a cancellation, as on gRPC.
     reply.raw.once('close', () => {
+      clearTimeout(timer);
       if (!reply.raw.writableFinished) ac.abort(new SightlineError('CANCELLED', 'the client closed the connection'));
     });
     reply.header('x-request-id', req.id);
@@ -98,8 +100,6 @@ export async function startHttpServer(opts: HttpServerOptions, services: HttpSer
     await reply.code(e.status).headers(e.headers).send(e.body);
   });
   app.addHook('onResponse', async (req, reply) => {
-    const s = signals.get(req);
-    if (s) clearTimeout(s.timer);
     services.metrics.observeHttp({ method: req.method, route: req.routeOptions.url ?? '', status: reply.statusCode, scheme, seconds: reply.elapsedTime / 1000 });
     if (log.isLevelEnabled('debug')) log.debug({ event: 'http', requestId: req.id, method: req.method, route: req.routeOptions.url ?? req.url.split('?')[0], status: reply.statusCode, ms: reply.elapsedTime }, 'http request');
   });

@@ -11,9 +11,8 @@ import type { DetectResult, DetectService, ModelDescription, TensorService } fro
 import { checkElementCount, type InputTensor, type OutputTensor, type Params, type ParamValue } from './tensors.js';
 
 export const IMAGE_INPUT = 'IMAGE';
-export const DETECTION_OUTPUTS = ['BOXES', 'SCORES', 'CLASSES', 'LABELS', 'COUNTS'] as const;
 /** The platform name OIP clients see (Triton's name for ONNX Runtime models). */
-export const PLATFORM = 'onnxruntime_onnx';
+const PLATFORM = 'onnxruntime_onnx';
 
 export interface OipLimits {
   /** Most images (elements of IMAGE) in one request. */
@@ -42,7 +41,7 @@ export interface InferResponse {
   images: DetectResult[];
 }
 
-export interface TensorMetadata {
+interface TensorMetadata {
   name: string;
   datatype: string;
   shape: number[];
@@ -105,7 +104,7 @@ export function detectParams(p: Params): { confidenceThreshold: number; iouThres
 }
 
 /** Detections of N images as the image signature's padded tensors. */
-export function detectionTensors(results: readonly DetectResult[]): OutputTensor[] {
+function detectionTensors(results: readonly DetectResult[]): OutputTensor[] {
   const n = results.length;
   const k = results.reduce((m, r) => Math.max(m, r.detections.length), 0);
   const boxes = new Float32Array(n * k * 4);

@@ -27,10 +27,7 @@ export interface OutputTensor {
   data: TensorData;
 }
 
-/** Data types the request path reads; anything else is refused with a message naming what is accepted. */
-export const INPUT_DATATYPES = ['BYTES', 'FP32'] as const;
-
-export const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** A shape from the wire: non-negative integers only (int64 values arrive as bigint or number). */
 export function toShape(dims: readonly (bigint | number)[], what: string): number[] {
@@ -46,7 +43,7 @@ export function unsupportedDatatype(name: string, datatype: string): SightlineEr
 }
 
 /** Splits raw BYTES contents into their elements (each a 4-byte little-endian length, then the bytes). */
-export function splitBytes(raw: Uint8Array, what: string): Uint8Array[] {
+function splitBytes(raw: Uint8Array, what: string): Uint8Array[] {
   const out: Uint8Array[] = [];
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   for (let o = 0; o < raw.byteLength; ) {
