@@ -72,8 +72,9 @@ RUN mkdir -p /var/lib/sightline /var/cache/sightline \
  && chown 1000:1000 /var/lib/sightline /var/cache/sightline
 USER 1000:1000
 
-# 50051: gRPC (Detector, Registry, grpc.health.v1, reflection). 9464: admin HTTP (/metrics, /healthz, /readyz).
-EXPOSE 50051 9464
+# 50051: gRPC (Detector, Registry, Open Inference Protocol, grpc.health.v1, reflection). 9464: admin HTTP
+# (/metrics, /healthz, /readyz). 8000: the HTTP port when http.enabled (OIP REST, /v1/detect).
+EXPOSE 50051 9464 8000
 
 # SIGTERM starts the graceful shutdown (health NOT_SERVING, drain for shutdownGraceMs, then exit); a
 # second signal exits at once. Give the container at least shutdownGraceMs + 5 s

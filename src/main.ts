@@ -10,13 +10,15 @@ import { describeSizing, type Config } from './config/index.js';
 import { InferencePool } from './inference/index.js';
 import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenMirror, TokenStore } from './registry/index.js';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower, TokenSync } from './serving/index.js';
+import { AccessControl, DetectService, DriftMonitor, ModelLifecycle, ModelManager, RegistryFollower, TensorService, TokenSync } from './serving/index.js';
 import { startAdminServer, type AdminServer } from './telemetry/admin-http.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { initTracing, type SpanExporter, type Tracing } from './telemetry/tracing.js';
 import { grpcRegistryPeer } from './transport/grpc/registry-peer.js';
 import { startGrpcServer, type GrpcServer } from './transport/grpc/server.js';
+import { ModelRepository, OpenInference } from './transport/oip/index.js';
+import { startHttpServer, type HttpServer } from './transport/http/server.js';
 import { SightlineError } from './errors.js';
 
 export interface Sightline {
@@ -35,6 +37,8 @@ export interface Sightline {
   readonly tracing: Tracing;
   /** The admin HTTP server (/metrics, /healthz, /readyz); null when admin.enabled is false. */
   readonly admin: AdminServer | null;
+  /** The HTTP port (Open Inference Protocol REST, /v1/detect); null unless http.enabled (and Detect is served). */
+  readonly http: HttpServer | null;
   /** Resolves once every configured model is loaded and the server reports SERVING. */
   readonly ready: Promise<void>;
   /** Graceful stop: NOT_SERVING, drain calls within graceMs, close the pool. Idempotent. */
@@ -124,12 +128,15 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   follower?.onModelEvent((c) => drift.onModelChange(c));
   const detect = role === 'registry' ? undefined : new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess }, config.drift.enabled ? drift : undefined);
   lifecycle?.watch((c) => drift.onModelChange(c));
+  // Open Inference Protocol (KServe v2), on the gRPC port and the HTTP port: wherever Detect is served.
+  const tensors = detect ? new TensorService(models, pool) : undefined;
+  const oip = detect && tensors ? { service: new OpenInference(detect, tensors, config.oip), repository: new ModelRepository(lifecycle, tensors), serverVersion: SERVICE_VERSION } : undefined;
   /** Ready to take traffic: registry role once verified; inference once it serves what the registry says; all once the default model is ready. */
   let registryReady = false;
   const isReady = () => (role === 'registry' ? registryReady : role === 'inference' ? !!follower?.inSync() && models.isReady() : models.isReady());
   let grpc: GrpcServer;
   try {
-    grpc = await startGrpcServer({ ...config.grpc, tls: config.tls }, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift, access }, log);
+    grpc = await startGrpcServer({ ...config.grpc, tls: config.tls }, config.stream, { detect, lifecycle: lifecycle ?? undefined, telemetry: { metrics, tracing }, drift, access, oip }, log);
   } catch (e) {
     await pool.close();
     store?.close();
@@ -157,13 +164,28 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
       throw e;
     }
   }
+  // HTTP port: Open Inference Protocol REST and /v1/detect, where Detect is served and http.enabled.
+  let http: HttpServer | null = null;
+  if (config.http.enabled && detect && oip) {
+    const httpReady = () => !closing && isReady();
+    try {
+      http = await startHttpServer({ ...config.http, tls: config.tls }, { detect, oip: oip.service, isReady: httpReady, serverVersion: SERVICE_VERSION, metrics, access }, log);
+    } catch (e) {
+      grpc.forceShutdown();
+      await admin?.close();
+      await pool.close();
+      store?.close();
+      await Promise.all([tracing.shutdown(), metrics.shutdown()]);
+      throw e;
+    }
+  }
   const close = (graceMs = config.shutdownGraceMs) =>
     (closing ??= (async () => {
       log.info({ event: 'shutdown_started', graceMs }, 'shutting down');
       // /readyz answers 503 from here on; /metrics keeps answering until the end.
       follower?.stop();
       tokenSync?.stop();
-      await grpc.shutdown(graceMs);
+      await Promise.all([grpc.shutdown(graceMs), http?.close(graceMs)]);
       drift.close();
       await pool.close();
       store?.close();
@@ -199,7 +221,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     if (!isReady() && role !== 'inference') log.warn({ event: 'not_ready', defaultModel: first ?? null }, 'no active model version is loaded: health stays NOT_SERVING until one is promoted');
   })();
   ready.catch(() => undefined); // the caller decides what a failed start means
-  return { port: grpc.port, config, models, lifecycle, follower, pool, grpc, metrics, drift, tracing, admin, ready, close };
+  return { port: grpc.port, config, models, lifecycle, follower, pool, grpc, metrics, drift, tracing, admin, http, ready, close };
 }
 
 /** A secret from a file (a mounted Kubernetes Secret): trimmed, and never logged. */

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { auditCommand, keyCommand, tokenCommand } from './commands/admin.js';
+import { batchCommand } from './commands/batch.js';
 import { detectCommand } from './commands/detect.js';
 import { driftCommand } from './commands/drift.js';
 import { registryCommand } from './commands/registry.js';
@@ -19,6 +20,7 @@ export function buildCli(): Command {
     .showHelpAfterError()
     .addCommand(serveCommand())
     .addCommand(detectCommand())
+    .addCommand(batchCommand())
     .addCommand(validateCommand())
     .addCommand(registryCommand())
     .addCommand(driftCommand())

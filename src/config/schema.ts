@@ -289,6 +289,31 @@ export const ConfigSchema = z
         updateIntervalMs: 10_000,
         anomalyLogIntervalMs: 60_000,
       }),
+    /** The Open Inference Protocol (KServe v2) on the gRPC port and the HTTP port (README, "Open Inference Protocol"). */
+    oip: z
+      .object({
+        /** Most images (elements of the IMAGE input) in one ModelInfer request. */
+        maxImagesPerRequest: z.number().int().min(1).max(4096).default(64),
+        /** Images of one request decoded or inferred at once (the request's own bound in the admission budget). */
+        maxImagesInFlight: z.number().int().min(1).max(64).default(2),
+      })
+      .strict()
+      .prefault({}),
+    /** HTTP port: Open Inference Protocol REST and POST /v1/detect. Off by default; TLS and auth as gRPC's. */
+    http: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** Loopback by default; containers set 0.0.0.0. */
+        host: z.string().min(1).default('127.0.0.1'),
+        /** 8000 as Triton's HTTP port, where OIP clients look by default; 0 picks a free port. */
+        port: z.number().int().min(0).max(65535).default(8000),
+        /** Largest request body (an image, or an OIP request with its tensors); refused with 413 beyond it. */
+        maxBodyBytes: z.number().int().min(1024).default(32 * MiB),
+        /** Deadline of one request; past it the answer is 504 and unstarted work is dropped. */
+        requestTimeoutMs: z.number().int().min(1).default(30_000),
+      })
+      .strict()
+      .prefault({}),
     /** Time allowed for in-flight calls to finish on SIGTERM before they are cancelled. */
     shutdownGraceMs: z.number().int().min(0).default(10_000),
   })

@@ -3,4 +3,6 @@ export * from './pool/index.js';
 export { detectImage, type ImagePrep, type ImageRequest, type ImageResult } from './detect-image.js';
 export { ACCEPTED_FORMATS, prepareTensor, type Decoder, type PreparedTensor, type PrepareOptions, type PrepareTarget, type RasterFormat } from './preprocess/index.js';
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
+export { sniffFormat } from './preprocess/sniff.js';
 export type * from './types.js';
+export { annotate, annotateToBuffer, type AnnotatedFormat, type Box } from './annotate.js';

@@ -8,4 +8,5 @@ export type { TokenDigest } from '../registry/index.js';
 export { ModelLifecycle, type LifecycleOptions, type ModelStatusView, type UploadMeta } from './lifecycle.js';
 export type { ModelChange, ModelChangeType } from './model-change.js';
 export { TokenSync, type TokenSyncOptions } from './token-sync.js';
+export { TensorService, type LoadedVersionView, type ModelDescription, type TensorResult } from './tensor.js';
 export { StreamSession, type DropPolicy, type StreamItem, type StreamSettings, type StreamSink } from './stream.js';

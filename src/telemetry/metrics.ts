@@ -28,11 +28,16 @@ export interface StageSeconds {
   postprocess: number;
 }
 
-export type RpcMethod = 'Detect' | 'Stream';
+export type RpcMethod = 'Detect' | 'Stream' | 'ModelInfer';
 
-/** One image answered: a Detect call, or one frame of a Stream. */
+/** The transport an image came over: the gRPC port, or the HTTP port (same operations). */
+export type RpcSystem = 'grpc' | 'http';
+
+/** One image answered: a Detect call, one frame of a Stream, or one image of a ModelInfer call. */
 export interface RequestObservation {
   method: RpcMethod;
+  /** Default grpc. */
+  system?: RpcSystem;
   /** The model and version that served it ("unknown" when the request never resolved to one). */
   model: string;
   version: string;
@@ -82,6 +87,11 @@ export const ATTR = {
 } as const;
 
 export const RPC_SERVICE = 'sightline.v1.Detector';
+/** The Open Inference Protocol's service (ModelInfer). */
+export const OIP_SERVICE = 'inference.GRPCInferenceService';
+
+/** The service a method belongs to (rpc.service). */
+export const serviceOf = (method: RpcMethod): string => (method === 'ModelInfer' ? OIP_SERVICE : RPC_SERVICE);
 
 /** Latency buckets in seconds: 5 ms … 10 s. */
 export const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
@@ -149,6 +159,7 @@ function withUnitSuffix(m: MetricData): MetricData {
 
 interface Instruments {
   rpcDuration: Histogram;
+  httpDuration: Histogram;
   requestDuration: Histogram;
   stageDuration: Histogram;
   images: Counter;
@@ -226,6 +237,12 @@ export class Metrics {
         unit: 's',
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
+      // OpenTelemetry HTTP semantic conventions: http.request.method, http.route, http.response.status_code, url.scheme.
+      httpDuration: meter.createHistogram('http.server.request.duration', {
+        description: 'Duration of HTTP requests handled by the server (the HTTP port: Open Inference Protocol REST and /v1/detect)',
+        unit: 's',
+        advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
+      }),
       requestDuration: meter.createHistogram('sightline.request.duration', {
         description: 'Time from receiving an image (a Detect request or a Stream frame) to its answer',
         unit: 's',
@@ -295,10 +312,10 @@ export class Metrics {
     return a;
   }
 
-  private rpcAttrs(method: RpcMethod, model: string, version: string, code: number): Attributes {
-    return this.attrs(`r\0${method}\0${model}\0${version}\0${code}`, () => ({
-      [ATTR.rpcSystem]: 'grpc',
-      [ATTR.rpcService]: RPC_SERVICE,
+  private rpcAttrs(method: RpcMethod, model: string, version: string, code: number, system: RpcSystem = 'grpc'): Attributes {
+    return this.attrs(`r\0${system}\0${method}\0${model}\0${version}\0${code}`, () => ({
+      [ATTR.rpcSystem]: system,
+      [ATTR.rpcService]: serviceOf(method),
       [ATTR.rpcMethod]: method,
       [ATTR.grpcStatus]: code,
       [ATTR.model]: model,
@@ -312,12 +329,13 @@ export class Metrics {
     );
   }
 
-  /** One image answered (a Detect call, or a Stream frame). A Detect call also counts as one RPC. */
+  /** One image answered (a Detect call, a Stream frame, a ModelInfer image). A gRPC Detect call also counts as one RPC. */
   observeRequest(o: RequestObservation): void {
     if (!this.live) return;
     const { i } = this.live;
-    const rpc = this.rpcAttrs(o.method, o.model, o.version, o.grpcCode);
-    if (o.method === 'Detect') i.rpcDuration.record(o.totalSeconds, rpc);
+    const system = o.system ?? 'grpc';
+    const rpc = this.rpcAttrs(o.method, o.model, o.version, o.grpcCode, system);
+    if (o.method === 'Detect' && system === 'grpc') i.rpcDuration.record(o.totalSeconds, rpc);
     i.requestDuration.record(o.totalSeconds, rpc);
     if (o.stages) {
       for (const stage of STAGES) {
@@ -353,8 +371,30 @@ export class Metrics {
 
   /** A whole Stream call ended (its frames are counted by observeRequest and observeStreamFrame). */
   observeStreamCall(model: string, version: string, grpcCode: number, seconds: number): void {
+    this.observeCall('Stream', model, version, grpcCode, seconds);
+  }
+
+  /** A whole gRPC call of a method whose images are observed one by one (Stream, ModelInfer) ended. */
+  observeCall(method: RpcMethod, model: string, version: string, grpcCode: number, seconds: number): void {
     if (!this.live) return;
-    this.live.i.rpcDuration.record(seconds, this.rpcAttrs('Stream', model, version, grpcCode));
+    this.live.i.rpcDuration.record(seconds, this.rpcAttrs(method, model, version, grpcCode));
+  }
+
+  /**
+   * One HTTP request answered (http.server.request.duration). `route` is the matched route template
+   * (never the raw path, so clients cannot add series; "" when no route matched); server errors
+   * (5xx) carry error.type, their status code.
+   */
+  observeHttp(o: { method: string; route: string; status: number; scheme: 'http' | 'https'; seconds: number }): void {
+    if (!this.live) return;
+    const a = this.attrs(`h\0${o.method}\0${o.route}\0${o.status}\0${o.scheme}`, () => ({
+      'http.request.method': o.method,
+      ...(o.route ? { 'http.route': o.route } : {}),
+      'http.response.status_code': o.status,
+      'url.scheme': o.scheme,
+      ...(o.status >= 500 ? { 'error.type': String(o.status) } : {}),
+    }));
+    this.live.i.httpDuration.record(o.seconds, a);
   }
 
   /** Counts a call in progress; call the returned function once when it ends. */

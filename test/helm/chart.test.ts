@@ -198,6 +198,32 @@ describe('Helm chart helm/sightline', () => {
     });
   });
 
+  test('HTTP port: on the inference pods and both inference Services, allowed like gRPC, probes unchanged; off with http.enabled=false', async (t) => {
+    await eachSet(t, (ms) => {
+      const c = mainContainer(inference(ms));
+      assert.equal(c.ports.find((p: any) => p.name === 'http')?.containerPort, values.ports.http);
+      const env = envOf(c);
+      assert.deepEqual([env.SIGHTLINE_HTTP__ENABLED, env.SIGHTLINE_HTTP__HOST, env.SIGHTLINE_HTTP__PORT], ['true', '0.0.0.0', String(values.ports.http)]);
+      for (const name of [FULL, `${FULL}-headless`]) {
+        const http = one(ms, 'Service', name).spec.ports.find((p: any) => p.name === 'http');
+        assert.deepEqual([http?.port, http?.targetPort, http?.appProtocol], [values.ports.http, 'http', 'http'], name);
+      }
+      const rule = one(ms, 'NetworkPolicy', FULL).spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'grpc'));
+      assert.ok(rule.ports.some((p: any) => p.port === 'http'), 'the HTTP port is open to the same peers as gRPC');
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) assert.notEqual(c[probe].httpGet?.port, 'http', `${probe} stays on gRPC health or the admin port`);
+      const reg = mainContainer(registry(ms));
+      assert.equal(reg.ports.find((p: any) => p.name === 'http'), undefined, 'the registry serves no Detect, so no HTTP port');
+      assert.equal(envOf(reg).SIGHTLINE_HTTP__ENABLED, undefined);
+    });
+    const bin = needHelm(t);
+    if (!bin) return;
+    const off = render(bin, '--set', 'http.enabled=false');
+    assert.equal(mainContainer(inference(off)).ports.find((p: any) => p.name === 'http'), undefined);
+    assert.equal(envOf(mainContainer(inference(off))).SIGHTLINE_HTTP__ENABLED, undefined);
+    for (const svc of find(off, 'Service')) assert.ok(!svc.spec.ports.some((p: any) => p.name === 'http'), svc.metadata.name);
+    assert.ok(!one(off, 'NetworkPolicy', FULL).spec.ingress.some((r: any) => r.ports.some((p: any) => p.port === 'http')));
+  });
+
   test('PodDisruptionBudget and HorizontalPodAutoscaler for the inference replicas', async (t) => {
     await eachSet(t, (ms, set) => {
       const d = inference(ms);
@@ -325,6 +351,8 @@ describe('Helm chart helm/sightline', () => {
       ['securityContext.readOnlyRootFilesystem=false', /readOnlyRootFilesystem/],
       ['securityContext.allowPrivilegeEscalation=true', /allowPrivilegeEscalation/],
       ['ports.grpc=70000', /ports\.grpc/],
+      ['ports.http=0', /ports\.http/],
+      ['http.enabled=maybe', /http\.enabled/],
       ['auth.adminToken=hunter2', /adminToken/],
       ['registry.persistence.accessModes[0]=ReadWriteSometimes', /accessModes/],
     ];
@@ -486,6 +514,7 @@ describe('Helm chart helm/sightline', () => {
       assert.match(notes, /sightline\.v1\.Detector\/Detect/);
       assert.match(notes, /sightline\.v1\.Registry\/Promote/);
       assert.match(notes, /authorization: Bearer \$TOKEN/);
+      assert.match(notes, /curl .*--data-binary @bus\.jpg "https?:\/\/[^"]+:8000\/v1\/detect\?model=yolov8n"/, 'an HTTP call');
       assert.match(notes, new RegExp(`dns:///${FULL}-headless\\.${NAMESPACE}\\.svc\\.cluster\\.local:50051`));
       if (args.length) assert.match(notes, /-cacert ca\.crt/, 'with TLS, grpcurl verifies the server');
       else assert.match(notes, /-plaintext/);

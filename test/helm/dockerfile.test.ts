@@ -152,7 +152,7 @@ describe('Dockerfile', () => {
     const rt = stages().at(-1)!.body;
     const expose = rt.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(' '));
     const defaults = ConfigSchema.parse({});
-    assert.deepEqual(expose.sort(), [String(defaults.grpc.port), String(defaults.admin.port)].sort());
+    assert.deepEqual(expose.sort(), [String(defaults.grpc.port), String(defaults.admin.port), String(defaults.http.port)].sort());
     assert.equal(rt.find((i) => i.op === 'STOPSIGNAL')?.args, 'SIGTERM');
     const entry = rt.find((i) => i.op === 'ENTRYPOINT')!;
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: { sightline: string }; scripts: { start: string } };

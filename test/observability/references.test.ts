@@ -86,10 +86,11 @@ describe('shipped PromQL and README against a real scrape', { skip: !haveData },
   let e: Exposition;
   before(async () => {
     const bus = readFileSync(imagePath('bus.jpg'));
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 } });
+    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 }, http: { enabled: true, port: 0 } });
     // Traffic that touches every instrument.
     assert.ok((await detectCall(srv.client, { image: bus })).response);
     assert.ok((await detectCall(srv.client, { image: Buffer.alloc(0) })).error);
+    assert.equal((await fetch(`http://127.0.0.1:${srv.app.http!.port}/v1/detect`, { method: 'POST', body: bus })).status, 200);
     const s = openStream(srv.client, { policy: 'latest', maxInFlight: 1 });
     for (let i = 1; i <= 8; i++) s.send(i, bus);
     s.call.end();

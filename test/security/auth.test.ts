@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { DetectorService } from '../../src/generated/sightline/v1/detector.js';
 import { MonitoringService } from '../../src/generated/sightline/v1/monitoring.js';
 import { RegistryService } from '../../src/generated/sightline/v1/registry.js';
+import { GRPCInferenceServiceService } from '../../src/generated/inference/open_inference_grpc.js';
 import { AuditLog, defaultMigrationsDir, RegistryStore, TokenStore } from '../../src/registry/index.js';
 import { RPC_CAPABILITY } from '../../src/transport/grpc/auth.js';
 import { runCli } from '../support/cli.js';
@@ -25,7 +26,7 @@ interface Method {
   responseStream: boolean;
 }
 
-const SERVICES = [DetectorService, RegistryService, MonitoringService] as const;
+const SERVICES = [DetectorService, RegistryService, MonitoringService, GRPCInferenceServiceService] as const;
 const methods: Method[] = SERVICES.flatMap((s) => Object.values(s).map((m) => ({ path: m.path, requestStream: m.requestStream, responseStream: m.responseStream })));
 
 /** Calls any method with an empty message and returns the status code it ends with. */
@@ -85,6 +86,11 @@ describe('authentication and roles', { skip: !haveData }, () => {
         if (allowed) assert.ok(code !== status.PERMISSION_DENIED && code !== status.UNAUTHENTICATED, `${role} may call ${m.path} but got ${status[code]}`);
         else assert.equal(code, status.PERMISSION_DENIED, `${role} must not call ${m.path}`);
         rows.push(`${m.path.split('/').pop()}:${role}=${allowed ? 'allowed' : 'denied'}`);
+      }
+      if (need === 'public') {
+        // Probes (OIP ServerLive, ServerReady) answer without a token, whatever is sent.
+        assert.equal(await statusOf(client, m, null), status.OK, `${m.path} without a token`);
+        continue;
       }
       assert.equal(await statusOf(client, m, null), status.UNAUTHENTICATED, `${m.path} without a token`);
       assert.equal(await statusOf(client, m, 'sl_0000000000000000_notarealsecretnotarealsecretnotarealsecr'), status.UNAUTHENTICATED, `${m.path} with a made-up token`);

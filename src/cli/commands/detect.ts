@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { annotate } from '../annotate.js';
+import { annotate } from '../../inference/index.js';
 import { fractionArg, intArg, intListArg } from '../args.js';
 import { DEFAULT_SERVER, detect, detectorClient } from '../client.js';
 

@@ -93,10 +93,32 @@ export interface RunOutput {
   sample?: PixelSample;
 }
 
+/** A model's own input tensor, preprocessed by the caller (the raw-tensor path: no decode, no NMS). */
+export interface TensorInput {
+  /** Row-major FP32 elements of the model's input. */
+  data: Float32Array;
+  /** Its shape; must be the model's input shape (NCHW, batch 1). */
+  dims: number[];
+}
+
+/** One raw output tensor of the model. */
+export interface TensorOutput {
+  name: string;
+  dims: number[];
+  data: Float32Array;
+}
+
+export interface TensorRunOutput {
+  outputs: TensorOutput[];
+  /** session.run only. */
+  inferenceMs: number;
+}
+
 export type ToWorker =
   | { type: 'load'; id: number; key: string; model: Uint8Array; options: LoadOptions }
   | { type: 'warm'; id: number; key: string; runs: number }
   | { type: 'run'; id: number; key: string; input: RunInput }
+  | { type: 'infer'; id: number; key: string; input: TensorInput }
   | { type: 'unload'; id: number; key: string };
 
 export type FromWorker =

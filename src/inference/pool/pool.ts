@@ -13,7 +13,7 @@ import { SightlineError } from '../../errors.js';
 import type { ThreadPriority } from '../worker/priority.js';
 import { transferOf } from '../preprocess/source.js';
 import { WorkerClient } from './client.js';
-import type { LoadOptions, ModelInfo, RunInput, RunOutput } from './messages.js';
+import type { LoadOptions, ModelInfo, RunInput, RunOutput, TensorInput, TensorRunOutput } from './messages.js';
 
 export interface PoolOptions {
   workers: number;
@@ -45,6 +45,10 @@ export interface RunResult extends RunOutput {
   queueMs: number;
 }
 
+export interface TensorRunResult extends TensorRunOutput {
+  queueMs: number;
+}
+
 /**
  * A place in the pool's admission budget, taken before a request is decoded and given back when a
  * worker starts it (or when the request ends early). release() is idempotent.
@@ -62,6 +66,12 @@ interface Job {
   resolve: (r: RunResult) => void;
   reject: (e: unknown) => void;
   onAbort: () => void;
+}
+
+/** A raw-tensor inference (infer()): queued, admitted and dropped exactly like an image job. */
+interface TensorJob extends Omit<Job, 'input' | 'resolve'> {
+  tensor: TensorInput;
+  resolve: (r: TensorRunResult) => void;
 }
 
 /** Work a specific worker must do before taking shared jobs (loads, unloads). */
@@ -85,7 +95,7 @@ interface LoadedModel {
 
 export class InferencePool {
   private readonly slots: Slot[] = [];
-  private readonly queue: Job[] = [];
+  private readonly queue: (Job | TensorJob)[] = [];
   private readonly models = new Map<string, LoadedModel>();
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -278,6 +288,44 @@ export class InferencePool {
     });
   }
 
+  /**
+   * Runs the caller's own input tensor through the model and returns its raw outputs (no decoding, no
+   * NMS), under `ticket` (from admit()) or a ticket taken now. Queued with the image jobs, in order.
+   */
+  infer(key: string, tensor: TensorInput, signal: AbortSignal, ticket?: Ticket): Promise<TensorRunResult> {
+    if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
+    let t: Ticket;
+    try {
+      t = ticket ?? this.admit();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (signal.aborted) return t.release(), Promise.reject(signal.reason);
+    if (!this.models.has(key)) return t.release(), Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
+    return new Promise<TensorRunResult>((resolve, reject) => {
+      const job: TensorJob = {
+        ticket: t,
+        key,
+        tensor,
+        signal,
+        enqueuedAt: performance.now(),
+        resolve,
+        reject,
+        onAbort: () => {
+          const i = this.queue.indexOf(job);
+          if (i >= 0) {
+            this.queue.splice(i, 1);
+            t.release();
+            reject(signal.reason);
+          }
+        },
+      };
+      signal.addEventListener('abort', job.onAbort, { once: true });
+      this.queue.push(job);
+      this.dispatch();
+    });
+  }
+
   private onWorker(slot: Slot, run: (w: WorkerClient) => Promise<unknown>): Promise<unknown> {
     return new Promise((resolve, reject) => {
       slot.control.push({ run, resolve, reject });
@@ -297,8 +345,11 @@ export class InferencePool {
       const job = this.nextJob();
       if (!job) continue;
       slot.busy = true;
-      job.input.wide = slot === this.slots[0] && this.alone() && this.hasLatencySession(job.key);
-      this.start(slot, job);
+      if ('tensor' in job) this.startTensor(slot, job);
+      else {
+        job.input.wide = slot === this.slots[0] && this.alone() && this.hasLatencySession(job.key);
+        this.start(slot, job);
+      }
     }
   }
 
@@ -313,7 +364,7 @@ export class InferencePool {
   }
 
   /** Takes the oldest job whose caller is still waiting; expired ones are rejected without running. */
-  private nextJob(): Job | undefined {
+  private nextJob(): Job | TensorJob | undefined {
     for (let job = this.queue.shift(); job; job = this.queue.shift()) {
       job.signal.removeEventListener('abort', job.onAbort);
       job.ticket.release();
@@ -329,6 +380,21 @@ export class InferencePool {
     const t0 = performance.now();
     slot.client
       .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, [transferOf(job.input.source)])
+      .then((out) => {
+        this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
+        job.resolve({ ...out, queueMs });
+      }, job.reject)
+      .finally(() => this.release(slot));
+  }
+
+  private startTensor(slot: Slot, job: TensorJob): void {
+    const queueMs = performance.now() - job.enqueuedAt;
+    this.runsStarted++;
+    const { data } = job.tensor;
+    const transfer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+    const t0 = performance.now();
+    slot.client
+      .request<TensorRunOutput>({ type: 'infer', key: job.key, input: job.tensor }, transfer)
       .then((out) => {
         this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
         job.resolve({ ...out, queueMs });

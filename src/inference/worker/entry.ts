@@ -17,7 +17,7 @@ import { JpegDecoder } from '../preprocess/jpeg-turbo.js';
 import { sourceToTensor } from '../preprocess/to-tensor.js';
 import { sampleLetterboxed } from '../preprocess/resample.js';
 import { lowerThreadPriority } from './priority.js';
-import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
+import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, TensorInput, TensorRunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
 import type { Detection, ModelMeta, TensorInfo } from '../types.js';
 
 interface Loaded {
@@ -211,6 +211,21 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
   return { detections, timing: { decodeMs, preprocessMs, inferenceMs: t1 - t0, postprocessMs: now() - t1 }, latencySession, ...(sample ? { sample } : {}) };
 }
 
+/** The raw-tensor path: the caller's own input tensor through the session, the raw outputs back. */
+async function infer(m: Loaded, input: TensorInput): Promise<TensorRunOutput> {
+  const t0 = now();
+  const results = await m.session.run({ [m.info.inputName]: new ort.Tensor('float32', input.data, input.dims) });
+  const inferenceMs = now() - t0;
+  const outputs = m.info.outputs.map((o) => {
+    const t = results[o.name];
+    if (!t || !(t.data instanceof Float32Array)) throw new SightlineError('INTERNAL', `output ${o.name} is missing or not float32`);
+    // A copy: the session's buffers are released below, the copy is cloned to the main thread.
+    return { name: o.name, dims: [...t.dims], data: t.data.slice() };
+  });
+  for (const t of Object.values(results)) t.dispose?.();
+  return { outputs, inferenceMs };
+}
+
 async function handle(msg: ToWorker): Promise<unknown> {
   switch (msg.type) {
     case 'load':
@@ -224,6 +239,11 @@ async function handle(msg: ToWorker): Promise<unknown> {
       const m = sessions.get(msg.key);
       if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
       return run(m, msg.input);
+    }
+    case 'infer': {
+      const m = sessions.get(msg.key);
+      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
+      return infer(m, msg.input);
     }
     case 'unload': {
       const m = sessions.get(msg.key);

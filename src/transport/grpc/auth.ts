@@ -34,6 +34,18 @@ export const RPC_CAPABILITY: Readonly<Record<string, Capability | 'public'>> = {
   '/sightline.v1.Registry/DeleteVersion': 'administer',
   '/sightline.v1.Monitoring/GetDriftReport': 'view',
   '/sightline.v1.Monitoring/BuildProfile': 'publish',
+  // Open Inference Protocol (KServe v2). Liveness and server readiness are probes, like grpc.health.v1;
+  // which models exist (ModelReady, metadata, the repository index) needs view.
+  '/inference.GRPCInferenceService/ServerLive': 'public',
+  '/inference.GRPCInferenceService/ServerReady': 'public',
+  '/inference.GRPCInferenceService/ModelReady': 'view',
+  '/inference.GRPCInferenceService/ServerMetadata': 'view',
+  '/inference.GRPCInferenceService/ModelMetadata': 'view',
+  '/inference.GRPCInferenceService/ModelInfer': 'infer',
+  '/inference.GRPCInferenceService/RepositoryIndex': 'view',
+  // Load promotes a version, unload rolls back: the registry's pointer changes.
+  '/inference.GRPCInferenceService/RepositoryModelLoad': 'administer',
+  '/inference.GRPCInferenceService/RepositoryModelUnload': 'administer',
   // Probes (the kubelet, load balancers) carry no token.
   '/grpc.health.v1.Health/Check': 'public',
   '/grpc.health.v1.Health/Watch': 'public',

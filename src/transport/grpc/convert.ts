@@ -34,6 +34,9 @@ export const toDetectResponse = (r: DetectResult): DetectResponse => ({
   dropped: false,
 });
 
+/** A DetectResponse as JSON with every field, defaults included (proto JSON names; int64 as a string), as `sightline detect --json` prints it. */
+export const toDetectJson = (r: DetectResult) => ({ ...toDetectResponse(r), frameId: r.frameId.toString() });
+
 const droppedResponse = (frameId: bigint): DetectResponse => ({
   model: '',
   version: '',

@@ -8,8 +8,9 @@ import { Metadata } from '@grpc/grpc-js';
 import type { Span } from '@opentelemetry/api';
 import type { DetectResult } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { Metrics, RPC_SERVICE, type RpcMethod } from '../../telemetry/metrics.js';
+import { Metrics, serviceOf, type RpcMethod } from '../../telemetry/metrics.js';
 import { Tracing } from '../../telemetry/tracing.js';
+import { observeImage } from '../image-metrics.js';
 
 export interface DetectorTelemetry {
   metrics: Metrics;
@@ -51,9 +52,9 @@ export class ObservedCall {
   ) {
     this.requestId = requestIdOf(metadata);
     this.endActive = t.metrics.trackActive(method);
-    this.span = t.tracing.startRequestSpan(`${RPC_SERVICE}/${method}`, metadata, {
+    this.span = t.tracing.startRequestSpan(`${serviceOf(method)}/${method}`, metadata, {
       'rpc.system': 'grpc',
-      'rpc.service': RPC_SERVICE,
+      'rpc.service': serviceOf(method),
       'rpc.method': method,
       'sightline.request_id': this.requestId,
     });
@@ -63,26 +64,12 @@ export class ObservedCall {
     return (performance.now() - this.t0) / 1000;
   }
 
-  /** An image answered with detections (a Detect call, or a Stream frame). */
+  /** An image answered with detections (a Detect call, a Stream frame, an image of a ModelInfer call). */
   image(r: DetectResult, totalSeconds: number): void {
-    const { timing } = r;
-    this.t.metrics.observeRequest({
-      method: this.method,
-      model: r.model,
-      version: r.version,
-      grpcCode: 0,
-      totalSeconds,
-      stages: {
-        decode: timing.decodeMs / 1000,
-        preprocess: timing.preprocessMs / 1000,
-        queue: timing.queueMs / 1000,
-        inference: timing.inferenceMs / 1000,
-        postprocess: timing.postprocessMs / 1000,
-      },
-      detections: r.detections,
-    });
-    // Stage spans for Detect only: a stream's frames would make its trace unbounded.
-    if (this.span && this.method === 'Detect') this.t.tracing.recordStages(this.span, timing, { 'sightline.model': r.model, 'sightline.model.version': r.version });
+    observeImage(this.t.metrics, this.method, r, totalSeconds);
+    // Stage spans for Detect and ModelInfer (one image each, or a bounded batch); a stream's frames would
+    // make its trace unbounded.
+    if (this.span && this.method !== 'Stream') this.t.tracing.recordStages(this.span, r.timing, { 'sightline.model': r.model, 'sightline.model.version': r.version });
   }
 
   /** A Detect call that failed (labels: the version it resolved to, or "unknown"). */
@@ -95,7 +82,8 @@ export class ObservedCall {
     if (this.ended) return;
     this.ended = true;
     this.endActive();
-    if (this.method === 'Stream') this.t.metrics.observeStreamCall(labels?.model ?? UNKNOWN, labels?.version ?? UNKNOWN, code, this.seconds());
+    // A Detect call's RPC duration is recorded with its image (image() / failedImage()).
+    if (this.method !== 'Detect') this.t.metrics.observeCall(this.method, labels?.model ?? UNKNOWN, labels?.version ?? UNKNOWN, code, this.seconds());
     if (this.span) {
       this.t.tracing.endRequestSpan(
         this.span,
@@ -109,6 +97,6 @@ export class ObservedCall {
   /** The per-call JSON log line (debug): request id, model, version, status, duration. */
   log(log: Logger, fields: { model: string; version: string; code: number; err?: string; [k: string]: unknown }, msg: string): void {
     if (!log.isLevelEnabled('debug')) return;
-    log.debug({ event: this.method === 'Detect' ? 'detect' : 'stream', requestId: this.requestId, ...fields, ms: performance.now() - this.t0 }, msg);
+    log.debug({ event: this.method.toLowerCase(), requestId: this.requestId, ...fields, ms: performance.now() - this.t0 }, msg);
   }
 }

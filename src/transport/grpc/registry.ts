@@ -82,10 +82,21 @@ const toModelEvent = (c: ModelChange): ModelEvent => ({
 const BLOB_CHUNK_BYTES = 1024 * 1024;
 
 /** Who made a change, for the history: the authenticated principal, or the peer when auth is off. */
-const actorOf = (call: { getPeer(): string; metadata: Metadata }) => {
+export const actorOf = (call: { getPeer(): string; metadata: Metadata }) => {
   const p = principalOf(call);
   return p === 'anonymous' ? `anonymous@${call.getPeer()}` : p;
 };
+
+/** Appends a registry change, or its failure, to the audit log, under the caller's name. */
+export function audited<T>(access: AccessControl | undefined, call: { getPeer(): string; metadata: Metadata }, action: string, target: string, p: Promise<T>): Promise<T> {
+  return p.then(
+    (v) => (access?.record(actorOf(call), call.getPeer(), action, target, 'ok'), v),
+    (e: unknown) => {
+      access?.record(actorOf(call), call.getPeer(), action, target, 'error', (e as Error).message);
+      throw e;
+    },
+  );
+}
 
 /** Turns the upload stream into its metadata and an async iterable of its data chunks. */
 async function splitUpload(call: ServerReadableStream<UploadChunk, ModelVersion>): Promise<{ meta: UploadMetadata; chunks: AsyncIterable<Uint8Array> }> {
@@ -93,7 +104,8 @@ async function splitUpload(call: ServerReadableStream<UploadChunk, ModelVersion>
   return { meta: head, chunks: rest };
 }
 
-function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
+/** A unary handler from a function returning the response (or a promise of it); errors become statuses. */
+export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
     Promise.resolve()
       .then(() => fn(call.request, call))
@@ -125,19 +137,12 @@ export interface RegistryHandlers {
 export function registryHandlers(lifecycle: ModelLifecycle, log: Logger, access?: AccessControl): RegistryHandlers {
   const watches = new Set<ServerWritableStream<WatchModelsRequest, ModelEvent>>();
   /** Every registry change, and every failed attempt at one, goes to the audit log. */
-  const audited = <T>(call: { getPeer(): string; metadata: Metadata }, action: string, target: string, p: Promise<T>): Promise<T> =>
-    p.then(
-      (v) => (access?.record(actorOf(call), call.getPeer(), action, target, 'ok'), v),
-      (e: unknown) => {
-        access?.record(actorOf(call), call.getPeer(), action, target, 'error', (e as Error).message);
-        throw e;
-      },
-    );
+  const audit = <T>(call: { getPeer(): string; metadata: Metadata }, action: string, target: string, p: Promise<T>): Promise<T> => audited(access, call, action, target, p);
   const impl: RegistryServer = {
     uploadVersion(call: ServerReadableStream<UploadChunk, ModelVersion>, cb: sendUnaryData<ModelVersion>) {
       splitUpload(call)
         .then(({ meta, chunks }) =>
-          audited(call, 'upload', meta.model, lifecycle.upload(
+          audit(call, 'upload', meta.model, lifecycle.upload(
             {
               model: meta.model,
               notes: meta.notes,
@@ -161,9 +166,9 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger, access?
     listVersions: unary(log, (req) => ({ versions: lifecycle.listVersions(req.model).map((v) => toModelVersion(v)) })),
     getVersion: unary(log, (req) => toModelVersion(lifecycle.getVersion(req.model, req.version))),
     getModelStatus: unary(log, (req) => toModelStatus(lifecycle.status(req.model))),
-    promote: unary(log, async (req, call) => toModelStatus(await audited(call, 'promote', `${req.model}@${req.version}`, lifecycle.promote(req.model, req.version, actorOf(call), req.reason)))),
-    rollback: unary(log, async (req, call) => toModelStatus(await audited(call, 'rollback', req.model, lifecycle.rollback(req.model, actorOf(call), req.reason)))),
-    deleteVersion: unary(log, async (req, call) => audited(call, 'delete', `${req.model}@${req.version}`, lifecycle.deleteVersion(req.model, req.version, actorOf(call), req.reason))),
+    promote: unary(log, async (req, call) => toModelStatus(await audit(call, 'promote', `${req.model}@${req.version}`, lifecycle.promote(req.model, req.version, actorOf(call), req.reason)))),
+    rollback: unary(log, async (req, call) => toModelStatus(await audit(call, 'rollback', req.model, lifecycle.rollback(req.model, actorOf(call), req.reason)))),
+    deleteVersion: unary(log, async (req, call) => audit(call, 'delete', `${req.model}@${req.version}`, lifecycle.deleteVersion(req.model, req.version, actorOf(call), req.reason))),
     getHistory: unary(log, (req) => ({
       entries: lifecycle.history(req.model, req.limit || undefined).map((h) => ({
         id: BigInt(h.id),
@@ -190,7 +195,7 @@ export function registryHandlers(lifecycle: ModelLifecycle, log: Logger, access?
     getProfile: unary(log, (req) => toStoredProfile(lifecycle.getProfile(req.model, req.version))),
     putProfile: unary(log, async (req, call) =>
       toStoredProfile(
-        await audited(call, 'profile', `${req.model}@${req.version}`, Promise.resolve().then(() => lifecycle.putProfile(req.model, req.version, parseProfileJson(req.profileJson), actorOf(call)))),
+        await audit(call, 'profile', `${req.model}@${req.version}`, Promise.resolve().then(() => lifecycle.putProfile(req.model, req.version, parseProfileJson(req.profileJson), actorOf(call)))),
       ),
     ),
     syncTokens: unary(log, () => ({

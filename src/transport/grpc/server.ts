@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
+import { GRPCInferenceServiceService } from '../../generated/inference/open_inference_grpc.js';
 import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
 import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
@@ -21,6 +22,8 @@ import { detectorHandlers, type StreamConfig } from './detector.js';
 import type { DetectorTelemetry } from './observe.js';
 import { registryHandlers } from './registry.js';
 import { monitoringHandlers } from './monitoring.js';
+import { inferenceHandlers } from './inference.js';
+import type { ModelRepository, OpenInference } from '../oip/index.js';
 
 /** proto/ at the package root (this file runs as dist/src/transport/grpc/server.js). */
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'proto');
@@ -54,7 +57,7 @@ export interface GrpcServer {
 }
 
 function reflection(): ReflectionService {
-  const files = ['sightline/v1/detector.proto', 'sightline/v1/registry.proto', 'sightline/v1/monitoring.proto'];
+  const files = ['sightline/v1/detector.proto', 'sightline/v1/registry.proto', 'sightline/v1/monitoring.proto', 'inference/open_inference_grpc.proto'];
   const pkg = protoLoader.loadSync([...files.map((f) => join(PROTO_DIR, f)), healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true });
   return new ReflectionService(pkg);
 }
@@ -69,6 +72,8 @@ export interface GrpcServices {
   drift?: DriftMonitor;
   /** Tokens and roles; no checks when absent. */
   access?: AccessControl;
+  /** The Open Inference Protocol (inference.GRPCInferenceService), served wherever Detector is. */
+  oip?: { service: OpenInference; repository: ModelRepository; serverVersion: string };
 }
 
 export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, services: GrpcServices, log: Logger): Promise<GrpcServer> {
@@ -88,6 +93,13 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
   if (detector) server.addService(DetectorService, detector.impl), serviceNames.push('sightline.v1.Detector');
   if (services.detect) server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log, services.access)), serviceNames.push('sightline.v1.Monitoring');
+  // Readiness as grpc.health.v1 reports it for "" (OIP ServerReady and ModelReady answer the same).
+  let serving: ServingStatus = 'NOT_SERVING';
+  if (services.detect && services.oip) {
+    const deps = { oip: services.oip.service, repository: services.oip.repository, detect: services.detect, isServing: () => serving === 'SERVING', serverVersion: services.oip.serverVersion, access: services.access };
+    server.addService(GRPCInferenceServiceService, inferenceHandlers(deps, log, services.telemetry));
+    serviceNames.push('inference.GRPCInferenceService');
+  }
   const registry = services.lifecycle ? registryHandlers(services.lifecycle, log, services.access) : null;
   if (registry) server.addService(RegistryService, registry.impl), serviceNames.push('sightline.v1.Registry');
   // "liveness": SERVING whenever the process answers (for liveness and startup probes); "" and each
@@ -105,6 +117,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
   log.info({ event: 'grpc_listening', host: opts.host, port }, `gRPC listening on ${opts.host}:${port}`);
 
   const setServing = (s: ServingStatus) => {
+    serving = s;
     health.setStatus('', s);
     for (const name of serviceNames) health.setStatus(name, s);
   };

@@ -1,5 +1,5 @@
 /** Draws boxes and labels on an image so a person can check a result. */
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 
 export interface Box {
   label: string;
@@ -15,8 +15,11 @@ const PALETTE = ['#ff3838', '#ff9d97', '#ff701f', '#ffb21d', '#cfd231', '#48f90a
 
 const esc = (s: string) => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-/** Writes `image` (encoded bytes) with boxes drawn on it to `outPath` (format from the extension). */
-export async function annotate(image: Uint8Array, boxes: readonly Box[], outPath: string): Promise<void> {
+/** Output formats of an annotated image in memory (HTTP answers). */
+export type AnnotatedFormat = 'jpeg' | 'png' | 'webp';
+
+/** The image (encoded bytes) with boxes and labels drawn on it, in EXIF-oriented pixels. */
+async function drawn(image: Uint8Array, boxes: readonly Box[]): Promise<Sharp> {
   const base = sharp(image).rotate(); // boxes are in EXIF-oriented pixels
   const { width, height } = await base.clone().toBuffer({ resolveWithObject: true }).then((r) => r.info);
   const stroke = Math.max(2, Math.round(Math.min(width, height) / 300));
@@ -32,5 +35,15 @@ export async function annotate(image: Uint8Array, boxes: readonly Box[], outPath
     );
   });
   const svg = Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${parts.join('')}</svg>`);
-  await base.composite([{ input: svg, top: 0, left: 0 }]).toFile(outPath);
+  return base.composite([{ input: svg, top: 0, left: 0 }]);
+}
+
+/** Writes `image` (encoded bytes) with boxes drawn on it to `outPath` (format from the extension). */
+export async function annotate(image: Uint8Array, boxes: readonly Box[], outPath: string): Promise<void> {
+  await (await drawn(image, boxes)).toFile(outPath);
+}
+
+/** `image` with boxes drawn on it, encoded as `format`. */
+export async function annotateToBuffer(image: Uint8Array, boxes: readonly Box[], format: AnnotatedFormat): Promise<Buffer> {
+  return (await drawn(image, boxes)).toFormat(format).toBuffer();
 }
