@@ -67,7 +67,7 @@ export async function preprocessProfile(img: BenchImage, target: PrepareTarget, 
     const ms = dt.get(node.id) ?? 0;
     total += ms;
     const f = node.callFrame;
-    const where = f.url ? `${f.url.replace(/^.*\/(src|bench|node_modules)\//, '$1/')}:${f.lineNumber + 1}` : '';
+    const where = f.url ? `${f.url.replace(/^.*\/(src|bench|node_modules)\//, '$1/')}:${f.lineNumber + 1}` : 'native code (the decoder binding, V8 builtins)';
     const key = `${f.functionName || '(anonymous)'}|${where}`;
     const row = byFn.get(key) ?? { name: f.functionName || '(anonymous)', where, selfMs: 0, share: 0 };
     row.selfMs += ms;

@@ -88,14 +88,18 @@ function fillRect(out: Float32Array, g: LetterboxGeometry, values: readonly numb
 /**
  * Writes `img`, oriented, resized to g.resizedWidth x g.resizedHeight and placed at (padLeft, padTop),
  * into `out` (3 x dstHeight x dstWidth), with the pad value everywhere else. `g` must have been
- * computed from the displayed (oriented) size of `img`.
+ * computed from the displayed (oriented) size of the source `img` is, or was shrunk from.
  */
 export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: LetterboxSpec, out: Float32Array): void {
   const plane = g.dstWidth * g.dstHeight;
   if (out.length !== 3 * plane) throw new RangeError(`tensor holds ${out.length} floats, expected ${3 * plane}`);
   if (img.pixels.length < img.width * img.height * 3) throw new RangeError(`expected ${img.width * img.height * 3} bytes for ${img.width}x${img.height}x3, got ${img.pixels.length}`);
   const shown = img.orientation >= 5 ? { w: img.height, h: img.width } : { w: img.width, h: img.height };
-  if (shown.w !== g.srcWidth || shown.h !== g.srcHeight) throw new RangeError(`geometry is for ${g.srcWidth}x${g.srcHeight}, image shows ${shown.w}x${shown.h}`);
+  // The image may be the source itself or a shrunk copy of it (decode.ts): either way it has the
+  // source's proportions, within the rounding of its sides.
+  if (Math.abs(shown.w * g.srcHeight - shown.h * g.srcWidth) > Math.max(g.srcWidth, g.srcHeight)) {
+    throw new RangeError(`geometry is for ${g.srcWidth}x${g.srcHeight}, image shows ${shown.w}x${shown.h}`);
+  }
 
   const { mul, add, plane: to } = affine(spec);
   // Pad values per plane (fillRect takes them in plane order).

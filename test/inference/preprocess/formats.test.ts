@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import sharp, { type Sharp } from 'sharp';
-import type { RasterFormat } from '../../../src/inference/preprocess/index.js';
+import { prepareSource, type RasterFormat } from '../../../src/inference/preprocess/index.js';
 import { imagePath, requireShared, sharedPath } from '../../support/shared.js';
 import { LIMITS, ULTRA, YOLOX, prepareImage, rgbAt, type PreparedImage } from './fixtures.js';
 
@@ -207,4 +207,20 @@ test('grayscale coco128 000000000086.jpg → 3 channels with R == G == B', async
   }
   assert.ok(grey, 'some pixel has R, G, B not all equal');
   assert.deepEqual([r.geometry.srcWidth, r.geometry.srcHeight], [m.width, m.height]);
+});
+
+test('a PNG three times the input is shrunk by libvips before it crosses to the worker; geometry and colours are those of the full image', async () => {
+  const w = 1920;
+  const h = 960;
+  const raw = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw.set([x < w / 2 ? 200 : 30, (y * 255) / h, 90], (y * w + x) * 3);
+  const png = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  const target = { width: 640, height: 640, spec: ULTRA };
+  const p = await prepareSource(png, target, LIMITS, { applyIccProfile: false });
+  assert.equal(p.decoder, 'sharp');
+  assert.deepEqual([p.source.width, p.source.height], [640, 320], 'shrunk 3x: what crosses to the worker');
+  assert.deepEqual([p.geometry.srcWidth, p.geometry.srcHeight, p.geometry.resizedWidth, p.geometry.resizedHeight], [1920, 960, 640, 320]);
+  const r = await prepareImage(png, target, LIMITS);
+  assertNear(rgbAt(r.pixels, 640, 100, 320), [200, 128, 90], 3, 'left half, middle row');
+  assertNear(rgbAt(r.pixels, 640, 540, 320), [30, 128, 90], 3, 'right half, middle row');
 });
