@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
+import { listenError } from '../../errors.js';
 import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
 import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
@@ -96,7 +97,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, serverCredentials(opts.tls, opts.host, log), (err, p) =>
-      err ? reject(err) : resolve(p),
+      err ? reject(listenError(err, 'gRPC', `${opts.host}:${opts.port}`, '--port, grpc.port or SIGHTLINE_GRPC__PORT')) : resolve(p),
     ),
   );
   applyReceiveWindow(server, opts.flowControlWindowBytes, log);
