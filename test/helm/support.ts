@@ -112,7 +112,7 @@ export function validateManifest(m: Manifest): void {
   try {
     new Model(m).validate();
   } catch (e) {
-    throw new Error(`${m.kind} ${m.metadata.name} does not match the Kubernetes schema: ${(e as Error).message}`);
+    throw new Error(`${m.kind} ${m.metadata.name} does not match the Kubernetes schema: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -51,7 +51,10 @@ export function validateCommand(): Command {
         limit: f.limit,
         applyIccProfile: f.icc,
         onProgress: (done, total) => {
-          if (bar && !started) bar.start(total, 0), (started = true);
+          if (bar && !started) {
+            bar.start(total, 0);
+            started = true;
+          }
           if (bar) bar.update(done);
           else if (!f.json && (done % 16 === 0 || done === total)) process.stderr.write(`validate: ${done}/${total} images\n`);
         },

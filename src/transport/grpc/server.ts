@@ -85,10 +85,19 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
   });
   const serviceNames: string[] = [];
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
-  if (detector) server.addService(DetectorService, detector.impl), serviceNames.push('sightline.v1.Detector');
-  if (services.detect) server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log, services.access)), serviceNames.push('sightline.v1.Monitoring');
+  if (detector) {
+    server.addService(DetectorService, detector.impl);
+    serviceNames.push('sightline.v1.Detector');
+  }
+  if (services.detect) {
+    server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log, services.access));
+    serviceNames.push('sightline.v1.Monitoring');
+  }
   const registry = services.lifecycle ? registryHandlers(services.lifecycle, log, services.access) : null;
-  if (registry) server.addService(RegistryService, registry.impl), serviceNames.push('sightline.v1.Registry');
+  if (registry) {
+    server.addService(RegistryService, registry.impl);
+    serviceNames.push('sightline.v1.Registry');
+  }
   // "liveness": SERVING whenever the process answers (for liveness and startup probes); "" and each
   // service: SERVING only when ready to take traffic.
   const health = new HealthImplementation({ liveness: 'SERVING', '': 'NOT_SERVING', ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])) });
