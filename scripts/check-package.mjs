@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
  * The package users install is the one `npm pack` makes, so try it as they would: pack the built
- * checkout, install the tarball globally into a scratch prefix (npm compiles better-sqlite3 there, as on
- * a user's machine), then run the installed `sightline`: --help, and a real server with a real Detect.
- * Run after a build (it packs the current dist/); .ci/run runs it. Usage:
+ * checkout, install the tarball globally into a scratch prefix, then run the installed `sightline`:
+ * --help, --version, and a real server with a real Detect. Run after a build (it packs the current
+ * dist/); .ci/run runs it. Usage:
  *   node scripts/check-package.mjs [shared-dir]     (default ../shared, or SIGHTLINE_SHARED_DIR)
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -52,6 +52,20 @@ function serve(bin, dataDir) {
   });
 }
 
+/**
+ * A user's install unpacks better-sqlite3's prebuilt addon; where it cannot be downloaded (only the npm
+ * registry is reachable here) it would compile it, 1.5 min of CPU. prebuild-install also takes a local
+ * prebuild: hand it the checkout's own build, the same addon for the same Node. Returns the folder.
+ */
+function betterSqlitePrebuild(dir) {
+  const pkgDir = join(root, 'node_modules', 'better-sqlite3');
+  const { version } = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+  mkdirSync(dir);
+  const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  run('tar', ['-czf', join(dir, name), '-C', pkgDir, 'build/Release/better_sqlite3.node']);
+  return dir;
+}
+
 const scratch = mkdtempSync(join(tmpdir(), 'sightline-package-'));
 let server = null;
 try {
@@ -61,7 +75,10 @@ try {
   // dist/ is the build just made: --ignore-scripts spares a second `prepare` (a full build).
   const tarball = join(scratch, run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', scratch], { cwd: root }).trim().split('\n').pop());
   const prefix = join(scratch, 'prefix');
-  run('npm', ['install', '--global', '--prefix', prefix, tarball, '--onnxruntime-node-install=skip', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: scratch });
+  run('npm', ['install', '--global', '--prefix', prefix, tarball, '--onnxruntime-node-install=skip', '--prefer-offline', '--no-audit', '--no-fund'], {
+    cwd: scratch,
+    env: { ...process.env, npm_config_better_sqlite3_local_prebuilds: betterSqlitePrebuild(join(scratch, 'prebuilds')) },
+  });
   console.log(`packed and installed into ${prefix} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   const bin = join(prefix, 'bin', 'sightline');
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
