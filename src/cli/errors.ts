@@ -10,7 +10,7 @@ import { SightlineError } from '../errors.js';
 const DEBUG_LEVELS = new Set(['debug', 'trace']);
 
 /** Whether the user asked for debug output: `--log-level debug|trace` anywhere, or the config variable. */
-export function debugRequested(argv: readonly string[] = process.argv, env: NodeJS.ProcessEnv = process.env): boolean {
+function debugRequested(argv: readonly string[] = process.argv, env: NodeJS.ProcessEnv = process.env): boolean {
   const i = argv.indexOf('--log-level');
   const flag = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--log-level='))?.slice('--log-level='.length);
   return DEBUG_LEVELS.has(flag ?? env.SIGHTLINE_LOG__LEVEL ?? '');
@@ -57,7 +57,7 @@ export function describeError(e: unknown, server?: string): string {
 }
 
 /** 2 for what the user must fix in the command or the configuration, 1 for everything else. */
-export const exitStatus = (e: unknown): number => (e instanceof SightlineError && e.code === 'INVALID_INPUT' ? 2 : 1);
+const exitStatus = (e: unknown): number => (e instanceof SightlineError && e.code === 'INVALID_INPUT' ? 2 : 1);
 
 /** Prints `sightline: <line>` (and the stack when debugging) and sets the exit status. */
 export function reportError(e: unknown, server?: string): void {

@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SightlineError } from '../errors.js';
 
-export const LOCK_FILE = 'server.lock';
+const LOCK_FILE = 'server.lock';
 export const OWNER_FILE = 'server.lock.json';
 
 /** Who holds the lock, as its holder wrote it. */
@@ -32,20 +32,30 @@ export interface DataDirLock {
 
 /** Takes the data directory's lock, or throws PRECONDITION naming the process that holds it. */
 export function lockDataDir(dataDir: string): DataDirLock {
-  const db = new Database(join(dataDir, LOCK_FILE), { timeout: 0 });
+  const file = join(dataDir, LOCK_FILE);
+  let db: Database.Database | undefined;
   try {
+    db = new Database(file, { timeout: 0 });
     db.exec('BEGIN EXCLUSIVE');
   } catch (e) {
-    db.close();
-    if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
-    throw new SightlineError('PRECONDITION', `the registry data directory ${dataDir} is in use by ${describeOwner(readOwner(dataDir))}: stop that server, or give this one another directory (--data-dir, registry.dataDir)`, { dataDir });
+    db?.close();
+    if ((e as { code?: string }).code === 'SQLITE_BUSY') {
+      throw new SightlineError('PRECONDITION', `the registry data directory ${dataDir} is in use by ${describeOwner(readOwner(dataDir))}: stop that server, or give this one another directory (--data-dir, registry.dataDir)`, { dataDir });
+    }
+    throw new SightlineError('INTERNAL', `cannot lock ${file}: ${(e as Error).message}`, { dataDir }, { cause: e });
   }
+  const locked = db;
   const owner: LockOwner = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
-  writeFileSync(join(dataDir, OWNER_FILE), JSON.stringify(owner) + '\n');
+  try {
+    writeFileSync(join(dataDir, OWNER_FILE), JSON.stringify(owner) + '\n');
+  } catch (e) {
+    locked.close();
+    throw e;
+  }
   return {
     owner,
     release: () => {
-      if (db.open) db.close();
+      if (locked.open) locked.close();
     },
   };
 }
