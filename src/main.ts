@@ -64,7 +64,7 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   // A missing or malformed key stops the start: serving nothing beats serving garbage.
   const key = loadKey(config.encryption);
   const previousKeys = (config.encryption.previousKeyFiles ?? []).map((keyFile) => loadKey({ keyFile })!);
-  const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir());
+  const store = role === 'inference' ? null : RegistryStore.open(resolve(config.registry.dataDir), defaultMigrationsDir(), { lock: true });
   const blobs = store ? new BlobStore(resolve(config.registry.dataDir), { key, previousKeys }) : null;
   const audit = store ? new AuditLog(store.database) : null;
   // Replicas have no database: they check tokens against a mirror synced from the registry, and

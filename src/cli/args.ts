@@ -1,5 +1,8 @@
 /** Argument parsers shared by the CLI commands: they fail with a clear message instead of NaN. */
 import { InvalidArgumentError } from 'commander';
+import { accessSync, constants, statSync } from 'node:fs';
+import { SightlineError } from '../errors.js';
+import { describeError } from './errors.js';
 
 export function intArg(v: string): number {
   const n = Number(v);
@@ -15,4 +18,15 @@ export function fractionArg(v: string): number {
 
 export function intListArg(v: string): number[] {
   return v.split(',').map((s) => intArg(s.trim()));
+}
+
+/** Throws INVALID_INPUT (`--image x.jpg: no such file or directory`) unless `path` is a readable file. */
+export function assertReadableFile(what: string, path: string): void {
+  try {
+    accessSync(path, constants.R_OK);
+    if (!statSync(path).isFile()) throw new SightlineError('INVALID_INPUT', `${what} ${path}: not a file`);
+  } catch (e) {
+    if (e instanceof SightlineError) throw e;
+    throw new SightlineError('INVALID_INPUT', `${what} ${describeError(e)}`, { path }, { cause: e });
+  }
 }

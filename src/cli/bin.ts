@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-import { SightlineError } from '../errors.js';
+import { reportError } from './errors.js';
 import { runCli } from './index.js';
 
+// `sightline audit --json | head`: the reader has gone, so stop quietly, as Unix filters do.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 runCli(process.argv).catch((e: unknown) => {
-  // Configuration and usage errors are the user's to fix: print the message, not a stack.
-  console.error(e instanceof SightlineError ? `sightline: ${e.message}` : e);
-  process.exit(e instanceof SightlineError && e.code === 'INVALID_INPUT' ? 2 : 1);
+  reportError(e);
+  process.exit();
 });

@@ -12,7 +12,7 @@ import { validateCommand } from './commands/validate.js';
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export function buildCli(): Command {
-  return new Command('sightline')
+  const program = new Command('sightline')
     .description('Sightline: gRPC object detection on ONNX Runtime')
     .version(pkg.version)
     // `sightline drift NAME --version 3`: options after a subcommand belong to it, not to the program.
@@ -27,6 +27,16 @@ export function buildCli(): Command {
     .addCommand(tokenCommand())
     .addCommand(auditCommand())
     .addCommand(keyCommand());
+  withLogLevel(program);
+  return program;
+}
+
+/** Every command takes --log-level (serve declares its own): at debug or trace an error prints its stack (errors.ts). */
+function withLogLevel(cmd: Command): void {
+  for (const c of cmd.commands) {
+    if (c.commands.length) withLogLevel(c);
+    else if (!c.options.some((o) => o.long === '--log-level')) c.option('--log-level <level>', 'debug or trace: print the stack of an error');
+  }
 }
 
 export async function runCli(argv: string[]): Promise<void> {

@@ -14,6 +14,8 @@ export { decryptAllBlobs, rotateBlobKey } from './rotate.js';
 export type { RotateEvent, RotateOptions, RotateResult } from './rotate.js';
 export { CAPABILITIES, ROLES, ROLE_GRANTS, TokenMirror, TokenStore, hashTokenSecret, isRole, roleAllows, verifyToken } from './tokens.js';
 export type { AuthFailure, AuthResult, Capability, NewToken, Principal, Role, TokenDigest, TokenRecord, TokenStoreOptions } from './tokens.js';
+export { OWNER_FILE, lockDataDir } from './lock.js';
+export type { DataDirLock, LockOwner } from './lock.js';
 export { BUSY_TIMEOUT_MS, defaultMigrationsDir, migrate, readMigrations } from './migrate.js';
 export type { MigrateResult, MigrationFile } from './migrate.js';
 export { RegistryStore, isValidModelName } from './store.js';

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SightlineError } from '../errors.js';
 import { assertSha256 } from './blobs.js';
+import { lockDataDir, type DataDirLock } from './lock.js';
 import { migrate } from './migrate.js';
 
 export type VersionState = 'ok' | 'corrupt';
@@ -92,6 +93,12 @@ export interface DeleteResult {
 export interface OpenOptions {
   /** Clock for timestamps; tests inject one. */
   readonly now?: () => Date;
+  /**
+   * Hold the data directory's server lock (lock.ts) until close(): a server does, so a second server
+   * on the same directory is refused. The admin commands (tokens, audit, key rotation) do not: they
+   * work beside a running server, each change in its own transaction.
+   */
+  readonly lock?: boolean;
 }
 
 const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -200,6 +207,7 @@ export class RegistryStore {
 
   private constructor(
     private readonly db: Database.Database,
+    private readonly lock: DataDirLock | null,
     opts: OpenOptions,
   ) {
     this.now = opts.now ?? (() => new Date());
@@ -212,14 +220,16 @@ export class RegistryStore {
    */
   static open(dataDir: string, migrationsDir: string, opts: OpenOptions = {}): RegistryStore {
     mkdirSync(dataDir, { recursive: true });
+    const lock = opts.lock ? lockDataDir(dataDir) : null;
     const file = join(dataDir, 'registry.db');
     let db: Database.Database | undefined;
     try {
       db = new Database(file);
       migrate(db, migrationsDir);
-      return new RegistryStore(db, opts);
+      return new RegistryStore(db, lock, opts);
     } catch (e) {
       db?.close();
+      lock?.release();
       if (e instanceof SightlineError) throw e;
       // Not a database, unreadable, locked …: say which file, for the operator.
       throw new SightlineError('INTERNAL', `cannot open the registry database ${file}: ${(e as Error).message}`, { file }, { cause: e });
@@ -228,6 +238,7 @@ export class RegistryStore {
 
   close(): void {
     if (this.db.open) this.db.close();
+    this.lock?.release();
   }
 
   /** The migrated connection, for the other stores over the same file (tokens.ts, audit.ts). */

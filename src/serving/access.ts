@@ -11,6 +11,9 @@ import type { Logger } from '../telemetry/logger.js';
 
 export type { Capability, Role };
 
+/** What an RPC needs: nothing ('public'), one capability, or any one of several. */
+export type Requirement = Capability | readonly Capability[] | 'public';
+
 export interface StaticToken {
   token: string;
   name: string;
@@ -69,10 +72,10 @@ export class AccessControl {
     return this.o.enabled;
   }
 
-  /** Decides one call needing `capability`; 'public' calls (health) always pass. */
-  authorize(call: CallInfo, capability: Capability | 'public'): Decision {
+  /** Decides one call needing `required`; 'public' calls (health) always pass. */
+  authorize(call: CallInfo, required: Requirement): Decision {
     const identity = call.certSubject ? `cert:${call.certSubject}` : null;
-    if (!this.o.enabled || capability === 'public') return { ok: true, principal: identity ?? 'anonymous' };
+    if (!this.o.enabled || required === 'public') return { ok: true, principal: identity ?? 'anonymous' };
     const host = peerHost(call.peer);
     if (this.limited(host)) {
       return { ok: false, error: new SightlineError('UNAUTHENTICATED', 'too many failed authentication attempts from this address; retry in a minute') };
@@ -84,9 +87,11 @@ export class AccessControl {
       return { ok: false, error: new SightlineError('UNAUTHENTICATED', 'a valid bearer token is required (authorization: Bearer <token>)') };
     }
     const principal = identity ? `${who.name} (${identity})` : who.name;
-    if (!roleAllows(who.role, capability) && !who.extra.includes(capability)) {
-      this.deny(call, principal, `role ${who.role} lacks ${capability}`);
-      return { ok: false, error: new SightlineError('PERMISSION_DENIED', `role ${who.role} may not call ${call.method.split('/').pop()} (it needs ${capability})`) };
+    const anyOf: readonly Capability[] = typeof required === 'string' ? [required] : required;
+    if (!anyOf.some((c) => roleAllows(who.role, c) || who.extra.includes(c))) {
+      const needs = anyOf.join(' or ');
+      this.deny(call, principal, `role ${who.role} lacks ${needs}`);
+      return { ok: false, error: new SightlineError('PERMISSION_DENIED', `role ${who.role} may not call ${call.method.split('/').pop()} (it needs ${needs})`) };
     }
     return { ok: true, principal };
   }

@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listenError } from '../errors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -62,9 +63,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const server = createServer(handle);
   server.keepAliveTimeout = 65_000; // longer than a typical scrape interval, so scrapers reuse connections
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (e: Error) => reject(listenError(e, 'admin HTTP', `${opts.host}:${opts.port}`, '--admin-port, admin.port or SIGHTLINE_ADMIN__PORT (admin.enabled: false turns it off)'));
+    server.once('error', fail);
     server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve();
     });
   });

@@ -129,7 +129,7 @@ const UNIT_SUFFIX: Record<string, string> = {
 export function prometheusBaseName(name: string, unit: string, isGauge: boolean): string {
   const base = name.replace(/[^a-zA-Z0-9_]/g, '_').replace(/_{2,}/g, '_');
   const u = unit.replace(/\{[^}]*\}/g, '').trim();
-  let suffix = '';
+  let suffix: string;
   if (u === '1') suffix = isGauge ? 'ratio' : '';
   else if (u.includes('/')) {
     const [num, den] = u.split('/', 2) as [string, string];
@@ -405,7 +405,10 @@ export class Metrics {
     active.add(1, a);
     let done = false;
     return () => {
-      if (!done) (done = true), active.add(-1, a);
+      if (!done) {
+        done = true;
+        active.add(-1, a);
+      }
     };
   }
 

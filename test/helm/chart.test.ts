@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { parse } from 'yaml';
 import { ConfigSchema, deepMerge, envToTree, loadConfig, QUEUE_PER_WORKER, ROLES } from '../../src/config/index.js';
-import { chartDir, containers, envOf, find, helm, helmBin, NAMESPACE, needHelm, one, productionValues, RELEASE, render, validateManifest, workloads, type Manifest } from './support.js';
+import { chartDir, containers, envOf, find, helm, helmSkip, NAMESPACE, needHelm, one, productionValues, RELEASE, render, validateManifest, workloads, type Manifest } from './support.js';
 import { repoRoot } from '../support/shared.js';
 
 const chart = parse(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as { appVersion: string; version: string };
@@ -54,7 +54,7 @@ const registry = (ms: Manifest[]) => one(ms, 'StatefulSet', REGISTRY);
 const mainContainer = (w: Manifest) => w.spec.template.spec.containers[0];
 const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
 
-describe('Helm chart helm/sightline', () => {
+describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   test('helm lint --strict passes for the default, production and ci/ values', (t) => {
     const bin = needHelm(t);
     if (!bin) return;
@@ -533,6 +533,3 @@ describe('Helm chart helm/sightline', () => {
     }
   });
 });
-
-// Shown once, so a local run without helm is obvious in the summary too.
-if (!helmBin && process.env.CI !== 'true') console.error('\n*** helm not found: the Helm chart tests are skipped (node scripts/get-helm.mjs) ***\n');

@@ -74,11 +74,15 @@ describe('admin HTTP switched off', { skip: !haveData }, () => {
     assert.equal((await get(srv.app.admin.port, '/healthz')).status, 200);
   });
 
-  test('a taken admin port fails start-up with EADDRINUSE', async (t) => {
+  test('a taken admin port fails start-up, naming the port and the setting that moves it', async (t) => {
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
     t.after(() => blocker.close());
     const taken = (blocker.address() as { port: number }).port;
-    await assert.rejects(startTestServer({ admin: { port: taken }, pool: { workers: 1 } }), /EADDRINUSE/);
+    await assert.rejects(startTestServer({ admin: { port: taken }, pool: { workers: 1 } }), (e: Error) => {
+      assert.match(e.message, new RegExp(`admin HTTP port 127\\.0\\.0\\.1:${taken} is already in use.*--admin-port, admin\\.port`));
+      assert.match(String((e.cause as Error).message), /EADDRINUSE/);
+      return true;
+    });
   });
 });

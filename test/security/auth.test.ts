@@ -4,7 +4,10 @@ import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { call, registryClient } from '../../src/cli/client.js';
 import { DetectorService } from '../../src/generated/sightline/v1/detector.js';
 import { MonitoringService } from '../../src/generated/sightline/v1/monitoring.js';
 import { RegistryService } from '../../src/generated/sightline/v1/registry.js';
@@ -18,7 +21,17 @@ import { modelPath } from '../support/shared.js';
 
 const haveData = sharedDataOrSkip('auth');
 const ROLES = ['viewer', 'inferencer', 'publisher', 'admin'] as const;
-const GRANTS: Record<(typeof ROLES)[number], string[]> = { viewer: ['view'], inferencer: ['view', 'infer'], publisher: ['view', 'publish'], admin: ['view', 'infer', 'publish', 'administer'] };
+/** The four roles, and the replicas' own token (auth.replicaTokenFile): a viewer that may also replicate. */
+const PRINCIPALS = [...ROLES, 'replica'] as const;
+type Who = (typeof PRINCIPALS)[number];
+const GRANTS: Record<Who, string[]> = {
+  viewer: ['view'],
+  inferencer: ['view', 'infer'],
+  publisher: ['view', 'publish'],
+  admin: ['view', 'infer', 'publish', 'administer'],
+  replica: ['view', 'replicate'],
+};
+const REPLICA_TOKEN = 'sl_00000000000000ff_replica-secret-of-the-role-matrix-test-000000';
 
 interface Method {
   path: string;
@@ -57,9 +70,16 @@ function statusOf(client: Client, m: Method, token: string | null): Promise<stat
 describe('authentication and roles', { skip: !haveData }, () => {
   let srv: TestServer;
   let client: Client;
-  const tokens: Record<string, string> = {};
+  const tokens: Record<string, string> = { replica: REPLICA_TOKEN };
+  const secrets = mkdtempSync(join(tmpdir(), 'sightline-auth-'));
   before(async () => {
-    srv = await startTestServer({ models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], auth: { enabled: true, maxFailuresPerMinute: 1000 }, pool: { workers: 1, warmupRuns: 0 } });
+    const replicaTokenFile = join(secrets, 'replica-token');
+    writeFileSync(replicaTokenFile, REPLICA_TOKEN);
+    srv = await startTestServer({
+      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
+      auth: { enabled: true, maxFailuresPerMinute: 1000, replicaTokenFile },
+      pool: { workers: 1, warmupRuns: 0 },
+    });
     for (const role of ROLES) {
       const r = await runCli(['token', 'create', '--name', `t-${role}`, '--role', role, '--json', '--data-dir', srv.dataDir]);
       assert.equal(r.code, 0, r.stderr);
@@ -70,6 +90,7 @@ describe('authentication and roles', { skip: !haveData }, () => {
   after(async () => {
     client?.close();
     await srv?.close();
+    rmSync(secrets, { recursive: true, force: true });
   });
 
   test('every RPC the server serves declares the capability it needs', () => {
@@ -80,9 +101,9 @@ describe('authentication and roles', { skip: !haveData }, () => {
     const rows: string[] = [];
     for (const m of methods) {
       const need = RPC_CAPABILITY[m.path]!;
-      for (const role of ROLES) {
+      for (const role of PRINCIPALS) {
         const code = await statusOf(client, m, tokens[role]!);
-        const allowed = need === 'public' || GRANTS[role].includes(need);
+        const allowed = need === 'public' || (typeof need === 'string' ? [need] : need).some((c) => GRANTS[role].includes(c));
         if (allowed) assert.ok(code !== status.PERMISSION_DENIED && code !== status.UNAUTHENTICATED, `${role} may call ${m.path} but got ${status[code]}`);
         else assert.equal(code, status.PERMISSION_DENIED, `${role} must not call ${m.path}`);
         rows.push(`${m.path.split('/').pop()}:${role}=${allowed ? 'allowed' : 'denied'}`);
@@ -95,7 +116,26 @@ describe('authentication and roles', { skip: !haveData }, () => {
       assert.equal(await statusOf(client, m, null), status.UNAUTHENTICATED, `${m.path} without a token`);
       assert.equal(await statusOf(client, m, 'sl_0000000000000000_notarealsecretnotarealsecretnotarealsecr'), status.UNAUTHENTICATED, `${m.path} with a made-up token`);
     }
-    console.log(`# role matrix: ${methods.length} RPCs x ${ROLES.length} roles checked`);
+    console.log(`# role matrix: ${methods.length} RPCs x ${PRINCIPALS.length} principals checked`);
+  });
+
+  test('decrypted model bytes (FetchBlob) go to replicas and admins only, never to a viewer', async () => {
+    const registry = registryClient(srv.address, { token: tokens.admin });
+    const { sha256 } = await call(registry, registry.getVersion, { model: 'det', version: 1 });
+    registry.close();
+    const fetch = (who: Who) =>
+      new Promise<{ bytes: number } | { code: status }>((resolve) => {
+        const c = registryClient(srv.address, { token: tokens[who] });
+        let bytes = 0;
+        const s = c.fetchBlob({ sha256 });
+        s.on('data', (chunk: { data: Uint8Array }) => (bytes += chunk.data.length));
+        s.on('end', () => (c.close(), resolve({ bytes })));
+        s.on('error', (e: ServiceError) => (c.close(), resolve({ code: e.code })));
+      });
+    const size = statSync(modelPath('yolo11n_int8_320.onnx')).size;
+    assert.deepEqual(await fetch('replica'), { bytes: size });
+    assert.deepEqual(await fetch('admin'), { bytes: size });
+    for (const role of ['viewer', 'inferencer', 'publisher'] as const) assert.deepEqual(await fetch(role), { code: status.PERMISSION_DENIED }, role);
   });
 
   test('health checks need no token (probes)', async () => {

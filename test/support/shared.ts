@@ -26,7 +26,7 @@ export function sharedPresent(who: string, path: string = sharedDir): boolean {
   if (existsSync(path)) return true;
   const msg = `shared test data not found at ${path}; set SIGHTLINE_SHARED_DIR to the folder described by DATA.md`;
   if (process.env.CI === 'true') throw new Error(`${who}: ${msg}`);
-  console.error(`\n*** SKIPPING ${who}: ${msg} ***\n`);
+  console.error(`SKIPPING ${who}: ${msg}`);
   return false;
 }
 

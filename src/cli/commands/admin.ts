@@ -1,22 +1,30 @@
 /**
  * `sightline token`, `sightline audit` and `sightline key`: administration of the registry's database
  * and files on the machine (or in the pod) where they live, like a database's own admin tools. They
- * work while the server runs (SQLite WAL); every change is audited with the principal cli:<user>.
+ * work while the server runs (SQLite WAL; they do not take the server lock of registry/lock.ts); every
+ * change is audited with the principal cli:<user>.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadConfig } from '../../config/index.js';
 import { SightlineError } from '../../errors.js';
 import { AuditLog, decryptAllBlobs, defaultMigrationsDir, generateKey, isRole, parseKey, parseSince, RegistryStore, ROLES, rotateBlobKey, TokenStore } from '../../registry/index.js';
+import { intArg } from '../args.js';
 
 const actor = () => `cli:${userInfo().username}`;
 
-/** The registry's data directory: --data-dir, else the config (file/env) value. */
-function openStore(o: { dataDir?: string; config?: string }): RegistryStore {
-  const dataDir = o.dataDir ?? loadConfig({ file: o.config }).registry.dataDir;
-  return RegistryStore.open(resolve(dataDir), defaultMigrationsDir());
+/**
+ * The registry's data directory: --data-dir, else the config (file/env) value. Commands that only read
+ * refuse a directory without a database (a mistyped --data-dir) instead of creating an empty one.
+ */
+function openStore(o: { dataDir?: string; config?: string }, access: 'read' | 'write' = 'write'): RegistryStore {
+  const dataDir = resolve(o.dataDir ?? loadConfig({ file: o.config }).registry.dataDir);
+  if (access === 'read' && !existsSync(join(dataDir, 'registry.db'))) {
+    throw new SightlineError('INVALID_INPUT', `no registry database in ${dataDir}: give the server's data directory with --data-dir (or registry.dataDir in --config)`);
+  }
+  return RegistryStore.open(dataDir, defaultMigrationsDir());
 }
 
 const withStore = (c: Command) => c.option('--data-dir <dir>', 'registry data directory (default: from config, ./registry)').option('--config <file>', 'config file', process.env.SIGHTLINE_CONFIG);
@@ -51,10 +59,11 @@ export function tokenCommand(): Command {
   withStore(cmd.command('list').description('tokens (never their secrets)'))
     .option('--json', 'print JSON')
     .action((o: { json?: boolean; dataDir?: string; config?: string }) => {
-      const store = openStore(o);
+      const store = openStore(o, 'read');
       try {
         const list = new TokenStore(store.database).list();
         if (o.json) return console.log(JSON.stringify(list, null, 2));
+        if (!list.length) return console.log('no tokens yet: create one with sightline token create --name NAME --role ROLE');
         for (const t of list) console.log(`${t.id}  ${t.name.padEnd(20)} ${t.role.padEnd(10)} created ${t.createdAt} by ${t.createdBy}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}${t.revokedAt ? `  REVOKED ${t.revokedAt}` : ''}`);
       } finally {
         store.close();
@@ -75,16 +84,20 @@ export function tokenCommand(): Command {
 export function auditCommand(): Command {
   return withStore(new Command('audit').description('the tamper-evident audit log: registry changes, token changes and denied calls'))
     .option('--since <when>', 'e.g. 15m, 24h, 7d or an ISO time')
-    .option('--limit <n>', 'newest entries', (v) => Number(v), 1000)
+    .option('--limit <n>', 'newest entries', intArg, 1000)
     .option('--verify', 'verify the hash chain; exit 1 if it was tampered with')
     .option('--json', 'JSON lines')
     .action((o: { since?: string; limit: number; verify?: boolean; json?: boolean; dataDir?: string; config?: string }) => {
-      const store = openStore(o);
+      const store = openStore(o, 'read');
       try {
         const audit = new AuditLog(store.database);
         const since = o.since ? parseSince(o.since) : undefined;
         if (o.json) for (const line of audit.exportJsonLines(since)) process.stdout.write(line);
-        else for (const e of audit.list({ since, limit: o.limit })) console.log(`${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} by ${e.principal} from ${e.peer}${e.reason ? `: ${e.reason}` : ''}`);
+        else {
+          const entries = audit.list({ since, limit: o.limit });
+          if (!entries.length) console.log(`no audit entries${o.since ? ` since ${o.since}` : ''}`);
+          for (const e of entries) console.log(`${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} by ${e.principal} from ${e.peer}${e.reason ? `: ${e.reason}` : ''}`);
+        }
         if (o.verify) {
           const v = audit.verify();
           const line = v.ok ? `audit chain intact: ${v.checked} entries, head ${v.head?.seq ?? 0} ${v.head?.hash ?? ''}` : `AUDIT CHAIN BROKEN at seq ${v.firstBadSeq}: ${v.problem}`;

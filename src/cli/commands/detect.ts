@@ -1,10 +1,12 @@
 /** `sightline detect`: send images to a running server and print (or draw) what it found. */
+import { status } from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { annotate } from '../../inference/index.js';
-import { fractionArg, intArg, intListArg } from '../args.js';
+import { assertReadableFile, fractionArg, intArg, intListArg } from '../args.js';
 import { DEFAULT_SERVER, detect, detectorClient } from '../client.js';
+import { describeError, reportError } from '../errors.js';
 
 interface DetectFlags {
   image: string[];
@@ -43,6 +45,7 @@ export function detectCommand(): Command {
     .option('--json', 'print JSON lines instead of a table')
     .option('--timeout <ms>', 'deadline per call in ms', intArg, 30_000)
     .action(async (f: DetectFlags) => {
+      for (const file of f.image) assertReadableFile('--image', file);
       const client = detectorClient(f.server, { token: f.token, caFile: f.caFile });
       let failures = 0;
       try {
@@ -68,14 +71,18 @@ export function detectCommand(): Command {
               if (!f.json) console.log(`  annotated image written to ${out}`);
             }
           } catch (e) {
+            // Only a refused image is about this image; anything else (no server, no model, no
+            // permission) would be the same for every image: report it once and stop.
+            if ((e as { code?: unknown }).code !== status.INVALID_ARGUMENT) throw e;
             failures++;
-            const err = e as { code?: number; details?: string; message: string };
-            console.error(`${file}: error ${err.code ?? ''} ${err.details ?? err.message}`);
+            console.error(`${file}: ${describeError(e)}`);
           }
         }
+        if (failures) process.exitCode = 1;
+      } catch (e) {
+        reportError(e, f.server);
       } finally {
         client.close();
       }
-      if (failures) process.exitCode = 1;
     });
 }

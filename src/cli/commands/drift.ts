@@ -3,7 +3,6 @@
  * `sightline registry profile NAME VERSION --images DIR`: build a version's reference profile from a
  * calibration image set (registered under `registry` in registry.ts).
  */
-import { status, type ServiceError } from '@grpc/grpc-js';
 import { Presets, SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { readdir, readFile } from 'node:fs/promises';
@@ -17,8 +16,10 @@ import {
   type ProfileSummary,
 } from '../../generated/sightline/v1/monitoring.js';
 import { formatReport, type DriftReport, type FeatureName, type Summary, type Verdict } from '../../monitoring/index.js';
+import { SightlineError } from '../../errors.js';
 import { intArg } from '../args.js';
 import { call, DEFAULT_SERVER, monitoringClient } from '../client.js';
+import { reportError } from '../errors.js';
 
 interface Common {
   server: string;
@@ -103,12 +104,6 @@ export function formatDriftReport(r: ProtoDriftReport): string {
   return lines.join('\n');
 }
 
-function fail(e: unknown): void {
-  const err = e as ServiceError;
-  console.error(`sightline: ${err.code !== undefined ? `${status[err.code]}: ` : ''}${err.details ?? err.message}`);
-  process.exitCode = 1;
-}
-
 const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2) + '\n');
 
 export function driftCommand(): Command {
@@ -127,7 +122,7 @@ export function driftCommand(): Command {
         if (o.json) printJson(reportJson(r));
         else console.log(formatDriftReport(r));
       } catch (e) {
-        fail(e);
+        reportError(e, o.server);
       } finally {
         client.close();
       }
@@ -213,7 +208,7 @@ export function profileCommand(): Command {
       let bar: SingleBar | null = null;
       try {
         const files = await listImages(o.images);
-        if (!files.length) throw new Error(`no image files in ${o.images}`);
+        if (!files.length) throw new SightlineError('INVALID_INPUT', `--images ${o.images}: no image files (${[...IMAGE_EXTENSIONS].join(', ')})`);
         bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'profile [{bar}] {value}/{total} images', hideCursor: true }, Presets.shades_classic) : null;
         bar?.start(files.length, 0);
         const s = await buildProfile(client, { model, version: intArg(version) }, o.images, files, (n) => bar?.update(n));
@@ -223,7 +218,7 @@ export function profileCommand(): Command {
         else console.log(formatProfileSummary(s));
       } catch (e) {
         bar?.stop();
-        fail(e);
+        reportError(e, o.server);
       } finally {
         client.close();
       }

@@ -1,5 +1,4 @@
 /** `sightline registry ...`: manage model versions on a running server over gRPC. */
-import { status, type ServiceError } from '@grpc/grpc-js';
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
@@ -8,6 +7,7 @@ import { FAMILY_NAMES } from '../../config/index.js';
 import { VersionState, type ModelStatus, type ModelVersion, type RegistryClient } from '../../generated/sightline/v1/registry.js';
 import { intArg } from '../args.js';
 import { call, DEFAULT_SERVER, registryClient } from '../client.js';
+import { reportError } from '../errors.js';
 import { profileCommand } from './drift.js';
 
 interface Common {
@@ -36,7 +36,7 @@ function printVersion(v: ModelVersion): void {
   );
 }
 
-/** Runs a client command, printing a gRPC error as `sightline: CODE: details` with exit status 1. */
+/** Runs a client command; a failure is reported in one line (errors.ts). */
 function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) => Promise<void>) {
   return async (...args: A) => {
     const opts = args.find((a): a is Common => typeof a === 'object' && a !== null && 'server' in a)!;
@@ -44,9 +44,7 @@ function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) =>
     try {
       await fn(client, ...args);
     } catch (e) {
-      const err = e as ServiceError;
-      console.error(`sightline: ${err.code !== undefined ? `${status[err.code]}: ` : ''}${err.details ?? err.message}`);
-      process.exitCode = 1;
+      reportError(e, opts.server);
     } finally {
       client.close();
     }

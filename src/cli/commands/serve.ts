@@ -1,10 +1,11 @@
 /** `sightline serve`: start the server; SIGTERM/SIGINT drain gracefully, a second signal exits at once. */
+import { setLogger } from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
 import { loadConfig, FAMILY_NAMES, ROLES } from '../../config/index.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
-import { intArg } from '../args.js';
+import { assertReadableFile, intArg } from '../args.js';
 
 /** How long a second signal waits for running inferences before the process exits. */
 const IMMEDIATE_EXIT_WAIT_MS = 3000;
@@ -58,7 +59,17 @@ export function serveCommand(): Command {
         overrides.models = [defined({ name: f.name ?? basename(f.model, extname(f.model)), path: f.model, labels: f.labels, family: f.family })];
       }
       const config = loadConfig({ file: f.config, overrides });
+      // A wrong path is the user's to fix: said in one line, before anything starts or listens.
+      if (config.role !== 'inference') {
+        config.models.forEach((m, i) => {
+          assertReadableFile(f.model ? '--model' : `models[${i}].path`, m.path);
+          if (m.labels) assertReadableFile(f.labels ? '--labels' : `models[${i}].labels`, m.labels);
+        });
+      }
       const log = createLogger(config.log.level);
+      // grpc-js writes its own messages to stderr as plain text: keep them in the JSON log instead.
+      const grpcLog = (level: 'warn' | 'debug') => (...args: unknown[]) => log[level]({ event: 'grpc_js' }, args.join(' '));
+      setLogger({ error: grpcLog('warn'), info: grpcLog('debug'), debug: grpcLog('debug') });
       if (config.models.length === 0) log.warn({ event: 'no_models' }, 'no model configured (use --model FILE or models: in the config); Detect answers UNAVAILABLE');
       const app = await startSightline(config, log);
       let signals = 0;

@@ -54,7 +54,10 @@ export function validateCommand(): Command {
         applyIccProfile: f.icc ?? false,
         decoder: f.decoder,
         onProgress: (done, total) => {
-          if (bar && !started) bar.start(total, 0), (started = true);
+          if (bar && !started) {
+            bar.start(total, 0);
+            started = true;
+          }
           if (bar) bar.update(done);
           else if (!f.json && (done % 16 === 0 || done === total)) process.stderr.write(`validate: ${done}/${total} images\n`);
         },

@@ -226,7 +226,10 @@ export class InferencePool {
     let held = true;
     return {
       release: () => {
-        if (held) (held = false), this.admitted--;
+        if (held) {
+          held = false;
+          this.admitted--;
+        }
       },
     };
   }

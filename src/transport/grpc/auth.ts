@@ -4,17 +4,18 @@
  * handlers in the `x-sightline-principal` metadata (any value a client sent under that name is dropped).
  */
 import { Metadata, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
-import type { AccessControl, Capability } from '../../serving/index.js';
+import type { AccessControl, Requirement } from '../../serving/index.js';
 import { toStatus } from './status.js';
 import type { Logger } from '../../telemetry/logger.js';
 
 export const PRINCIPAL_KEY = 'x-sightline-principal';
 
 /**
- * Every RPC this server can serve and the capability it needs. Roles: viewer {view}, inferencer
- * {view, infer}, publisher {view, publish}, admin {all}. A method missing here is refused (fail closed).
+ * Every RPC this server can serve and the capability it needs (a list: any one of them). Roles: viewer
+ * {view}, inferencer {view, infer}, publisher {view, publish}, admin {view, infer, publish, administer};
+ * the replicas' token: {view, replicate}. A method missing here is refused (fail closed).
  */
-export const RPC_CAPABILITY: Readonly<Record<string, Capability | 'public'>> = {
+export const RPC_CAPABILITY: Readonly<Record<string, Requirement>> = {
   '/sightline.v1.Detector/Detect': 'infer',
   '/sightline.v1.Detector/Stream': 'infer',
   '/sightline.v1.Registry/UploadVersion': 'publish',
@@ -24,7 +25,8 @@ export const RPC_CAPABILITY: Readonly<Record<string, Capability | 'public'>> = {
   '/sightline.v1.Registry/GetModelStatus': 'view',
   '/sightline.v1.Registry/GetHistory': 'view',
   '/sightline.v1.Registry/WatchModels': 'view',
-  '/sightline.v1.Registry/FetchBlob': 'view',
+  // Decrypted model bytes: only replicas (to load the versions they serve) and admins, never viewers.
+  '/sightline.v1.Registry/FetchBlob': ['replicate', 'administer'],
   '/sightline.v1.Registry/SyncTokens': 'replicate',
   '/sightline.v1.Registry/GetProfile': 'view',
   // What BuildProfile needs: a replica forwards its caller's token with the profile it built.

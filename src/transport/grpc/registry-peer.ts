@@ -49,7 +49,10 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & { close(): void
       const call = client.watchModels({ models: [] }, md());
       let ended = false;
       const end = (e: Error | null) => {
-        if (!ended) (ended = true), onEnd(e);
+        if (!ended) {
+          ended = true;
+          onEnd(e);
+        }
       };
       call.on('data', (e: ModelEvent) => {
         const type = TYPE[e.type];

@@ -12,6 +12,7 @@ import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
 import { GRPCInferenceServiceService } from '../../generated/inference/open_inference_grpc.js';
+import { listenError } from '../../errors.js';
 import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
 import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
@@ -91,8 +92,14 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
   });
   const serviceNames: string[] = [];
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
-  if (detector) server.addService(DetectorService, detector.impl), serviceNames.push('sightline.v1.Detector');
-  if (services.detect) server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log, services.access)), serviceNames.push('sightline.v1.Monitoring');
+  if (detector) {
+    server.addService(DetectorService, detector.impl);
+    serviceNames.push('sightline.v1.Detector');
+  }
+  if (services.detect) {
+    server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log, services.access));
+    serviceNames.push('sightline.v1.Monitoring');
+  }
   // Readiness as grpc.health.v1 reports it for "" (OIP ServerReady and ModelReady answer the same).
   let serving: ServingStatus = 'NOT_SERVING';
   if (services.detect && services.oip) {
@@ -101,7 +108,10 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
     serviceNames.push('inference.GRPCInferenceService');
   }
   const registry = services.lifecycle ? registryHandlers(services.lifecycle, log, services.access) : null;
-  if (registry) server.addService(RegistryService, registry.impl), serviceNames.push('sightline.v1.Registry');
+  if (registry) {
+    server.addService(RegistryService, registry.impl);
+    serviceNames.push('sightline.v1.Registry');
+  }
   // "liveness": SERVING whenever the process answers (for liveness and startup probes); "" and each
   // service: SERVING only when ready to take traffic.
   const health = new HealthImplementation({ liveness: 'SERVING', '': 'NOT_SERVING', ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])) });
@@ -110,7 +120,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, serverCredentials(opts.tls, opts.host, log), (err, p) =>
-      err ? reject(err) : resolve(p),
+      err ? reject(listenError(err, 'gRPC', `${opts.host}:${opts.port}`, '--port, grpc.port or SIGHTLINE_GRPC__PORT')) : resolve(p),
     ),
   );
   applyReceiveWindow(server, opts.flowControlWindowBytes, log);
