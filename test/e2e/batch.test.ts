@@ -89,7 +89,10 @@ function mapAt50(doc: CocoDoc): { map: number; classes: number } {
       (gt.get(d.image_id) ?? []).forEach((g, k) => {
         if (g.cls !== cls || used.has(`${d.image_id}:${k}`)) return;
         const o = iou(box, g.box);
-        if (o >= bestIou) (bestIou = o), (best = k);
+        if (o >= bestIou) {
+          bestIou = o;
+          best = k;
+        }
       });
       if (best >= 0) used.add(`${d.image_id}:${best}`);
       tp.push(best >= 0 ? 1 : 0);

@@ -63,8 +63,14 @@ function taps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Fl
   for (let x = 0; x < dst; x++) {
     let f = (x + 0.5) * scale - 0.5;
     let i = Math.floor(f);
-    if (i < 0) (i = 0), (f = 0);
-    if (i >= src - 1) (i = src - 1), (f = i);
+    if (i < 0) {
+      i = 0;
+      f = 0;
+    }
+    if (i >= src - 1) {
+      i = src - 1;
+      f = i;
+    }
     i0[x] = i;
     i1[x] = Math.min(i + 1, src - 1);
     w[x] = f - i;
@@ -119,7 +125,10 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
   const c0 = new Int32Array(rw);
   const c1 = new Int32Array(rw);
   const cw = cols.w;
-  for (let x = 0; x < rw; x++) (c0[x] = cols.i0[x]! * du), (c1[x] = cols.i1[x]! * du);
+  for (let x = 0; x < rw; x++) {
+    c0[x] = cols.i0[x]! * du;
+    c1[x] = cols.i1[x]! * du;
+  }
   const px = img.pixels;
   // Locals, not lookups, in the loop below: it runs once per output pixel.
   const [mR, mG, mB] = mul;

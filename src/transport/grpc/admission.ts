@@ -48,7 +48,8 @@ export function admissionInterceptor(detect: DetectService, telemetry: DetectorT
             held = setTimeout(refuse, wait);
           },
           onCancel: () => {
-            if (held) clearTimeout(held), (held = null);
+            if (held) clearTimeout(held);
+            held = null;
           },
         });
       },

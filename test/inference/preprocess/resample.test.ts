@@ -33,8 +33,14 @@ function cvLinear(px: Uint8Array, w: number, h: number, c: number, x: number, y:
   const tap = (o: number, src: number, dst: number): [number, number, number] => {
     let f = (o + 0.5) * (src / dst) - 0.5;
     let i = Math.floor(f);
-    if (i < 0) (i = 0), (f = 0);
-    if (i >= src - 1) (i = src - 1), (f = i);
+    if (i < 0) {
+      i = 0;
+      f = 0;
+    }
+    if (i >= src - 1) {
+      i = src - 1;
+      f = i;
+    }
     return [i, Math.min(i + 1, src - 1), f - i];
   };
   const [x0, x1, fx] = tap(x, w, dw);
