@@ -1,2 +1,2 @@
-export { ConfigSchema, FAMILY_NAMES, EXECUTION_PROVIDERS, ROLES, type Config, type ConfigInput, type ModelSourceConfig } from './schema.js';
+export { ConfigSchema, EXECUTION_PROVIDERS, ROLES, type Config, type ConfigInput, type ModelSourceConfig } from './schema.js';
 export { loadConfig, deepMerge, envToTree, type LoadConfigOptions } from './load.js';

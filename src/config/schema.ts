@@ -3,16 +3,16 @@
  * Parsed once at start-up (config/load.ts), then frozen.
  */
 import { z } from 'zod';
+import { FAMILY_NAMES, IDENTIFIER_PATTERN, IDENTIFIER_RULE } from '../identifiers.js';
 
 const MiB = 1024 * 1024;
 
-export const FAMILY_NAMES = ['ultralytics', 'yolov5', 'yolox'] as const;
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
 
 const ModelSource = z
   .object({
     /** Name clients use in DetectRequest.model. Identifier characters only (it never reaches a path). */
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'model names use letters, digits, ".", "_" and "-" (max 128)'),
+    name: z.string().regex(IDENTIFIER_PATTERN, `model names use ${IDENTIFIER_RULE}`),
     /** Path to the .onnx file. */
     path: z.string().min(1),
     /** Optional labels file, one class name per line; wins over names in the model's metadata. */

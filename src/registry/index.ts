@@ -16,7 +16,7 @@ export { CAPABILITIES, ROLES, ROLE_GRANTS, TokenMirror, TokenStore, hashTokenSec
 export type { AuthFailure, AuthResult, Capability, NewToken, Principal, Role, TokenDigest, TokenRecord, TokenStoreOptions } from './tokens.js';
 export { BUSY_TIMEOUT_MS, defaultMigrationsDir, migrate, readMigrations } from './migrate.js';
 export type { MigrateResult, MigrationFile } from './migrate.js';
-export { RegistryStore, isValidModelName } from './store.js';
+export { RegistryStore } from './store.js';
 export type {
   DeleteResult,
   HistoryAction,

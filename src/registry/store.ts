@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SightlineError } from '../errors.js';
+import { assertIdentifier } from '../identifiers.js';
 import { assertSha256 } from './blobs.js';
 import { migrate } from './migrate.js';
 
@@ -94,7 +95,6 @@ export interface OpenOptions {
   readonly now?: () => Date;
 }
 
-const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MAX_ACTOR = 256;
 const MAX_REASON = 4096;
 const MAX_NOTES = 16 * 1024;
@@ -251,7 +251,7 @@ export class RegistryStore {
   }
 
   getModel(name: string): ModelRecord | undefined {
-    assertName(name);
+    assertIdentifier(name);
     const row = this.s.model.get(name);
     return row && toModel(row);
   }
@@ -263,7 +263,7 @@ export class RegistryStore {
   }
 
   getVersion(name: string, version: number): VersionRecord | undefined {
-    assertName(name);
+    assertIdentifier(name);
     assertVersionNumber(version);
     const row = this.s.version.get(name, version);
     return row && toVersion(row);
@@ -271,7 +271,7 @@ export class RegistryStore {
 
   /** The version of `model` whose file has this content, if any: a re-upload returns it instead of a new one. */
   findVersionBySha(model: string, sha256: string): VersionRecord | undefined {
-    assertName(model);
+    assertIdentifier(model);
     assertSha256(sha256);
     const row = this.s.versionBySha.get(model, sha256);
     return row && toVersion(row);
@@ -298,9 +298,9 @@ export class RegistryStore {
   }
 
   getProfile(model: string, version: number, kind: string): ProfileRecord | undefined {
-    assertName(model);
+    assertIdentifier(model);
     assertVersionNumber(version);
-    assertName(kind, 'profile kind');
+    assertIdentifier(kind, 'profile kind');
     const row = this.s.profile.get(model, version, kind);
     return row && toProfile(row);
   }
@@ -444,9 +444,9 @@ export class RegistryStore {
 
   /** Stores (or replaces) a version's reference profile of a kind. `body` must be JSON-serialisable. */
   putProfile(model: string, version: number, kind: string, body: unknown): ProfileRecord {
-    assertName(model);
+    assertIdentifier(model);
     assertVersionNumber(version);
-    assertName(kind, 'profile kind');
+    assertIdentifier(kind, 'profile kind');
     let json: string | undefined;
     try {
       json = JSON.stringify(body);
@@ -477,20 +477,20 @@ export class RegistryStore {
   }
 
   private requireModel(name: string): ModelRecord {
-    assertName(name);
+    assertIdentifier(name);
     const row = this.s.model.get(name);
     if (!row) throw new SightlineError('NOT_FOUND', `unknown model "${name}"`, { model: name });
     return toModel(row);
   }
 
   private setState(model: string, version: number, state: VersionState, reason: string | null): void {
-    assertName(model);
+    assertIdentifier(model);
     const r = this.s.setState.run(state, reason, model, version);
     if (r.changes === 0) throw new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
   }
 
   private validateNewVersion(v: NewVersion): Omit<VersionRow, 'version'> {
-    assertName(v.model);
+    assertIdentifier(v.model);
     assertSha256(v.sha256);
     if (!Number.isSafeInteger(v.sizeBytes) || v.sizeBytes < 0) {
       throw new SightlineError('INVALID_INPUT', `sizeBytes must be a non-negative integer, got ${v.sizeBytes}`);
@@ -530,22 +530,6 @@ export class RegistryStore {
 }
 
 // ---- validation ----
-
-/** Model names (and profile kinds) are identifiers: they appear in logs, metrics labels and CLI output. */
-export function isValidModelName(name: unknown): name is string {
-  return typeof name === 'string' && IDENTIFIER.test(name);
-}
-
-function assertName(name: unknown, what = 'model name'): asserts name is string {
-  if (!isValidModelName(name)) {
-    const shown = typeof name === 'string' ? JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name) : typeof name;
-    throw new SightlineError(
-      'INVALID_INPUT',
-      `invalid ${what} ${shown}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
-      { field: what },
-    );
-  }
-}
 
 function assertVersionNumber(version: number): void {
   if (!Number.isSafeInteger(version) || version < 1) {

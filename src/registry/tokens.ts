@@ -15,6 +15,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { SightlineError } from '../errors.js';
+import { isIdentifier } from '../identifiers.js';
 import type { AuditLog } from './audit.js';
 
 export const ROLES = ['viewer', 'inferencer', 'publisher', 'admin'] as const;
@@ -82,7 +83,6 @@ export interface TokenStoreOptions {
 }
 
 const TOKEN = /^sl_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MAX_ACTOR = 256;
 
 /** sha256 of the secret's text; 256 random bits need no slow KDF (see migrations/0002_security.sql). */
@@ -194,7 +194,7 @@ export class TokenStore {
    * in use (revoked tokens included), INVALID_INPUT for a bad name, role or expiry.
    */
   create(input: NewToken): { token: string; record: TokenRecord } {
-    if (typeof input.name !== 'string' || !NAME.test(input.name)) {
+    if (typeof input.name !== 'string' || !isIdentifier(input.name)) {
       throw new SightlineError('INVALID_INPUT', `invalid token name ${JSON.stringify(input.name)}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`, { field: 'name' });
     }
     if (!isRole(input.role)) throw new SightlineError('INVALID_INPUT', `role must be one of ${ROLES.join(', ')}; got ${JSON.stringify(input.role)}`, { field: 'role' });

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SightlineError } from '../errors.js';
+import { assertIdentifier, FAMILY_NAMES, isFamilyName } from '../identifiers.js';
 import type { ExecutionProvider, FamilyName, InferencePool, LoadOptions } from '../inference/index.js';
 import { parseProfile } from '../monitoring/index.js';
 import { verifyBlobs, type BlobStore, type HistoryRecord, type ModelRecord, type ProfileRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
@@ -45,8 +46,6 @@ export interface ModelStatusView {
   rollbackVersion: number | null;
   loaded: { version: number; state: LoadedVersion['state']; error: string | null; inflight: number; provider: string }[];
 }
-
-const FAMILIES: readonly FamilyName[] = ['ultralytics', 'yolov5', 'yolox'];
 
 /** Serialises registry mutations so two promotes of one model (or an upload and a delete of one blob) never interleave. */
 class Mutex {
@@ -121,8 +120,8 @@ export class ModelLifecycle {
    * return the existing version.
    */
   async upload(meta: UploadMeta, chunks: AsyncIterable<Uint8Array>, actor: string): Promise<{ version: VersionRecord; created: boolean }> {
-    this.assertModelName(meta.model);
-    if (meta.family && !FAMILIES.includes(meta.family)) throw new SightlineError('INVALID_INPUT', `family must be one of ${FAMILIES.join(', ')}; got "${meta.family}"`);
+    assertIdentifier(meta.model);
+    if (meta.family && !isFamilyName(meta.family)) throw new SightlineError('INVALID_INPUT', `family must be one of ${FAMILY_NAMES.join(', ')}; got "${meta.family}"`);
     const put = await this.blobs.putStream(chunks, { expectedSha256: meta.expectedSha256 || undefined, maxBytes: this.opts.maxUploadBytes });
     const known = this.store.findVersionBySha(meta.model, put.sha256);
     if (known) return { version: known, created: false };
@@ -355,12 +354,8 @@ export class ModelLifecycle {
     };
   }
 
-  private assertModelName(name: string): void {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) throw new SightlineError('INVALID_INPUT', `model name "${name.slice(0, 64)}" is not valid: use letters, digits, ".", "_" and "-" (at most 128)`);
-  }
-
   private requireModel(model: string): ModelRecord {
-    this.assertModelName(model);
+    assertIdentifier(model);
     const m = this.store.getModel(model);
     if (!m) throw new SightlineError('NOT_FOUND', `unknown model "${model}"`, { model });
     return m;

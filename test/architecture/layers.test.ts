@@ -1,6 +1,6 @@
 /**
  * The layout is the architecture: src/ areas may import only the areas below them (transport →
- * serving → inference, registry, monitoring, telemetry → errors), and no module imports itself
+ * serving → inference, registry, monitoring, telemetry → errors, identifiers), and no module imports itself
  * through a chain. Read from the TypeScript sources, so a wrong import fails here, not in review.
  */
 import assert from 'node:assert/strict';
@@ -14,16 +14,18 @@ const SRC = join(repoRoot, 'src');
 /** What each area may import besides itself. `main` (src/main.ts) composes everything; `cli` drives it. */
 const ALLOWED: Record<string, string[]> = {
   errors: [],
-  config: ['errors'],
-  inference: ['errors'],
-  registry: ['errors'],
+  // Names every layer checks the same way (model names, families): one definition, at the bottom.
+  identifiers: ['errors'],
+  config: ['errors', 'identifiers'],
+  inference: ['errors', 'identifiers'],
+  registry: ['errors', 'identifiers'],
   monitoring: ['errors'],
   telemetry: ['errors', 'config'],
   eval: ['errors', 'inference'],
-  serving: ['errors', 'inference', 'registry', 'monitoring', 'telemetry'],
-  transport: ['errors', 'generated', 'inference', 'registry', 'monitoring', 'telemetry', 'serving'],
-  main: ['errors', 'config', 'inference', 'registry', 'monitoring', 'telemetry', 'serving', 'transport'],
-  cli: ['errors', 'generated', 'config', 'inference', 'registry', 'monitoring', 'telemetry', 'eval', 'main'],
+  serving: ['errors', 'identifiers', 'inference', 'registry', 'monitoring', 'telemetry'],
+  transport: ['errors', 'identifiers', 'generated', 'inference', 'registry', 'monitoring', 'telemetry', 'serving'],
+  main: ['errors', 'identifiers', 'config', 'inference', 'registry', 'monitoring', 'telemetry', 'serving', 'transport'],
+  cli: ['errors', 'identifiers', 'generated', 'config', 'inference', 'registry', 'monitoring', 'telemetry', 'eval', 'main'],
 };
 
 function sources(dir: string): string[] {

@@ -147,7 +147,7 @@ describe('Registry service', { skip: !haveData }, () => {
   test('errors: unknown model or version, rollback without a target, bad names, empty upload', async () => {
     await rejectsWith(call(reg, reg.promote, { model: 'nope', version: 1, reason: '' }), status.NOT_FOUND, /nope/);
     await rejectsWith(call(reg, reg.promote, { model: 'det', version: 99, reason: '' }), status.NOT_FOUND, /99/);
-    await rejectsWith(call(reg, reg.getModelStatus, { model: '../etc' }), status.INVALID_ARGUMENT, /not valid/);
+    await rejectsWith(call(reg, reg.getModelStatus, { model: '../etc' }), status.INVALID_ARGUMENT, /invalid model name/);
     await rejectsWith(uploadBytes(reg, Buffer.alloc(0), { model: 'x' }), status.INVALID_ARGUMENT, /servable/);
     const single = await startTestServer({ models: [{ name: 'solo', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 0 } });
     try {

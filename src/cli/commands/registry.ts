@@ -4,7 +4,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { FAMILY_NAMES } from '../../config/index.js';
+import { FAMILY_NAMES } from '../../identifiers.js';
 import { VersionState, type ModelStatus, type ModelVersion, type RegistryClient } from '../../generated/sightline/v1/registry.js';
 import { intArg } from '../args.js';
 import { call, DEFAULT_SERVER, registryClient } from '../client.js';

@@ -1,7 +1,8 @@
 /** `sightline serve`: start the server; SIGTERM/SIGINT drain gracefully, a second signal exits at once. */
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
-import { loadConfig, FAMILY_NAMES, ROLES } from '../../config/index.js';
+import { loadConfig, ROLES } from '../../config/index.js';
+import { FAMILY_NAMES } from '../../identifiers.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
 import { intArg } from '../args.js';
