@@ -1,6 +1,7 @@
 /**
  * The one configuration schema, with every default. Units are in the names (…Ms, …Bytes).
- * Parsed once at start-up (config/load.ts), then frozen.
+ * Parsed once at start-up (config/load.ts), then frozen. Each default is stated once, on its field:
+ * a missing section is parsed as {} (`.prefault({})`), so its fields' defaults fill it.
  */
 import { z } from 'zod';
 import { FAMILY_NAMES, IDENTIFIER_PATTERN, IDENTIFIER_RULE } from '../identifiers.js';
@@ -56,7 +57,7 @@ export const ConfigSchema = z
         flowControlWindowBytes: z.number().int().min(65_535).max(2 ** 31 - 1).default(4 * MiB),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 50051, maxReceiveMessageBytes: 17 * MiB, maxSendMessageBytes: 4 * MiB, maxConnectionAgeMs: 0, maxConnectionAgeGraceMs: 30_000, keepaliveTimeMs: 60_000, flowControlWindowBytes: 4 * MiB }),
+      .prefault({}),
     registry: z
       .object({
         /** SQLite database and content-addressed model blobs. Put it on a persistent volume. */
@@ -75,7 +76,7 @@ export const ConfigSchema = z
         caFile: z.string().min(1).optional(),
       })
       .strict()
-      .default({ dataDir: 'registry', maxUploadBytes: 512 * MiB, keepRollbackWarm: true, cacheDir: 'cache' }),
+      .prefault({}),
     /** TLS for the gRPC port. Plaintext unless enabled (a warning is logged when bound beyond loopback). */
     tls: z
       .object({
@@ -89,7 +90,7 @@ export const ConfigSchema = z
         reloadCheckMs: z.number().int().min(100).default(5_000),
       })
       .strict()
-      .default({ enabled: false, reloadCheckMs: 5_000 }),
+      .prefault({}),
     /** Bearer tokens with roles (viewer, inferencer, publisher, admin). Off for local use; on in the Helm chart. */
     auth: z
       .object({
@@ -107,7 +108,7 @@ export const ConfigSchema = z
         tokenSyncIntervalMs: z.number().int().min(1000).default(10_000),
       })
       .strict()
-      .default({ enabled: false, maxFailuresPerMinute: 20, tokenSyncIntervalMs: 10_000 }),
+      .prefault({}),
     /** AES-256-GCM encryption of model blobs at rest. The key (32 bytes, hex or base64) comes from a file or an environment variable. */
     encryption: z
       .object({
@@ -121,7 +122,7 @@ export const ConfigSchema = z
         previousKeyFiles: z.array(z.string().min(1)).optional(),
       })
       .strict()
-      .default({}),
+      .prefault({}),
     /**
      * Model files registered at start-up (if new) and promoted when their model has no active version.
      * The first one is the default model unless defaultModel says otherwise.
@@ -138,7 +139,7 @@ export const ConfigSchema = z
         maxDetections: z.number().int().min(1).default(10_000),
       })
       .strict()
-      .default({ maxImageBytes: 16 * MiB, maxImagePixels: 40_000_000, maxDetections: 10_000 }),
+      .prefault({}),
     preprocess: z
       .object({
         /**
@@ -149,7 +150,7 @@ export const ConfigSchema = z
         applyIccProfile: z.boolean().default(true),
       })
       .strict()
-      .default({ applyIccProfile: true }),
+      .prefault({}),
     defaults: z
       .object({
         confidenceThreshold: z.number().gt(0).max(1).default(0.25),
@@ -157,7 +158,7 @@ export const ConfigSchema = z
         maxDetections: z.number().int().min(1).default(300),
       })
       .strict()
-      .default({ confidenceThreshold: 0.25, iouThreshold: 0.45, maxDetections: 300 }),
+      .prefault({}),
     pool: z
       .object({
         /** Inference worker threads; each holds one ONNX Runtime session per loaded model version. */
@@ -186,7 +187,7 @@ export const ConfigSchema = z
         workerNice: z.number().int().min(0).max(19).default(10),
       })
       .strict()
-      .default({ workers: 2, intraOpThreads: 1, maxQueue: 6, executionProviders: ['cpu'], warmupRuns: 2, cpuMemArena: false, workerNice: 10 }),
+      .prefault({}),
     stream: z
       .object({
         /** Drop policy of streams that do not choose one: block (lossless) or latest (freshest results). */
@@ -197,13 +198,13 @@ export const ConfigSchema = z
         maxInFlightLimit: z.number().int().min(1).default(8),
       })
       .strict()
-      .default({ defaultDropPolicy: 'block', defaultMaxInFlight: 2, maxInFlightLimit: 8 }),
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       })
       .strict()
-      .default({ level: 'info' }),
+      .prefault({}),
     /** Admin HTTP port, apart from gRPC: /metrics (Prometheus), /healthz, /readyz. */
     admin: z
       .object({
@@ -213,7 +214,7 @@ export const ConfigSchema = z
         port: z.number().int().min(0).max(65535).default(9464),
       })
       .strict()
-      .default({ enabled: true, host: '127.0.0.1', port: 9464 }),
+      .prefault({}),
     telemetry: z
       .object({
         /** OpenTelemetry metrics, served on the admin port's /metrics. */
@@ -229,10 +230,10 @@ export const ConfigSchema = z
             sampleRatio: z.number().min(0).max(1).default(1),
           })
           .strict()
-          .default({ exporter: 'none', serviceName: 'sightline', sampleRatio: 1 }),
+          .prefault({}),
       })
       .strict()
-      .default({ metrics: true, tracing: { exporter: 'none', serviceName: 'sightline', sampleRatio: 1 } }),
+      .prefault({}),
     /** Data-drift and anomaly monitoring per model version (README, "Drift monitoring"). */
     drift: z
       .object({
@@ -258,18 +259,7 @@ export const ConfigSchema = z
       })
       .strict()
       .refine((d) => d.psiWarning <= d.psiDrift, { message: 'psiWarning must not exceed psiDrift', path: ['psiWarning'] })
-      .default({
-        enabled: true,
-        windowSize: 500,
-        trafficProfileSize: 200,
-        minSamples: 30,
-        psiWarning: 0.1,
-        psiDrift: 0.25,
-        alpha: 0.01,
-        anomalyK: 1.5,
-        updateIntervalMs: 10_000,
-        anomalyLogIntervalMs: 60_000,
-      }),
+      .prefault({}),
     /** Time allowed for in-flight calls to finish on SIGTERM before they are cancelled. */
     shutdownGraceMs: z.number().int().min(0).default(10_000),
   })
