@@ -23,7 +23,8 @@ const ModelSource = z
   })
   .strict();
 
-export const ROLES = ['all', 'registry', 'inference'] as const;
+export const SERVER_ROLES = ['all', 'registry', 'inference'] as const;
+export type ServerRole = (typeof SERVER_ROLES)[number];
 
 export const ConfigSchema = z
   .object({
@@ -32,7 +33,7 @@ export const ConfigSchema = z
      * blobs, serves the Registry service and blobs to replicas. inference: stateless, follows the
      * registry at registry.address.
      */
-    role: z.enum(ROLES).default('all'),
+    role: z.enum(SERVER_ROLES).default('all'),
     grpc: z
       .object({
         /** Address to bind. Loopback by default; containers set 0.0.0.0. */

@@ -11,7 +11,7 @@ import { assertIdentifier } from '../identifiers.js';
 import { assertSha256 } from './blobs.js';
 import { migrate } from './migrate.js';
 
-export type VersionState = 'ok' | 'corrupt';
+export type VersionIntegrity = 'ok' | 'corrupt';
 export type HistoryAction = 'promote' | 'rollback' | 'delete';
 
 export interface ModelRecord {
@@ -39,7 +39,7 @@ export interface VersionRecord {
   readonly classNames: readonly string[];
   readonly onnxMetadata: Readonly<Record<string, string>>;
   readonly notes: string;
-  readonly state: VersionState;
+  readonly state: VersionIntegrity;
   readonly corruptReason: string | null;
 }
 
@@ -125,7 +125,7 @@ interface VersionRow {
   class_names: string;
   onnx_metadata: string;
   notes: string;
-  state: VersionState;
+  state: VersionIntegrity;
   corrupt_reason: string | null;
 }
 
@@ -178,7 +178,7 @@ function prepareStatements(db: Database.Database) {
     setPointers: p<[number | null, number | null, string]>(
       'UPDATE models SET active_version = ?, rollback_version = ? WHERE name = ?',
     ),
-    setState: p<[VersionState, string | null, string, number]>(
+    setState: p<[VersionIntegrity, string | null, string, number]>(
       'UPDATE versions SET state = ?, corrupt_reason = ? WHERE model = ? AND version = ?',
     ),
     appendHistory: p<[string, string, string, HistoryAction, number | null, number | null, string]>(
@@ -483,7 +483,7 @@ export class RegistryStore {
     return toModel(row);
   }
 
-  private setState(model: string, version: number, state: VersionState, reason: string | null): void {
+  private setState(model: string, version: number, state: VersionIntegrity, reason: string | null): void {
     assertIdentifier(model);
     const r = this.s.setState.run(state, reason, model, version);
     if (r.changes === 0) throw new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });

@@ -92,7 +92,7 @@ export interface DriftView {
   readonly anomalies: number;
 }
 
-interface VersionState {
+interface VersionDrift {
   readonly model: string;
   readonly version: string;
   names: readonly string[];
@@ -130,7 +130,7 @@ export interface DriftMonitorDeps {
 }
 
 export class DriftMonitor implements SampleObserver {
-  private readonly states = new Map<string, VersionState>();
+  private readonly states = new Map<string, VersionDrift>();
   private readonly thresholds: DriftThresholds;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
@@ -222,7 +222,7 @@ export class DriftMonitor implements SampleObserver {
   }
 
   /** The version's reference from now on, in place of a traffic profile or one being collected. */
-  private use(s: VersionState, profile: ReferenceProfile): void {
+  private use(s: VersionDrift, profile: ReferenceProfile): void {
     s.profileSeq++;
     s.builder = null;
     s.profile = profile;
@@ -234,7 +234,7 @@ export class DriftMonitor implements SampleObserver {
    * Replicas: reads the version's profile from the registry and uses it if there is one. Until it
    * arrives (or if there is none) the state keeps what it has: a traffic profile being collected.
    */
-  private fetchRemote(s: VersionState): void {
+  private fetchRemote(s: VersionDrift): void {
     const n = registryVersion(s.version);
     const remote = this.deps.remote;
     if (n === null || !remote) return;
@@ -301,7 +301,7 @@ export class DriftMonitor implements SampleObserver {
   }
 
   /** Gauges from a report; windows under minSamples publish nothing (their PSI is mostly noise). */
-  private publish(s: VersionState, r: DriftReport): void {
+  private publish(s: VersionDrift, r: DriftReport): void {
     s.dirty = false;
     const m = this.deps.metrics;
     if (!m || r.windowSize < r.thresholds.minSamples) return;
@@ -309,7 +309,7 @@ export class DriftMonitor implements SampleObserver {
     if (r.classMix.psi !== null) m.setDrift(s.model, s.version, 'classMix', r.classMix.psi, Number.NaN);
   }
 
-  private checkAnomaly(s: VersionState, sample: FeatureSample): void {
+  private checkAnomaly(s: VersionDrift, sample: FeatureSample): void {
     const b = s.bounds!;
     let out: FeatureName[] | null = null;
     for (const name of FEATURE_NAMES) {
@@ -334,7 +334,7 @@ export class DriftMonitor implements SampleObserver {
     s.unlogged = 0;
   }
 
-  private install(s: VersionState, profile: ReferenceProfile, why: 'traffic'): void {
+  private install(s: VersionDrift, profile: ReferenceProfile, why: 'traffic'): void {
     s.builder = null;
     s.profile = profile;
     s.bounds = anomalyBounds(profile, this.settings.anomalyK);
@@ -354,7 +354,7 @@ export class DriftMonitor implements SampleObserver {
     );
   }
 
-  private state(model: string, version: string, opts: { skipLoad?: boolean } = {}): VersionState {
+  private state(model: string, version: string, opts: { skipLoad?: boolean } = {}): VersionDrift {
     const k = key(model, version);
     let s = this.states.get(k);
     if (s) return s;

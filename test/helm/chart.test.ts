@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { parse } from 'yaml';
-import { ConfigSchema, deepMerge, envToTree, ROLES } from '../../src/config/index.js';
+import { ConfigSchema, deepMerge, envToTree, SERVER_ROLES } from '../../src/config/index.js';
 import { chartDir, containers, envOf, find, helm, helmBin, NAMESPACE, needHelm, one, productionValues, RELEASE, render, validateManifest, workloads, type Manifest } from './support.js';
 import { repoRoot } from '../support/shared.js';
 
@@ -90,7 +90,7 @@ describe('Helm chart helm/sightline', () => {
       assert.equal(sts.spec.replicas, 1);
       const c = mainContainer(sts);
       assert.deepEqual(c.args.slice(0, 3), ['serve', '--role', 'registry']);
-      assert.ok((ROLES as readonly string[]).includes(c.args[2]));
+      assert.ok((SERVER_ROLES as readonly string[]).includes(c.args[2]));
       const claim = sts.spec.volumeClaimTemplates.find((v: any) => v.metadata.name === 'data');
       assert.ok(claim, 'a PVC template named data');
       assert.ok(claim.spec.resources.requests.storage);

@@ -1,7 +1,7 @@
 /** `sightline serve`: start the server; SIGTERM/SIGINT drain gracefully, a second signal exits at once. */
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
-import { loadConfig, ROLES } from '../../config/index.js';
+import { loadConfig, SERVER_ROLES, type ServerRole } from '../../config/index.js';
 import { FAMILY_NAMES } from '../../identifiers.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
@@ -11,7 +11,7 @@ import { intArg } from '../args.js';
 const IMMEDIATE_EXIT_WAIT_MS = 3000;
 
 interface ServeFlags {
-  role?: (typeof ROLES)[number];
+  role?: ServerRole;
   registry?: string;
   dataDir?: string;
   model?: string;
@@ -30,7 +30,7 @@ interface ServeFlags {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('start the gRPC server (config: --config file, then SIGHTLINE_* environment, then these flags)')
-    .addOption(new Option('--role <role>', 'all: registry + inference in one process; registry; inference (follows --registry)').choices([...ROLES]))
+    .addOption(new Option('--role <role>', 'all: registry + inference in one process; registry; inference (follows --registry)').choices([...SERVER_ROLES]))
     .option('--registry <addr>', 'role inference: the registry to follow (host:port)')
     .option('--data-dir <dir>', 'registry database and model files (default ./registry)')
     .option('--model <file>', 'ONNX model to serve')
