@@ -74,7 +74,18 @@ export type ToWorker =
   | { type: 'run'; id: number; key: string; input: RunInput }
   | { type: 'unload'; id: number; key: string };
 
+/** What the reply to each request carries. */
+export interface WorkerReplies {
+  load: ModelInfo;
+  /** Warm-up time in milliseconds. */
+  warm: number;
+  run: RunOutput;
+  unload: null;
+}
+
+export type RequestType = ToWorker['type'];
+
 export type FromWorker =
   | { type: 'ready'; priority: ThreadPriority }
-  | { type: 'result'; id: number; ok: true; value: unknown }
+  | { [K in RequestType]: { type: 'result'; id: number; ok: true; value: WorkerReplies[K] } }[RequestType]
   | { type: 'result'; id: number; ok: false; error: SerializedError };

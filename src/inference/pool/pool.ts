@@ -146,12 +146,12 @@ export class InferencePool {
     let info: ModelInfo | undefined;
     try {
       for (const slot of this.slots) {
-        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options: { ...options, warmupRuns: 0 } }))) as ModelInfo;
+        info = await this.onWorker(slot, (w) => w.request({ type: 'load', key, model, options: { ...options, warmupRuns: 0 } }));
       }
       onPhase?.('warming');
       let warmupMs = 0;
       for (const slot of this.slots) {
-        warmupMs = Math.max(warmupMs, (await this.onWorker(slot, (w) => w.request<number>({ type: 'warm', key, runs: options.warmupRuns }))) as number);
+        warmupMs = Math.max(warmupMs, await this.onWorker(slot, (w) => w.request({ type: 'warm', key, runs: options.warmupRuns })));
       }
       info = { ...info!, warmupMs };
     } catch (e) {
@@ -170,13 +170,13 @@ export class InferencePool {
     this.assertOpen();
     const key = `probe:${++this.probes}`;
     const slot = this.slots[this.probes % this.slots.length]!;
-    return (await this.onWorker(slot, async (w) => {
+    return this.onWorker(slot, async (w) => {
       try {
-        return await w.request<ModelInfo>({ type: 'load', key, model, options });
+        return await w.request({ type: 'load', key, model, options });
       } finally {
         await w.request({ type: 'unload', key }).catch(() => undefined);
       }
-    })) as ModelInfo;
+    });
   }
 
   /** Releases a model's sessions on every worker. Requests already running on it finish first. */
@@ -267,9 +267,9 @@ export class InferencePool {
     });
   }
 
-  private onWorker(slot: Slot, run: (w: WorkerClient) => Promise<unknown>): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      slot.control.push({ run, resolve, reject });
+  private onWorker<T>(slot: Slot, run: (w: WorkerClient) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      slot.control.push({ run, resolve: resolve as (v: unknown) => void, reject });
       this.dispatch();
     });
   }
@@ -308,7 +308,7 @@ export class InferencePool {
     const transfer = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength ? [pixels.buffer as ArrayBuffer] : [];
     const t0 = performance.now();
     slot.client
-      .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, transfer)
+      .request({ type: 'run', key: job.key, input: job.input }, transfer)
       .then((out) => {
         this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
         job.resolve({ ...out, queueMs });

@@ -15,7 +15,7 @@ import { readOnnxMetadata } from '../onnx/metadata.js';
 import { toTensor } from '../preprocess/tensor.js';
 import { computeLetterbox, mapBoxesToSource } from '../preprocess/letterbox.js';
 import { lowerThreadPriority } from './priority.js';
-import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
+import type { FromWorker, LoadOptions, ModelInfo, RequestType, RunInput, RunOutput, ToWorker, WorkerReplies, ExecutionProvider } from '../pool/messages.js';
 import type { Detection, ModelMeta, TensorInfo } from '../types.js';
 
 interface Loaded {
@@ -189,29 +189,27 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
   return { detections, timing: { inferenceMs: t1 - t0, postprocessMs: now() - t1 } };
 }
 
-async function handle(msg: ToWorker): Promise<unknown> {
-  switch (msg.type) {
-    case 'load':
-      return load(msg.key, msg.model, msg.options);
-    case 'warm': {
-      const m = sessions.get(msg.key);
-      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
-      return warm(m, msg.runs);
-    }
-    case 'run': {
-      const m = sessions.get(msg.key);
-      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
-      return run(m, msg.input);
-    }
-    case 'unload': {
-      const m = sessions.get(msg.key);
-      sessions.delete(msg.key);
-      if (m) await m.session.release();
-      collectGarbage();
-      return null;
-    }
-  }
+function loaded(key: string): Loaded {
+  const m = sessions.get(key);
+  if (!m) throw new SightlineError('PRECONDITION', `model ${key} is not loaded on this worker`);
+  return m;
 }
+
+/** One handler per request type, each returning what messages.ts says its reply carries. */
+const HANDLERS: { [K in RequestType]: (msg: Extract<ToWorker, { type: K }>) => Promise<WorkerReplies[K]> } = {
+  load: (msg) => load(msg.key, msg.model, msg.options),
+  warm: async (msg) => warm(loaded(msg.key), msg.runs),
+  run: async (msg) => run(loaded(msg.key), msg.input),
+  unload: async (msg) => {
+    const m = sessions.get(msg.key);
+    sessions.delete(msg.key);
+    if (m) await m.session.release();
+    collectGarbage();
+    return null;
+  },
+};
+
+const handle = (msg: ToWorker) => (HANDLERS[msg.type] as (m: ToWorker) => Promise<WorkerReplies[RequestType]>)(msg);
 
 port.on('message', (msg: ToWorker) => {
   handle(msg).then(
