@@ -80,7 +80,7 @@ export class RegistryFollower {
     if (!this.connected && this.desired.size === 0) return false;
     for (const [name, d] of this.desired) {
       if (d.active === null) continue;
-      if (this.models.activeVersion(name)?.version !== String(d.active)) return false;
+      if (this.models.activeVersion(name)?.version !== d.active) return false;
     }
     return true;
   }
@@ -150,8 +150,8 @@ export class RegistryFollower {
     if (d.active !== null) {
       await this.ensureLoaded(model, d.active);
       const before = this.models.activeVersion(model)?.version;
-      if (before !== String(d.active)) {
-        this.models.activate(model, String(d.active));
+      if (before !== d.active) {
+        this.models.activate(model, d.active);
         this.log.info({ event: 'replica_swapped', model, from: before ?? null, to: d.active }, `model ${model}: now serving version ${d.active}`);
       }
     }
@@ -160,14 +160,14 @@ export class RegistryFollower {
         this.log.warn({ event: 'rollback_not_warm', model, version: d.rollback, err: e.message }, `model ${model}: rollback target not loaded`),
       );
     }
-    const keep = new Set([d.active, this.opts.keepRollbackWarm ? d.rollback : null].filter((v) => v !== null).map(String));
+    const keep = new Set([d.active, this.opts.keepRollbackWarm ? d.rollback : null].filter((v) => v !== null));
     for (const v of this.models.loaded(model)) {
       if (!keep.has(v.version) && v.state !== 'draining' && this.models.activeVersion(model) !== v) await this.models.retire(model, v.version);
     }
   }
 
   private async ensureLoaded(model: string, version: number): Promise<void> {
-    if (this.models.loaded(model).some((v) => v.version === String(version) && v.state === 'ready')) return;
+    if (this.models.loaded(model).some((v) => v.version === version && v.state === 'ready')) return;
     const meta = await this.peer.getVersion(model, version);
     if (!(await this.cache.exists(meta.sha256))) {
       const t0 = performance.now();
@@ -177,7 +177,7 @@ export class RegistryFollower {
     }
     const bytes = new Uint8Array(await this.cache.read(meta.sha256));
     if (bytes.length !== meta.sizeBytes) throw new SightlineError('PRECONDITION', `cached file of model ${model} version ${version} has the wrong size`);
-    await this.models.load(model, String(version), bytes, meta.sha256, {
+    await this.models.load(model, version, bytes, meta.sha256, {
       family: meta.family as FamilyName,
       labelsText: meta.classNames.join('\n'),
       ...this.opts.load,

@@ -78,9 +78,8 @@ export class ModelLifecycle {
     models.setLookup((name, version) => {
       const m = this.store.getModel(name);
       if (!m) return 'unknown-model';
-      if (version === '') return 'exists';
-      const n = Number(version);
-      return Number.isInteger(n) && this.store.getVersion(name, n) ? 'exists' : 'missing';
+      if (version === 0) return 'exists';
+      return this.store.getVersion(name, version) ? 'exists' : 'missing';
     });
   }
 
@@ -101,7 +100,7 @@ export class ModelLifecycle {
       if (m.activeVersion === null) continue;
       try {
         await this.ensureLoaded(m.name, m.activeVersion);
-        this.models.activate(m.name, String(m.activeVersion));
+        this.models.activate(m.name, m.activeVersion);
       } catch (e) {
         this.log.error({ event: 'model_not_served', model: m.name, version: m.activeVersion, err: (e as Error).message }, `model ${m.name}: active version ${m.activeVersion} cannot be served`);
         continue;
@@ -185,7 +184,7 @@ export class ModelLifecycle {
       if (rec.state === 'corrupt') throw new SightlineError('PRECONDITION', `model ${model} version ${version} is corrupt (${rec.corruptReason ?? 'blob verification failed'}) and cannot be promoted`);
       if (this.opts.serveModels) await this.ensureLoaded(model, version);
       const change = this.store.promote(model, version, actor, reason);
-      if (this.opts.serveModels) this.models.activate(model, String(version));
+      if (this.opts.serveModels) this.models.activate(model, version);
       if (change.from !== change.to) {
         this.log.info({ event: 'model_promoted', model, from: change.from, to: change.to, actor, reason }, `model ${model}: promoted version ${version}`);
         this.emit('promoted', model, actor, reason);
@@ -204,7 +203,7 @@ export class ModelLifecycle {
       if (target.state === 'corrupt') throw new SightlineError('PRECONDITION', `model ${model} rollback target version ${target.version} is corrupt and cannot be served`);
       if (this.opts.serveModels) await this.ensureLoaded(model, target.version);
       const change = this.store.rollback(model, actor, reason);
-      if (this.opts.serveModels) this.models.activate(model, String(change.to), 'rollback');
+      if (this.opts.serveModels) this.models.activate(model, change.to, 'rollback');
       this.log.info({ event: 'model_rolled_back', model, from: change.from, to: change.to, actor, reason }, `model ${model}: rolled back to version ${change.to}`);
       this.emit('rolled_back', model, actor, reason);
       if (!this.opts.keepRollbackWarm) this.releaseUnpointed(model, [change.from]);
@@ -217,7 +216,7 @@ export class ModelLifecycle {
     return this.lock.run(async () => {
       this.requireVersion(model, version);
       const r = this.store.deleteVersion(model, version, actor, reason);
-      await this.models.retire(model, String(version));
+      await this.models.retire(model, version);
       if (!r.blobStillReferenced) await this.blobs.remove(r.sha256);
       this.log.info({ event: 'version_deleted', model, version, actor, reason, blobRemoved: !r.blobStillReferenced }, `model ${model} version ${version} deleted`);
       this.emit('version_deleted', model, actor, reason, version);
@@ -307,7 +306,7 @@ export class ModelLifecycle {
 
   /** Loads a version from its blob if it is not loaded yet; a blob that no longer matches its hash marks the version corrupt. */
   private async ensureLoaded(model: string, version: number): Promise<void> {
-    const loaded = this.models.loaded(model).find((v) => v.version === String(version));
+    const loaded = this.models.loaded(model).find((v) => v.version === version);
     if (loaded?.state === 'ready') return;
     const rec = this.requireVersion(model, version);
     if (rec.state === 'corrupt') throw new SightlineError('PRECONDITION', `model ${model} version ${version} is corrupt: ${rec.corruptReason ?? ''}`);
@@ -316,7 +315,7 @@ export class ModelLifecycle {
       this.store.markCorrupt(model, version, 'blob does not match its sha256');
       throw new SightlineError('PRECONDITION', `model ${model} version ${version} is corrupt: its blob does not match its sha256`);
     }
-    await this.models.load(model, String(version), bytes, rec.sha256, this.loadOptions(rec));
+    await this.models.load(model, version, bytes, rec.sha256, this.loadOptions(rec));
   }
 
   /** Stored family and class names make every later load identical to the validated one. */
@@ -330,7 +329,7 @@ export class ModelLifecycle {
     const m = this.store.getModel(model);
     for (const v of candidates) {
       if (v === null || v === m?.activeVersion || (this.opts.keepRollbackWarm && v === m?.rollbackVersion)) continue;
-      void this.models.retire(model, String(v)).catch((e: Error) => this.log.warn({ event: 'retire_failed', model, version: v, err: e.message }, 'retire failed'));
+      void this.models.retire(model, v).catch((e: Error) => this.log.warn({ event: 'retire_failed', model, version: v, err: e.message }, 'retire failed'));
     }
   }
 

@@ -12,7 +12,8 @@ export type VersionState = 'loading' | 'warming' | 'ready' | 'draining' | 'faile
 
 export interface LoadedVersion {
   readonly name: string;
-  readonly version: string;
+  /** The registry's version number. */
+  readonly version: number;
   readonly sha256: string;
   /** Pool key: one ONNX session per worker is registered under it. */
   readonly key: string;
@@ -26,12 +27,12 @@ export interface LoadedVersion {
 /** A ready version: what a request is served by. */
 export type ServingVersion = LoadedVersion & { info: ModelInfo };
 
-/** Answers, for a version that is not loaded, whether it exists at all (so the caller gets the right status). */
-export type VersionLookup = (name: string, version: string) => 'exists' | 'missing' | 'unknown-model';
+/** Answers, for a version that is not loaded, whether it exists at all (so the caller gets the right status); version 0: the model. */
+export type VersionLookup = (name: string, version: number) => 'exists' | 'missing' | 'unknown-model';
 
 interface ModelEntry {
-  versions: Map<string, LoadedVersion>;
-  active: string | null;
+  versions: Map<number, LoadedVersion>;
+  active: number | null;
 }
 
 const DRAIN_POLL_MS = 10;
@@ -57,7 +58,7 @@ export class ModelManager {
    * Loads and warms a version on every worker while everything else keeps serving. It serves nothing
    * until activate() (or a request pinning it). A failure is kept as state 'failed' with its reason.
    */
-  async load(name: string, version: string, model: Uint8Array, sha256: string, options: LoadOptions): Promise<ServingVersion> {
+  async load(name: string, version: number, model: Uint8Array, sha256: string, options: LoadOptions): Promise<ServingVersion> {
     const entry = this.entry(name);
     const existing = entry.versions.get(version);
     if (existing?.state === 'ready') return existing as ServingVersion;
@@ -71,14 +72,14 @@ export class ModelManager {
       v.state = 'failed';
       v.error = (e as Error).message;
       this.log.error({ event: 'model_load_failed', model: name, version, sha256, err: v.error }, `model ${name} version ${version} failed to load`);
-      this.metrics?.observeModelEvent(name, version, 'load_failed', (performance.now() - t0) / 1000);
-      this.metrics?.setModelReady(name, version, false);
+      this.metrics?.observeModelEvent(name, String(version), 'load_failed', (performance.now() - t0) / 1000);
+      this.metrics?.setModelReady(name, String(version), false);
       throw new SightlineError('PRECONDITION', `model ${name} version ${version} failed to load: ${v.error}`, { model: name, version });
     }
     v.state = 'ready';
-    this.metrics?.observeModelEvent(name, version, 'load', v.info.loadMs / 1000);
-    this.metrics?.observeModelEvent(name, version, 'warmup', v.info.warmupMs / 1000);
-    if (entry.active !== version) this.metrics?.setModelReady(name, version, false);
+    this.metrics?.observeModelEvent(name, String(version), 'load', v.info.loadMs / 1000);
+    this.metrics?.observeModelEvent(name, String(version), 'warmup', v.info.warmupMs / 1000);
+    if (entry.active !== version) this.metrics?.setModelReady(name, String(version), false);
     const info = v.info;
     this.log.info(
       {
@@ -103,17 +104,17 @@ export class ModelManager {
    * Makes a ready version the one served when requests do not pin a version. Atomic. `event` names a
    * swap in the metrics (sightline.model.events): a promotion unless the caller says rollback.
    */
-  activate(name: string, version: string, event: 'promote' | 'rollback' = 'promote'): void {
+  activate(name: string, version: number, event: 'promote' | 'rollback' = 'promote'): void {
     const v = this.models.get(name)?.versions.get(version);
     if (!v || v.state !== 'ready') throw new SightlineError('PRECONDITION', `model ${name} version ${version} is not loaded and ready`);
     const entry = this.entry(name);
     const from = entry.active;
     entry.active = version;
     if (from !== null && from !== version) {
-      this.metrics?.setModelReady(name, from, false);
-      this.metrics?.observeModelEvent(name, version, event);
+      this.metrics?.setModelReady(name, String(from), false);
+      this.metrics?.observeModelEvent(name, String(version), event);
     }
-    this.metrics?.setModelReady(name, version, true);
+    this.metrics?.setModelReady(name, String(version), true);
     if (this.defaultModel === null) this.defaultModel = name;
     if (from !== version) this.log.info({ event: 'model_activated', model: name, from, to: version }, `model ${name}: version ${version} is active`);
   }
@@ -122,7 +123,7 @@ export class ModelManager {
    * Stops a version taking new requests, waits for the ones in flight to finish on it, then releases
    * its sessions. The active version cannot be retired.
    */
-  async retire(name: string, version: string): Promise<void> {
+  async retire(name: string, version: number): Promise<void> {
     const entry = this.models.get(name);
     const v = entry?.versions.get(version);
     if (!entry || !v) return;
@@ -133,8 +134,8 @@ export class ModelManager {
     entry.versions.delete(version);
     if (v.info) await this.pool.unload(v.key);
     this.log.info({ event: 'model_unloaded', model: name, version }, `model ${name} version ${version} unloaded`);
-    this.metrics?.observeModelEvent(name, version, 'unload');
-    this.metrics?.forgetModel(name, version);
+    this.metrics?.observeModelEvent(name, String(version), 'unload');
+    this.metrics?.forgetModel(name, String(version));
   }
 
   /** The model requests get when they name none. `allowUnloaded`: set it before the model is loaded. */
@@ -145,15 +146,15 @@ export class ModelManager {
 
   /**
    * Picks the version that serves a request and counts it in flight. Empty name = default model;
-   * empty version = active version. Call release() when done.
+   * version 0 = active version. Call release() when done.
    */
-  acquire(name: string, version: string): ServingVersion {
+  acquire(name: string, version: number): ServingVersion {
     const modelName = name || this.defaultModel;
     if (!modelName) throw new SightlineError('NOT_READY', 'no model is loaded yet');
     const entry = this.models.get(modelName);
     const ver = version || entry?.active;
     if (!ver) {
-      if (!entry && this.lookup(modelName, '') === 'unknown-model') throw new SightlineError('NOT_FOUND', `unknown model "${modelName}"`, { model: modelName });
+      if (!entry && this.lookup(modelName, 0) === 'unknown-model') throw new SightlineError('NOT_FOUND', `unknown model "${modelName}"`, { model: modelName });
       throw new SightlineError('NOT_READY', `model "${modelName}" has no active version loaded yet`, { model: modelName });
     }
     const v = entry?.versions.get(ver);
@@ -187,7 +188,7 @@ export class ModelManager {
     return [...(this.models.get(name)?.versions.values() ?? [])];
   }
 
-  list(): { name: string; active: string | null; versions: LoadedVersion[] }[] {
+  list(): { name: string; active: number | null; versions: LoadedVersion[] }[] {
     return [...this.models].map(([name, e]) => ({ name, active: e.active, versions: [...e.versions.values()] }));
   }
 

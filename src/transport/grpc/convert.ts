@@ -1,10 +1,23 @@
 /** Protobuf messages ↔ serving types. Protobuf types stop here. */
+import { SightlineError } from '../../errors.js';
 import type { DetectInput, DetectResult, StreamItem } from '../../serving/index.js';
 import type { DetectRequest, DetectResponse } from '../../generated/sightline/v1/detector.js';
 
+/**
+ * DetectRequest.version is text in the contract; in the server a version is the registry's number.
+ * Empty: the active version (0). Anything but a positive integer names no version: NOT_FOUND.
+ */
+export function requestedVersion(r: Pick<DetectRequest, 'model' | 'version'>): number {
+  if (r.version === '') return 0;
+  const n = /^\d{1,9}$/.test(r.version) ? Number(r.version) : 0;
+  if (n > 0) return n;
+  const shown = JSON.stringify(r.version.length > 40 ? `${r.version.slice(0, 40)}…` : r.version);
+  throw new SightlineError('NOT_FOUND', `model "${r.model}" has no version ${shown}: versions are numbers`, { model: r.model });
+}
+
 export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
   model: r.model,
-  version: r.version,
+  version: requestedVersion(r),
   image: r.image,
   confidenceThreshold: r.confidenceThreshold,
   iouThreshold: r.iouThreshold,
@@ -16,7 +29,7 @@ export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
 
 export const toDetectResponse = (r: DetectResult): DetectResponse => ({
   model: r.model,
-  version: r.version,
+  version: String(r.version),
   modelSha256: r.modelSha256,
   frameId: r.frameId,
   imageWidth: r.imageWidth,

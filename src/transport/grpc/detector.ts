@@ -2,9 +2,9 @@
 import { status as grpcStatus, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { DropPolicy as ProtoDropPolicy, type DetectorServer, type DetectRequest, type DetectResponse } from '../../generated/sightline/v1/detector.js';
 import { SightlineError } from '../../errors.js';
-import { StreamSession, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
+import { StreamSession, type DetectInput, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { fromDetectRequest, toDetectResponse, toStreamResponse } from './convert.js';
+import { fromDetectRequest, requestedVersion, toDetectResponse, toStreamResponse } from './convert.js';
 import { signalFor } from './deadline.js';
 import { noTelemetry, ObservedCall, requestIdMetadata, UNKNOWN, type DetectorTelemetry } from './observe.js';
 import { grpcCodeOf, toStatus } from './status.js';
@@ -19,6 +19,15 @@ export interface DetectorHandlers {
   impl: DetectorServer;
   /** Asks every open stream to finish what it received and end with UNAVAILABLE (shutdown). */
   drainStreams(): void;
+}
+
+/** Metric labels of a failed call: the version the request resolves to now, or null (labelled "unknown"). */
+function labelsOf(detect: DetectService, r: DetectRequest): { model: string; version: number } | null {
+  try {
+    return detect.labelsFor(r.model, requestedVersion(r));
+  } catch {
+    return null;
+  }
 }
 
 /** Stream settings: metadata first, then the first message's stream_options, then server defaults. */
@@ -55,8 +64,8 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
       const { signal, dispose } = signalFor(call);
       const obs = new ObservedCall(telemetry, 'Detect', call.metadata);
       call.sendMetadata(requestIdMetadata(obs.requestId));
-      detect
-        .detect(fromDetectRequest(call.request), signal)
+      Promise.resolve()
+        .then(() => detect.detect(fromDetectRequest(call.request), signal))
         .then(
           (r) => {
             // Answer first: the metrics, span and log below are not the caller's to wait for.
@@ -68,7 +77,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
           },
           (e: unknown) => {
             const code = grpcCodeOf(e);
-            const labels = detect.labelsFor(call.request.model, call.request.version);
+            const labels = labelsOf(detect, call.request);
             obs.failedImage(code, labels);
             obs.end(code, labels, {}, (e as Error).message);
             obs.log(log, { model: call.request.model, version: call.request.version, code, err: (e as Error).message }, 'detect failed');
@@ -83,7 +92,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
       const obs = new ObservedCall(telemetry, 'Stream', call.metadata);
       call.sendMetadata(requestIdMetadata(obs.requestId));
       // The version that answered the latest frame: the labels of the stream's call and dropped frames.
-      let served: { model: string; version: string } | null = null;
+      let served: { model: string; version: number } | null = null;
       let delivered = 0;
       let dropped = 0;
       let finished = false;
@@ -120,10 +129,10 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
                 if (served?.model !== r.model || served.version !== r.version) served = { model: r.model, version: r.version };
                 delivered++;
                 obs.image(r, r.timing.totalMs / 1000);
-                telemetry.metrics.observeStreamFrame(r.model, r.version, 'delivered');
+                telemetry.metrics.observeStreamFrame(r.model, String(r.version), 'delivered');
               } else {
                 dropped++;
-                telemetry.metrics.observeStreamFrame(served?.model ?? UNKNOWN, served?.version ?? UNKNOWN, 'dropped');
+                telemetry.metrics.observeStreamFrame(served?.model ?? UNKNOWN, served ? String(served.version) : UNKNOWN, 'dropped');
               }
               return call.write(toStreamResponse(item));
             },
@@ -141,7 +150,13 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
           sessions.add(s);
           if (draining) s.drain();
         }
-        session.push(fromDetectRequest(req));
+        let input: DetectInput;
+        try {
+          input = fromDetectRequest(req);
+        } catch (e) {
+          return fail(e);
+        }
+        session.push(input);
       });
       call.on('drain', () => session?.onWritable());
       call.on('end', () => (session ? session.endInput() : (finish(grpcStatus.OK), call.end(), dispose())));
