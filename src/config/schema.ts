@@ -78,6 +78,21 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Replicas tell the registry what they serve; the registry follows every promote and rollback until the fleet serves it. */
+    fleet: z
+      .object({
+        /** This server's name in the registry's fleet view (`registry status`); default: the host name, which is the pod name on Kubernetes. Unique per replica. */
+        replicaName: z.string().min(1).max(253).optional(),
+        /** Replicas report at every change and at least this often. */
+        reportIntervalMs: z.number().int().min(100).default(5_000),
+        /** Registry: a replica silent this long (its report stream broken without a word) leaves the fleet view. */
+        replicaTimeoutMs: z.number().int().min(200).default(15_000),
+        /** Registry: a rollout that not every live replica serves by then fails (`promote --wait TIMEOUT` sets its own). */
+        rolloutTimeoutMs: z.number().int().min(1_000).default(600_000),
+      })
+      .strict()
+      .refine((f) => f.replicaTimeoutMs > f.reportIntervalMs, { message: 'replicaTimeoutMs must exceed reportIntervalMs (replicas would leave the fleet view between reports)', path: ['replicaTimeoutMs'] })
+      .prefault({}),
     /** TLS for the gRPC port. Plaintext unless enabled (a warning is logged when bound beyond loopback). */
     tls: z
       .object({

@@ -5,10 +5,11 @@ import { Command, Option } from 'commander';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { FAMILY_NAMES } from '../../identifiers.js';
-import { VersionState, type ModelStatus, type ModelVersion, type RegistryClient } from '../../generated/sightline/v1/registry.js';
-import { intArg } from '../args.js';
+import type { ModelVersion, RegistryClient, RolloutOptions } from '../../generated/sightline/v1/registry.js';
+import { durationArg, intArg } from '../args.js';
 import { call, DEFAULT_SERVER, registryClient } from '../client.js';
 import { profileCommand } from './drift.js';
+import { printStatus, statusJson, waitForRollout } from './rollout.js';
 
 interface Common {
   server: string;
@@ -23,12 +24,25 @@ const CHUNK_BYTES = 1024 * 1024;
 const print = (json: boolean | undefined, value: unknown, human: () => void) =>
   json ? process.stdout.write(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n') : human();
 
-const stateName = (s: VersionState) => VersionState[s].replace('VERSION_STATE_', '').toLowerCase();
-
-function printStatus(s: ModelStatus): void {
-  console.log(`model ${s.model}: active ${s.activeVersion || '-'}, rollback ${s.rollbackVersion || '-'}`);
-  for (const l of s.loaded) console.log(`  version ${l.version}: ${stateName(l.state)}${l.provider ? ` on ${l.provider}` : ''}, ${l.inFlight} in flight${l.error ? ` (${l.error})` : ''}`);
+/** `--wait [TIMEOUT]` and `--auto-rollback` of promote and rollback. */
+interface RolloutFlags {
+  reason: string;
+  /** true: wait with the registry's default timeout; a number: with this one (ms). */
+  wait?: true | number;
+  autoRollback?: boolean;
 }
+
+const rolloutFlags = (c: Command) =>
+  c
+    .option('--reason <text>', 'recorded in the history', '')
+    .option(
+      '--wait [timeout]',
+      'follow the rollout until every replica serves the version, printing ready/total; exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: the registry\'s fleet.rolloutTimeoutMs) passes first',
+      durationArg,
+    )
+    .option('--auto-rollback', 'if the rollout fails (a replica cannot load the version, or the timeout passes), move the pointers back');
+
+const rolloutOptions = (o: RolloutFlags): RolloutOptions => ({ timeoutMs: typeof o.wait === 'number' ? o.wait : 0, autoRollback: !!o.autoRollback });
 
 function printVersion(v: ModelVersion): void {
   console.log(
@@ -133,30 +147,28 @@ export function registryCommand(): Command {
     }),
   );
 
-  common(cmd.command('status <model>').description('pointers and loaded versions with their state')).action(
+  common(cmd.command('status <model>').description('pointers, every replica with its versions and their state, and the latest rollout')).action(
     action(async (client, model: string, o: Common) => {
       const s = await call(client, client.getModelStatus, { model });
-      print(o.json, { ...s, loaded: s.loaded.map((l) => ({ ...l, state: stateName(l.state) })) }, () => printStatus(s));
+      print(o.json, statusJson(s), () => printStatus(s));
     }),
   );
 
-  common(cmd.command('promote <model> <version>').description('make a version active (loads and warms it first)'))
-    .option('--reason <text>', 'recorded in the history', '')
-    .action(
-      action(async (client, model: string, version: string, o: Common & { reason: string }) => {
-        const s = await call(client, client.promote, { model, version: intArg(version), reason: o.reason });
-        print(o.json, s, () => printStatus(s));
-      }),
-    );
+  rolloutFlags(common(cmd.command('promote <model> <version>').description('make a version active: every replica loads and warms it, then swaps'))).action(
+    action(async (client, model: string, version: string, o: Common & RolloutFlags) => {
+      const s = await call(client, client.promote, { model, version: intArg(version), reason: o.reason, rollout: rolloutOptions(o) });
+      if (o.wait) return waitForRollout(client, s, o.json);
+      print(o.json, statusJson(s), () => printStatus(s));
+    }),
+  );
 
-  common(cmd.command('rollback <model>').description('swap back to the rollback target'))
-    .option('--reason <text>', 'recorded in the history', '')
-    .action(
-      action(async (client, model: string, o: Common & { reason: string }) => {
-        const s = await call(client, client.rollback, { model, reason: o.reason });
-        print(o.json, s, () => printStatus(s));
-      }),
-    );
+  rolloutFlags(common(cmd.command('rollback <model>').description('swap back to the rollback target, on every replica'))).action(
+    action(async (client, model: string, o: Common & RolloutFlags) => {
+      const s = await call(client, client.rollback, { model, reason: o.reason, rollout: rolloutOptions(o) });
+      if (o.wait) return waitForRollout(client, s, o.json);
+      print(o.json, statusJson(s), () => printStatus(s));
+    }),
+  );
 
   common(cmd.command('history <model>').description('pointer changes, newest first'))
     .option('--limit <n>', 'entries', intArg, 100)

@@ -26,6 +26,9 @@ export const RPC_CAPABILITY: Readonly<Record<string, Capability | 'public'>> = {
   '/sightline.v1.Registry/WatchModels': 'view',
   '/sightline.v1.Registry/FetchBlob': 'view',
   '/sightline.v1.Registry/SyncTokens': 'replicate',
+  // Only replicas tell the registry what they serve: a report from anyone else would fake the fleet view.
+  '/sightline.v1.Registry/ReportReplica': 'replicate',
+  '/sightline.v1.Registry/WatchRollout': 'view',
   '/sightline.v1.Registry/GetProfile': 'view',
   // What BuildProfile needs: a replica forwards its caller's token with the profile it built.
   '/sightline.v1.Registry/PutProfile': 'publish',

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { DetectorService } from '../../generated/sightline/v1/detector.js';
 import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
-import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
+import type { AccessControl, DetectService, DriftMonitor, ModelRegistry } from '../../serving/index.js';
 import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
 import { applyReceiveWindow } from './flow-control.js';
@@ -60,7 +60,7 @@ function reflection(): ReflectionService {
 /** The services this process serves: depends on its role (all, registry, inference). */
 export interface GrpcServices {
   detect?: DetectService;
-  lifecycle?: ModelLifecycle;
+  registry?: ModelRegistry;
   /** Metrics and tracing for Detector calls; none when absent. */
   telemetry?: DetectorTelemetry;
   /** Drift monitoring (sightline.v1.Monitoring, served wherever Detector is). */
@@ -86,7 +86,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
   if (detector) server.addService(DetectorService, detector.impl), serviceNames.push('sightline.v1.Detector');
   if (services.detect) server.addService(MonitoringService, monitoringHandlers(services.detect, services.drift, log, services.access)), serviceNames.push('sightline.v1.Monitoring');
-  const registry = services.lifecycle ? registryHandlers(services.lifecycle, log, services.access) : null;
+  const registry = services.registry ? registryHandlers(services.registry, log, () => services.access?.tokenDigests() ?? []) : null;
   if (registry) server.addService(RegistryService, registry.impl), serviceNames.push('sightline.v1.Registry');
   // "liveness": SERVING whenever the process answers (for liveness and startup probes); "" and each
   // service: SERVING only when ready to take traffic.
