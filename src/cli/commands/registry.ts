@@ -7,14 +7,11 @@ import { basename } from 'node:path';
 import { FAMILY_NAMES } from '../../identifiers.js';
 import type { ModelVersion, RegistryClient, RolloutOptions } from '../../generated/sightline/v1/registry.js';
 import { durationArg, intArg } from '../args.js';
-import { call, DEFAULT_SERVER, registryClient } from '../client.js';
+import { call, connectionOptions, registryClient, type ConnectionFlags } from '../client.js';
 import { profileCommand } from './drift.js';
 import { printStatus, statusJson, waitForRollout } from './rollout.js';
 
-interface Common {
-  server: string;
-  token?: string;
-  caFile?: string;
+interface Common extends ConnectionFlags {
   json?: boolean;
 }
 
@@ -54,23 +51,25 @@ function printVersion(v: ModelVersion): void {
 function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) => Promise<void>) {
   return async (...args: A) => {
     const opts = args.find((a): a is Common => typeof a === 'object' && a !== null && 'server' in a)!;
-    const client = registryClient(opts.server, { token: opts.token, caFile: opts.caFile });
+    let client: RegistryClient | null = null;
     try {
+      client = registryClient(opts.server, opts);
       await fn(client, ...args);
     } catch (e) {
       const err = e as ServiceError;
-      console.error(`sightline: ${err.code !== undefined ? `${status[err.code]}: ` : ''}${err.details ?? err.message}`);
+      console.error(`sightline: ${typeof err.code === 'number' ? `${status[err.code]}: ` : ''}${err.details ?? err.message}`);
       process.exitCode = 1;
     } finally {
-      client.close();
+      client?.close();
     }
   };
 }
 
+/** Uploads FILE, or standard input for "-" (kubectl exec -i POD -- sightline registry upload - … < model.onnx). */
 function upload(client: RegistryClient, file: string, o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string }): Promise<ModelVersion> {
-  const size = statSync(file).size;
-  const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true }, Presets.shades_classic) : null;
-  bar?.start(size, 0);
+  const stdin = file === '-';
+  const bar = process.stderr.isTTY && !o.json && !stdin ? new SingleBar({ format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true }, Presets.shades_classic) : null;
+  bar?.start(stdin ? 0 : statSync(file).size, 0);
   return new Promise<ModelVersion>((resolve, reject) => {
     const stream = client.uploadVersion((err, res) => {
       bar?.stop();
@@ -78,9 +77,9 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
       else resolve(res!);
     });
     const labels = o.labels ? readFileSync(o.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : [];
-    stream.write({ metadata: { model: o.model, notes: o.notes, expectedSha256: o.sha256 ?? '', labels, family: o.family ?? '', sourceName: basename(file) } });
+    stream.write({ metadata: { model: o.model, notes: o.notes, expectedSha256: o.sha256 ?? '', labels, family: o.family ?? '', sourceName: stdin ? '' : basename(file) } });
     let sent = 0;
-    const rs = createReadStream(file, { highWaterMark: CHUNK_BYTES });
+    const rs: NodeJS.ReadableStream = stdin ? process.stdin : createReadStream(file, { highWaterMark: CHUNK_BYTES });
     rs.on('data', (chunk) => {
       sent += chunk.length;
       bar?.update(sent);
@@ -100,14 +99,9 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
 
 export function registryCommand(): Command {
   const cmd = new Command('registry').description('manage model versions on a running server (upload, promote, rollback, ...)');
-  const common = (c: Command) =>
-    c
-      .option('--server <addr>', 'server address', DEFAULT_SERVER)
-      .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-      .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
-      .option('--json', 'print JSON for scripts');
+  const common = (c: Command) => connectionOptions(c).option('--json', 'print JSON for scripts');
 
-  common(cmd.command('upload <file>').description('upload a model file as a new version; prints the version number'))
+  common(cmd.command('upload <file>').description('upload a model file (- for standard input) as a new version; prints the version number'))
     .requiredOption('--model <name>', 'model name')
     .option('--notes <text>', 'model card: training data, metrics, intended use', '')
     .option('--labels <file>', 'class names, one per line')
