@@ -3,7 +3,7 @@
  * version. A rollout succeeds when every live replica serves it, fails when a replica that has heard
  * of it reports it cannot load it or when its deadline passes, and is superseded by the model's next
  * pointer change. Its end is reported once (audit log, metrics) and, with autoRollback, a failure
- * moves the pointers back before watchers hear the outcome.
+ * moves the pointers back before watchers hear the outcome, which names that rollback.
  */
 import { EventEmitter } from 'node:events';
 import { SightlineError } from '../errors.js';
@@ -56,7 +56,7 @@ export interface RolloutsOptions {
   defaultTimeoutMs: number;
   /** autoRollback: moves the pointers back and returns the id of that rollback's rollout. */
   rollBack(failed: Rollout): Promise<number>;
-  /** Once per rollout, when it has ended (and any rollback has started). */
+  /** Once per rollout, as soon as it has ended (before any automatic rollback). */
   onEnd(r: Rollout): void;
   now?: () => number;
 }
@@ -175,14 +175,19 @@ export class Rollouts {
     }
   }
 
-  /** Ends a rollout once: rolls back first when it failed with autoRollback, then tells watchers and onEnd. */
+  /**
+   * Ends a rollout once. onEnd hears it at once (the audit log keeps the order things happened in);
+   * with autoRollback a failure starts the rollback first, so that watchers hear the end with it.
+   */
   private async end(id: number, phase: Exclude<RolloutPhase, 'in_progress'>, reason: string): Promise<void> {
     const e = this.byId.get(id);
     if (!e || TERMINAL(e.r.phase)) return;
     if (e.timer) clearTimeout(e.timer);
     e.timer = null;
-    this.update(id, { phase, reason, endedAt: this.now() });
-    if (phase === 'failed' && e.r.autoRollback) {
+    const rollingBack = phase === 'failed' && e.r.autoRollback;
+    this.update(id, { phase, reason: rollingBack ? `${reason}; rolling back to version ${e.r.fromVersion}` : reason, endedAt: this.now() });
+    this.opts.onEnd(e.r);
+    if (rollingBack) {
       try {
         const by = await this.opts.rollBack(e.r);
         this.update(id, { rolledBackBy: by, reason: `${reason}; rolled back to version ${e.r.fromVersion}` });
@@ -190,9 +195,7 @@ export class Rollouts {
         this.update(id, { reason: `${reason}; the automatic rollback failed: ${(err as Error).message}` });
       }
     }
-    const r = this.byId.get(id)!.r;
-    this.events.emit('update', r);
-    this.opts.onEnd(r);
+    this.events.emit('update', this.byId.get(id)!.r);
   }
 
   private update(id: number, patch: Partial<Rollout>): void {

@@ -74,20 +74,21 @@ export function followRollout(client: RegistryClient, model: string, id: bigint,
 
 /**
  * `--wait`: follows the rollout a promote or rollback started; on failure names every failing
- * replica and follows the automatic rollback too. Exit status 0 only when the rollout succeeded.
+ * replica, then follows the automatic rollback, if any. Exit status 0 only when the rollout succeeded.
  */
 export async function waitForRollout(client: RegistryClient, s: ModelStatus, json: boolean | undefined): Promise<void> {
   if (!s.rollout) throw new Error(`no rollout of ${s.model} to follow: version ${s.activeVersion} was already active before the registry started`);
   const r = await followRollout(client, s.model, s.rollout.id, !!json);
-  const back = r.rolledBackBy ? await followRollout(client, s.model, r.rolledBackBy, !!json) : null;
-  if (json) process.stdout.write(JSON.stringify({ rollout: rolloutJson(r), rollback: back ? rolloutJson(back) : null }, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n');
-  if (r.phase === RolloutPhase.ROLLOUT_PHASE_SUCCEEDED) {
-    if (!json) console.log(`${describeRollout(r)}`);
-    return;
+  const succeeded = r.phase === RolloutPhase.ROLLOUT_PHASE_SUCCEEDED;
+  if (!succeeded) process.exitCode = 1;
+  if (!json) {
+    if (succeeded) console.log(describeRollout(r));
+    else {
+      console.error(`sightline: ${describeRollout(r)}`);
+      for (const p of r.replicas.filter((x) => x.state === VersionState.VERSION_STATE_FAILED)) console.error(`  ${p.replica}: ${p.error}`);
+    }
   }
-  process.exitCode = 1;
-  if (json) return;
-  console.error(`sightline: ${describeRollout(r)}`);
-  for (const p of r.replicas.filter((x) => x.state === VersionState.VERSION_STATE_FAILED)) console.error(`  ${p.replica}: ${p.error}`);
-  if (back) console.error(`sightline: ${describeRollout(back)}`);
+  const back = r.rolledBackBy ? await followRollout(client, s.model, r.rolledBackBy, !!json) : null;
+  if (back && !json) (back.phase === RolloutPhase.ROLLOUT_PHASE_SUCCEEDED ? console.log : console.error)(describeRollout(back));
+  if (json) process.stdout.write(JSON.stringify({ rollout: rolloutJson(r), rollback: back ? rolloutJson(back) : null }, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n');
 }
