@@ -146,7 +146,11 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
         call.on('error', () => undefined);
         reports = call;
       }
-      reports.write(toReportMessage(r));
+      try {
+        reports.write(toReportMessage(r));
+      } catch {
+        reports = null; // the call ended under it; the next report opens a new one
+      }
     },
 
     syncTokens: () =>
