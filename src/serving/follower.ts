@@ -89,11 +89,14 @@ export class ModelFollower implements Catalog {
     this.reportTimer.unref();
   }
 
+  /** Stops following and reporting, and leaves the registry's fleet view. Idempotent. */
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.reportTimer) clearInterval(this.reportTimer);
     this.stopWatch?.();
+    this.peer.leave?.();
   }
 
   /**
@@ -146,7 +149,7 @@ export class ModelFollower implements Catalog {
   }
 
   /** What this server serves, as the registry's fleet view shows it. */
-  snapshot(): ReplicaReport {
+  private snapshot(): ReplicaReport {
     const names = new Set([...this.pointers.keys(), ...this.models.list().map((m) => m.name)]);
     return {
       replica: this.opts.replica,

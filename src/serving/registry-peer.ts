@@ -18,6 +18,8 @@ export interface RegistryPeer {
   fetchModel(model: string, version: number): Promise<ModelFile>;
   /** Tells the registry what this server serves. Never throws: a lost report is replaced by the next one. */
   report(r: ReplicaReport): void;
+  /** This server stops serving (shutdown): the registry drops it from the fleet view now, so no rollout waits for it. */
+  leave?(): void;
 }
 
 /** Role all: the registry in this process. Changes arrive synchronously, as the registry commits them. */

@@ -120,6 +120,11 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       assert.match(rollouts[1]!.reason, new RegExp(`^failed: ${escape(reason)}; rolling back to version 2$`));
       const rollback = entries.find((e) => e.action === 'rollback')!;
       assert.deepEqual([rollback.outcome, rollback.principal], ['ok', rollouts[1]!.principal], 'the automatic rollback, under the name of whoever started the rollout');
+
+      // 5. A replica that shuts down leaves the fleet view at once, not after fleet.replicaTimeoutMs (15 s).
+      void procs[2]!.kill('SIGTERM');
+      const gone = await waitFor(async () => serving(await status()) === 'replica-a:2', 10_000, 'replica-b gone from the fleet view');
+      console.log(`# replica-b left the fleet view ${gone.ms} ms after SIGTERM`);
     } finally {
       for (const c of clients) c.close();
       await Promise.all(procs.map((p) => p.kill('SIGKILL')));

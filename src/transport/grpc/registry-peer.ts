@@ -81,8 +81,12 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
     }
   }
 
-  /** The report stream, opened on the first report and again after it breaks. */
+  /** The report stream, opened on the first report and again after it breaks; ending it leaves the fleet view. */
   let reports: ClientWritableStream<ReplicaReportMessage> | null = null;
+  const leave = () => {
+    reports?.end();
+    reports = null;
+  };
 
   return {
     watch(onChange, onEnd) {
@@ -153,6 +157,8 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
       }
     },
 
+    leave,
+
     syncTokens: () =>
       unary(client.syncTokens, {}, 'token sync').then((r) =>
         r.tokens.map((t) => ({ id: t.id, name: t.name, role: t.role as TokenDigest['role'], secret_hash: t.secretSha256, expires_at: t.expiresAt || null, revoked_at: t.revokedAt || null })),
@@ -175,8 +181,7 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
       ).then(() => undefined),
 
     close() {
-      reports?.end();
-      reports = null;
+      leave();
       client.close();
     },
   };
