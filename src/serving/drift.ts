@@ -155,7 +155,7 @@ export class DriftMonitor implements SampleObserver {
   }
 
   /**
-   * Follows the registry (ModelLifecycle.watch): the active version's profile is loaded as soon as it is
+   * Follows the registry (ModelFollower.onModelEvent): the active version's profile is loaded as soon as it is
    * promoted (or found active at start-up), and a deleted version's state is dropped.
    */
   onModelChange(c: Pick<ModelChange, 'type' | 'model' | 'activeVersion' | 'version'>): void {

@@ -10,15 +10,17 @@ import { sharedDataOrSkip } from '../support/data.js';
 import { call, registryClient, uploadFile } from '../support/registry.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
+import { openStream } from '../support/stream.js';
 import { waitFor } from '../support/wait.js';
 
 const haveData = sharedDataOrSkip('status codes');
 const POOL = { workers: 1, warmupRuns: 0 };
+const bus = readFileSync(imagePath('bus.jpg'));
 
 /** The status a Detect call ends with: "OK v<version>" or "<CODE>: <message>". */
 async function outcome(srv: TestServer, model: string, version = ''): Promise<string> {
   try {
-    return `OK v${(await srv.detect({ image: readFileSync(imagePath('bus.jpg')), model, version }, { deadlineMs: 20_000 })).version}`;
+    return `OK v${(await srv.detect({ image: bus, model, version }, { deadlineMs: 20_000 })).version}`;
   } catch (e) {
     const err = e as ServiceError;
     return `${status[err.code]}: ${err.details}`;
@@ -62,6 +64,15 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
       assert.equal(await outcome(srv, 'det', 'v2'), 'NOT_FOUND: model "det" has no version "v2": versions are numbers');
       assert.equal(await outcome(srv, 'det', '2'), 'FAILED_PRECONDITION: model "det" version 2 exists but is not loaded; promote it or pin a loaded version');
       assert.equal(await outcome(srv, 'idle'), 'FAILED_PRECONDITION: model "idle" has no active version; promote one with `sightline registry promote idle VERSION`');
+      // In a stream, a frame naming no version ends it with that status after the frames before it are answered.
+      const s = openStream(srv.client, { maxInFlight: 2 });
+      s.send(1, bus);
+      s.send(2, bus, { version: 'v2' });
+      s.send(3, bus);
+      s.call.end();
+      const end = await s.done;
+      assert.deepEqual(s.responses.map((r) => [Number(r.frameId), r.version]), [[1, '1']]);
+      assert.equal(`${status[end!.code]}: ${end!.details}`, 'NOT_FOUND: the default model has no version "v2": versions are numbers');
     });
   }
 

@@ -12,7 +12,7 @@ export function requestedVersion(r: Pick<DetectRequest, 'model' | 'version'>): n
   const n = /^\d{1,9}$/.test(r.version) ? Number(r.version) : 0;
   if (n > 0) return n;
   const shown = JSON.stringify(r.version.length > 40 ? `${r.version.slice(0, 40)}…` : r.version);
-  throw new SightlineError('NOT_FOUND', `model "${r.model}" has no version ${shown}: versions are numbers`, { model: r.model });
+  throw new SightlineError('NOT_FOUND', `${r.model ? `model "${r.model}"` : 'the default model'} has no version ${shown}: versions are numbers`, { model: r.model });
 }
 
 export const fromDetectRequest = (r: DetectRequest): DetectInput => ({

@@ -154,7 +154,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         try {
           input = fromDetectRequest(req);
         } catch (e) {
-          return fail(e);
+          return session.reject(req.frameId, e);
         }
         session.push(input);
       });
