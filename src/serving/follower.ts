@@ -202,9 +202,8 @@ export class ModelFollower implements Catalog {
       for (const fn of this.listeners) fn();
       return;
     }
-    const pointerChange = c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back';
-    if (pointerChange) this.held.delete(c.model);
-    if (c.type !== 'snapshot') this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
+    if (c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back') this.held.delete(c.model);
+    if (c.type === 'promoted' || c.type === 'rolled_back') this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
     const p: ModelPointers = { active: c.activeVersion, rollback: c.rollbackVersion, versions: new Set(c.versions) };
     this.pointers.set(c.model, p);
     // A version that failed before gets a fresh try now that a pointer needs it again (and a report

@@ -341,6 +341,8 @@ describe('Helm chart helm/sightline', () => {
       ['ports.grpc=70000', /ports\.grpc/],
       ['auth.adminToken=hunter2', /adminToken/],
       ['registry.persistence.accessModes[0]=ReadWriteSometimes', /accessModes/],
+      // One name for every pod would make the registry's fleet view one replica.
+      ['config.fleet.replicaName=pod', /fleet/],
     ];
     for (const [set, re] of bad) {
       const r = helm(bin, ['template', RELEASE, chartDir, '--set', set]);
