@@ -80,7 +80,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
             const labels = labelsOf(detect, call.request);
             obs.failedImage(code, labels);
             obs.end(code, labels, {}, (e as Error).message);
-            obs.log(log, { model: call.request.model, version: call.request.version, code, err: (e as Error).message }, 'detect failed');
+            obs.log(log, { model: call.request.model, version: labels?.version ?? null, requestedVersion: call.request.version, code, err: (e as Error).message }, 'detect failed');
             cb(toStatus(e, log));
           },
         )
@@ -101,7 +101,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         finished = true;
         const message = err === undefined ? undefined : (err as Error).message;
         obs.end(code, served, { 'sightline.stream.frames.delivered': delivered, 'sightline.stream.frames.dropped': dropped }, message);
-        obs.log(log, { model: served?.model ?? '', version: served?.version ?? '', code, delivered, dropped, ...(message ? { err: message } : {}) }, 'stream ended');
+        obs.log(log, { model: served?.model ?? '', version: served?.version ?? null, code, delivered, dropped, ...(message ? { err: message } : {}) }, 'stream ended');
       };
       let session: StreamSession | null = null;
       let failed = false;

@@ -110,7 +110,7 @@ export class ObservedCall {
   }
 
   /** The per-call JSON log line (debug): request id, model, version, status, duration. */
-  log(log: Logger, fields: { model: string; version: number | string; code: number; err?: string; [k: string]: unknown }, msg: string): void {
+  log(log: Logger, fields: { model: string; version: number | null; code: number; err?: string; [k: string]: unknown }, msg: string): void {
     if (!log.isLevelEnabled('debug')) return;
     log.debug({ event: this.method === 'Detect' ? 'detect' : 'stream', requestId: this.requestId, ...fields, ms: performance.now() - this.t0 }, msg);
   }
