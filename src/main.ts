@@ -113,6 +113,8 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   let grpc: GrpcServer | null = null;
   let admin: AdminServer | null = null;
   let assembly: Assembly;
+  let closing: Promise<void> | null = null;
+  const notReady = () => (closing ? 'shutting down' : assembly.notReady());
   try {
     // A missing or malformed key stops the start: serving nothing beats serving garbage.
     const keys = { key: loadKey(config.encryption), previousKeys: (config.encryption.previousKeyFiles ?? []).map((keyFile) => loadKey({ keyFile })!) };
@@ -134,8 +136,6 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     throw e;
   }
   const server = grpc;
-  let closing: Promise<void> | null = null;
-  const notReady = () => (closing ? 'shutting down' : assembly.notReady());
   // Health follows readiness: SERVING once this process serves what it should, NOT_SERVING otherwise.
   const updateHealth = () => {
     if (!closing) server.setServing(notReady() === null ? 'SERVING' : 'NOT_SERVING');
