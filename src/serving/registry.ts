@@ -13,7 +13,7 @@ import { SightlineError } from '../errors.js';
 import { assertIdentifier, FAMILY_NAMES, isFamilyName, type FamilyName } from '../identifiers.js';
 import type { InferencePool } from '../inference/index.js';
 import { parseProfile } from '../monitoring/index.js';
-import { verifyBlobs, type AuditInput, type BlobStore, type HistoryRecord, type ModelRecord, type ProfileRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
+import { assertSha256, verifyBlobs, type AuditInput, type BlobStore, type HistoryRecord, type ModelRecord, type ProfileRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { PROFILE_KIND } from './drift.js';
@@ -259,7 +259,7 @@ export class ModelRegistry {
    * for this process's own follower). A blob that fails verification marks its versions corrupt.
    */
   async readBlob(sha256: string): Promise<Buffer> {
-    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new SightlineError('INVALID_INPUT', 'sha256 must be 64 lowercase hex characters');
+    assertSha256(sha256);
     if (!this.store.isBlobReferenced(sha256)) throw new SightlineError('NOT_FOUND', `no registered version has sha256 ${sha256}`);
     try {
       return await this.blobs.read(sha256);
