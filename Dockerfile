@@ -68,8 +68,12 @@ COPY --from=build /app/proto ./proto
 COPY --from=build /app/migrations ./migrations
 
 # uid/gid 1000 is the base image's `node` user; numeric so Kubernetes can check runAsNonRoot.
+# `sightline` on PATH (the package's bin, run by its shebang) so operators use the CLI in any pod:
+# kubectl exec POD -- sightline registry status NAME. Client commands need no heap flag.
 RUN mkdir -p /var/lib/sightline /var/cache/sightline \
- && chown 1000:1000 /var/lib/sightline /var/cache/sightline
+ && chown 1000:1000 /var/lib/sightline /var/cache/sightline \
+ && chmod 755 /app/dist/src/cli/bin.js \
+ && ln -s /app/dist/src/cli/bin.js /usr/local/bin/sightline
 USER 1000:1000
 
 # 50051: gRPC (Detector, Registry, Open Inference Protocol, grpc.health.v1, reflection). 9464: admin HTTP

@@ -44,7 +44,7 @@ export async function measureSwapRss(models: { file: string; labels?: string[] }
       // Wait until the version that lost its pointer has drained and unloaded.
       for (let k = 0; k < 200; k++) {
         const st = await call(reg, reg.getModelStatus, { model: 'det' });
-        if (st.loaded.length <= 2) break;
+        if ((st.replicas[0]?.versions.length ?? 0) <= 2) break;
         await new Promise((r) => setTimeout(r, 10));
       }
       await settle();

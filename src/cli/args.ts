@@ -30,3 +30,12 @@ export function assertReadableFile(what: string, path: string): void {
     throw new SightlineError('INVALID_INPUT', `${what} ${describeError(e)}`, { path }, { cause: e });
   }
 }
+
+/** A duration: "90" or "90s" (seconds), "500ms", "5m", "1h"; in milliseconds. */
+export function durationArg(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError(`expected a duration such as 90s, 5m or 500ms, got "${v}"`);
+  const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  if (ms < 1 || ms > 0xffffffff) throw new InvalidArgumentError(`duration "${v}" is out of range`);
+  return Math.round(ms);
+}

@@ -1,5 +1,6 @@
 /** gRPC clients for the CLI's client commands, and promise wrappers around them. */
 import { credentials, InterceptingCall, Metadata, type CallOptions, type ChannelCredentials, type ClientOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DetectorClient, type DetectRequest, type DetectResponse } from '../generated/sightline/v1/detector.js';
 import { MonitoringClient } from '../generated/sightline/v1/monitoring.js';
@@ -7,16 +8,35 @@ import { RegistryClient } from '../generated/sightline/v1/registry.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
-/** How a client command authenticates: a bearer token, and the CA of the server's TLS certificate. */
+/** How a client command authenticates: a bearer token (or a file holding one), and the CA of the server's TLS certificate. */
 export interface ClientAuth {
   token?: string;
+  /** Wins over `token` (which defaults to $SIGHTLINE_TOKEN). */
+  tokenFile?: string;
   caFile?: string;
+  /** The name the server's certificate must hold when it differs from the address (127.0.0.1 inside a pod). */
+  tlsServerName?: string;
+}
+
+/** The flags of every client command, as ConnectionFlags. */
+export interface ConnectionFlags extends ClientAuth {
+  server: string;
+}
+
+/** Adds the flags every client command takes: where the server is and how to authenticate. */
+export function connectionOptions(c: Command): Command {
+  return c
+    .option('--server <addr>', 'server address', DEFAULT_SERVER)
+    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
+    .option('--token-file <path>', 'read the bearer token from a file, e.g. a mounted Secret (/etc/sightline/auth/admin-token in the Helm chart\'s pods)')
+    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
+    .option('--tls-server-name <name>', "the name in the server's certificate, when --server is another address (127.0.0.1 inside a pod)");
 }
 
 /** Channel credentials (TLS when a CA file is given) and an interceptor that adds the bearer token. */
 export function channel(auth: ClientAuth = {}): { creds: ChannelCredentials; options: ClientOptions } {
   const creds = auth.caFile ? credentials.createSsl(readFileSync(auth.caFile)) : credentials.createInsecure();
-  const token = auth.token;
+  const token = auth.tokenFile ? readFileSync(auth.tokenFile, 'utf8').trim() : auth.token;
   const interceptors: Interceptor[] = token
     ? [
         (options, nextCall) =>
@@ -28,7 +48,9 @@ export function channel(auth: ClientAuth = {}): { creds: ChannelCredentials; opt
           }),
       ]
     : [];
-  return { creds, options: { interceptors } };
+  // Checked against the certificate and sent as :authority in place of the address's host.
+  const name = auth.tlsServerName ? { 'grpc.ssl_target_name_override': auth.tlsServerName, 'grpc.default_authority': auth.tlsServerName } : {};
+  return { creds, options: { interceptors, ...name } };
 }
 
 export function detectorClient(server: string, auth: ClientAuth = {}): DetectorClient {

@@ -1,19 +1,20 @@
 /**
  * The one configuration schema, with every default. Units are in the names (…Ms, …Bytes).
- * Parsed once at start-up (config/load.ts), then frozen.
+ * Parsed once at start-up (config/load.ts), then frozen. Each default is stated once, on its field:
+ * a missing section is parsed as {} (`.prefault({})`), so its fields' defaults fill it.
  */
 import { z } from 'zod';
 import type { CpuBudget } from './cpus.cjs';
+import { FAMILY_NAMES, IDENTIFIER_PATTERN, IDENTIFIER_RULE } from '../identifiers.js';
 
 const MiB = 1024 * 1024;
 
-export const FAMILY_NAMES = ['ultralytics', 'yolov5', 'yolox'] as const;
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
 
 const ModelSource = z
   .object({
     /** Name clients use in DetectRequest.model. Identifier characters only (it never reaches a path). */
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'model names use letters, digits, ".", "_" and "-" (max 128)'),
+    name: z.string().regex(IDENTIFIER_PATTERN, `model names use ${IDENTIFIER_RULE}`),
     /** Path to the .onnx file. */
     path: z.string().min(1),
     /** Optional labels file, one class name per line; wins over names in the model's metadata. */
@@ -23,7 +24,8 @@ const ModelSource = z
   })
   .strict();
 
-export const ROLES = ['all', 'registry', 'inference'] as const;
+export const SERVER_ROLES = ['all', 'registry', 'inference'] as const;
+export type ServerRole = (typeof SERVER_ROLES)[number];
 
 export const ConfigSchema = z
   .object({
@@ -32,7 +34,7 @@ export const ConfigSchema = z
      * blobs, serves the Registry service and blobs to replicas. inference: stateless, follows the
      * registry at registry.address.
      */
-    role: z.enum(ROLES).default('all'),
+    role: z.enum(SERVER_ROLES).default('all'),
     grpc: z
       .object({
         /** Address to bind. Loopback by default; containers set 0.0.0.0. */
@@ -82,7 +84,22 @@ export const ConfigSchema = z
         caFile: z.string().min(1).optional(),
       })
       .strict()
-      .default({ dataDir: 'registry', maxUploadBytes: 512 * MiB, keepRollbackWarm: true, cacheDir: 'cache' }),
+      .prefault({}),
+    /** Replicas tell the registry what they serve; the registry follows every promote and rollback until the fleet serves it. */
+    fleet: z
+      .object({
+        /** This server's name in the registry's fleet view (`registry status`); default: the host name, which is the pod name on Kubernetes. Unique per replica. */
+        replicaName: z.string().min(1).max(253).optional(),
+        /** Replicas report at every change and at least this often. */
+        reportIntervalMs: z.number().int().min(100).default(5_000),
+        /** Registry: a replica silent this long (its report stream broken without a word) leaves the fleet view. */
+        replicaTimeoutMs: z.number().int().min(200).default(15_000),
+        /** Registry: a rollout that not every live replica serves by then fails (`promote --wait TIMEOUT` sets its own). */
+        rolloutTimeoutMs: z.number().int().min(1_000).default(600_000),
+      })
+      .strict()
+      .refine((f) => f.replicaTimeoutMs > f.reportIntervalMs, { message: 'replicaTimeoutMs must exceed reportIntervalMs (replicas would leave the fleet view between reports)', path: ['replicaTimeoutMs'] })
+      .prefault({}),
     /** TLS for the gRPC port. Plaintext unless enabled (a warning is logged when bound beyond loopback). */
     tls: z
       .object({
@@ -96,7 +113,7 @@ export const ConfigSchema = z
         reloadCheckMs: z.number().int().min(100).default(5_000),
       })
       .strict()
-      .default({ enabled: false, reloadCheckMs: 5_000 }),
+      .prefault({}),
     /** Bearer tokens with roles (viewer, inferencer, publisher, admin). Off for local use; on in the Helm chart. */
     auth: z
       .object({
@@ -114,7 +131,7 @@ export const ConfigSchema = z
         tokenSyncIntervalMs: z.number().int().min(1000).default(10_000),
       })
       .strict()
-      .default({ enabled: false, maxFailuresPerMinute: 20, tokenSyncIntervalMs: 10_000 }),
+      .prefault({}),
     /** AES-256-GCM encryption of model blobs at rest. The key (32 bytes, hex or base64) comes from a file or an environment variable. */
     encryption: z
       .object({
@@ -128,7 +145,7 @@ export const ConfigSchema = z
         previousKeyFiles: z.array(z.string().min(1)).optional(),
       })
       .strict()
-      .default({}),
+      .prefault({}),
     /**
      * Model files registered at start-up (if new) and promoted when their model has no active version.
      * The first one is the default model unless defaultModel says otherwise.
@@ -145,7 +162,7 @@ export const ConfigSchema = z
         maxDetections: z.number().int().min(1).default(10_000),
       })
       .strict()
-      .default({ maxImageBytes: 16 * MiB, maxImagePixels: 40_000_000, maxDetections: 10_000 }),
+      .prefault({}),
     preprocess: z
       .object({
         /**
@@ -157,7 +174,7 @@ export const ConfigSchema = z
         applyIccProfile: z.boolean().default(false),
       })
       .strict()
-      .default({ applyIccProfile: false }),
+      .prefault({}),
     defaults: z
       .object({
         confidenceThreshold: z.number().gt(0).max(1).default(0.25),
@@ -165,7 +182,7 @@ export const ConfigSchema = z
         maxDetections: z.number().int().min(1).default(300),
       })
       .strict()
-      .default({ confidenceThreshold: 0.25, iouThreshold: 0.45, maxDetections: 300 }),
+      .prefault({}),
     pool: z
       .object({
         /**
@@ -205,7 +222,7 @@ export const ConfigSchema = z
         workerNice: z.number().int().min(0).max(19).default(10),
       })
       .strict()
-      .default({ cpus: 'auto', workers: 'auto', intraOpThreads: 1, latencyThreads: 'auto', maxQueue: 'auto', executionProviders: ['cpu'], warmupRuns: 2, cpuMemArena: false, workerNice: 10 }),
+      .prefault({}),
     stream: z
       .object({
         /** Drop policy of streams that do not choose one: block (lossless) or latest (freshest results). */
@@ -216,13 +233,13 @@ export const ConfigSchema = z
         maxInFlightLimit: z.number().int().min(1).default(8),
       })
       .strict()
-      .default({ defaultDropPolicy: 'block', defaultMaxInFlight: 2, maxInFlightLimit: 8 }),
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       })
       .strict()
-      .default({ level: 'info' }),
+      .prefault({}),
     /** Admin HTTP port, apart from gRPC: /metrics (Prometheus), /healthz, /readyz. */
     admin: z
       .object({
@@ -232,7 +249,7 @@ export const ConfigSchema = z
         port: z.number().int().min(0).max(65535).default(9464),
       })
       .strict()
-      .default({ enabled: true, host: '127.0.0.1', port: 9464 }),
+      .prefault({}),
     telemetry: z
       .object({
         /** OpenTelemetry metrics, served on the admin port's /metrics. */
@@ -248,10 +265,10 @@ export const ConfigSchema = z
             sampleRatio: z.number().min(0).max(1).default(1),
           })
           .strict()
-          .default({ exporter: 'none', serviceName: 'sightline', sampleRatio: 1 }),
+          .prefault({}),
       })
       .strict()
-      .default({ metrics: true, tracing: { exporter: 'none', serviceName: 'sightline', sampleRatio: 1 } }),
+      .prefault({}),
     /** Data-drift and anomaly monitoring per model version (README, "Drift monitoring"). */
     drift: z
       .object({
@@ -277,18 +294,7 @@ export const ConfigSchema = z
       })
       .strict()
       .refine((d) => d.psiWarning <= d.psiDrift, { message: 'psiWarning must not exceed psiDrift', path: ['psiWarning'] })
-      .default({
-        enabled: true,
-        windowSize: 500,
-        trafficProfileSize: 200,
-        minSamples: 30,
-        psiWarning: 0.1,
-        psiDrift: 0.25,
-        alpha: 0.01,
-        anomalyK: 1.5,
-        updateIntervalMs: 10_000,
-        anomalyLogIntervalMs: 60_000,
-      }),
+      .prefault({}),
     /** The Open Inference Protocol (KServe v2) on the gRPC port and the HTTP port (README, "Open Inference Protocol"). */
     oip: z
       .object({

@@ -1,9 +1,9 @@
 /**
- * Plain data shared by the inference modules: no behaviour, no imports. Everything here can cross a
+ * Plain data shared by the inference modules: no behaviour, no imports but types. Everything here can cross a
  * worker_threads boundary by structured clone.
  */
 
-export type FamilyName = 'ultralytics' | 'yolov5' | 'yolox';
+export type { FamilyName } from '../identifiers.js';
 export type ChannelOrder = 'rgb' | 'bgr';
 
 /** How a model family was trained to see an image: where the resized image sits and how pixels map to floats. */

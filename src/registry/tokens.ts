@@ -15,33 +15,34 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { SightlineError } from '../errors.js';
+import { isIdentifier } from '../identifiers.js';
 import type { AuditLog } from './audit.js';
 
-export const ROLES = ['viewer', 'inferencer', 'publisher', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+export const TOKEN_ROLES = ['viewer', 'inferencer', 'publisher', 'admin'] as const;
+export type TokenRole = (typeof TOKEN_ROLES)[number];
 /** 'replicate' (reading token digests) belongs to no role: only the replicas' own token has it. */
 export const CAPABILITIES = ['view', 'infer', 'publish', 'administer', 'replicate'] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 
-export const ROLE_GRANTS: Readonly<Record<Role, ReadonlySet<Capability>>> = Object.freeze({
+export const ROLE_GRANTS: Readonly<Record<TokenRole, ReadonlySet<Capability>>> = Object.freeze({
   viewer: new Set<Capability>(['view']),
   inferencer: new Set<Capability>(['view', 'infer']),
   publisher: new Set<Capability>(['view', 'publish']),
   admin: new Set<Capability>(['view', 'infer', 'publish', 'administer']),
 });
 
-export function isRole(s: unknown): s is Role {
-  return typeof s === 'string' && (ROLES as readonly string[]).includes(s);
+export function isTokenRole(s: unknown): s is TokenRole {
+  return typeof s === 'string' && (TOKEN_ROLES as readonly string[]).includes(s);
 }
 
-export function roleAllows(role: Role, required: Capability): boolean {
+export function roleAllows(role: TokenRole, required: Capability): boolean {
   return ROLE_GRANTS[role]?.has(required) ?? false;
 }
 
 export interface TokenRecord {
   readonly id: string;
   readonly name: string;
-  readonly role: Role;
+  readonly role: TokenRole;
   readonly createdAt: string;
   readonly createdBy: string;
   readonly expiresAt: string | null;
@@ -52,7 +53,7 @@ export interface TokenRecord {
 export interface NewToken {
   /** Unique, forever (a revoked token keeps its name): 1-128 letters, digits, '.', '_', '-'. */
   readonly name: string;
-  readonly role: Role;
+  readonly role: TokenRole;
   readonly expiresAt?: Date | string | null;
   /** Who creates it (a principal name, or e.g. 'cli:root' for the local CLI). */
   readonly createdBy: string;
@@ -64,7 +65,7 @@ export interface NewToken {
 export interface Principal {
   readonly tokenId: string;
   readonly name: string;
-  readonly role: Role;
+  readonly role: TokenRole;
 }
 
 export type AuthFailure = 'malformed' | 'unknown' | 'expired' | 'revoked';
@@ -82,7 +83,6 @@ export interface TokenStoreOptions {
 }
 
 const TOKEN = /^sl_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MAX_ACTOR = 256;
 
 /** sha256 of the secret's text; 256 random bits need no slow KDF (see migrations/0002_security.sql). */
@@ -96,7 +96,7 @@ const DUMMY_HASH = randomBytes(32);
 interface TokenRow {
   id: string;
   name: string;
-  role: Role;
+  role: TokenRole;
   secret_hash: string;
   created_at: string;
   created_by: string;
@@ -149,7 +149,7 @@ export class TokenMirror {
   constructor(private readonly opts: { onUnknownId?: () => void } = {}) {}
 
   replace(digests: readonly TokenDigest[]): void {
-    this.byId = new Map(digests.filter((d) => isRole(d.role) && /^[0-9a-f]{64}$/.test(d.secret_hash)).map((d) => [d.id, d]));
+    this.byId = new Map(digests.filter((d) => isTokenRole(d.role) && /^[0-9a-f]{64}$/.test(d.secret_hash)).map((d) => [d.id, d]));
   }
 
   get size(): number {
@@ -194,10 +194,10 @@ export class TokenStore {
    * in use (revoked tokens included), INVALID_INPUT for a bad name, role or expiry.
    */
   create(input: NewToken): { token: string; record: TokenRecord } {
-    if (typeof input.name !== 'string' || !NAME.test(input.name)) {
+    if (typeof input.name !== 'string' || !isIdentifier(input.name)) {
       throw new SightlineError('INVALID_INPUT', `invalid token name ${JSON.stringify(input.name)}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`, { field: 'name' });
     }
-    if (!isRole(input.role)) throw new SightlineError('INVALID_INPUT', `role must be one of ${ROLES.join(', ')}; got ${JSON.stringify(input.role)}`, { field: 'role' });
+    if (!isTokenRole(input.role)) throw new SightlineError('INVALID_INPUT', `role must be one of ${TOKEN_ROLES.join(', ')}; got ${JSON.stringify(input.role)}`, { field: 'role' });
     assertActor(input.createdBy, 'createdBy');
     const createdAt = this.now();
     let expiresAt: string | null = null;

@@ -6,10 +6,10 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SightlineError } from '../errors.js';
-import { roleAllows, type AuditLog, type AuditOutcome, type AuthResult, type Capability, type Role, type TokenDigest } from '../registry/index.js';
+import { roleAllows, type AuditLog, type AuditOutcome, type AuthResult, type Capability, type TokenRole, type TokenDigest } from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 
-export type { Capability, Role };
+export type { Capability, TokenRole };
 
 /** What an RPC needs: nothing ('public'), one capability, or any one of several. */
 export type Requirement = Capability | readonly Capability[] | 'public';
@@ -17,7 +17,7 @@ export type Requirement = Capability | readonly Capability[] | 'public';
 export interface StaticToken {
   token: string;
   name: string;
-  role: Role;
+  role: TokenRole;
   /** Capabilities beyond the role's (the replicas' token also has 'replicate'). */
   extra?: Capability[];
 }
@@ -60,7 +60,7 @@ const peerHost = (peer: string) => peer.replace(/^ipv[46]:/, '').replace(/:\d+$/
 
 export class AccessControl {
   private readonly failures = new Map<string, { start: number; count: number }>();
-  private readonly statics: { hash: Buffer; name: string; role: Role; extra: Capability[] }[];
+  private readonly statics: { hash: Buffer; name: string; role: TokenRole; extra: Capability[] }[];
   private readonly now: () => number;
 
   constructor(private readonly o: AccessOptions) {
@@ -110,7 +110,7 @@ export class AccessControl {
     }
   }
 
-  private authenticate(header: string | undefined): { name: string; role: Role; extra: Capability[] } | null {
+  private authenticate(header: string | undefined): { name: string; role: TokenRole; extra: Capability[] } | null {
     if (!header) return null;
     const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
     if (!m) return null;

@@ -16,7 +16,7 @@ export interface CalibrationImage {
 
 export interface CalibrationResult {
   readonly model: string;
-  readonly version: string;
+  readonly version: number;
   readonly names: readonly string[];
   readonly profile: ReferenceProfile;
   readonly skipped: number;
@@ -34,7 +34,8 @@ const SKIPPABLE = new Set(['INVALID_INPUT']);
 export async function calibrate(
   detect: DetectService,
   monitor: DriftMonitor,
-  target: { model: string; version: string },
+  /** version 0: the active one. */
+  target: { model: string; version: number },
   images: AsyncIterable<CalibrationImage>,
   signal: AbortSignal,
   /** authorization: the caller's, forwarded when the profile is stored in a remote registry. */
@@ -85,7 +86,7 @@ export async function calibrate(
   if (samples.length === 0) {
     throw new SightlineError('INVALID_INPUT', index === 0 ? 'no calibration images were sent' : `none of the ${index} calibration images could be used (${reasons[0] ?? ''})`);
   }
-  const profile = buildProfile(samples, 'calibration', { modelVersion: v.version });
+  const profile = buildProfile(samples, 'calibration', { modelVersion: String(v.version) });
   await monitor.setProfile(v.model, v.version, profile, opts.authorization);
   return { model: v.model, version: v.version, names: v.names, profile, skipped, skippedReasons: reasons };
 }

@@ -10,7 +10,8 @@ import type { ModelManager } from './models.js';
 
 export interface DetectInput {
   model: string;
-  version: string;
+  /** 0 = the model's active version. */
+  version: number;
   image: Uint8Array;
   /** 0 = server default. */
   confidenceThreshold: number;
@@ -32,7 +33,7 @@ export interface Timing {
 
 export interface DetectResult {
   model: string;
-  version: string;
+  version: number;
   modelSha256: string;
   frameId: bigint;
   imageWidth: number;
@@ -87,7 +88,7 @@ export class DetectService {
    * The model and version serving (model, version) now, with its class names; throws the status a
    * request would get (NOT_FOUND, PRECONDITION, NOT_READY) when it resolves to none.
    */
-  resolve(model: string, version: string): { model: string; version: string; names: readonly string[] } {
+  resolve(model: string, version: number): { model: string; version: number; names: readonly string[] } {
     const v = this.models.acquire(model, version);
     this.models.release(v);
     return { model: v.name, version: v.version, names: v.info.names };
@@ -98,7 +99,7 @@ export class DetectService {
    * resolves to none. For labelling failed requests in metrics: names that match nothing loaded never
    * become label values, so clients cannot grow the metric series.
    */
-  labelsFor(model: string, version: string): { model: string; version: string } | null {
+  labelsFor(model: string, version: number): { model: string; version: number } | null {
     try {
       const v = this.models.acquire(model, version);
       this.models.release(v);

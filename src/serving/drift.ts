@@ -64,7 +64,7 @@ export const PROFILE_KIND = 'reference';
 /** The version that served a request. */
 export interface SampleTarget {
   readonly model: string;
-  readonly version: string;
+  readonly version: number;
   /** Class names of the version (class id → name). */
   readonly names: readonly string[];
 }
@@ -77,7 +77,7 @@ export interface SampleObserver {
 /** A version's monitoring state as GetDriftReport shows it. */
 export interface DriftView {
   readonly model: string;
-  readonly version: string;
+  readonly version: number;
   readonly names: readonly string[];
   /** null while a traffic profile is being collected. */
   readonly profile: ReferenceProfile | null;
@@ -92,9 +92,9 @@ export interface DriftView {
   readonly anomalies: number;
 }
 
-interface VersionState {
+interface VersionDrift {
   readonly model: string;
-  readonly version: string;
+  readonly version: number;
   names: readonly string[];
   readonly window: DriftWindow;
   profile: ReferenceProfile | null;
@@ -111,13 +111,7 @@ interface VersionState {
   profileSeq: number;
 }
 
-const key = (model: string, version: string) => `${model}\0${version}`;
-
-/** Registry version numbers are integers; a version named otherwise (tools, tests) is kept in memory only. */
-const registryVersion = (version: string): number | null => {
-  const n = Number(version);
-  return Number.isInteger(n) && n > 0 ? n : null;
-};
+const key = (model: string, version: number) => `${model}\0${version}`;
 
 export interface DriftMonitorDeps {
   store?: ProfileStore;
@@ -130,7 +124,7 @@ export interface DriftMonitorDeps {
 }
 
 export class DriftMonitor implements SampleObserver {
-  private readonly states = new Map<string, VersionState>();
+  private readonly states = new Map<string, VersionDrift>();
   private readonly thresholds: DriftThresholds;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
@@ -156,31 +150,31 @@ export class DriftMonitor implements SampleObserver {
    * A version became active (or was found active at start-up): its reference profile is read from the
    * registry now, so the first requests are already compared with it. Idempotent.
    */
-  activate(model: string, version: string): void {
+  activate(model: string, version: number): void {
     if (this.enabled) this.state(model, version);
   }
 
   /**
-   * Follows the registry (ModelLifecycle.watch): the active version's profile is loaded as soon as it is
+   * Follows the registry (ModelFollower.onModelEvent): the active version's profile is loaded as soon as it is
    * promoted (or found active at start-up), and a deleted version's state is dropped.
    */
   onModelChange(c: Pick<ModelChange, 'type' | 'model' | 'activeVersion' | 'version'>): void {
-    if (c.type === 'version_deleted' && c.version !== null) this.forget(c.model, String(c.version));
+    if (c.type === 'version_deleted' && c.version !== null) this.forget(c.model, c.version);
     // A replica re-reads what changed: one version's profile, or (a snapshot after a reconnect) all it
     // monitors. Before activate(), whose new state reads its own.
     if (this.enabled && !this.deps.store && this.deps.remote) {
       if (c.type === 'profile_updated' && c.version !== null) {
-        const s = this.states.get(key(c.model, String(c.version)));
+        const s = this.states.get(key(c.model, c.version));
         if (s) this.fetchRemote(s);
       } else if (c.type === 'snapshot') {
         for (const s of this.states.values()) if (s.model === c.model) this.fetchRemote(s);
       }
     }
-    if (c.activeVersion !== null) this.activate(c.model, String(c.activeVersion));
+    if (c.activeVersion !== null) this.activate(c.model, c.activeVersion);
   }
 
   /** Drops a version's state (deleted, or unloaded for good). */
-  forget(model: string, version: string): void {
+  forget(model: string, version: number): void {
     this.states.delete(key(model, version));
   }
 
@@ -208,10 +202,9 @@ export class DriftMonitor implements SampleObserver {
    * used at once, in place of a traffic profile or one being collected. The window is kept: it holds
    * traffic, whatever it is compared with.
    */
-  async setProfile(model: string, version: string, profile: ReferenceProfile, authorization?: string): Promise<void> {
-    const n = registryVersion(version);
-    if (n !== null && this.deps.store) this.deps.store.putProfile(model, n, PROFILE_KIND, profile);
-    else if (n !== null && this.deps.remote) await this.deps.remote.putProfile(model, n, profile, authorization);
+  async setProfile(model: string, version: number, profile: ReferenceProfile, authorization?: string): Promise<void> {
+    if (this.deps.store) this.deps.store.putProfile(model, version, PROFILE_KIND, profile);
+    else if (this.deps.remote) await this.deps.remote.putProfile(model, version, profile, authorization);
     if (!this.enabled) return;
     const s = this.state(model, version, { skipLoad: true });
     this.use(s, profile);
@@ -222,7 +215,7 @@ export class DriftMonitor implements SampleObserver {
   }
 
   /** The version's reference from now on, in place of a traffic profile or one being collected. */
-  private use(s: VersionState, profile: ReferenceProfile): void {
+  private use(s: VersionDrift, profile: ReferenceProfile): void {
     s.profileSeq++;
     s.builder = null;
     s.profile = profile;
@@ -234,13 +227,12 @@ export class DriftMonitor implements SampleObserver {
    * Replicas: reads the version's profile from the registry and uses it if there is one. Until it
    * arrives (or if there is none) the state keeps what it has: a traffic profile being collected.
    */
-  private fetchRemote(s: VersionState): void {
-    const n = registryVersion(s.version);
+  private fetchRemote(s: VersionDrift): void {
     const remote = this.deps.remote;
-    if (n === null || !remote) return;
+    if (!remote) return;
     const seq = s.profileSeq;
     remote
-      .getProfile(s.model, n)
+      .getProfile(s.model, s.version)
       .then((body) => {
         if (body === null || body === undefined || s.profileSeq !== seq || this.states.get(key(s.model, s.version)) !== s) return;
         const p = parseProfile(body);
@@ -263,7 +255,7 @@ export class DriftMonitor implements SampleObserver {
    * that the caller has resolved to a loaded one should be asked for, so names from clients never
    * create state.
    */
-  view(model: string, version: string, names: readonly string[] = []): DriftView {
+  view(model: string, version: number, names: readonly string[] = []): DriftView {
     const s = this.state(model, version);
     if (names.length) s.names = names;
     const report = s.profile ? s.window.report(s.profile, this.thresholds) : null;
@@ -301,15 +293,15 @@ export class DriftMonitor implements SampleObserver {
   }
 
   /** Gauges from a report; windows under minSamples publish nothing (their PSI is mostly noise). */
-  private publish(s: VersionState, r: DriftReport): void {
+  private publish(s: VersionDrift, r: DriftReport): void {
     s.dirty = false;
     const m = this.deps.metrics;
     if (!m || r.windowSize < r.thresholds.minSamples) return;
-    for (const f of r.features) if (f.psi !== null && f.ks !== null) m.setDrift(s.model, s.version, f.feature, f.psi, f.ks);
-    if (r.classMix.psi !== null) m.setDrift(s.model, s.version, 'classMix', r.classMix.psi, Number.NaN);
+    for (const f of r.features) if (f.psi !== null && f.ks !== null) m.setDrift(s.model, String(s.version), f.feature, f.psi, f.ks);
+    if (r.classMix.psi !== null) m.setDrift(s.model, String(s.version), 'classMix', r.classMix.psi, Number.NaN);
   }
 
-  private checkAnomaly(s: VersionState, sample: FeatureSample): void {
+  private checkAnomaly(s: VersionDrift, sample: FeatureSample): void {
     const b = s.bounds!;
     let out: FeatureName[] | null = null;
     for (const name of FEATURE_NAMES) {
@@ -318,7 +310,7 @@ export class DriftMonitor implements SampleObserver {
     }
     if (!out) return;
     s.anomalies++;
-    for (const f of out) this.deps.metrics?.countAnomaly(s.model, s.version, f);
+    for (const f of out) this.deps.metrics?.countAnomaly(s.model, String(s.version), f);
     const now = this.now();
     if (s.lastAnomalyLogAt !== 0 && now - s.lastAnomalyLogAt < this.settings.anomalyLogIntervalMs) {
       s.unlogged++;
@@ -334,15 +326,14 @@ export class DriftMonitor implements SampleObserver {
     s.unlogged = 0;
   }
 
-  private install(s: VersionState, profile: ReferenceProfile, why: 'traffic'): void {
+  private install(s: VersionDrift, profile: ReferenceProfile, why: 'traffic'): void {
     s.builder = null;
     s.profile = profile;
     s.bounds = anomalyBounds(profile, this.settings.anomalyK);
-    const n = registryVersion(s.version);
     let stored = false;
-    if (n !== null && this.deps.store) {
+    if (this.deps.store) {
       try {
-        this.deps.store.putProfile(s.model, n, PROFILE_KIND, profile);
+        this.deps.store.putProfile(s.model, s.version, PROFILE_KIND, profile);
         stored = true;
       } catch (e) {
         this.deps.log.warn({ event: 'drift_profile_not_stored', model: s.model, version: s.version, err: (e as Error).message }, 'traffic profile kept in memory only');
@@ -354,7 +345,7 @@ export class DriftMonitor implements SampleObserver {
     );
   }
 
-  private state(model: string, version: string, opts: { skipLoad?: boolean } = {}): VersionState {
+  private state(model: string, version: number, opts: { skipLoad?: boolean } = {}): VersionDrift {
     const k = key(model, version);
     let s = this.states.get(k);
     if (s) return s;
@@ -378,18 +369,17 @@ export class DriftMonitor implements SampleObserver {
       s.profile = stored;
       s.bounds = anomalyBounds(stored, this.settings.anomalyK);
     } else if (!opts.skipLoad) {
-      s.builder = new ProfileBuilder(this.settings.trafficProfileSize, 'traffic', { modelVersion: version });
+      s.builder = new ProfileBuilder(this.settings.trafficProfileSize, 'traffic', { modelVersion: String(version) });
       if (!this.deps.store) this.fetchRemote(s);
     }
     return s;
   }
 
   /** The stored profile of a version, or null (none, unreadable, or no registry here). */
-  private load(model: string, version: string): ReferenceProfile | null {
-    const n = registryVersion(version);
-    if (n === null || !this.deps.store) return null;
+  private load(model: string, version: number): ReferenceProfile | null {
+    if (!this.deps.store) return null;
     try {
-      const rec = this.deps.store.getProfile(model, n, PROFILE_KIND);
+      const rec = this.deps.store.getProfile(model, version, PROFILE_KIND);
       if (!rec) return null;
       const p = parseProfile(rec.body);
       this.deps.log.info({ event: 'drift_profile_loaded', model, version, source: p.source, n: p.n }, `model ${model} version ${version}: ${p.source} reference profile loaded`);

@@ -73,6 +73,13 @@ export class StreamSession {
     }
   }
 
+  /** A frame the transport could not turn into a request: its error ends the stream in order, after the frames before it, like a failed detection. */
+  reject(frameId: bigint, error: unknown): void {
+    if (this.ended) return;
+    this.done.set(this.nextSeq++, { kind: 'error', error, frameId });
+    this.flush();
+  }
+
   /** The client half-closed: finish what was received, then end with OK. */
   endInput(): void {
     this.inputEnded = true;

@@ -5,7 +5,7 @@
  */
 import { SightlineError } from '../errors.js';
 import type { FamilyName, InferencePool, TensorOutput, Ticket } from '../inference/index.js';
-import type { LoadedVersion, ModelManager } from './models.js';
+import { isWarm, type LoadedVersion, type ModelManager } from './models.js';
 
 export interface TensorShape {
   name: string;
@@ -16,9 +16,9 @@ export interface TensorShape {
 export interface ModelDescription {
   model: string;
   /** The version a request naming (model, version) is served by now. */
-  version: string;
-  /** Every loaded, warmed-up version of the model (numeric order). */
-  versions: string[];
+  version: number;
+  /** Every loaded, warmed-up version of the model, in order. */
+  versions: number[];
   family: FamilyName;
   input: TensorShape;
   outputs: TensorShape[];
@@ -28,7 +28,7 @@ export interface ModelDescription {
 
 export interface TensorResult {
   model: string;
-  version: string;
+  version: number;
   outputs: TensorOutput[];
   queueMs: number;
   inferenceMs: number;
@@ -38,13 +38,11 @@ export interface TensorResult {
 /** A loaded version as an index entry. */
 export interface LoadedVersionView {
   model: string;
-  version: string;
+  version: number;
   state: LoadedVersion['state'];
   active: boolean;
   error: string | null;
 }
-
-const byNumber = (a: string, b: string) => Number(a) - Number(b) || a.localeCompare(b);
 
 export class TensorService {
   constructor(
@@ -52,8 +50,8 @@ export class TensorService {
     private readonly pool: InferencePool,
   ) {}
 
-  /** What (model, version) takes and returns; throws the status a request would get when it resolves to none. */
-  describe(model: string, version: string): ModelDescription {
+  /** What (model, version) takes and returns (0: the active version); throws the status a request would get when it resolves to none. */
+  describe(model: string, version: number): ModelDescription {
     const v = this.models.acquire(model, version);
     this.models.release(v);
     const { info } = v;
@@ -62,9 +60,9 @@ export class TensorService {
       version: v.version,
       versions: this.models
         .loaded(v.name)
-        .filter((l) => l.state === 'ready')
+        .filter(isWarm)
         .map((l) => l.version)
-        .sort(byNumber),
+        .sort((a, b) => a - b),
       family: info.family,
       input: { name: info.inputName, dims: [1, 3, info.inputHeight, info.inputWidth] },
       outputs: info.outputs.map((o) => ({ name: o.name, dims: [...o.dims] })),
@@ -73,7 +71,7 @@ export class TensorService {
   }
 
   /** True when (model, version) resolves to a loaded, warmed-up version. */
-  isReady(model: string, version: string): boolean {
+  isReady(model: string, version: number): boolean {
     try {
       this.models.release(this.models.acquire(model, version));
       return true;
@@ -93,7 +91,7 @@ export class TensorService {
    * One inference on the model's own input tensor, admitted like an image request (refused at once
    * with OVERLOADED when the server is at capacity). `dims` must be the model's input shape.
    */
-  async run(model: string, version: string, data: Float32Array, dims: readonly number[], signal: AbortSignal): Promise<TensorResult> {
+  async run(model: string, version: number, data: Float32Array, dims: readonly number[], signal: AbortSignal): Promise<TensorResult> {
     const t0 = performance.now();
     const v = this.models.acquire(model, version);
     let ticket: Ticket | undefined;

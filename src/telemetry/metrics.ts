@@ -62,6 +62,16 @@ export interface PoolReading {
   admissionLimit?: number;
 }
 
+/** What the registry knows of the replicas reporting to it (role registry and all). */
+export interface FleetReading {
+  replicas: readonly {
+    replica: string;
+    /** Seconds since its last report. */
+    reportAgeSeconds: number;
+    versions: readonly { model: string; version: string; state: string }[];
+  }[];
+}
+
 export interface MetricsOptions {
   serviceVersion: string;
   /** false: every method is a no-op and scrape() answers an empty exposition. Default true. */
@@ -84,6 +94,9 @@ export const ATTR = {
   outcome: 'sightline.stream.outcome',
   event: 'sightline.model.event',
   feature: 'sightline.feature',
+  replica: 'sightline.replica',
+  versionState: 'sightline.model.version.state',
+  rolloutOutcome: 'sightline.rollout.outcome',
 } as const;
 
 export const RPC_SERVICE = 'sightline.v1.Detector';
@@ -97,6 +110,8 @@ export const serviceOf = (method: RpcMethod): string => (method === 'ModelInfer'
 export const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 /** Model load / warm-up durations: 10 ms … 5 min. */
 export const MODEL_EVENT_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** Rollouts: 100 ms … 10 min. */
+export const ROLLOUT_BUCKETS_S = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 /** Detections in one image. */
 export const DETECTION_COUNT_BUCKETS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 1000];
 /** Detection confidence in 0.05 steps. */
@@ -174,6 +189,8 @@ interface Instruments {
   driftPsi: Gauge;
   driftKs: Gauge;
   anomalies: Counter;
+  rollouts: Counter;
+  rolloutDuration: Histogram;
 }
 
 interface Live {
@@ -189,6 +206,8 @@ interface Live {
   attrs: Map<string, Attributes>;
   /** "model\0version" of versions unloaded since they were last loaded: their gauges are not exported. */
   forgotten: Set<string>;
+  /** Observable gauges whose series come and go (replicas and their versions): only the attribute sets of the latest callback are exported. */
+  observed: Map<string, Set<string>>;
 }
 
 /**
@@ -209,11 +228,21 @@ function withoutRetiredVersions(m: MetricData, forgotten: ReadonlySet<string>): 
   return { ...m, dataPoints: m.dataPoints.filter((d) => current(d.attributes, d.value)) };
 }
 
-/** What /metrics shows of a collection: retired versions' gauges dropped, Prometheus names. */
-function forExposition(rm: ResourceMetrics, forgotten: ReadonlySet<string>): ResourceMetrics {
+/** One attribute set as a key (sorted, so the order attributes were given in does not matter). */
+const attrKey = (a: Attributes): string => JSON.stringify(Object.entries(a).sort(([x], [y]) => x.localeCompare(y)));
+
+/** A gauge of series that come and go, with only the series its latest callback observed. */
+function onlyObserved(m: MetricData, observed: ReadonlyMap<string, ReadonlySet<string>>): MetricData {
+  const current = observed.get(m.descriptor.name);
+  if (!current || m.dataPointType !== DataPointType.GAUGE) return m;
+  return { ...m, dataPoints: m.dataPoints.filter((d) => current.has(attrKey(d.attributes))) };
+}
+
+/** What /metrics shows of a collection: retired versions' and departed replicas' gauges dropped, Prometheus names. */
+function forExposition(rm: ResourceMetrics, live: Pick<Live, 'forgotten' | 'observed'>): ResourceMetrics {
   return {
     resource: rm.resource,
-    scopeMetrics: rm.scopeMetrics.map((sm) => ({ scope: sm.scope, metrics: sm.metrics.map((m) => withUnitSuffix(withoutRetiredVersions(m, forgotten))) })),
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({ scope: sm.scope, metrics: sm.metrics.map((m) => withUnitSuffix(onlyObserved(withoutRetiredVersions(m, live.forgotten), live.observed))) })),
   };
 }
 
@@ -280,6 +309,12 @@ export class Metrics {
       driftPsi: meter.createGauge('sightline.drift.psi', { description: 'Population stability index of a monitored feature: recent traffic against the reference profile' }),
       driftKs: meter.createGauge('sightline.drift.ks', { description: 'Kolmogorov-Smirnov statistic of a monitored feature: recent traffic against the reference profile' }),
       anomalies: meter.createCounter('sightline.anomalies', { description: 'Requests with a feature outside the reference profile\'s bounds', unit: '{request}' }),
+      rollouts: meter.createCounter('sightline.rollouts', { description: 'Rollouts ended (promote or rollback followed until every replica serves it), by outcome', unit: '{rollout}' }),
+      rolloutDuration: meter.createHistogram('sightline.rollout.duration', {
+        description: 'Time from a pointer change to the end of its rollout, by outcome',
+        unit: 's',
+        advice: { explicitBucketBoundaries: ROLLOUT_BUCKETS_S },
+      }),
     };
     i.modelReady.addCallback((r) => {
       for (const e of ready.values()) r.observe(e.value, { [ATTR.model]: e.model, [ATTR.version]: e.version });
@@ -294,7 +329,7 @@ export class Metrics {
     }
     // Arguments: no prefix, no timestamps, no resource labels on series, target_info kept, no otel_scope_* labels.
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map(), forgotten: new Set() });
+    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map(), forgotten: new Set(), observed: new Map() });
   }
 
   get enabled(): boolean {
@@ -483,6 +518,46 @@ export class Metrics {
     );
   }
 
+  /** A rollout ended: succeeded, failed or superseded, after `seconds`. */
+  observeRollout(model: string, outcome: string, seconds: number): void {
+    if (!this.live) return;
+    const a = this.attrs(`o\0${model}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.rolloutOutcome]: outcome }));
+    this.live.i.rollouts.add(1, a);
+    if (Number.isFinite(seconds)) this.live.i.rolloutDuration.record(seconds, a);
+  }
+
+  /** The registry's fleet view, read once per scrape: replicas, their versions and states, and how fresh each report is. */
+  observeFleet(read: () => FleetReading): void {
+    if (!this.live) return;
+    const { meter, observed } = this.live;
+    const replicas = meter.createObservableGauge('sightline.fleet.replicas', { description: 'Replicas reporting to this registry (inference replicas, or this process in role all)', unit: '{replica}' });
+    const versions = meter.createObservableGauge('sightline.replica.versions', {
+      description: 'Model versions held by each replica reporting to this registry, by state (1 per version): loading, warming, ready, serving, draining, failed',
+      unit: '{version}',
+    });
+    const age = meter.createObservableGauge('sightline.replica.report.age', { description: 'Time since each replica\'s last report to this registry', unit: 's' });
+    meter.addBatchObservableCallback(
+      (r) => {
+        const seen = { versions: new Set<string>(), age: new Set<string>() };
+        const fleet = read();
+        r.observe(replicas, fleet.replicas.length);
+        for (const rep of fleet.replicas) {
+          const a = { [ATTR.replica]: rep.replica };
+          r.observe(age, rep.reportAgeSeconds, a);
+          seen.age.add(attrKey(a));
+          for (const v of rep.versions) {
+            const va = { [ATTR.replica]: rep.replica, [ATTR.model]: v.model, [ATTR.version]: v.version, [ATTR.versionState]: v.state };
+            r.observe(versions, 1, va);
+            seen.versions.add(attrKey(va));
+          }
+        }
+        observed.set('sightline.replica.versions', seen.versions);
+        observed.set('sightline.replica.report.age', seen.age);
+      },
+      [replicas, versions, age],
+    );
+  }
+
   /** Latest drift statistics of one feature (input features, prediction features, or "classMix"). */
   setDrift(model: string, version: string, feature: string, psi: number, ks: number): void {
     if (!this.live) return;
@@ -504,7 +579,7 @@ export class Metrics {
     if (!this.live || this.closed) return '';
     const { resourceMetrics } = await this.live.exporter.collect();
     // `# UNIT` is OpenMetrics metadata, not part of the 0.0.4 text format: the unit is in the name.
-    return this.live.serializer.serialize(forExposition(resourceMetrics, this.live.forgotten)).replace(/^# UNIT .*\n/gm, '');
+    return this.live.serializer.serialize(forExposition(resourceMetrics, this.live)).replace(/^# UNIT .*\n/gm, '');
   }
 
   async shutdown(): Promise<void> {

@@ -8,7 +8,7 @@ export function observeImage(metrics: Metrics, method: RpcMethod, r: DetectResul
     method,
     system,
     model: r.model,
-    version: r.version,
+    version: String(r.version),
     grpcCode: 0,
     totalSeconds,
     stages: {

@@ -1,6 +1,6 @@
 /**
  * The layout is the architecture: src/ areas may import only the areas below them (transport →
- * serving → inference, registry, monitoring, telemetry → errors), and no module imports itself
+ * serving → inference, registry, monitoring, telemetry → errors, identifiers), and no module imports itself
  * through a chain. Read from the TypeScript sources, so a wrong import fails here, not in review.
  */
 import assert from 'node:assert/strict';

@@ -23,10 +23,14 @@ describe('sightline registry CLI', { skip: !haveData }, () => {
       const versions = await json<{ version: number; family: string }[]>('versions', 'det');
       assert.deepEqual(versions.map((v) => [v.version, v.family]), [[1, 'ultralytics'], [2, 'yolox']]);
       assert.match(await cli('show', 'det', '2'), /notes: YOLOX nano, COCO/);
-      const st = await json<{ activeVersion: number; rollbackVersion: number; loaded: { state: string }[] }>('promote', 'det', '2', '--reason', 'cli test');
+      type Status = { activeVersion: number; rollbackVersion: number; replicas: { servingVersion: number; versions: { version: number; state: string }[] }[] };
+      const st = await json<Status>('promote', 'det', '2', '--reason', 'cli test');
       assert.deepEqual([st.activeVersion, st.rollbackVersion], [2, 1]);
-      assert.ok(st.loaded.every((l) => typeof l.state === 'number' || typeof l.state === 'string'));
-      assert.equal((await json<{ activeVersion: number }>('status', 'det')).activeVersion, 2);
+      // JSON names states (not enum numbers): this one process is the fleet, serving 2 with 1 warm.
+      const states = (s: Status) => s.replicas.map((r) => [r.servingVersion, r.versions.map((v) => `${v.version} ${v.state}`)]);
+      assert.deepEqual(states(st), [[2, ['1 ready', '2 serving']]]);
+      assert.deepEqual(states(await json<Status>('status', 'det')), [[2, ['1 ready', '2 serving']]]);
+      assert.match(await cli('status', 'det'), /model det: active 2, rollback 1; 1 replica\(s\)\n {2}\S+: serving 2; versions: 1 ready on cpu; 2 serving on cpu\n/);
       assert.equal((await json<{ activeVersion: number }>('rollback', 'det')).activeVersion, 1);
       const history = await json<{ action: string; reason: string }[]>('history', 'det');
       assert.deepEqual(history.map((h) => h.action), ['rollback', 'promote', 'promote']);

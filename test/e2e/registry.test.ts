@@ -61,7 +61,7 @@ describe('Registry service', { skip: !haveData }, () => {
 
     const st = await call(reg, reg.promote, { model: 'det', version: 2, reason: 'faster' });
     assert.deepEqual([st.activeVersion, st.rollbackVersion], [2, 1]);
-    assert.ok(st.loaded.some((l) => l.version === 1 && l.state === VersionState.VERSION_STATE_READY), 'the rollback target stays warm');
+    assert.ok(st.replicas[0]!.versions.some((l) => l.version === 1 && l.state === VersionState.VERSION_STATE_READY), 'the rollback target stays warm');
     assert.equal((await srv.detect({ image: bus })).version, '2');
     assert.equal((await srv.detect({ image: bus, version: '1' })).version, '1', 'a loaded version can be pinned');
     assert.deepEqual(await readiness(), [
@@ -87,8 +87,8 @@ describe('Registry service', { skip: !haveData }, () => {
     assert.equal(r3.version, '3');
     assert.ok(r3.detections.some((d) => d.label === 'bus'));
     // Version 2 is no longer pointed to: it is drained and unloaded, and can be deleted.
-    for (let i = 0; i < 100 && (await call(reg, reg.getModelStatus, { model: 'det' })).loaded.some((l) => l.version === 2); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.ok(!(await call(reg, reg.getModelStatus, { model: 'det' })).loaded.some((l) => l.version === 2), 'version 2 was unloaded');
+    for (let i = 0; i < 100 && (await call(reg, reg.getModelStatus, { model: 'det' })).replicas[0]!.versions.some((l) => l.version === 2); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(!(await call(reg, reg.getModelStatus, { model: 'det' })).replicas[0]!.versions.some((l) => l.version === 2), 'version 2 was unloaded');
     await rejectsWith(srv.detect({ image: bus, version: '2' }), status.FAILED_PRECONDITION, /not loaded/);
     assert.deepEqual(
       await readiness(),
@@ -147,7 +147,7 @@ describe('Registry service', { skip: !haveData }, () => {
   test('errors: unknown model or version, rollback without a target, bad names, empty upload', async () => {
     await rejectsWith(call(reg, reg.promote, { model: 'nope', version: 1, reason: '' }), status.NOT_FOUND, /nope/);
     await rejectsWith(call(reg, reg.promote, { model: 'det', version: 99, reason: '' }), status.NOT_FOUND, /99/);
-    await rejectsWith(call(reg, reg.getModelStatus, { model: '../etc' }), status.INVALID_ARGUMENT, /not valid/);
+    await rejectsWith(call(reg, reg.getModelStatus, { model: '../etc' }), status.INVALID_ARGUMENT, /invalid model name/);
     await rejectsWith(uploadBytes(reg, Buffer.alloc(0), { model: 'x' }), status.INVALID_ARGUMENT, /servable/);
     const single = await startTestServer({ models: [{ name: 'solo', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 0 } });
     try {

@@ -12,9 +12,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { parse } from 'yaml';
-import { ConfigSchema, deepMerge, envToTree, loadConfig, QUEUE_PER_WORKER, ROLES } from '../../src/config/index.js';
+import { buildCli } from '../../src/cli/index.js';
+import { ConfigSchema, deepMerge, envToTree, loadConfig, QUEUE_PER_WORKER, SERVER_ROLES } from '../../src/config/index.js';
 import { chartDir, containers, envOf, find, helm, helmSkip, NAMESPACE, needHelm, one, productionValues, RELEASE, render, validateManifest, workloads, type Manifest } from './support.js';
 import { repoRoot } from '../support/shared.js';
+
+/** The --options of a `sightline …` command line that its (sub)command does not declare; also the path when it names no command. */
+function unknownOptions(argv: string[]): string[] {
+  let cmd = buildCli();
+  const rest = [...argv];
+  for (let sub = cmd.commands.find((c) => c.name() === rest[0]); sub; sub = cmd.commands.find((c) => c.name() === rest[0])) {
+    cmd = sub;
+    rest.shift();
+  }
+  if (cmd.commands.length > 0) return [`no command: ${argv.join(' ')}`];
+  const known = new Set(cmd.options.flatMap((o) => [o.long, o.short]).filter(Boolean));
+  return rest.filter((a) => a.startsWith('--') && !known.has(a));
+}
 
 const chart = parse(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as { appVersion: string; version: string };
 const values = parse(readFileSync(join(chartDir, 'values.yaml'), 'utf8')) as any;
@@ -90,7 +104,7 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       assert.equal(sts.spec.replicas, 1);
       const c = mainContainer(sts);
       assert.deepEqual(c.args.slice(0, 3), ['serve', '--role', 'registry']);
-      assert.ok((ROLES as readonly string[]).includes(c.args[2]));
+      assert.ok((SERVER_ROLES as readonly string[]).includes(c.args[2]));
       const claim = sts.spec.volumeClaimTemplates.find((v: any) => v.metadata.name === 'data');
       assert.ok(claim, 'a PVC template named data');
       assert.ok(claim.spec.resources.requests.storage);
@@ -355,6 +369,8 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       ['http.enabled=maybe', /http\.enabled/],
       ['auth.adminToken=hunter2', /adminToken/],
       ['registry.persistence.accessModes[0]=ReadWriteSometimes', /accessModes/],
+      // One name for every pod would make the registry's fleet view one replica.
+      ['config.fleet.replicaName=pod', /fleet/],
     ];
     for (const [set, re] of bad) {
       const r = helm(bin, ['template', RELEASE, chartDir, '--set', set]);
@@ -498,7 +514,7 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
     if (missing.length) t.diagnostic(`server config sections not settable through the chart's config value yet: ${missing.join(', ')}`);
   });
 
-  test('NOTES.txt tells how to get the token, promote a model and call Detect', (t) => {
+  test('NOTES.txt tells how to upload, promote with --wait, see every replica and call Detect with the CLI in the pods, no grpcurl', (t) => {
     const bin = needHelm(t);
     if (!bin) return;
     // helm template does not render NOTES.txt: in a copy of the chart, render it with `tpl` into a ConfigMap.
@@ -511,13 +527,30 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       const r = helm(bin, ['template', RELEASE, dir, '--namespace', NAMESPACE, '--show-only', 'templates/notes-test.yaml', ...args]);
       assert.equal(r.status, 0, r.stderr);
       const notes = (parse(r.stdout) as { data: { notes: string } }).data.notes;
-      assert.match(notes, /sightline\.v1\.Detector\/Detect/);
-      assert.match(notes, /sightline\.v1\.Registry\/Promote/);
-      assert.match(notes, /authorization: Bearer \$TOKEN/);
+      const tls = args.length > 0;
+      // In the pod: the mounted admin token; with TLS the CA and the name the certificate holds for the Service.
+      const opts = (service: string) => `${tls ? ` --ca-file /etc/sightline/tls/ca.crt --tls-server-name ${service}` : ''} --token-file /etc/sightline/auth/admin-token`;
+      const reg = `kubectl -n ${NAMESPACE} exec ${FULL}-registry-0 -- sightline registry`;
+      const lines = notes.split('\n').map((l) => l.trim());
+      for (const expected of [
+        `kubectl -n ${NAMESPACE} exec -i ${FULL}-registry-0 -- sightline registry upload - --model yolov8n${opts(`${FULL}-registry`)} < yolov8n.onnx`,
+        `${reg} promote yolov8n 1 --reason "first release" --wait 10m --auto-rollback${opts(`${FULL}-registry`)}`,
+        `${reg} status yolov8n${opts(`${FULL}-registry`)}`,
+        `${reg} rollback yolov8n --wait${opts(`${FULL}-registry`)}`,
+        `kubectl -n ${NAMESPACE} exec -i deploy/${FULL} -- sightline detect --image -${opts(FULL)} < bus.jpg`,
+      ]) {
+        assert.ok(lines.includes(expected), `NOTES has: ${expected}\n${notes}`);
+      }
+      // Every line runs a command the CLI has, with options it knows.
+      for (const l of lines.filter((x) => x.includes('-- sightline '))) {
+        const argv = l.slice(l.indexOf('-- sightline ') + '-- sightline '.length).replace(/ < \S+$/, '').match(/"[^"]*"|\S+/g)!.map((a) => a.replace(/^"|"$/g, ''));
+        const unknown = unknownOptions(argv);
+        assert.deepEqual(unknown, [], `${l}: options the CLI does not know`);
+      }
+      assert.match(notes, /authorization: Bearer <token>/);
       assert.match(notes, /curl .*--data-binary @bus\.jpg "https?:\/\/[^"]+:8000\/v1\/detect\?model=yolov8n"/, 'an HTTP call');
       assert.match(notes, new RegExp(`dns:///${FULL}-headless\\.${NAMESPACE}\\.svc\\.cluster\\.local:50051`));
-      if (args.length) assert.match(notes, /-cacert ca\.crt/, 'with TLS, grpcurl verifies the server');
-      else assert.match(notes, /-plaintext/);
+      assert.doesNotMatch(notes, /grpcurl|npx/, 'operators need neither grpcurl nor npx');
       assert.doesNotMatch(notes, /<no value>|%!/, 'no unrendered values');
     }
   });

@@ -169,6 +169,21 @@ describe('Dockerfile', () => {
     else assert.match(dockerfile, /# No HEALTHCHECK: .+/, 'the missing HEALTHCHECK is justified');
   });
 
+  test('the CLI is on PATH in the image: /usr/local/bin/sightline links to the package bin, executable, with a node shebang', () => {
+    const rt = stages().at(-1)!.body;
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: { sightline: string } };
+    const bin = `/app/${pkg.bin.sightline}`;
+    const users = rt.filter((i) => i.op === 'USER');
+    const beforeUser = rt.slice(0, rt.indexOf(users.at(-1)!));
+    const commands = beforeUser.filter((i) => i.op === 'RUN').flatMap(commandsOf);
+    assert.ok(commands.includes(`ln -s ${bin} /usr/local/bin/sightline`), `a RUN links ${bin} as /usr/local/bin/sightline (kubectl exec POD -- sightline …)`);
+    assert.ok(commands.includes(`chmod 755 ${bin}`), `${bin} is executable (tsc writes 644)`);
+    assert.ok(rt.some((i) => i.op === 'COPY' && i.args.split(' ').includes('/app/dist/src')), 'the bin is in the image');
+    // tsc keeps the shebang, so the link runs under the image's node.
+    assert.match(readFileSync(join(repoRoot, 'src', 'cli', 'bin.ts'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    assert.match(readFileSync(join(repoRoot, 'dist', 'src', 'cli', 'bin.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
+  });
+
   test('hadolint-style rules: no ADD, no latest, no sudo/cd/upgrade, apt hygiene, absolute WORKDIR, JSON exec forms', () => {
     assert.ok(!ins.some((i) => i.op === 'ADD'), 'COPY instead of ADD (DL3020); never ADD a URL');
     assert.doesNotMatch(dockerfile, /:latest\b/);

@@ -24,7 +24,7 @@ const SETTINGS: DriftSettings = {
   anomalyLogIntervalMs: 1000,
 };
 
-const TARGET = { model: 'det', version: '3', names: ['person', 'car'] };
+const TARGET = { model: 'det', version: 3, names: ['person', 'car'] };
 
 /** A plausible request; `i` spreads the values so profiles have non-zero ranges. */
 function sample(i: number, over: Partial<FeatureSample> = {}): FeatureSample {
@@ -72,14 +72,14 @@ test('traffic profile: the first trafficProfileSize requests, stored once; later
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
     for (let i = 0; i < 19; i++) m.onSample(TARGET, sample(i));
-    let v = m.view('det', '3');
+    let v = m.view('det', 3);
     assert.equal(v.profile, null);
     assert.equal(v.collected, 19);
     assert.equal(v.target, 20);
     assert.equal(f.stored.size, 0);
 
     m.onSample(TARGET, sample(19));
-    v = m.view('det', '3');
+    v = m.view('det', 3);
     assert.equal(v.profile?.source, 'traffic');
     assert.equal(v.profile?.n, 20);
     assert.equal(v.windowSize, 0, 'profile requests are not in the window');
@@ -87,8 +87,8 @@ test('traffic profile: the first trafficProfileSize requests, stored once; later
 
     // A second monitor (a restart) reads it back.
     const again = new DriftMonitor(SETTINGS, { store: f.store, log: f.log });
-    again.activate('det', '3');
-    assert.equal(again.view('det', '3').profile?.source, 'traffic');
+    again.activate('det', 3);
+    assert.equal(again.view('det', 3).profile?.source, 'traffic');
     again.close();
   } finally {
     m.close();
@@ -99,14 +99,14 @@ test('gauges: none under minSamples; flush publishes only changed windows; the r
   const f = fakes();
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    await m.setProfile('det', '3', buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile('det', 3, buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
     for (let i = 0; i < 9; i++) m.onSample(TARGET, sample(i));
     m.flush();
     assert.equal(f.gauges.length, 0, '9 < minSamples');
     m.onSample(TARGET, sample(9, { brightness: 139 }));
     m.flush();
     assert.equal(f.gauges.length, 13, '12 features and the class mix');
-    const report = m.view('det', '3').report!;
+    const report = m.view('det', 3).report!;
     const b = f.gauges.find((g) => g.feature === 'brightness')!;
     assert.equal(b.psi, report.features.find((x) => x.feature === 'brightness')!.psi);
     assert.ok(Number.isNaN(f.gauges.find((g) => g.feature === 'classMix')!.ks), 'no KS for the class mix');
@@ -122,7 +122,7 @@ test('anomalies: counted per feature on every request, logged at most once per i
   const f = fakes();
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    await m.setProfile('det', '3', buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile('det', 3, buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
     m.onSample(TARGET, sample(1));
     assert.equal(f.anomalies.length, 0, 'a normal request');
     const odd = sample(2, { width: 8000, aspectRatio: 16 });
@@ -135,7 +135,7 @@ test('anomalies: counted per feature on every request, logged at most once per i
     m.onSample(TARGET, odd);
     assert.equal(f.warnings.length, 2);
     assert.equal(f.warnings[1]!.unlogged, 1);
-    assert.equal(m.view('det', '3').anomalies, 3);
+    assert.equal(m.view('det', 3).anomalies, 3);
   } finally {
     m.close();
   }
@@ -147,19 +147,19 @@ test('a calibration profile replaces one being collected; a bad stored profile i
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
     for (let i = 0; i < 5; i++) m.onSample(TARGET, sample(i));
-    await m.setProfile('det', '3', buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile('det', 3, buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration'));
     for (let i = 0; i < 30; i++) m.onSample(TARGET, sample(i));
-    const v = m.view('det', '3');
+    const v = m.view('det', 3);
     assert.equal(v.profile?.source, 'calibration');
     assert.equal(v.windowSize, 30);
     assert.equal(v.report?.features.find((x) => x.feature === 'brightness')?.verdict, 'stable');
 
-    m.activate('det', '4');
-    assert.equal(m.view('det', '4').profile, null, 'unreadable profile: collect a traffic one');
+    m.activate('det', 4);
+    assert.equal(m.view('det', 4).profile, null, 'unreadable profile: collect a traffic one');
     assert.ok(f.warnings.some((w) => w.event === 'drift_profile_unreadable'));
 
     m.onModelChange({ type: 'version_deleted', model: 'det', version: 3, activeVersion: 4 });
-    assert.equal(m.view('det', '3').windowSize, 0, 'state of a deleted version dropped');
+    assert.equal(m.view('det', 3).windowSize, 0, 'state of a deleted version dropped');
   } finally {
     m.close();
   }
@@ -194,22 +194,22 @@ test('a replica: the registry profile replaces a traffic one; a read that starte
   try {
     const older = buildProfile(Array.from({ length: 12 }, (_, i) => sample(i)), 'calibration');
     stored.set('det/3', older);
-    m.activate('det', '3');
-    assert.equal(m.view('det', '3').profile, null, 'collecting a traffic profile until the registry answers');
+    m.activate('det', 3);
+    assert.equal(m.view('det', 3).profile, null, 'collecting a traffic profile until the registry answers');
     await answer();
-    assert.equal(m.view('det', '3').profile?.n, 12, 'the registry profile is used');
+    assert.equal(m.view('det', 3).profile?.n, 12, 'the registry profile is used');
 
     // A read starts (another replica stored something), then this replica sets a newer profile first.
     m.onModelChange({ type: 'profile_updated', model: 'det', version: 3, activeVersion: 3 });
     const newer = buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration');
-    await m.setProfile('det', '3', newer, 'Bearer caller');
+    await m.setProfile('det', 3, newer, 'Bearer caller');
     assert.deepEqual(puts, ['Bearer caller'], "stored with the caller's credentials");
     stored.set('det/3', older); // what the read that started earlier answers
     await answer();
-    assert.equal(m.view('det', '3').profile?.n, 30, 'the stale read is dropped');
+    assert.equal(m.view('det', 3).profile?.n, 30, 'the stale read is dropped');
 
-    await assert.rejects(m.setProfile('det', '3', older, 'Bearer wrong'), /PERMISSION_DENIED/);
-    assert.equal(m.view('det', '3').profile?.n, 30, 'a profile the registry refused is not used');
+    await assert.rejects(m.setProfile('det', 3, older, 'Bearer wrong'), /PERMISSION_DENIED/);
+    assert.equal(m.view('det', 3).profile?.n, 30, 'a profile the registry refused is not used');
   } finally {
     m.close();
   }

@@ -30,7 +30,7 @@ describe('admin HTTP endpoints', { skip: !haveData }, () => {
     const before = await get(port, '/readyz');
     assert.equal(before.status, 503);
     assert.match(before.body, /^not ready: .*default model/);
-    await srv.app.lifecycle!.registerFile('yolo11n', modelPath('yolo11n_int8_320.onnx'), {});
+    await srv.app.registry!.registerFile('yolo11n', modelPath('yolo11n_int8_320.onnx'), {});
     const after = await get(port, '/readyz');
     assert.equal(after.status, 200, after.body);
     assert.equal(after.body, 'ready\n');

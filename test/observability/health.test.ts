@@ -31,7 +31,7 @@ describe('gRPC health and reflection', { skip: !haveData }, () => {
       assert.equal(await check(health, 'sightline.v1.Detector'), S.NOT_SERVING);
       assert.equal(await check(health, 'liveness'), S.SERVING, 'liveness answers SERVING while the process runs');
 
-      await srv.app.lifecycle!.registerFile('det', modelPath('yolo11n_int8_320.onnx'), {});
+      await srv.app.registry!.registerFile('det', modelPath('yolo11n_int8_320.onnx'), {});
       await waitFor(() => seen.includes(S.SERVING), 5000, 'SERVING on Watch');
       assert.equal(await check(health, ''), S.SERVING);
       assert.equal(await check(health, 'sightline.v1.Detector'), S.SERVING);

@@ -41,7 +41,7 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
     const { value: line } = await waitFor(() => proc.logs.find((l) => l.event === 'detect' && l.requestId === 'log-test-1'), 5000, 'the detect log line');
     assert.equal(line.level, 'debug');
     assert.equal(line.model, 'det');
-    assert.equal(line.version, '1');
+    assert.equal(line.version, 1, 'versions are numbers in every log line, as the registry logs them');
     assert.equal(line.code, 0);
     assert.equal(line.detections, r.response.detections.length);
     assert.ok(typeof line.ms === 'number' && line.ms > 0);

@@ -128,6 +128,12 @@ test('verify/check catch a missing, truncated or edited blob; re-uploading repai
   writeFileSync(p, edited);
   assert.equal(await blobs.verify(sha256), false);
   assert.deepEqual(await blobs.check(sha256, 4096), { ok: false, reason: `blob content hashes to ${sha256Of(edited)}, expected ${sha256}` });
+  // read() verifies too: an edited plain blob is refused, never returned to a loader.
+  await assert.rejects(blobs.read(sha256), (e: unknown) => {
+    isError('PRECONDITION', new RegExp(`is corrupt: its content hashes to ${sha256Of(edited)}`))(e);
+    assert.equal((e as SightlineError).fields.corrupt, true);
+    return true;
+  });
 
   writeFileSync(p, bytes.subarray(0, 10));
   assert.deepEqual(await blobs.check(sha256, 4096), { ok: false, reason: 'blob is 10 bytes, expected 4096' });

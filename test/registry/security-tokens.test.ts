@@ -7,14 +7,14 @@ import { SightlineError } from '../../src/errors.js';
 import {
   AuditLog,
   CAPABILITIES,
-  ROLES,
+  TOKEN_ROLES,
   RegistryStore,
   TokenMirror,
   TokenStore,
   hashTokenSecret,
   roleAllows,
   type Capability,
-  type Role,
+  type TokenRole,
 } from '../../src/registry/index.js';
 import { migrationsDir, tempDir } from './helpers.js';
 
@@ -127,7 +127,7 @@ test('names are unique forever; revoke by name or id; bad input is refused', (t)
   assert.equal(tokens.get('ci')?.revokedBy, 'root');
   assert.throws(() => tokens.revoke('nope', 'root'), isError('NOT_FOUND', /no token/));
   assert.throws(() => tokens.create({ name: 'bad name', role: 'viewer', createdBy: 'root' }), isError('INVALID_INPUT', /token name/));
-  assert.throws(() => tokens.create({ name: 'x', role: 'root' as Role, createdBy: 'root' }), isError('INVALID_INPUT', /role must be one of/));
+  assert.throws(() => tokens.create({ name: 'x', role: 'root' as TokenRole, createdBy: 'root' }), isError('INVALID_INPUT', /role must be one of/));
   assert.throws(() => tokens.create({ name: 'x', role: 'viewer', createdBy: '' }), isError('INVALID_INPUT', /createdBy/));
   assert.throws(() => tokens.create({ name: 'x', role: 'viewer', createdBy: 'r', expiresAt: '2001-01-01' }), isError('INVALID_INPUT', /past/));
   assert.throws(() => tokens.create({ name: 'x', role: 'viewer', createdBy: 'r', expiresAt: 'soon' }), isError('INVALID_INPUT', /not a date/));
@@ -157,14 +157,14 @@ test('with an AuditLog, token changes are audited in the same transaction', (t) 
 });
 
 test('roles are capability sets: viewer ⊂ inferencer, viewer ⊂ publisher, admin has all', () => {
-  const matrix = Object.fromEntries(ROLES.map((r) => [r, CAPABILITIES.filter((c: Capability) => roleAllows(r, c))]));
+  const matrix = Object.fromEntries(TOKEN_ROLES.map((r) => [r, CAPABILITIES.filter((c: Capability) => roleAllows(r, c))]));
   assert.deepEqual(matrix, {
     viewer: ['view'],
     inferencer: ['view', 'infer'],
     publisher: ['view', 'publish'],
     admin: ['view', 'infer', 'publish', 'administer'],
   });
-  assert.equal(roleAllows('nobody' as Role, 'view'), false);
+  assert.equal(roleAllows('nobody' as TokenRole, 'view'), false);
 });
 
 test("a replica's TokenMirror reports a well-formed token whose id it lacks, and nothing else", (t) => {

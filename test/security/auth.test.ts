@@ -169,7 +169,10 @@ describe('authentication and roles', { skip: !haveData }, () => {
     assert.equal(await statusOf(client, promote, tokens.viewer!), status.PERMISSION_DENIED);
     const md = new Metadata();
     md.set('authorization', `Bearer ${tokens.admin}`);
-    const r = await runCli(['registry', 'promote', 'det', '1', '--server', srv.address, '--token', tokens.admin!, '--reason', 'audit test']);
+    // --token-file: how an operator uses the chart's mounted admin token (kubectl exec … -- sightline …).
+    const tokenFile = join(srv.dataDir, 'admin-token');
+    writeFileSync(tokenFile, `${tokens.admin}\n`);
+    const r = await runCli(['registry', 'promote', 'det', '1', '--server', srv.address, '--token-file', tokenFile, '--reason', 'audit test']);
     assert.equal(r.code, 0, r.stderr);
     const log = await runCli(['audit', '--data-dir', srv.dataDir, '--json', '--verify']);
     assert.equal(log.code, 0, log.stderr);

@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { detect, detectorClient } from '../../src/cli/client.js';
 import { DetectorClient } from '../../src/generated/sightline/v1/detector.js';
 import { makePki, pem } from '../support/certs.js';
+import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { call } from '../support/registry.js';
 import { RegistryClient } from '../../src/generated/sightline/v1/registry.js';
@@ -36,6 +37,13 @@ describe('TLS', { skip: !haveData }, () => {
       const wrongCa = detectorClient(srv.address, { caFile: b.caCert });
       await assert.rejects(ok(wrongCa), (e: ServiceError) => e.code === status.UNAVAILABLE);
       wrongCa.close();
+      // --tls-server-name: the certificate names localhost, the CLI dials 127.0.0.1 (as inside a pod, where
+      // the chart's certificate names the Services).
+      const cli = (...args: string[]) => runCli(['detect', '--image', imagePath('zidane.jpg'), '--server', srv.address, '--ca-file', a.caCert, ...args]);
+      assert.equal((await cli('--tls-server-name', 'localhost')).code, 0);
+      const other = await cli('--tls-server-name', 'sightline-registry');
+      assert.notEqual(other.code, 0, 'a name the certificate does not hold is refused');
+      assert.match(other.stderr, /Host: sightline-registry\. is not in the cert's altnames/);
 
       // Rotate: the files now hold a certificate from CA b.
       copyFileSync(b.serverCert, cert);

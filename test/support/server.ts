@@ -31,7 +31,8 @@ export async function startTestServer(overrides: ConfigInput = {}, start: StartO
         grpc: { port: 0, host: '127.0.0.1' },
         admin: { port: 0, host: '127.0.0.1' }, // tests run in parallel: never the fixed 9464
         log: { level: process.env.SIGHTLINE_TEST_LOG ?? 'silent' },
-        registry: { dataDir },
+        // An inference replica's blob cache too: never the default ./cache in the checkout.
+        registry: { dataDir, cacheDir: join(dataDir, 'cache') },
       },
       overrides as Record<string, unknown>,
     ),

@@ -292,7 +292,7 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
   });
 
   test('repository extension: index, load (promote) and unload (roll back) on the registry', async () => {
-    await srv.app.lifecycle!.registerFile('yolo11n', modelPath('yolox_nano.onnx'), { labelsPath: cocoLabelsFile });
+    await srv.app.registry!.registerFile('yolo11n', modelPath('yolox_nano.onnx'), { labelsPath: cocoLabelsFile });
     const index = (await ok(c, 'RepositoryIndex', {})).models;
     assert.deepEqual(
       index.map((m: any) => [m.name, m.version, m.state, m.reason]),
@@ -305,16 +305,16 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
     await ok(c, 'RepositoryModelLoad', { model_name: 'yolo11n', parameters: { version: { string_param: '2' } } });
     const res = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] });
     assert.equal(res.model_version, '2', 'the loaded version serves');
-    assert.equal(srv.app.lifecycle!.status('yolo11n').activeVersion, 2);
+    assert.equal(srv.app.registry!.status('yolo11n').activeVersion, 2);
     await ok(c, 'RepositoryModelUnload', { model_name: 'yolo11n' });
-    assert.equal(srv.app.lifecycle!.status('yolo11n').activeVersion, 1, 'unload rolled back to version 1');
+    assert.equal(srv.app.registry!.status('yolo11n').activeVersion, 1, 'unload rolled back to version 1');
     assert.equal((await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] })).model_version, '1');
     const unknown = await callOip(c, 'RepositoryModelLoad', { model_name: 'nope' });
     assert.equal(unknown.err?.code, grpc.status.NOT_FOUND);
   });
 
   test('on an inference replica (no registry here) load and unload say where to go instead', async () => {
-    const repo = new ModelRepository(null, new TensorService(srv.app.models, srv.app.pool));
+    const repo = new ModelRepository(null, new TensorService(srv.app.models!, srv.app.pool));
     // What this process has loaded: version 1 active, version 2 kept warm as the rollback target.
     assert.deepEqual(
       repo.index(true).map((e) => [e.name, e.version, e.state, e.reason]),
@@ -323,7 +323,7 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
         ['yolo11n', '2', 'READY', 'loaded'],
       ],
     );
-    await assert.rejects(repo.load('yolo11n', {}, 'someone'), (e: Error & { code?: string }) => e.code === 'PRECONDITION' && /inference replica.*sightline registry promote/.test(e.message));
-    await assert.rejects(repo.unload('yolo11n', 'someone'), (e: Error & { code?: string }) => e.code === 'PRECONDITION');
+    await assert.rejects(repo.load('yolo11n', {}, { actor: 'someone', peer: '' }), (e: Error & { code?: string }) => e.code === 'PRECONDITION' && /inference replica.*sightline registry promote/.test(e.message));
+    await assert.rejects(repo.unload('yolo11n', { actor: 'someone', peer: '' }), (e: Error & { code?: string }) => e.code === 'PRECONDITION');
   });
 });

@@ -10,7 +10,7 @@ import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../../config/index.js';
 import { SightlineError } from '../../errors.js';
-import { AuditLog, decryptAllBlobs, defaultMigrationsDir, generateKey, isRole, parseKey, parseSince, RegistryStore, ROLES, rotateBlobKey, TokenStore } from '../../registry/index.js';
+import { AuditLog, decryptAllBlobs, defaultMigrationsDir, generateKey, isTokenRole, parseKey, parseSince, RegistryStore, TOKEN_ROLES, rotateBlobKey, TokenStore } from '../../registry/index.js';
 import { intArg } from '../args.js';
 
 const actor = () => `cli:${userInfo().username}`;
@@ -41,11 +41,11 @@ export function tokenCommand(): Command {
   const cmd = new Command('token').description('bearer tokens with roles (viewer, inferencer, publisher, admin), kept as hashes in the registry database');
   withStore(cmd.command('create').description('create a token and print it once'))
     .requiredOption('--name <name>', 'unique name (who or what uses it)')
-    .requiredOption('--role <role>', ROLES.join(' | '))
+    .requiredOption('--role <role>', TOKEN_ROLES.join(' | '))
     .option('--expires <duration>', 'lifetime, e.g. 30d', expiresArg)
     .option('--json', 'print JSON')
     .action((o: { name: string; role: string; expires?: string; json?: boolean; dataDir?: string; config?: string }) => {
-      if (!isRole(o.role)) throw new SightlineError('INVALID_INPUT', `--role must be one of ${ROLES.join(', ')}`);
+      if (!isTokenRole(o.role)) throw new SightlineError('INVALID_INPUT', `--role must be one of ${TOKEN_ROLES.join(', ')}`);
       const store = openStore(o);
       try {
         const tokens = new TokenStore(store.database, { audit: new AuditLog(store.database) });

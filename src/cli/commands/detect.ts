@@ -5,14 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { annotate } from '../../inference/index.js';
 import { assertReadableFile, fractionArg, intArg, intListArg } from '../args.js';
-import { DEFAULT_SERVER, detect, detectorClient } from '../client.js';
+import { connectionOptions, detect, detectorClient, type ConnectionFlags } from '../client.js';
 import { describeError, reportError } from '../errors.js';
 
-interface DetectFlags {
+interface DetectFlags extends ConnectionFlags {
   image: string[];
-  server: string;
-  token?: string;
-  caFile?: string;
   model: string;
   version: string;
   conf?: number;
@@ -27,13 +24,17 @@ interface DetectFlags {
 
 const fmt = (n: number) => n.toFixed(1).padStart(7);
 
+/** `--image -`: the image on standard input (kubectl exec -i POD -- sightline detect --image - < photo.jpg). */
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
 export function detectCommand(): Command {
-  return new Command('detect')
-    .description('detect objects in images with a running server')
-    .requiredOption('--image <files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)')
-    .option('--server <addr>', 'server address', DEFAULT_SERVER)
-    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
+  return connectionOptions(
+    new Command('detect').description('detect objects in images with a running server').requiredOption('--image <files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF); - reads one from standard input'),
+  )
     .option('--model <name>', 'model name (default: the server default)', '')
     .option('--version <v>', 'model version (default: active)', '')
     .option('--conf <x>', 'confidence threshold (default 0.25)', fractionArg)
@@ -45,12 +46,12 @@ export function detectCommand(): Command {
     .option('--json', 'print JSON lines instead of a table')
     .option('--timeout <ms>', 'deadline per call in ms', intArg, 30_000)
     .action(async (f: DetectFlags) => {
-      for (const file of f.image) assertReadableFile('--image', file);
-      const client = detectorClient(f.server, { token: f.token, caFile: f.caFile });
+      for (const file of f.image) if (file !== '-') assertReadableFile('--image', file);
+      const client = detectorClient(f.server, f);
       let failures = 0;
       try {
         for (const [i, file] of f.image.entries()) {
-          const image = await readFile(file);
+          const image = file === '-' ? await readStdin() : await readFile(file);
           try {
             const r = await detect(
               client,

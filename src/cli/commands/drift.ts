@@ -18,13 +18,10 @@ import {
 import { formatReport, type DriftReport, type FeatureName, type Summary, type Verdict } from '../../monitoring/index.js';
 import { SightlineError } from '../../errors.js';
 import { intArg } from '../args.js';
-import { call, DEFAULT_SERVER, monitoringClient } from '../client.js';
+import { call, connectionOptions, monitoringClient, type ConnectionFlags } from '../client.js';
 import { reportError } from '../errors.js';
 
-interface Common {
-  server: string;
-  token?: string;
-  caFile?: string;
+interface Common extends ConnectionFlags {
   json?: boolean;
 }
 
@@ -107,16 +104,15 @@ export function formatDriftReport(r: ProtoDriftReport): string {
 const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2) + '\n');
 
 export function driftCommand(): Command {
-  return new Command('drift')
-    .description('drift report of a model version on a running server: per feature reference vs current, PSI, KS and a verdict')
-    .argument('<model>', 'model name')
-    .option('--version <n>', 'model version (default: the active version)', intArg, 0)
-    .option('--server <addr>', 'server address', DEFAULT_SERVER)
-    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
+  return connectionOptions(
+    new Command('drift')
+      .description('drift report of a model version on a running server: per feature reference vs current, PSI, KS and a verdict')
+      .argument('<model>', 'model name')
+      .option('--version <n>', 'model version (default: the active version)', intArg, 0),
+  )
     .option('--json', 'print JSON for scripts')
     .action(async (model: string, o: Common & { version: number }) => {
-      const client = monitoringClient(o.server, { token: o.token, caFile: o.caFile });
+      const client = monitoringClient(o.server, o);
       try {
         const r = await call(client, client.getDriftReport, { model, version: o.version });
         if (o.json) printJson(reportJson(r));
@@ -194,17 +190,16 @@ export function formatProfileSummary(s: ProfileSummary): string {
 
 /** `sightline registry profile NAME VERSION --images DIR`. */
 export function profileCommand(): Command {
-  return new Command('profile')
-    .description("build a version's reference profile for drift monitoring from a calibration image set (every image file in DIR)")
-    .argument('<model>', 'model name')
-    .argument('<version>', 'model version (0: the active version); it must be loaded on the server')
-    .requiredOption('--images <dir>', 'folder of calibration images (jpg, png, webp, gif, tiff, avif)')
-    .option('--server <addr>', 'server address', DEFAULT_SERVER)
-    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
+  return connectionOptions(
+    new Command('profile')
+      .description("build a version's reference profile for drift monitoring from a calibration image set (every image file in DIR)")
+      .argument('<model>', 'model name')
+      .argument('<version>', 'model version (0: the active version); it must be loaded on the server')
+      .requiredOption('--images <dir>', 'folder of calibration images (jpg, png, webp, gif, tiff, avif)'),
+  )
     .option('--json', 'print JSON for scripts')
     .action(async (model: string, version: string, o: Common & { images: string }) => {
-      const client = monitoringClient(o.server, { token: o.token, caFile: o.caFile });
+      const client = monitoringClient(o.server, o);
       let bar: SingleBar | null = null;
       try {
         const files = await listImages(o.images);

@@ -3,17 +3,15 @@ import { Presets, SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { FAMILY_NAMES } from '../../config/index.js';
-import { VersionState, type ModelStatus, type ModelVersion, type RegistryClient } from '../../generated/sightline/v1/registry.js';
-import { intArg } from '../args.js';
-import { call, DEFAULT_SERVER, registryClient } from '../client.js';
+import { FAMILY_NAMES } from '../../identifiers.js';
+import type { ModelVersion, RegistryClient, RolloutOptions } from '../../generated/sightline/v1/registry.js';
+import { durationArg, intArg } from '../args.js';
+import { call, connectionOptions, registryClient, type ConnectionFlags } from '../client.js';
 import { reportError } from '../errors.js';
 import { profileCommand } from './drift.js';
+import { printStatus, statusJson, waitForRollout } from './rollout.js';
 
-interface Common {
-  server: string;
-  token?: string;
-  caFile?: string;
+interface Common extends ConnectionFlags {
   json?: boolean;
 }
 
@@ -23,12 +21,25 @@ const CHUNK_BYTES = 1024 * 1024;
 const print = (json: boolean | undefined, value: unknown, human: () => void) =>
   json ? process.stdout.write(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n') : human();
 
-const stateName = (s: VersionState) => VersionState[s].replace('VERSION_STATE_', '').toLowerCase();
-
-function printStatus(s: ModelStatus): void {
-  console.log(`model ${s.model}: active ${s.activeVersion || '-'}, rollback ${s.rollbackVersion || '-'}`);
-  for (const l of s.loaded) console.log(`  version ${l.version}: ${stateName(l.state)}${l.provider ? ` on ${l.provider}` : ''}, ${l.inFlight} in flight${l.error ? ` (${l.error})` : ''}`);
+/** `--wait [TIMEOUT]` and `--auto-rollback` of promote and rollback. */
+interface RolloutFlags {
+  reason: string;
+  /** true: wait with the registry's default timeout; a number: with this one (ms). */
+  wait?: true | number;
+  autoRollback?: boolean;
 }
+
+const rolloutFlags = (c: Command) =>
+  c
+    .option('--reason <text>', 'recorded in the history', '')
+    .option(
+      '--wait [timeout]',
+      'follow the rollout until every replica serves the version, printing ready/total; exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: the registry\'s fleet.rolloutTimeoutMs) passes first',
+      durationArg,
+    )
+    .option('--auto-rollback', 'if the rollout fails (a replica cannot load the version, or the timeout passes), move the pointers back');
+
+const rolloutOptions = (o: RolloutFlags): RolloutOptions => ({ timeoutMs: typeof o.wait === 'number' ? o.wait : 0, autoRollback: !!o.autoRollback });
 
 function printVersion(v: ModelVersion): void {
   console.log(
@@ -40,21 +51,23 @@ function printVersion(v: ModelVersion): void {
 function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) => Promise<void>) {
   return async (...args: A) => {
     const opts = args.find((a): a is Common => typeof a === 'object' && a !== null && 'server' in a)!;
-    const client = registryClient(opts.server, { token: opts.token, caFile: opts.caFile });
+    let client: RegistryClient | null = null;
     try {
+      client = registryClient(opts.server, opts);
       await fn(client, ...args);
     } catch (e) {
       reportError(e, opts.server);
     } finally {
-      client.close();
+      client?.close();
     }
   };
 }
 
+/** Uploads FILE, or standard input for "-" (kubectl exec -i POD -- sightline registry upload - … < model.onnx). */
 function upload(client: RegistryClient, file: string, o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string }): Promise<ModelVersion> {
-  const size = statSync(file).size;
-  const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true }, Presets.shades_classic) : null;
-  bar?.start(size, 0);
+  const stdin = file === '-';
+  const bar = process.stderr.isTTY && !o.json && !stdin ? new SingleBar({ format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true }, Presets.shades_classic) : null;
+  bar?.start(stdin ? 0 : statSync(file).size, 0);
   return new Promise<ModelVersion>((resolve, reject) => {
     const stream = client.uploadVersion((err, res) => {
       bar?.stop();
@@ -62,9 +75,9 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
       else resolve(res!);
     });
     const labels = o.labels ? readFileSync(o.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : [];
-    stream.write({ metadata: { model: o.model, notes: o.notes, expectedSha256: o.sha256 ?? '', labels, family: o.family ?? '', sourceName: basename(file) } });
+    stream.write({ metadata: { model: o.model, notes: o.notes, expectedSha256: o.sha256 ?? '', labels, family: o.family ?? '', sourceName: stdin ? '' : basename(file) } });
     let sent = 0;
-    const rs = createReadStream(file, { highWaterMark: CHUNK_BYTES });
+    const rs: NodeJS.ReadableStream = stdin ? process.stdin : createReadStream(file, { highWaterMark: CHUNK_BYTES });
     rs.on('data', (chunk) => {
       sent += chunk.length;
       bar?.update(sent);
@@ -84,14 +97,9 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
 
 export function registryCommand(): Command {
   const cmd = new Command('registry').description('manage model versions on a running server (upload, promote, rollback, ...)');
-  const common = (c: Command) =>
-    c
-      .option('--server <addr>', 'server address', DEFAULT_SERVER)
-      .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-      .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
-      .option('--json', 'print JSON for scripts');
+  const common = (c: Command) => connectionOptions(c).option('--json', 'print JSON for scripts');
 
-  common(cmd.command('upload <file>').description('upload a model file as a new version; prints the version number'))
+  common(cmd.command('upload <file>').description('upload a model file (- for standard input) as a new version; prints the version number'))
     .requiredOption('--model <name>', 'model name')
     .option('--notes <text>', 'model card: training data, metrics, intended use', '')
     .option('--labels <file>', 'class names, one per line')
@@ -131,30 +139,28 @@ export function registryCommand(): Command {
     }),
   );
 
-  common(cmd.command('status <model>').description('pointers and loaded versions with their state')).action(
+  common(cmd.command('status <model>').description('pointers, every replica with its versions and their state, and the latest rollout')).action(
     action(async (client, model: string, o: Common) => {
       const s = await call(client, client.getModelStatus, { model });
-      print(o.json, { ...s, loaded: s.loaded.map((l) => ({ ...l, state: stateName(l.state) })) }, () => printStatus(s));
+      print(o.json, statusJson(s), () => printStatus(s));
     }),
   );
 
-  common(cmd.command('promote <model> <version>').description('make a version active (loads and warms it first)'))
-    .option('--reason <text>', 'recorded in the history', '')
-    .action(
-      action(async (client, model: string, version: string, o: Common & { reason: string }) => {
-        const s = await call(client, client.promote, { model, version: intArg(version), reason: o.reason });
-        print(o.json, s, () => printStatus(s));
-      }),
-    );
+  rolloutFlags(common(cmd.command('promote <model> <version>').description('make a version active: every replica loads and warms it, then swaps'))).action(
+    action(async (client, model: string, version: string, o: Common & RolloutFlags) => {
+      const s = await call(client, client.promote, { model, version: intArg(version), reason: o.reason, rollout: rolloutOptions(o) });
+      if (o.wait) return waitForRollout(client, s, o.json);
+      print(o.json, statusJson(s), () => printStatus(s));
+    }),
+  );
 
-  common(cmd.command('rollback <model>').description('swap back to the rollback target'))
-    .option('--reason <text>', 'recorded in the history', '')
-    .action(
-      action(async (client, model: string, o: Common & { reason: string }) => {
-        const s = await call(client, client.rollback, { model, reason: o.reason });
-        print(o.json, s, () => printStatus(s));
-      }),
-    );
+  rolloutFlags(common(cmd.command('rollback <model>').description('swap back to the rollback target, on every replica'))).action(
+    action(async (client, model: string, o: Common & RolloutFlags) => {
+      const s = await call(client, client.rollback, { model, reason: o.reason, rollout: rolloutOptions(o) });
+      if (o.wait) return waitForRollout(client, s, o.json);
+      print(o.json, statusJson(s), () => printStatus(s));
+    }),
+  );
 
   common(cmd.command('history <model>').description('pointer changes, newest first'))
     .option('--limit <n>', 'entries', intArg, 100)

@@ -2,7 +2,8 @@
 import { setLogger } from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
-import { loadConfig, FAMILY_NAMES, ROLES } from '../../config/index.js';
+import { loadConfig, SERVER_ROLES, type ServerRole } from '../../config/index.js';
+import { FAMILY_NAMES } from '../../identifiers.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
 import { assertReadableFile, intArg } from '../args.js';
@@ -11,7 +12,7 @@ import { assertReadableFile, intArg } from '../args.js';
 const IMMEDIATE_EXIT_WAIT_MS = 3000;
 
 interface ServeFlags {
-  role?: (typeof ROLES)[number];
+  role?: ServerRole;
   registry?: string;
   dataDir?: string;
   model?: string;
@@ -30,7 +31,7 @@ interface ServeFlags {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('start the gRPC server (config: --config file, then SIGHTLINE_* environment, then these flags)')
-    .addOption(new Option('--role <role>', 'all: registry + inference in one process; registry; inference (follows --registry)').choices([...ROLES]))
+    .addOption(new Option('--role <role>', 'all: registry + inference in one process; registry; inference (follows --registry)').choices([...SERVER_ROLES]))
     .option('--registry <addr>', 'role inference: the registry to follow (host:port)')
     .option('--data-dir <dir>', 'registry database and model files (default ./registry)')
     .option('--model <file>', 'ONNX model to serve')

@@ -1,7 +1,7 @@
 /** `sightline validate`: COCO-style mAP of a model file over a YOLO-format dataset, with a progress bar. */
 import { SingleBar, Presets } from 'cli-progress';
 import { Command, Option } from 'commander';
-import { FAMILY_NAMES } from '../../config/index.js';
+import { FAMILY_NAMES } from '../../identifiers.js';
 import { validateModel } from '../../eval/validate.js';
 import { fractionArg, intArg } from '../args.js';
 

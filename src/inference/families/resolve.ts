@@ -3,6 +3,7 @@
  * at model load, so a model no family can decode is refused there, not at its first request.
  */
 import { SightlineError } from '../../errors.js';
+import { FAMILY_NAMES } from '../../identifiers.js';
 import type { FamilyName, ModelMeta, TensorInfo } from '../types.js';
 import type { CheckedFamily } from './common.js';
 import type { Family } from './family.js';
@@ -17,8 +18,6 @@ const FACTORIES: Readonly<Record<FamilyName, () => CheckedFamily>> = {
   yolox: createYoloxFamily,
 };
 
-/** Tried in this order. The layouts are disjoint, so the order only fixes which reason comes first. */
-export const FAMILY_ORDER: readonly FamilyName[] = ['ultralytics', 'yolov5', 'yolox'];
 
 const SUPPORTED =
   'supported layouts: ultralytics (YOLOv8/YOLO11) one output [1, 4+C, N] with 4+C < N; ' +
@@ -57,7 +56,8 @@ export function resolveFamily(outputs: readonly TensorInfo[], meta: ModelMeta, o
     return family;
   }
   const reasons: string[] = [];
-  for (const name of FAMILY_ORDER) {
+  // The layouts are disjoint, so the order only fixes which reason comes first.
+  for (const name of FAMILY_NAMES) {
     const family = FACTORIES[name]();
     const problem = family.problem(outputs, meta, false);
     if (problem === null) return family;

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { SightlineError } from '../../errors.js';
 import type { ThreadPriority } from '../worker/priority.js';
-import type { FromWorker, ToWorker } from './messages.js';
+import type { FromWorker, ToWorker, WorkerReplies } from './messages.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -58,10 +58,10 @@ export class WorkerClient {
     return this.alive;
   }
 
-  request<T>(msg: WithoutId<ToWorker>, transfer: ArrayBuffer[] = []): Promise<T> {
+  request<M extends WithoutId<ToWorker>>(msg: M, transfer: ArrayBuffer[] = []): Promise<WorkerReplies[M['type']]> {
     if (!this.alive) return Promise.reject(new SightlineError('NOT_READY', `inference worker ${this.index} is not running`));
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.postMessage({ ...msg, id } as ToWorker, transfer);
     });

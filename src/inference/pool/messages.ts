@@ -121,7 +121,19 @@ export type ToWorker =
   | { type: 'infer'; id: number; key: string; input: TensorInput }
   | { type: 'unload'; id: number; key: string };
 
+/** What the reply to each request carries. */
+export interface WorkerReplies {
+  load: ModelInfo;
+  /** Warm-up time in milliseconds. */
+  warm: number;
+  run: RunOutput;
+  infer: TensorRunOutput;
+  unload: null;
+}
+
+export type RequestType = ToWorker['type'];
+
 export type FromWorker =
   | { type: 'ready'; priority: ThreadPriority }
-  | { type: 'result'; id: number; ok: true; value: unknown }
+  | { [K in RequestType]: { type: 'result'; id: number; ok: true; value: WorkerReplies[K] } }[RequestType]
   | { type: 'result'; id: number; ok: false; error: SerializedError };

@@ -57,21 +57,17 @@ export interface Ticket {
   release(): void;
 }
 
+/** Queued work: an image (run()) or a raw tensor (infer()), admitted, queued and dropped alike. */
 interface Job {
   ticket: Ticket;
   key: string;
-  input: RunInput;
   signal: AbortSignal;
   enqueuedAt: number;
-  resolve: (r: RunResult) => void;
+  /** Sends the job to a worker; `latency`: the worker may use its latency session (images only). */
+  send: (w: WorkerClient, latency: boolean) => Promise<unknown>;
+  resolve: (r: unknown) => void;
   reject: (e: unknown) => void;
   onAbort: () => void;
-}
-
-/** A raw-tensor inference (infer()): queued, admitted and dropped exactly like an image job. */
-interface TensorJob extends Omit<Job, 'input' | 'resolve'> {
-  tensor: TensorInput;
-  resolve: (r: TensorRunResult) => void;
 }
 
 /** Work a specific worker must do before taking shared jobs (loads, unloads). */
@@ -95,7 +91,7 @@ interface LoadedModel {
 
 export class InferencePool {
   private readonly slots: Slot[] = [];
-  private readonly queue: (Job | TensorJob)[] = [];
+  private readonly queue: Job[] = [];
   private readonly models = new Map<string, LoadedModel>();
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -167,12 +163,12 @@ export class InferencePool {
     try {
       for (const slot of this.slots) {
         const opts = { ...InferencePool.optionsFor(slot.client.index, options), warmupRuns: 0 };
-        info = (await this.onWorker(slot, (w) => w.request<ModelInfo>({ type: 'load', key, model, options: opts }))) as ModelInfo;
+        info = await this.onWorker(slot, (w) => w.request({ type: 'load', key, model, options: opts }));
       }
       onPhase?.('warming');
       let warmupMs = 0;
       for (const slot of this.slots) {
-        warmupMs = Math.max(warmupMs, (await this.onWorker(slot, (w) => w.request<number>({ type: 'warm', key, runs: options.warmupRuns }))) as number);
+        warmupMs = Math.max(warmupMs, await this.onWorker(slot, (w) => w.request({ type: 'warm', key, runs: options.warmupRuns })));
       }
       info = { ...info!, warmupMs };
     } catch (e) {
@@ -191,13 +187,13 @@ export class InferencePool {
     this.assertOpen();
     const key = `probe:${++this.probes}`;
     const slot = this.slots[this.probes % this.slots.length]!;
-    return (await this.onWorker(slot, async (w) => {
+    return this.onWorker(slot, async (w) => {
       try {
-        return await w.request<ModelInfo>({ type: 'load', key, model, options: { ...options, latencyThreads: 0 } });
+        return await w.request({ type: 'load', key, model, options: { ...options, latencyThreads: 0 } });
       } finally {
         await w.request({ type: 'unload', key }).catch(() => undefined);
       }
-    })) as ModelInfo;
+    });
   }
 
   /** Releases a model's sessions on every worker. Requests already running on it finish first. */
@@ -258,37 +254,8 @@ export class InferencePool {
    * signal's reason when it fires before a worker takes the job: such a job never reaches ONNX Runtime.
    */
   run(key: string, input: RunInput, signal: AbortSignal, ticket?: Ticket): Promise<RunResult> {
-    if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
-    let t: Ticket;
-    try {
-      t = ticket ?? this.admit();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (signal.aborted) return t.release(), Promise.reject(signal.reason);
-    if (!this.models.has(key)) return t.release(), Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
-    return new Promise<RunResult>((resolve, reject) => {
-      const job: Job = {
-        ticket: t,
-        key,
-        input,
-        signal,
-        enqueuedAt: performance.now(),
-        resolve,
-        reject,
-        onAbort: () => {
-          const i = this.queue.indexOf(job);
-          if (i >= 0) {
-            this.queue.splice(i, 1);
-            t.release();
-            reject(signal.reason);
-          }
-        },
-      };
-      signal.addEventListener('abort', job.onAbort, { once: true });
-      this.queue.push(job);
-      this.dispatch();
-    });
+    const transfer = [transferOf(input.source)];
+    return this.enqueue(key, signal, ticket, (w, latency) => w.request({ type: 'run', key, input: { ...input, wide: latency } }, transfer));
   }
 
   /**
@@ -296,6 +263,16 @@ export class InferencePool {
    * NMS), under `ticket` (from admit()) or a ticket taken now. Queued with the image jobs, in order.
    */
   infer(key: string, tensor: TensorInput, signal: AbortSignal, ticket?: Ticket): Promise<TensorRunResult> {
+    const { data } = tensor;
+    const transfer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+    return this.enqueue(key, signal, ticket, (w) => w.request({ type: 'infer', key, input: tensor }, transfer));
+  }
+
+  /**
+   * Queues one job under `ticket` (or a ticket taken now). Rejects with the signal's reason when it
+   * fires before a worker takes the job: such a job never reaches ONNX Runtime.
+   */
+  private enqueue<O extends object>(key: string, signal: AbortSignal, ticket: Ticket | undefined, send: (w: WorkerClient, latency: boolean) => Promise<O>): Promise<O & { queueMs: number }> {
     if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     let t: Ticket;
     try {
@@ -303,16 +280,20 @@ export class InferencePool {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (signal.aborted) return t.release(), Promise.reject(signal.reason);
-    if (!this.models.has(key)) return t.release(), Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
-    return new Promise<TensorRunResult>((resolve, reject) => {
-      const job: TensorJob = {
+    const refuse = (e: unknown) => {
+      t.release();
+      return Promise.reject(e);
+    };
+    if (signal.aborted) return refuse(signal.reason);
+    if (!this.models.has(key)) return refuse(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
+    return new Promise((resolve, reject) => {
+      const job: Job = {
         ticket: t,
         key,
-        tensor,
         signal,
         enqueuedAt: performance.now(),
-        resolve,
+        send,
+        resolve: resolve as (r: unknown) => void,
         reject,
         onAbort: () => {
           const i = this.queue.indexOf(job);
@@ -329,9 +310,9 @@ export class InferencePool {
     });
   }
 
-  private onWorker(slot: Slot, run: (w: WorkerClient) => Promise<unknown>): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      slot.control.push({ run, resolve, reject });
+  private onWorker<T>(slot: Slot, run: (w: WorkerClient) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      slot.control.push({ run, resolve: resolve as (v: unknown) => void, reject });
       this.dispatch();
     });
   }
@@ -348,11 +329,7 @@ export class InferencePool {
       const job = this.nextJob();
       if (!job) continue;
       slot.busy = true;
-      if ('tensor' in job) this.startTensor(slot, job);
-      else {
-        job.input.wide = slot === this.slots[0] && this.alone() && this.hasLatencySession(job.key);
-        this.start(slot, job);
-      }
+      this.start(slot, job, slot === this.slots[0] && this.alone() && this.hasLatencySession(job.key));
     }
   }
 
@@ -367,7 +344,7 @@ export class InferencePool {
   }
 
   /** Takes the oldest job whose caller is still waiting; expired ones are rejected without running. */
-  private nextJob(): Job | TensorJob | undefined {
+  private nextJob(): Job | undefined {
     for (let job = this.queue.shift(); job; job = this.queue.shift()) {
       job.signal.removeEventListener('abort', job.onAbort);
       job.ticket.release();
@@ -377,30 +354,15 @@ export class InferencePool {
     return undefined;
   }
 
-  private start(slot: Slot, job: Job): void {
+  private start(slot: Slot, job: Job, latency: boolean): void {
     const queueMs = performance.now() - job.enqueuedAt;
     this.runsStarted++;
     const t0 = performance.now();
-    slot.client
-      .request<RunOutput>({ type: 'run', key: job.key, input: job.input }, [transferOf(job.input.source)])
+    job
+      .send(slot.client, latency)
       .then((out) => {
         this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
-        job.resolve({ ...out, queueMs });
-      }, job.reject)
-      .finally(() => this.release(slot));
-  }
-
-  private startTensor(slot: Slot, job: TensorJob): void {
-    const queueMs = performance.now() - job.enqueuedAt;
-    this.runsStarted++;
-    const { data } = job.tensor;
-    const transfer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
-    const t0 = performance.now();
-    slot.client
-      .request<TensorRunOutput>({ type: 'infer', key: job.key, input: job.tensor }, transfer)
-      .then((out) => {
-        this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
-        job.resolve({ ...out, queueMs });
+        job.resolve({ ...(out as object), queueMs });
       }, job.reject)
       .finally(() => this.release(slot));
   }

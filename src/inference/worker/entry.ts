@@ -17,7 +17,7 @@ import { JpegDecoder } from '../preprocess/jpeg-turbo.js';
 import { sourceToTensor } from '../preprocess/to-tensor.js';
 import { sampleLetterboxed } from '../preprocess/resample.js';
 import { lowerThreadPriority } from './priority.js';
-import type { FromWorker, LoadOptions, ModelInfo, RunInput, RunOutput, TensorInput, TensorRunOutput, ToWorker, ExecutionProvider } from '../pool/messages.js';
+import type { FromWorker, LoadOptions, ModelInfo, RequestType, RunInput, RunOutput, TensorInput, TensorRunOutput, ToWorker, WorkerReplies, ExecutionProvider } from '../pool/messages.js';
 import type { Detection, ModelMeta, TensorInfo } from '../types.js';
 
 interface Loaded {
@@ -226,34 +226,28 @@ async function infer(m: Loaded, input: TensorInput): Promise<TensorRunOutput> {
   return { outputs, inferenceMs };
 }
 
-async function handle(msg: ToWorker): Promise<unknown> {
-  switch (msg.type) {
-    case 'load':
-      return load(msg.key, msg.model, msg.options);
-    case 'warm': {
-      const m = sessions.get(msg.key);
-      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
-      return warm(m, msg.runs);
-    }
-    case 'run': {
-      const m = sessions.get(msg.key);
-      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
-      return run(m, msg.input);
-    }
-    case 'infer': {
-      const m = sessions.get(msg.key);
-      if (!m) throw new SightlineError('PRECONDITION', `model ${msg.key} is not loaded on this worker`);
-      return infer(m, msg.input);
-    }
-    case 'unload': {
-      const m = sessions.get(msg.key);
-      sessions.delete(msg.key);
-      if (m) await release(m);
-      collectGarbage();
-      return null;
-    }
-  }
+function loaded(key: string): Loaded {
+  const m = sessions.get(key);
+  if (!m) throw new SightlineError('PRECONDITION', `model ${key} is not loaded on this worker`);
+  return m;
 }
+
+/** One handler per request type, each returning what messages.ts says its reply carries. */
+const HANDLERS: { [K in RequestType]: (msg: Extract<ToWorker, { type: K }>) => Promise<WorkerReplies[K]> } = {
+  load: (msg) => load(msg.key, msg.model, msg.options),
+  warm: async (msg) => warm(loaded(msg.key), msg.runs),
+  run: async (msg) => run(loaded(msg.key), msg.input),
+  infer: async (msg) => infer(loaded(msg.key), msg.input),
+  unload: async (msg) => {
+    const m = sessions.get(msg.key);
+    sessions.delete(msg.key);
+    if (m) await release(m);
+    collectGarbage();
+    return null;
+  },
+};
+
+const handle = (msg: ToWorker) => (HANDLERS[msg.type] as (m: ToWorker) => Promise<WorkerReplies[RequestType]>)(msg);
 
 const sampleBuffers = (v: unknown): ArrayBuffer[] => {
   const px = (v as Partial<RunOutput> | null)?.sample?.pixels;

@@ -28,6 +28,9 @@ export const RPC_CAPABILITY: Readonly<Record<string, Requirement>> = {
   // Decrypted model bytes: only replicas (to load the versions they serve) and admins, never viewers.
   '/sightline.v1.Registry/FetchBlob': ['replicate', 'administer'],
   '/sightline.v1.Registry/SyncTokens': 'replicate',
+  // Only replicas tell the registry what they serve: a report from anyone else would fake the fleet view.
+  '/sightline.v1.Registry/ReportReplica': 'replicate',
+  '/sightline.v1.Registry/WatchRollout': 'view',
   '/sightline.v1.Registry/GetProfile': 'view',
   // What BuildProfile needs: a replica forwards its caller's token with the profile it built.
   '/sightline.v1.Registry/PutProfile': 'publish',

@@ -1,10 +1,14 @@
 /** Protobuf messages ↔ serving types. Protobuf types stop here. */
 import type { DetectInput, DetectResult, StreamItem } from '../../serving/index.js';
 import type { DetectRequest, DetectResponse } from '../../generated/sightline/v1/detector.js';
+import { parseVersion } from '../version.js';
+
+/** DetectRequest.version is text in the contract; in the server a version is the registry's number. */
+export const requestedVersion = (r: Pick<DetectRequest, 'model' | 'version'>): number => parseVersion(r.model, r.version);
 
 export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
   model: r.model,
-  version: r.version,
+  version: requestedVersion(r),
   image: r.image,
   confidenceThreshold: r.confidenceThreshold,
   iouThreshold: r.iouThreshold,
@@ -16,7 +20,7 @@ export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
 
 export const toDetectResponse = (r: DetectResult): DetectResponse => ({
   model: r.model,
-  version: r.version,
+  version: String(r.version),
   modelSha256: r.modelSha256,
   frameId: r.frameId,
   imageWidth: r.imageWidth,

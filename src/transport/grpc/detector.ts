@@ -2,12 +2,13 @@
 import { status as grpcStatus, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { DropPolicy as ProtoDropPolicy, type DetectorServer, type DetectRequest, type DetectResponse } from '../../generated/sightline/v1/detector.js';
 import { SightlineError } from '../../errors.js';
-import { StreamSession, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
+import { StreamSession, type DetectInput, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { fromDetectRequest, toDetectResponse, toStreamResponse } from './convert.js';
 import { signalFor } from './deadline.js';
 import { noTelemetry, ObservedCall, requestIdMetadata, UNKNOWN, type DetectorTelemetry } from './observe.js';
 import { grpcCodeOf, toStatus } from './status.js';
+import { labelsOf } from '../version.js';
 
 export interface StreamConfig {
   defaultDropPolicy: DropPolicy;
@@ -55,8 +56,8 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
       const { signal, dispose } = signalFor(call);
       const obs = new ObservedCall(telemetry, 'Detect', call.metadata);
       call.sendMetadata(requestIdMetadata(obs.requestId));
-      detect
-        .detect(fromDetectRequest(call.request), signal)
+      Promise.resolve()
+        .then(() => detect.detect(fromDetectRequest(call.request), signal))
         .then(
           (r) => {
             // Answer first: the metrics, span and log below are not the caller's to wait for.
@@ -68,10 +69,10 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
           },
           (e: unknown) => {
             const code = grpcCodeOf(e);
-            const labels = detect.labelsFor(call.request.model, call.request.version);
+            const labels = labelsOf(detect, call.request.model, call.request.version);
             obs.failedImage(code, labels);
             obs.end(code, labels, {}, (e as Error).message);
-            obs.log(log, { model: call.request.model, version: call.request.version, code, err: (e as Error).message }, 'detect failed');
+            obs.log(log, { model: call.request.model, version: labels?.version ?? null, requestedVersion: call.request.version, code, err: (e as Error).message }, 'detect failed');
             cb(toStatus(e, log));
           },
         )
@@ -83,7 +84,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
       const obs = new ObservedCall(telemetry, 'Stream', call.metadata);
       call.sendMetadata(requestIdMetadata(obs.requestId));
       // The version that answered the latest frame: the labels of the stream's call and dropped frames.
-      let served: { model: string; version: string } | null = null;
+      let served: { model: string; version: number } | null = null;
       let delivered = 0;
       let dropped = 0;
       let finished = false;
@@ -92,7 +93,7 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         finished = true;
         const message = err === undefined ? undefined : (err as Error).message;
         obs.end(code, served, { 'sightline.stream.frames.delivered': delivered, 'sightline.stream.frames.dropped': dropped }, message);
-        obs.log(log, { model: served?.model ?? '', version: served?.version ?? '', code, delivered, dropped, ...(message ? { err: message } : {}) }, 'stream ended');
+        obs.log(log, { model: served?.model ?? '', version: served?.version ?? null, code, delivered, dropped, ...(message ? { err: message } : {}) }, 'stream ended');
       };
       let session: StreamSession | null = null;
       let failed = false;
@@ -120,10 +121,10 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
                 if (served?.model !== r.model || served.version !== r.version) served = { model: r.model, version: r.version };
                 delivered++;
                 obs.image(r, r.timing.totalMs / 1000);
-                telemetry.metrics.observeStreamFrame(r.model, r.version, 'delivered');
+                telemetry.metrics.observeStreamFrame(r.model, String(r.version), 'delivered');
               } else {
                 dropped++;
-                telemetry.metrics.observeStreamFrame(served?.model ?? UNKNOWN, served?.version ?? UNKNOWN, 'dropped');
+                telemetry.metrics.observeStreamFrame(served?.model ?? UNKNOWN, served ? String(served.version) : UNKNOWN, 'dropped');
               }
               return call.write(toStreamResponse(item));
             },
@@ -141,7 +142,13 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
           sessions.add(s);
           if (draining) s.drain();
         }
-        session.push(fromDetectRequest(req));
+        let input: DetectInput;
+        try {
+          input = fromDetectRequest(req);
+        } catch (e) {
+          return session.reject(req.frameId, e);
+        }
+        session.push(input);
       });
       call.on('drain', () => session?.onWritable());
       call.on('end', () => (session ? session.endInput() : (finish(grpcStatus.OK), call.end(), dispose())));

@@ -17,8 +17,9 @@ import type { Logger } from '../../telemetry/logger.js';
 import { fromRaw, toRaw, toShape, unsupportedDatatype, type InputTensor, type ModelRepository, type OpenInference, type Params, type ParamValue, type TensorData } from '../oip/index.js';
 import { signalFor } from './deadline.js';
 import { noTelemetry, ObservedCall, requestIdMetadata, type DetectorTelemetry } from './observe.js';
-import { actorOf, audited, unary } from './registry.js';
+import { callerOf, unary } from './registry.js';
 import { grpcCodeOf, toStatus } from './status.js';
+import { labelsOf } from '../version.js';
 
 export interface InferenceServiceDeps {
   oip: OpenInference;
@@ -101,7 +102,7 @@ export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telem
           (r) => {
             cb(null, {
               modelName: r.model,
-              modelVersion: r.version,
+              modelVersion: String(r.version),
               id: r.id,
               parameters: {},
               outputs: r.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape.map(BigInt), parameters: {}, contents: undefined })),
@@ -114,9 +115,9 @@ export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telem
           },
           (e: unknown) => {
             const code = grpcCodeOf(e);
-            const labels = deps.detect.labelsFor(req.modelName, req.modelVersion);
+            const labels = labelsOf(deps.detect, req.modelName, req.modelVersion);
             obs.end(code, labels, {}, (e as Error).message);
-            obs.log(log, { model: req.modelName, version: req.modelVersion, code, err: (e as Error).message }, 'model infer failed');
+            obs.log(log, { model: req.modelName, version: labels?.version ?? null, requestedVersion: req.modelVersion, code, err: (e as Error).message }, 'model infer failed');
             cb(toStatus(e, log));
           },
         )
@@ -124,14 +125,13 @@ export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telem
     },
 
     repositoryIndex: unary(log, (req) => ({ models: repository.index(req.ready) })),
+    // The registry audits the promote and the rollback under the caller's name, as for Registry calls.
     repositoryModelLoad: unary(log, async (req, call) => {
-      const params = fromParams(req.parameters);
-      const target = params.version === undefined ? req.modelName : `${req.modelName}@${String(params.version)}`;
-      await audited(deps.access, call, 'promote', target, repository.load(req.modelName, params, actorOf(call)));
+      await repository.load(req.modelName, fromParams(req.parameters), callerOf(call));
       return {};
     }),
     repositoryModelUnload: unary(log, async (req, call) => {
-      await audited(deps.access, call, 'rollback', req.modelName, repository.unload(req.modelName, actorOf(call)));
+      await repository.unload(req.modelName, callerOf(call));
       return {};
     }),
   };

@@ -29,9 +29,6 @@ const VERDICT: Record<Verdict, DriftVerdict> = {
 
 const SOURCE = { calibration: ProfileSource.PROFILE_SOURCE_CALIBRATION, traffic: ProfileSource.PROFILE_SOURCE_TRAFFIC } as const;
 
-/** Registry versions are numbers; anything else (not served by a registry) is reported as 0. */
-const versionNumber = (v: string): number => (/^\d+$/.test(v) ? Number(v) : 0);
-
 const toSummary = (s: Summary): FeatureSummary => ({ n: s.n, mean: s.mean, std: s.std, p05: s.p05, p50: s.p50, p95: s.p95, min: s.min, max: s.max });
 
 /** `null` (not computed) becomes an absent optional field. */
@@ -47,7 +44,7 @@ export function toDriftReport(v: DriftView): DriftReport {
   const r = v.report;
   return {
     model: v.model,
-    version: versionNumber(v.version),
+    version: v.version,
     profile: v.profile
       ? { source: SOURCE[v.profile.source], size: v.profile.n, createdAt: v.profile.createdAt, collected: 0, target: 0 }
       : { source: ProfileSource.PROFILE_SOURCE_NONE, size: 0, createdAt: '', collected: v.collected, target: v.target },
@@ -83,7 +80,7 @@ export function toProfileSummary(r: CalibrationResult): ProfileSummary {
   const p = r.profile;
   return {
     model: r.model,
-    version: versionNumber(r.version),
+    version: r.version,
     source: SOURCE[p.source],
     size: p.n,
     skipped: r.skipped,
@@ -96,14 +93,14 @@ export function toProfileSummary(r: CalibrationResult): ProfileSummary {
 }
 
 /** The first message's target, then the images of the later ones. */
-async function splitProfileStream(call: ServerReadableStream<ProfileImage, ProfileSummary>): Promise<{ model: string; version: string; images: AsyncIterable<CalibrationImage> }> {
+async function splitProfileStream(call: ServerReadableStream<ProfileImage, ProfileSummary>): Promise<{ model: string; version: number; images: AsyncIterable<CalibrationImage> }> {
   const { head, rest } = await splitHeadStream(
     call as AsyncIterable<ProfileImage>,
     (m) => m.target,
     (m): CalibrationImage => ({ data: m.image?.data ?? new Uint8Array(0), name: m.image?.name ?? '' }),
     { message: 'ProfileImage', head: 'target (model, version)' },
   );
-  return { model: head.model, version: head.version ? String(head.version) : '', images: rest };
+  return { model: head.model, version: head.version, images: rest };
 }
 
 export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor | undefined, log: Logger, access?: AccessControl): MonitoringServer {
@@ -113,7 +110,7 @@ export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor 
         .then(() => {
           if (!monitor?.enabled) throw new SightlineError('PRECONDITION', 'drift monitoring is disabled on this server (drift.enabled: false)');
           // Resolving first means only loaded versions ever get monitoring state, whatever clients ask.
-          const v = detect.resolve(call.request.model, call.request.version ? String(call.request.version) : '');
+          const v = detect.resolve(call.request.model, call.request.version);
           return toDriftReport(monitor.view(v.model, v.version, v.names));
         })
         .then(

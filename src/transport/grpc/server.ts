@@ -13,7 +13,7 @@ import { RegistryService } from '../../generated/sightline/v1/registry.js';
 import { MonitoringService } from '../../generated/sightline/v1/monitoring.js';
 import { GRPCInferenceServiceService } from '../../generated/inference/open_inference_grpc.js';
 import { listenError } from '../../errors.js';
-import type { AccessControl, DetectService, DriftMonitor, ModelLifecycle } from '../../serving/index.js';
+import type { AccessControl, DetectService, DriftMonitor, ModelRegistry } from '../../serving/index.js';
 import { admissionInterceptor } from './admission.js';
 import { authInterceptor } from './auth.js';
 import { applyReceiveWindow } from './flow-control.js';
@@ -66,7 +66,7 @@ function reflection(): ReflectionService {
 /** The services this process serves: depends on its role (all, registry, inference). */
 export interface GrpcServices {
   detect?: DetectService;
-  lifecycle?: ModelLifecycle;
+  registry?: ModelRegistry;
   /** Metrics and tracing for Detector calls; none when absent. */
   telemetry?: DetectorTelemetry;
   /** Drift monitoring (sightline.v1.Monitoring, served wherever Detector is). */
@@ -107,7 +107,7 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
     server.addService(GRPCInferenceServiceService, inferenceHandlers(deps, log, services.telemetry));
     serviceNames.push('inference.GRPCInferenceService');
   }
-  const registry = services.lifecycle ? registryHandlers(services.lifecycle, log, services.access) : null;
+  const registry = services.registry ? registryHandlers(services.registry, log, () => services.access?.tokenDigests() ?? []) : null;
   if (registry) {
     server.addService(RegistryService, registry.impl);
     serviceNames.push('sightline.v1.Registry');

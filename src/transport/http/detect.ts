@@ -13,6 +13,7 @@ import type { Metrics } from '../../telemetry/metrics.js';
 import { toDetectJson } from '../grpc/convert.js';
 import { observeImage } from '../image-metrics.js';
 import { detectParams, type Params } from '../oip/index.js';
+import { parseVersion } from '../version.js';
 
 export interface DetectRouteDeps {
   detect: DetectService;
@@ -37,11 +38,11 @@ export function detectRoute(app: FastifyInstance, deps: DetectRouteDeps): void {
     const image = await imageOf(req);
     const t0 = performance.now();
     const r = await deps.detect.detect(
-      { model: q.model ?? '', version: q.version ?? '', image, ...detectParams(q as Params), frameId: 0n },
+      { model: q.model ?? '', version: parseVersion(q.model ?? '', q.version ?? ''), image, ...detectParams(q as Params), frameId: 0n },
       deps.signalOf(req),
     );
     observeImage(deps.metrics, 'Detect', r, (performance.now() - t0) / 1000, 'http');
-    reply.header('x-sightline-model', r.model).header('x-sightline-model-version', r.version).header('x-sightline-detections', String(r.detections.length));
+    reply.header('x-sightline-model', r.model).header('x-sightline-model-version', String(r.version)).header('x-sightline-detections', String(r.detections.length));
     if (q.annotate !== '1' && q.annotate !== 'true') return reply.type('application/json').send(toDetectJson(r));
     const sent = sniffFormat(image);
     const format = (sent && ANNOTATED.includes(sent) ? sent : 'jpeg') as AnnotatedFormat;

@@ -115,7 +115,7 @@ function jsonOutput(t: OutputTensor): unknown[] {
 }
 
 /** The response: JSON only, or JSON followed by the binary data of the outputs asked for as binary. */
-function inferResponseBody(r: { model: string; version: string; id: string; outputs: OutputTensor[] }, binary: ReadonlySet<string>): { body: Buffer; headerLength?: number } {
+function inferResponseBody(r: { model: string; version: number; id: string; outputs: OutputTensor[] }, binary: ReadonlySet<string>): { body: Buffer; headerLength?: number } {
   const parts: Buffer[] = [];
   const outputs = r.outputs.map((t) => {
     const head = { name: t.name, datatype: t.datatype, shape: t.shape };
@@ -124,7 +124,7 @@ function inferResponseBody(r: { model: string; version: string; id: string; outp
     parts.push(raw);
     return { ...head, parameters: { binary_data_size: raw.length } };
   });
-  const json = Buffer.from(JSON.stringify({ model_name: r.model, model_version: r.version, ...(r.id ? { id: r.id } : {}), outputs }));
+  const json = Buffer.from(JSON.stringify({ model_name: r.model, model_version: String(r.version), ...(r.id ? { id: r.id } : {}), outputs }));
   return parts.length ? { body: Buffer.concat([json, ...parts]), headerLength: json.length } : { body: json };
 }
 

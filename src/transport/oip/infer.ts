@@ -8,6 +8,7 @@
  */
 import { SightlineError } from '../../errors.js';
 import type { DetectResult, DetectService, ModelDescription, TensorService } from '../../serving/index.js';
+import { parseVersion } from '../version.js';
 import { checkElementCount, type InputTensor, type OutputTensor, type Params, type ParamValue } from './tensors.js';
 
 export const IMAGE_INPUT = 'IMAGE';
@@ -34,7 +35,8 @@ export interface InferRequest {
 
 export interface InferResponse {
   model: string;
-  version: string;
+  /** The registry's version number that answered (the wire carries it as text). */
+  version: number;
   id: string;
   outputs: OutputTensor[];
   /** Per-image results of the image signature (for telemetry); empty for the tensor signature. */
@@ -176,10 +178,10 @@ export class OpenInference {
 
   /** Both signatures of (model, version); throws NOT_FOUND / NOT_READY / PRECONDITION like a request would. */
   metadata(model: string, version: string): ModelMetadata {
-    const d = this.tensors.describe(model, version);
+    const d = this.tensors.describe(model, parseVersion(model, version));
     return {
       name: d.model,
-      versions: d.versions,
+      versions: d.versions.map(String),
       platform: PLATFORM,
       inputs: [{ name: IMAGE_INPUT, datatype: 'BYTES', shape: [-1] }, { name: d.input.name, datatype: 'FP32', shape: d.input.dims }],
       outputs: [...DETECTION_METADATA, ...d.outputs.map((o) => ({ name: o.name, datatype: 'FP32', shape: o.dims }))],
@@ -187,7 +189,11 @@ export class OpenInference {
   }
 
   modelReady(model: string, version: string): boolean {
-    return this.tensors.isReady(model, version);
+    try {
+      return this.tensors.isReady(model, parseVersion(model, version));
+    } catch {
+      return false; // a version that is not a number names nothing, so nothing ready
+    }
   }
 
   /** One inference: the input's name and datatype choose the signature. */
@@ -198,7 +204,7 @@ export class OpenInference {
     const input = req.inputs[0]!;
     checkElementCount(input);
     if (input.name === IMAGE_INPUT && Array.isArray(input.data)) return this.images(req, input.data, signal);
-    const d: ModelDescription = this.tensors.describe(req.model, req.version);
+    const d: ModelDescription = this.tensors.describe(req.model, parseVersion(req.model, req.version));
     if (input.name === d.input.name && input.data instanceof Float32Array) {
       const r = await this.tensors.run(d.model, d.version, input.data, input.shape, signal);
       const outputs: OutputTensor[] = r.outputs.map((o) => ({ name: o.name, datatype: 'FP32', shape: o.dims, data: o.data }));
@@ -218,7 +224,7 @@ export class OpenInference {
     }
     const p = detectParams(req.parameters);
     // Every image of a request is served by the same version, even if a promotion lands meanwhile.
-    const { model, version } = this.detect.resolve(req.model, req.version);
+    const { model, version } = this.detect.resolve(req.model, parseVersion(req.model, req.version));
     // The first image is admitted like a Detect call (refused when the server is at capacity); the
     // others are counted but never refused, as the request bounds them itself (maxImagesInFlight).
     const results = await inLanes(images, this.limits.maxImagesInFlight, signal, (image, i, s) =>
