@@ -72,8 +72,8 @@ COPY --from=build /app/migrations ./migrations
 # kubectl exec POD -- sightline registry status NAME. Client commands need no heap flag.
 RUN mkdir -p /var/lib/sightline /var/cache/sightline \
  && chown 1000:1000 /var/lib/sightline /var/cache/sightline \
- && chmod 755 /app/dist/src/cli/bin.js \
- && ln -s /app/dist/src/cli/bin.js /usr/local/bin/sightline
+ && chmod 755 /app/dist/src/cli/launch.cjs \
+ && ln -s /app/dist/src/cli/launch.cjs /usr/local/bin/sightline
 USER 1000:1000
 
 # 50051: gRPC (Detector, Registry, Open Inference Protocol, grpc.health.v1, reflection). 9464: admin HTTP

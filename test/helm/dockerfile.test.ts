@@ -180,8 +180,8 @@ describe('Dockerfile', () => {
     assert.ok(commands.includes(`chmod 755 ${bin}`), `${bin} is executable (tsc writes 644)`);
     assert.ok(rt.some((i) => i.op === 'COPY' && i.args.split(' ').includes('/app/dist/src')), 'the bin is in the image');
     // tsc keeps the shebang, so the link runs under the image's node.
-    assert.match(readFileSync(join(repoRoot, 'src', 'cli', 'bin.ts'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
-    assert.match(readFileSync(join(repoRoot, 'dist', 'src', 'cli', 'bin.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    assert.match(readFileSync(join(repoRoot, 'src', 'cli', 'launch.cts'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    assert.match(readFileSync(join(repoRoot, pkg.bin.sightline), 'utf8'), /^#!\/usr\/bin\/env node\n/);
   });
 
   test('hadolint-style rules: no ADD, no latest, no sudo/cd/upgrade, apt hygiene, absolute WORKDIR, JSON exec forms', () => {
