@@ -56,7 +56,7 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
       intraOpThreads: o.intraOpThreads ?? 1,
       executionProviders: o.executionProviders ?? ['cpu'],
       warmupRuns: 1,
-      cpuMemArena: false,
+      cpuMemArena: true,
     });
     const preds: ImagePredictions[] = new Array(images.length);
     const gts: ImageGroundTruth[] = new Array(images.length);

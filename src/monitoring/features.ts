@@ -1,6 +1,7 @@
 /**
  * Per-request features for drift and anomaly monitoring. Input features are read from the letterboxed
- * model input (already decoded, so no extra decode), skipping the padding and subsampling the pixels;
+ * model input (already decoded, so no extra decode; the inference worker hands back its sampling grid),
+ * skipping the padding and subsampling the pixels;
  * output features summarise the final detections. Pure: no I/O, no clocks.
  */
 
@@ -64,19 +65,6 @@ export interface Region {
   readonly top: number;
   readonly width: number;
   readonly height: number;
-}
-
-/**
- * The region of the real image inside a letterbox. Takes the fields of inference's LetterboxGeometry
- * structurally, so monitoring needs no import from inference/.
- */
-export function regionOf(g: {
-  readonly padLeft: number;
-  readonly padTop: number;
-  readonly resizedWidth: number;
-  readonly resizedHeight: number;
-}): Region {
-  return { left: g.padLeft, top: g.padTop, width: g.resizedWidth, height: g.resizedHeight };
 }
 
 export interface InputFeatureOptions {

@@ -4,7 +4,6 @@ export {
   featureSample,
   inputFeatures,
   outputFeatures,
-  regionOf,
   type FeatureName,
   type FeatureSample,
   type FeatureValues,

@@ -30,10 +30,7 @@ export interface LoadOptions {
   latencyThreads?: number;
   executionProviders: readonly ExecutionProvider[];
   warmupRuns: number;
-  /**
-   * ONNX Runtime's CPU memory arena. Off by default: with it, memory freed by unloaded versions stayed
-   * in the process (RSS kept growing over hot swaps) and it bought no measurable speed here.
-   */
+  /** ONNX Runtime's CPU memory arena (config pool.cpuMemArena: why it is on by default). */
   cpuMemArena: boolean;
 }
 
