@@ -1,15 +1,6 @@
 /** Draws boxes and labels on an image so a person can check a result. */
 import sharp, { type Sharp } from 'sharp';
-
-export interface Box {
-  label: string;
-  confidence: number;
-  xMin: number;
-  yMin: number;
-  xMax: number;
-  yMax: number;
-  classId: number;
-}
+import type { Detection } from './types.js';
 
 const PALETTE = ['#ff3838', '#ff9d97', '#ff701f', '#ffb21d', '#cfd231', '#48f90a', '#92cc17', '#3ddb86', '#1a9334', '#00d4bb', '#2c99a8', '#00c2ff', '#344593', '#6473ff', '#0018ec', '#8438ff', '#520085', '#cb38ff', '#ff95c8', '#ff37c7'];
 
@@ -19,7 +10,7 @@ const esc = (s: string) => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`)
 export type AnnotatedFormat = 'jpeg' | 'png' | 'webp';
 
 /** The image (encoded bytes) with boxes and labels drawn on it, in EXIF-oriented pixels. */
-async function drawn(image: Uint8Array, boxes: readonly Box[]): Promise<Sharp> {
+async function drawn(image: Uint8Array, boxes: readonly Detection[]): Promise<Sharp> {
   const base = sharp(image).rotate(); // boxes are in EXIF-oriented pixels
   const { width, height } = await base.clone().toBuffer({ resolveWithObject: true }).then((r) => r.info);
   const stroke = Math.max(2, Math.round(Math.min(width, height) / 300));
@@ -39,11 +30,11 @@ async function drawn(image: Uint8Array, boxes: readonly Box[]): Promise<Sharp> {
 }
 
 /** Writes `image` (encoded bytes) with boxes drawn on it to `outPath` (format from the extension). */
-export async function annotate(image: Uint8Array, boxes: readonly Box[], outPath: string): Promise<void> {
+export async function annotate(image: Uint8Array, boxes: readonly Detection[], outPath: string): Promise<void> {
   await (await drawn(image, boxes)).toFile(outPath);
 }
 
 /** `image` with boxes drawn on it, encoded as `format`. */
-export async function annotateToBuffer(image: Uint8Array, boxes: readonly Box[], format: AnnotatedFormat): Promise<Buffer> {
+export async function annotateToBuffer(image: Uint8Array, boxes: readonly Detection[], format: AnnotatedFormat): Promise<Buffer> {
   return (await drawn(image, boxes)).toFormat(format).toBuffer();
 }

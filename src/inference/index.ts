@@ -5,4 +5,4 @@ export { ACCEPTED_FORMATS, prepareTensor, type Decoder, type PreparedTensor, typ
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
 export { sniffFormat } from './preprocess/sniff.js';
 export type * from './types.js';
-export { annotate, annotateToBuffer, type AnnotatedFormat, type Box } from './annotate.js';
+export { annotate, annotateToBuffer, type AnnotatedFormat } from './annotate.js';

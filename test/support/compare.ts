@@ -1,6 +1,7 @@
 /** Compares detections with reference detections the way DATA.md prescribes. */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import type { Detection } from '../../src/inference/index.js';
 import { sharedPath } from './shared.js';
 
 export interface RefDet {
@@ -10,15 +11,6 @@ export interface RefDet {
   box: [number, number, number, number];
 }
 
-export interface AnyDet {
-  classId: number;
-  label: string;
-  confidence: number;
-  xMin: number;
-  yMin: number;
-  xMax: number;
-  yMax: number;
-}
 
 export function iou(a: readonly number[], b: readonly number[]): number {
   const ix = Math.max(0, Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!));
@@ -28,7 +20,7 @@ export function iou(a: readonly number[], b: readonly number[]): number {
   return ua > 0 ? inter / ua : 0;
 }
 
-export const boxOf = (d: AnyDet): number[] => [d.xMin, d.yMin, d.xMax, d.yMax];
+export const boxOf = (d: Detection): number[] => [d.xMin, d.yMin, d.xMax, d.yMax];
 
 export function expectedFor(model: string, image: string): RefDet[] {
   const all = JSON.parse(readFileSync(sharedPath('expected', 'detections.json'), 'utf8')) as {
@@ -56,11 +48,11 @@ export interface MatchOptions {
  * Same class set and count, and a one-to-one match where each reference detection has a detection of
  * the same class with |score difference| <= scoreTol and IoU >= iouMin (among those >= minScore).
  */
-export function assertMatchesReference(gotAll: readonly AnyDet[], wantAll: readonly RefDet[], where: string, opts: MatchOptions = {}): void {
+export function assertMatchesReference(gotAll: readonly Detection[], wantAll: readonly RefDet[], where: string, opts: MatchOptions = {}): void {
   const { scoreTol = 0.05, iouMin = 0.85, minScore = 0 } = opts;
   const got = gotAll.filter((d) => d.confidence >= minScore);
   const want = wantAll.filter((d) => d.score >= minScore);
-  const describe = (ds: readonly AnyDet[]) => ds.map((d) => `${d.label} ${d.confidence.toFixed(3)} [${boxOf(d).map(Math.round).join(',')}]`).join('; ');
+  const describe = (ds: readonly Detection[]) => ds.map((d) => `${d.label} ${d.confidence.toFixed(3)} [${boxOf(d).map(Math.round).join(',')}]`).join('; ');
   assert.deepEqual([...new Set(got.map((d) => d.classId))].sort(), [...new Set(want.map((d) => d.classId))].sort(), `${where}: class set differs; got ${describe(got)}`);
   assert.equal(got.length, want.length, `${where}: ${got.length} detections, expected ${want.length}; got ${describe(got)}`);
   const used = new Set<number>();

@@ -5,16 +5,7 @@
  * in the file.
  */
 import { closeSync, existsSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
-
-export interface Detection {
-  classId: number;
-  label: string;
-  confidence: number;
-  xMin: number;
-  yMin: number;
-  xMax: number;
-  yMax: number;
-}
+import type { Detection } from '../../inference/index.js';
 
 /** One line: the image path, then the Detect answer (as `sightline detect --json` prints it). */
 export interface ResultLine {
