@@ -11,7 +11,15 @@ import { parseLabelsFile } from '../inference/families/index.js';
 import type { ImageGroundTruth } from './map.js';
 
 /** The image formats the service decodes (sharp); anything else under images/ is ignored. */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff']);
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
+  '.jpg',
+  '.jpeg',
+  '.png',
+  '.webp',
+  '.bmp',
+  '.tif',
+  '.tiff',
+]);
 
 export interface DatasetImage {
   readonly path: string;
@@ -76,7 +84,8 @@ export async function loadYoloDataset(dir: string): Promise<YoloDataset> {
   try {
     entries = await readdir(imagesDir, { recursive: true });
   } catch (e) {
-    if (isMissing(e)) throw new SightlineError('INVALID_INPUT', `not a YOLO dataset: ${imagesDir} does not exist`, { dir });
+    if (isMissing(e))
+      throw new SightlineError('INVALID_INPUT', `not a YOLO dataset: ${imagesDir} does not exist`, { dir });
     throw e;
   }
   const imagePaths = entries
@@ -115,8 +124,16 @@ export function readYoloLabels(text: string, imgW: number, imgH: number): ImageG
     const nums = parts.map(Number);
     const cls = nums[0];
     const coords = nums.length - 1;
-    if (!Number.isInteger(cls) || cls < 0 || coords < 4 || (coords > 4 && coords % 2 !== 0) || nums.some((v) => !Number.isFinite(v))) {
-      throw new SightlineError('INVALID_INPUT', `label line ${ln + 1} is not 'class cx cy w h': ${line.slice(0, 80)}`, { line: ln + 1 });
+    if (
+      !Number.isInteger(cls) ||
+      cls < 0 ||
+      coords < 4 ||
+      (coords > 4 && coords % 2 !== 0) ||
+      nums.some((v) => !Number.isFinite(v))
+    ) {
+      throw new SightlineError('INVALID_INPUT', `label line ${ln + 1} is not 'class cx cy w h': ${line.slice(0, 80)}`, {
+        line: ln + 1,
+      });
     }
     let x1: number;
     let y1: number;

@@ -5,7 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { detectImage, InferencePool, type ExecutionProvider, type FamilyName, type ModelInfo } from '../inference/index.js';
+import {
+  detectImage,
+  InferencePool,
+  type ExecutionProvider,
+  type FamilyName,
+  type ModelInfo,
+} from '../inference/index.js';
 import { loadYoloDataset, readYoloLabels } from './dataset.js';
 import { evaluateDetections, type DetectionMetrics, type ImageGroundTruth, type ImagePredictions } from './map.js';
 
@@ -32,7 +38,13 @@ export interface ValidateOptions {
 export interface ValidateReport {
   metrics: DetectionMetrics;
   model: { path: string; sha256: string; family: FamilyName; input: string; provider: ExecutionProvider };
-  settings: { confThreshold: number; iouThreshold: number; maxDetections: number; applyIccProfile: boolean; decoder: 'auto' | 'sharp' };
+  settings: {
+    confThreshold: number;
+    iouThreshold: number;
+    maxDetections: number;
+    applyIccProfile: boolean;
+    decoder: 'auto' | 'sharp';
+  };
   images: number;
   seconds: number;
 }
@@ -41,7 +53,13 @@ const EMPTY_GT: ImageGroundTruth = { boxes: new Float32Array(0), classes: new In
 
 export async function validateModel(o: ValidateOptions): Promise<ValidateReport> {
   const t0 = performance.now();
-  const settings = { confThreshold: o.confThreshold ?? 0.001, iouThreshold: o.iouThreshold ?? 0.7, maxDetections: o.maxDetections ?? 300, applyIccProfile: o.applyIccProfile ?? false, decoder: o.decoder ?? 'auto' };
+  const settings = {
+    confThreshold: o.confThreshold ?? 0.001,
+    iouThreshold: o.iouThreshold ?? 0.7,
+    maxDetections: o.maxDetections ?? 300,
+    applyIccProfile: o.applyIccProfile ?? false,
+    decoder: o.decoder ?? 'auto',
+  };
   const dataset = await loadYoloDataset(o.datasetDir);
   const images = dataset.images.slice(0, o.limit ?? dataset.images.length);
   const bytes = await readFile(o.modelPath);
@@ -63,15 +81,26 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
     const never = new AbortController().signal;
     let next = 0;
     let done = 0;
-    const prep = { limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }, options: { applyIccProfile: settings.applyIccProfile, decoder: settings.decoder } };
+    const prep = {
+      limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 },
+      options: { applyIccProfile: settings.applyIccProfile, decoder: settings.decoder },
+    };
     // Two images per worker in flight, so each worker has the next one as soon as it is free.
     const lane = async () => {
       for (let i = next++; i < images.length; i = next++) {
         const img = images[i]!;
-        const out = await detectImage(pool, 'validate', info, await readFile(img.path), prep, {
-          decode: { confThreshold: settings.confThreshold, classFilter: null, multiLabel: true },
-          nms: { iouThreshold: settings.iouThreshold, maxDetections: settings.maxDetections, agnostic: false },
-        }, never);
+        const out = await detectImage(
+          pool,
+          'validate',
+          info,
+          await readFile(img.path),
+          prep,
+          {
+            decode: { confThreshold: settings.confThreshold, classFilter: null, multiLabel: true },
+            nms: { iouThreshold: settings.iouThreshold, maxDetections: settings.maxDetections, agnostic: false },
+          },
+          never,
+        );
         const { srcWidth: w, srcHeight: h } = out.geometry;
         const n = out.detections.length;
         const p = { boxes: new Float32Array(n * 4), scores: new Float32Array(n), classes: new Int32Array(n), count: n };
@@ -88,7 +117,13 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
     await Promise.all(Array.from({ length: workers * 2 }, lane));
     return {
       metrics: evaluateDetections(preds, gts),
-      model: { path: o.modelPath, sha256, family: info.family, input: `${info.inputWidth}x${info.inputHeight}`, provider: info.provider },
+      model: {
+        path: o.modelPath,
+        sha256,
+        family: info.family,
+        input: `${info.inputWidth}x${info.inputHeight}`,
+        provider: info.provider,
+      },
       settings,
       images: images.length,
       seconds: (performance.now() - t0) / 1000,

@@ -3,7 +3,13 @@
  * NMS in a worker, and the retry with sharp when libjpeg-turbo refuses a JPEG. The one path from bytes
  * to detections, for the server and for `sightline validate` alike.
  */
-import { withDecoderFallback, type Decoder, type PrepareLimits, type PrepareOptions, type RasterFormat } from './preprocess/index.js';
+import {
+  withDecoderFallback,
+  type Decoder,
+  type PrepareLimits,
+  type PrepareOptions,
+  type RasterFormat,
+} from './preprocess/index.js';
 import type { InferencePool, Ticket } from './pool/pool.js';
 import type { ModelInfo, PixelSample, RunTiming } from './pool/messages.js';
 import type { DecodeOptions, Detection, LetterboxGeometry, NmsOptions } from './types.js';

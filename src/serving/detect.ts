@@ -3,8 +3,21 @@
  * inference pool (header and limits here; decoding, letterbox, ONNX Runtime and NMS in a worker thread).
  */
 import { SightlineError } from '../errors.js';
-import { detectImage, type Detection, type InferencePool, type PixelSample, type PrepareOptions, type Ticket } from '../inference/index.js';
-import { featureSample, inputFeatures, outputFeatures, type FeatureSample, type InputFeatures } from '../monitoring/index.js';
+import {
+  detectImage,
+  type Detection,
+  type InferencePool,
+  type PixelSample,
+  type PrepareOptions,
+  type Ticket,
+} from '../inference/index.js';
+import {
+  featureSample,
+  inputFeatures,
+  outputFeatures,
+  type FeatureSample,
+  type InputFeatures,
+} from '../monitoring/index.js';
 import type { SampleObserver } from './drift.js';
 import type { ModelManager } from './models.js';
 
@@ -64,7 +77,10 @@ export interface DetectSettings {
 
 function threshold(name: string, v: number, dflt: number): number {
   if (v === 0) return dflt;
-  if (!Number.isFinite(v) || v < 0 || v > 1) throw new SightlineError('INVALID_INPUT', `${name} must be in (0, 1], or 0 for the default ${dflt}; got ${v}`, { field: name });
+  if (!Number.isFinite(v) || v < 0 || v > 1)
+    throw new SightlineError('INVALID_INPUT', `${name} must be in (0, 1], or 0 for the default ${dflt}; got ${v}`, {
+      field: name,
+    });
   return v;
 }
 
@@ -117,16 +133,24 @@ export class DetectService {
     const iou = threshold('iou_threshold', input.iouThreshold, defaults.iouThreshold);
     const maxDet = input.maxDetections === 0 ? defaults.maxDetections : input.maxDetections;
     if (maxDet > limits.maxDetections) {
-      throw new SightlineError('INVALID_INPUT', `max_detections must be at most ${limits.maxDetections}; got ${maxDet}`, { field: 'max_detections' });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `max_detections must be at most ${limits.maxDetections}; got ${maxDet}`,
+        { field: 'max_detections' },
+      );
     }
     const v = this.models.acquire(input.model, input.version);
     let ticket: Ticket | undefined;
     try {
       const bad = input.classes.find((c) => c >= v.info.numClasses);
       if (bad !== undefined) {
-        throw new SightlineError('INVALID_INPUT', `classes: id ${bad} is out of range; model ${v.name} has ${v.info.numClasses} classes (0-${v.info.numClasses - 1})`, {
-          field: 'classes',
-        });
+        throw new SightlineError(
+          'INVALID_INPUT',
+          `classes: id ${bad} is out of range; model ${v.name} has ${v.info.numClasses} classes (0-${v.info.numClasses - 1})`,
+          {
+            field: 'classes',
+          },
+        );
       }
       signal.throwIfAborted();
       // Admission before decoding: a refused request costs no decode time.
@@ -137,9 +161,16 @@ export class DetectService {
         v.key,
         v.info,
         input.image,
-        { limits: { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels }, options: this.settings.preprocess },
         {
-          decode: { confThreshold: conf, classFilter: input.classes.length ? new Set(input.classes) : null, multiLabel: false },
+          limits: { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels },
+          options: this.settings.preprocess,
+        },
+        {
+          decode: {
+            confThreshold: conf,
+            classFilter: input.classes.length ? new Set(input.classes) : null,
+            multiLabel: false,
+          },
           nms: { iouThreshold: iou, maxDetections: maxDet, agnostic: input.agnosticNms },
           sampleStep: wantFeatures ? FEATURE_STEP : 0,
         },
@@ -153,8 +184,12 @@ export class DetectService {
         // Requests asking for a lower threshold than the default are judged on the default's detections, so
         // a client sweeping thresholds does not look like prediction drift.
         const floor = this.settings.defaults.confidenceThreshold;
-        features = featureSample(inputFeats, outputFeatures(conf < floor ? r.detections.filter((d) => d.confidence >= floor) : r.detections));
-        if (this.observer && opts.observe !== false) this.observer.onSample({ model: v.name, version: v.version, names: v.info.names }, features);
+        features = featureSample(
+          inputFeats,
+          outputFeatures(conf < floor ? r.detections.filter((d) => d.confidence >= floor) : r.detections),
+        );
+        if (this.observer && opts.observe !== false)
+          this.observer.onSample({ model: v.name, version: v.version, names: v.info.names }, features);
       }
       return {
         model: v.name,
@@ -187,7 +222,15 @@ const FEATURE_STEP = 4;
 /** Input features from the worker's sample of the letterboxed image; undefined if it is degenerate. */
 function inputFeaturesOf(sample: PixelSample, srcWidth: number, srcHeight: number): InputFeatures | undefined {
   try {
-    return inputFeatures(sample.pixels, sample.width, sample.height, srcWidth, srcHeight, { left: 0, top: 0, width: sample.width, height: sample.height }, { step: 1 });
+    return inputFeatures(
+      sample.pixels,
+      sample.width,
+      sample.height,
+      srcWidth,
+      srcHeight,
+      { left: 0, top: 0, width: sample.width, height: sample.height },
+      { step: 1 },
+    );
   } catch {
     return undefined; // e.g. a 1-pixel-wide strip resized to nothing: monitoring never fails a request
   }

@@ -85,7 +85,16 @@ export class Fleet {
   /** Live replicas with what they hold of `model` (empty for a model they have not loaded), by name. */
   forModel(model: string): ReplicaModelView[] {
     return this.live()
-      .map((e) => ({ ...(e.report.models.find((m) => m.model === model) ?? { model, servingVersion: null, activeVersion: null, versions: [] }), replica: e.report.replica, reportedAt: e.reportedAt }))
+      .map((e) => ({
+        ...(e.report.models.find((m) => m.model === model) ?? {
+          model,
+          servingVersion: null,
+          activeVersion: null,
+          versions: [],
+        }),
+        replica: e.report.replica,
+        reportedAt: e.reportedAt,
+      }))
       .sort((a, b) => a.replica.localeCompare(b.replica));
   }
 

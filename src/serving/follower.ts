@@ -131,7 +131,8 @@ export class ModelFollower implements Catalog {
       await this.ensureLoaded(model, version);
     } catch (e) {
       held.delete(version);
-      if (this.models.activeVersion(model)?.version !== version) await this.models.retire(model, version).catch(() => undefined);
+      if (this.models.activeVersion(model)?.version !== version)
+        await this.models.retire(model, version).catch(() => undefined);
       throw e;
     }
   }
@@ -161,7 +162,13 @@ export class ModelFollower implements Catalog {
           activeVersion: this.pointers.get(model)?.active ?? null,
           versions: this.models
             .loaded(model)
-            .map((v) => ({ version: v.version, state: v.state, error: v.error, inflight: v.inflight, provider: v.info?.provider ?? '' }))
+            .map((v) => ({
+              version: v.version,
+              state: v.state,
+              error: v.error,
+              inflight: v.inflight,
+              provider: v.info?.provider ?? '',
+            }))
             .sort((a, b) => a.version - b.version),
         };
       }),
@@ -187,7 +194,11 @@ export class ModelFollower implements Catalog {
       (e) => {
         this.stopWatch = null;
         if (this.stopped) return;
-        if (this.connected) this.log.warn({ event: 'registry_disconnected', err: e?.message }, 'lost the registry; serving the current models and reconnecting');
+        if (this.connected)
+          this.log.warn(
+            { event: 'registry_disconnected', err: e?.message },
+            'lost the registry; serving the current models and reconnecting',
+          );
         this.connected = false;
         this.retryTimer = setTimeout(() => this.connect(), this.retryMs);
         this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
@@ -203,13 +214,15 @@ export class ModelFollower implements Catalog {
       return;
     }
     if (c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back') this.held.delete(c.model);
-    if (c.type === 'promoted' || c.type === 'rolled_back') this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
+    if (c.type === 'promoted' || c.type === 'rolled_back')
+      this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
     const p: ModelPointers = { active: c.activeVersion, rollback: c.rollbackVersion, versions: new Set(c.versions) };
     this.pointers.set(c.model, p);
     // A version that failed before gets a fresh try now that a pointer needs it again (and a report
     // never shows that old failure as this attempt's).
     for (const v of requiredVersions(p, this.opts.keepRollbackWarm)) {
-      if (this.models.loaded(c.model).some((x) => x.version === v && x.state === 'failed')) void this.models.retire(c.model, v);
+      if (this.models.loaded(c.model).some((x) => x.version === v && x.state === 'failed'))
+        void this.models.retire(c.model, v);
     }
     // A warm version flips at once (one assignment); everything else waits for the model's reconcile.
     this.flip(c.model);
@@ -222,9 +235,16 @@ export class ModelFollower implements Catalog {
     const target = this.pointers.get(model)?.active ?? null;
     if (target === null) return;
     const before = this.models.activeVersion(model)?.version ?? null;
-    if (before === target || !this.models.loaded(model).some((v) => v.version === target && (v.state === 'ready' || v.state === 'serving'))) return;
+    if (
+      before === target ||
+      !this.models.loaded(model).some((v) => v.version === target && (v.state === 'ready' || v.state === 'serving'))
+    )
+      return;
     this.models.activate(model, target, this.swapKind.get(model) ?? 'promote');
-    this.log.info({ event: 'replica_swapped', model, from: before, to: target }, `model ${model}: now serving version ${target}`);
+    this.log.info(
+      { event: 'replica_swapped', model, from: before, to: target },
+      `model ${model}: now serving version ${target}`,
+    );
   }
 
   private schedule(model: string): void {
@@ -237,7 +257,10 @@ export class ModelFollower implements Catalog {
           await this.reconcile(model);
         } catch (e) {
           const active = this.pointers.get(model)?.active ?? null;
-          this.log.error({ event: 'replica_sync_failed', model, active, err: (e as Error).message }, `model ${model}: could not load version ${active} (keeps serving what it has)`);
+          this.log.error(
+            { event: 'replica_sync_failed', model, active, err: (e as Error).message },
+            `model ${model}: could not load version ${active} (keeps serving what it has)`,
+          );
           // Try again later: the registry may come back, or the limit that refused it may change.
           setTimeout(() => this.schedule(model), this.opts.retryMaxMs).unref();
         }
@@ -256,7 +279,10 @@ export class ModelFollower implements Catalog {
     }
     for (const v of requiredVersions(p, this.opts.keepRollbackWarm).filter((x) => x !== p.active)) {
       await this.ensureLoaded(model, v).catch((e: Error) =>
-        this.log.warn({ event: 'rollback_not_warm', model, version: v, err: e.message }, `model ${model}: rollback target version ${v} not loaded`),
+        this.log.warn(
+          { event: 'rollback_not_warm', model, version: v, err: e.message },
+          `model ${model}: rollback target version ${v} not loaded`,
+        ),
       );
     }
     // Read again: the pointers may have moved while this ran (that change schedules its own pass).

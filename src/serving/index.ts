@@ -1,13 +1,69 @@
-export { ModelManager, isWarm, type Catalog, type LoadedVersion, type LoadSettings, type ModelFile, type VersionState } from './models.js';
-export { DetectService, type DetectInput, type DetectOptions, type DetectResult, type DetectSettings, type Timing } from './detect.js';
-export { DriftMonitor, PROFILE_KIND, type DriftMonitorDeps, type DriftSettings, type DriftView, type ProfileStore, type RemoteProfiles, type SampleObserver, type SampleTarget } from './drift.js';
+export {
+  ModelManager,
+  isWarm,
+  type Catalog,
+  type LoadedVersion,
+  type LoadSettings,
+  type ModelFile,
+  type VersionState,
+} from './models.js';
+export {
+  DetectService,
+  type DetectInput,
+  type DetectOptions,
+  type DetectResult,
+  type DetectSettings,
+  type Timing,
+} from './detect.js';
+export {
+  DriftMonitor,
+  PROFILE_KIND,
+  type DriftMonitorDeps,
+  type DriftSettings,
+  type DriftView,
+  type ProfileStore,
+  type RemoteProfiles,
+  type SampleObserver,
+  type SampleTarget,
+} from './drift.js';
 export { calibrate, type CalibrationImage, type CalibrationResult } from './calibrate.js';
-export { AccessControl, type AccessOptions, type CallInfo, type Capability, type Decision, type Requirement, type StaticToken, type TokenRole, type TokenSource } from './access.js';
+export {
+  AccessControl,
+  type AccessOptions,
+  type CallInfo,
+  type Capability,
+  type Decision,
+  type Requirement,
+  type StaticToken,
+  type TokenRole,
+  type TokenSource,
+} from './access.js';
 export { ModelFollower, requiredVersions, type FollowerOptions, type ModelPointers } from './follower.js';
 export { localRegistryPeer, type RegistryPeer } from './registry-peer.js';
-export { ModelRegistry, type Caller, type ModelStatusView, type PromoteCheck, type RegistryOptions, type UploadMeta } from './registry.js';
-export { Fleet, type FleetOptions, type ReplicaModelReport, type ReplicaModelView, type ReplicaReport, type ReplicaVersion } from './fleet.js';
-export { Rollouts, type Rollout, type RolloutAction, type RolloutOptions, type RolloutPhase, type RolloutReplica } from './rollout.js';
+export {
+  ModelRegistry,
+  type Caller,
+  type ModelStatusView,
+  type PromoteCheck,
+  type RegistryOptions,
+  type UploadMeta,
+} from './registry.js';
+export {
+  Fleet,
+  type FleetOptions,
+  type ReplicaModelReport,
+  type ReplicaModelView,
+  type ReplicaReport,
+  type ReplicaVersion,
+} from './fleet.js';
+export {
+  Rollouts,
+  type Rollout,
+  type RolloutAction,
+  type RolloutOptions,
+  type RolloutPhase,
+  type RolloutReplica,
+} from './rollout.js';
 export type { TokenDigest } from '../registry/index.js';
 export type { ModelChange, ModelChangeType } from './model-change.js';
 export { TokenSync, type TokenSyncOptions } from './token-sync.js';

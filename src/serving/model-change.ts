@@ -1,5 +1,6 @@
 /** A change to a model's pointers or versions, as the registry announces it (WatchModels) and the serving layer reacts to it. */
-export type ModelChangeType = 'snapshot' | 'synced' | 'promoted' | 'rolled_back' | 'version_added' | 'version_deleted' | 'profile_updated';
+export type ModelChangeType =
+  'snapshot' | 'synced' | 'promoted' | 'rolled_back' | 'version_added' | 'version_deleted' | 'profile_updated';
 
 export interface ModelChange {
   /** 'synced': the end of a watch's snapshot (no model fields); every other type names a model. */

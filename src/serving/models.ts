@@ -95,26 +95,52 @@ export class ModelManager {
    * until activate() (or a request pinning it). A failure, fetching or loading, is kept as state
    * 'failed' with its reason and thrown as PRECONDITION; a later load() tries again.
    */
-  async load(name: string, version: number, fetch: () => Promise<ModelFile>, settings: LoadSettings): Promise<ServingVersion> {
+  async load(
+    name: string,
+    version: number,
+    fetch: () => Promise<ModelFile>,
+    settings: LoadSettings,
+  ): Promise<ServingVersion> {
     const entry = this.entry(name);
     const existing = entry.versions.get(version);
     if (existing && isWarm(existing)) return existing;
-    if (existing && existing.state !== 'failed') throw new SightlineError('PRECONDITION', `model ${name} version ${version} is ${existing.state}`);
-    const v: LoadedVersion = { name, version, sha256: '', key: `${name}@${version}`, info: null, state: 'loading', error: null, inflight: 0 };
+    if (existing && existing.state !== 'failed')
+      throw new SightlineError('PRECONDITION', `model ${name} version ${version} is ${existing.state}`);
+    const v: LoadedVersion = {
+      name,
+      version,
+      sha256: '',
+      key: `${name}@${version}`,
+      info: null,
+      state: 'loading',
+      error: null,
+      inflight: 0,
+    };
     entry.versions.set(version, v);
     this.changed();
     const t0 = performance.now();
     try {
       const file = await fetch();
       v.sha256 = file.sha256;
-      v.info = await this.pool.load(v.key, file.bytes, { ...settings, family: file.family, labelsText: file.classNames.join('\n') }, () => this.setState(v, 'warming'));
+      v.info = await this.pool.load(
+        v.key,
+        file.bytes,
+        { ...settings, family: file.family, labelsText: file.classNames.join('\n') },
+        () => this.setState(v, 'warming'),
+      );
     } catch (e) {
       v.error = (e as Error).message;
       this.setState(v, 'failed');
-      this.log.error({ event: 'model_load_failed', model: name, version, sha256: v.sha256, err: v.error }, `model ${name} version ${version} failed to load`);
+      this.log.error(
+        { event: 'model_load_failed', model: name, version, sha256: v.sha256, err: v.error },
+        `model ${name} version ${version} failed to load`,
+      );
       this.metrics?.observeModelEvent(name, String(version), 'load_failed', (performance.now() - t0) / 1000);
       this.metrics?.setModelReady(name, String(version), false);
-      throw new SightlineError('PRECONDITION', `model ${name} version ${version} failed to load: ${v.error}`, { model: name, version });
+      throw new SightlineError('PRECONDITION', `model ${name} version ${version} failed to load: ${v.error}`, {
+        model: name,
+        version,
+      });
     }
     this.setState(v, entry.active === version ? 'serving' : 'ready');
     this.metrics?.observeModelEvent(name, String(version), 'load', v.info.loadMs / 1000);
@@ -146,7 +172,8 @@ export class ModelManager {
    */
   activate(name: string, version: number, event: 'promote' | 'rollback' = 'promote'): void {
     const v = this.models.get(name)?.versions.get(version);
-    if (!v || !isWarm(v)) throw new SightlineError('PRECONDITION', `model ${name} version ${version} is not loaded and ready`);
+    if (!v || !isWarm(v))
+      throw new SightlineError('PRECONDITION', `model ${name} version ${version} is not loaded and ready`);
     const entry = this.entry(name);
     const from = entry.active;
     entry.active = version;
@@ -159,7 +186,11 @@ export class ModelManager {
     }
     this.metrics?.setModelReady(name, String(version), true);
     if (this.defaultModel === null) this.defaultModel = name;
-    if (from !== version) this.log.info({ event: 'model_activated', model: name, from, to: version }, `model ${name}: version ${version} is active`);
+    if (from !== version)
+      this.log.info(
+        { event: 'model_activated', model: name, from, to: version },
+        `model ${name}: version ${version} is active`,
+      );
     this.changed();
   }
 
@@ -172,7 +203,10 @@ export class ModelManager {
     const entry = this.models.get(name);
     const v = entry?.versions.get(version);
     if (!entry || !v) return Promise.resolve();
-    if (entry.active === version) return Promise.reject(new SightlineError('PRECONDITION', `model ${name} version ${version} is active; promote another version first`));
+    if (entry.active === version)
+      return Promise.reject(
+        new SightlineError('PRECONDITION', `model ${name} version ${version} is active; promote another version first`),
+      );
     if (v.state === 'failed') {
       entry.versions.delete(version);
       this.metrics?.forgetModel(name, String(version));
@@ -181,7 +215,8 @@ export class ModelManager {
     }
     const running = this.drains.get(v.key);
     if (running) return running;
-    if (v.state === 'loading' || v.state === 'warming') return Promise.reject(new SightlineError('PRECONDITION', `model ${name} version ${version} is ${v.state}`));
+    if (v.state === 'loading' || v.state === 'warming')
+      return Promise.reject(new SightlineError('PRECONDITION', `model ${name} version ${version} is ${v.state}`));
     this.setState(v, 'draining');
     const drain = (async () => {
       while (v.inflight > 0) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
@@ -198,7 +233,8 @@ export class ModelManager {
 
   /** The model requests get when they name none. `allowUnloaded`: set it before the model is loaded. */
   setDefaultModel(name: string, opts: { allowUnloaded?: boolean } = {}): void {
-    if (!opts.allowUnloaded && !this.models.has(name)) throw new SightlineError('NOT_FOUND', `default model ${name} is not loaded`);
+    if (!opts.allowUnloaded && !this.models.has(name))
+      throw new SightlineError('NOT_FOUND', `default model ${name} is not loaded`);
     this.defaultModel = name;
   }
 
@@ -216,7 +252,11 @@ export class ModelManager {
     const ver = version || entry?.active;
     const v = ver ? entry?.versions.get(ver) : undefined;
     if (!v) throw this.whyNone(modelName, version, entry);
-    if (!isWarm(v)) throw new SightlineError('PRECONDITION', `model "${modelName}" version ${v.version} is ${v.state}, not ready`, { model: modelName, version: v.version });
+    if (!isWarm(v))
+      throw new SightlineError('PRECONDITION', `model "${modelName}" version ${v.version} is ${v.state}, not ready`, {
+        model: modelName,
+        version: v.version,
+      });
     v.inflight++;
     return v;
   }
@@ -247,18 +287,36 @@ export class ModelManager {
   private whyNone(model: string, version: number, entry: ModelEntry | undefined): SightlineError {
     const known = this.catalog.model(model);
     if (!known) {
-      if (!this.catalog.synced) return new SightlineError('NOT_READY', `model "${model}" is not loaded: this server has not heard from the registry yet`, { model });
+      if (!this.catalog.synced)
+        return new SightlineError(
+          'NOT_READY',
+          `model "${model}" is not loaded: this server has not heard from the registry yet`,
+          { model },
+        );
       return new SightlineError('NOT_FOUND', `unknown model "${model}"`, { model });
     }
     if (version) {
-      if (!known.versions.has(version)) return new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
-      return new SightlineError('PRECONDITION', `model "${model}" version ${version} exists but is not loaded; promote it or pin a loaded version`, { model, version });
+      if (!known.versions.has(version))
+        return new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
+      return new SightlineError(
+        'PRECONDITION',
+        `model "${model}" version ${version} exists but is not loaded; promote it or pin a loaded version`,
+        { model, version },
+      );
     }
     if (known.active === null) {
-      return new SightlineError('PRECONDITION', `model "${model}" has no active version; promote one with \`sightline registry promote ${model} VERSION\``, { model });
+      return new SightlineError(
+        'PRECONDITION',
+        `model "${model}" has no active version; promote one with \`sightline registry promote ${model} VERSION\``,
+        { model },
+      );
     }
     const state = entry?.versions.get(known.active)?.state ?? 'not loaded';
-    return new SightlineError('NOT_READY', `model "${model}": its active version ${known.active} is not serving here yet (${state})`, { model, version: known.active });
+    return new SightlineError(
+      'NOT_READY',
+      `model "${model}": its active version ${known.active} is not serving here yet (${state})`,
+      { model, version: known.active },
+    );
   }
 
   private setState(v: LoadedVersion, state: VersionState): void {

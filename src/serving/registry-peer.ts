@@ -23,12 +23,19 @@ export interface RegistryPeer {
 }
 
 /** Role all: the registry in this process. Changes arrive synchronously, as the registry commits them. */
-export function localRegistryPeer(registry: Pick<ModelRegistry, 'watch' | 'getVersion' | 'readBlob'> & { readonly fleet: Pick<Fleet, 'report'> }): RegistryPeer {
+export function localRegistryPeer(
+  registry: Pick<ModelRegistry, 'watch' | 'getVersion' | 'readBlob'> & { readonly fleet: Pick<Fleet, 'report'> },
+): RegistryPeer {
   return {
     watch: (onChange) => registry.watch(onChange),
     async fetchModel(model, version) {
       const v = registry.getVersion(model, version);
-      return { sha256: v.sha256, bytes: new Uint8Array(await registry.readBlob(v.sha256)), family: v.family as ModelFile['family'], classNames: v.classNames };
+      return {
+        sha256: v.sha256,
+        bytes: new Uint8Array(await registry.readBlob(v.sha256)),
+        family: v.family as ModelFile['family'],
+        classNames: v.classNames,
+      };
     },
     report: (r) => registry.fleet.report(r),
   };

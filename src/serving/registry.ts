@@ -13,7 +13,17 @@ import { SightlineError } from '../errors.js';
 import { assertIdentifier, FAMILY_NAMES, isFamilyName, type FamilyName } from '../identifiers.js';
 import type { InferencePool } from '../inference/index.js';
 import { parseProfile } from '../monitoring/index.js';
-import { assertSha256, verifyBlobs, type AuditInput, type BlobStore, type HistoryRecord, type ModelRecord, type ProfileRecord, type RegistryStore, type VersionRecord } from '../registry/index.js';
+import {
+  assertSha256,
+  verifyBlobs,
+  type AuditInput,
+  type BlobStore,
+  type HistoryRecord,
+  type ModelRecord,
+  type ProfileRecord,
+  type RegistryStore,
+  type VersionRecord,
+} from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { PROFILE_KIND } from './drift.js';
@@ -115,8 +125,15 @@ export class ModelRegistry {
     const swept = await this.blobs.sweepTemp();
     if (swept) this.log.warn({ event: 'registry_tmp_swept', files: swept }, `removed ${swept} unfinished upload(s)`);
     const v = await verifyBlobs(this.store, this.blobs);
-    for (const c of v.corrupt) this.log.error({ event: 'registry_blob_corrupt', model: c.model, version: c.version, reason: c.reason }, `model ${c.model} version ${c.version} is corrupt and will not be served: ${c.reason}`);
-    this.log.info({ event: 'registry_verified', versions: v.checked, corrupt: v.corrupt.length }, `registry: ${v.checked} version(s) verified`);
+    for (const c of v.corrupt)
+      this.log.error(
+        { event: 'registry_blob_corrupt', model: c.model, version: c.version, reason: c.reason },
+        `model ${c.model} version ${c.version} is corrupt and will not be served: ${c.reason}`,
+      );
+    this.log.info(
+      { event: 'registry_verified', versions: v.checked, corrupt: v.corrupt.length },
+      `registry: ${v.checked} version(s) verified`,
+    );
   }
 
   /** Adds a check to the one place where a pointer change is decided (see PromoteCheck). */
@@ -129,24 +146,43 @@ export class ModelRegistry {
    * runs one inference), then records the version. Identical bytes already registered for this model
    * return the existing version.
    */
-  upload(meta: UploadMeta, chunks: AsyncIterable<Uint8Array>, caller: Caller): Promise<{ version: VersionRecord; created: boolean }> {
+  upload(
+    meta: UploadMeta,
+    chunks: AsyncIterable<Uint8Array>,
+    caller: Caller,
+  ): Promise<{ version: VersionRecord; created: boolean }> {
     return this.audited(caller, 'upload', meta.model, async () => {
       assertIdentifier(meta.model);
-      if (meta.family && !isFamilyName(meta.family)) throw new SightlineError('INVALID_INPUT', `family must be one of ${FAMILY_NAMES.join(', ')}; got "${meta.family}"`);
-      const put = await this.blobs.putStream(chunks, { expectedSha256: meta.expectedSha256 || undefined, maxBytes: this.opts.maxUploadBytes });
+      if (meta.family && !isFamilyName(meta.family))
+        throw new SightlineError(
+          'INVALID_INPUT',
+          `family must be one of ${FAMILY_NAMES.join(', ')}; got "${meta.family}"`,
+        );
+      const put = await this.blobs.putStream(chunks, {
+        expectedSha256: meta.expectedSha256 || undefined,
+        maxBytes: this.opts.maxUploadBytes,
+      });
       const known = this.store.findVersionBySha(meta.model, put.sha256);
       if (known) return { version: known, created: false };
       const bytes = new Uint8Array(await this.blobs.read(put.sha256));
       const info = await this.pool
-        .probe(bytes, { ...this.opts.load, family: meta.family, labelsText: meta.labels.length ? meta.labels.join('\n') : undefined, warmupRuns: 1 })
+        .probe(bytes, {
+          ...this.opts.load,
+          family: meta.family,
+          labelsText: meta.labels.length ? meta.labels.join('\n') : undefined,
+          warmupRuns: 1,
+        })
         .catch((e: unknown) => {
-          throw new SightlineError('INVALID_INPUT', `the upload is not a servable model: ${(e as Error).message}`, { model: meta.model });
+          throw new SightlineError('INVALID_INPUT', `the upload is not a servable model: ${(e as Error).message}`, {
+            model: meta.model,
+          });
         });
       return this.lock.run(async () => {
         const again = this.store.findVersionBySha(meta.model, put.sha256);
         if (again) return { version: again, created: false };
         // A concurrent delete may have removed a blob with the same content meanwhile.
-        if (!(await this.blobs.exists(put.sha256))) await this.blobs.putStream(oneChunk(bytes), { maxBytes: this.opts.maxUploadBytes });
+        if (!(await this.blobs.exists(put.sha256)))
+          await this.blobs.putStream(oneChunk(bytes), { maxBytes: this.opts.maxUploadBytes });
         const version = this.store.insertVersion({
           model: meta.model,
           sha256: put.sha256,
@@ -160,7 +196,15 @@ export class ModelRegistry {
           notes: meta.notes,
         });
         this.log.info(
-          { event: 'version_uploaded', model: version.model, version: version.version, sha256: version.sha256, sizeBytes: version.sizeBytes, family: version.family, actor: caller.actor },
+          {
+            event: 'version_uploaded',
+            model: version.model,
+            version: version.version,
+            sha256: version.sha256,
+            sizeBytes: version.sizeBytes,
+            family: version.family,
+            actor: caller.actor,
+          },
           `model ${version.model} version ${version.version} registered`,
         );
         this.emit('version_added', version.model, caller.actor, '', version.version);
@@ -170,19 +214,37 @@ export class ModelRegistry {
   }
 
   /** `serve --model FILE`: registers the file if new, and promotes it when the model has no active version. Audited as the server. */
-  async registerFile(name: string, path: string, opts: { labelsPath?: string; family?: FamilyName }): Promise<VersionRecord> {
+  async registerFile(
+    name: string,
+    path: string,
+    opts: { labelsPath?: string; family?: FamilyName },
+  ): Promise<VersionRecord> {
     let bytes: Buffer;
     let labels: string[] = [];
     try {
       bytes = await readFile(path);
-      if (opts.labelsPath) labels = (await readFile(opts.labelsPath, 'utf8')).split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+      if (opts.labelsPath)
+        labels = (await readFile(opts.labelsPath, 'utf8'))
+          .split(/\r?\n/)
+          .map((l) => l.trim())
+          .filter((l) => l !== '');
     } catch (e) {
-      throw new SightlineError('NOT_FOUND', `cannot read ${(e as NodeJS.ErrnoException).path ?? path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new SightlineError(
+        'NOT_FOUND',
+        `cannot read ${(e as NodeJS.ErrnoException).path ?? path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
-    const meta = { model: name, notes: `registered from ${basename(path)} by ${SERVER.actor}`, labels, family: opts.family, sourceName: basename(path) };
+    const meta = {
+      model: name,
+      notes: `registered from ${basename(path)} by ${SERVER.actor}`,
+      labels,
+      family: opts.family,
+      sourceName: basename(path),
+    };
     const { version } = await this.upload(meta, oneChunk(bytes), SERVER);
     const model = this.store.getModel(name)!;
-    if (model.activeVersion === null) await this.promote(name, version.version, SERVER, 'first version of a model given to sightline serve');
+    if (model.activeVersion === null)
+      await this.promote(name, version.version, SERVER, 'first version of a model given to sightline serve');
     else if (model.activeVersion !== version.version) {
       this.log.warn(
         { event: 'file_not_active', model: name, version: version.version, active: model.activeVersion },
@@ -197,14 +259,23 @@ export class ModelRegistry {
    * promote check passed, announces it and starts its rollout. Promoting the active version again
    * changes nothing and starts no rollout.
    */
-  promote(model: string, version: number, caller: Caller, reason: string, rollout: RolloutOptions = {}): Promise<ModelStatusView> {
+  promote(
+    model: string,
+    version: number,
+    caller: Caller,
+    reason: string,
+    rollout: RolloutOptions = {},
+  ): Promise<ModelStatusView> {
     return this.audited(caller, 'promote', `${model}@${version}`, () =>
       this.lock.run(async () => {
         this.requireModel(model);
         await this.precommit(model, version);
         const change = this.store.promote(model, version, caller.actor, reason);
         if (change.from !== change.to) {
-          this.log.info({ event: 'model_promoted', model, from: change.from, to: change.to, actor: caller.actor, reason }, `model ${model}: promoted version ${version}`);
+          this.log.info(
+            { event: 'model_promoted', model, from: change.from, to: change.to, actor: caller.actor, reason },
+            `model ${model}: promoted version ${version}`,
+          );
           this.startRollout(model, change.to, change.from, 'promote', caller, rollout);
           this.emit('promoted', model, caller.actor, reason);
         }
@@ -218,10 +289,14 @@ export class ModelRegistry {
     return this.audited(caller, 'rollback', model, () =>
       this.lock.run(async () => {
         const m = this.requireModel(model);
-        if (m.rollbackVersion === null) throw new SightlineError('PRECONDITION', `model ${model} has no rollback target`);
+        if (m.rollbackVersion === null)
+          throw new SightlineError('PRECONDITION', `model ${model} has no rollback target`);
         await this.precommit(model, m.rollbackVersion);
         const change = this.store.rollback(model, caller.actor, reason);
-        this.log.info({ event: 'model_rolled_back', model, from: change.from, to: change.to, actor: caller.actor, reason }, `model ${model}: rolled back to version ${change.to}`);
+        this.log.info(
+          { event: 'model_rolled_back', model, from: change.from, to: change.to, actor: caller.actor, reason },
+          `model ${model}: rolled back to version ${change.to}`,
+        );
         this.startRollout(model, change.to, change.from, 'rollback', caller, rollout);
         this.emit('rolled_back', model, caller.actor, reason);
         return this.status(model);
@@ -236,7 +311,17 @@ export class ModelRegistry {
         this.requireVersion(model, version);
         const r = this.store.deleteVersion(model, version, caller.actor, reason);
         if (!r.blobStillReferenced) await this.blobs.remove(r.sha256);
-        this.log.info({ event: 'version_deleted', model, version, actor: caller.actor, reason, blobRemoved: !r.blobStillReferenced }, `model ${model} version ${version} deleted`);
+        this.log.info(
+          {
+            event: 'version_deleted',
+            model,
+            version,
+            actor: caller.actor,
+            reason,
+            blobRemoved: !r.blobStillReferenced,
+          },
+          `model ${model} version ${version} deleted`,
+        );
         this.emit('version_deleted', model, caller.actor, reason, version);
         return { blobRemoved: !r.blobStillReferenced };
       }),
@@ -245,7 +330,13 @@ export class ModelRegistry {
 
   status(model: string): ModelStatusView {
     const m = this.requireModel(model);
-    return { model, activeVersion: m.activeVersion, rollbackVersion: m.rollbackVersion, replicas: this.fleet.forModel(model), rollout: this.rollouts.latest(model) };
+    return {
+      model,
+      activeVersion: m.activeVersion,
+      rollbackVersion: m.rollbackVersion,
+      replicas: this.fleet.forModel(model),
+      rollout: this.rollouts.latest(model),
+    };
   }
 
   /** Follows a model's rollout (id 0: the latest); see Rollouts.watch. */
@@ -260,12 +351,14 @@ export class ModelRegistry {
    */
   async readBlob(sha256: string): Promise<Buffer> {
     assertSha256(sha256);
-    if (!this.store.isBlobReferenced(sha256)) throw new SightlineError('NOT_FOUND', `no registered version has sha256 ${sha256}`);
+    if (!this.store.isBlobReferenced(sha256))
+      throw new SightlineError('NOT_FOUND', `no registered version has sha256 ${sha256}`);
     try {
       return await this.blobs.read(sha256);
     } catch (e) {
       if (e instanceof SightlineError && e.fields.corrupt === true) {
-        for (const v of this.store.allVersions()) if (v.sha256 === sha256) this.store.markCorrupt(v.model, v.version, String(e.fields.reason ?? e.message));
+        for (const v of this.store.allVersions())
+          if (v.sha256 === sha256) this.store.markCorrupt(v.model, v.version, String(e.fields.reason ?? e.message));
       }
       throw e;
     }
@@ -276,7 +369,11 @@ export class ModelRegistry {
     this.requireModel(model);
     this.requireVersion(model, version);
     const p = this.store.getProfile(model, version, PROFILE_KIND);
-    if (!p) throw new SightlineError('NOT_FOUND', `model ${model} version ${version} has no drift reference profile yet`, { model, version });
+    if (!p)
+      throw new SightlineError('NOT_FOUND', `model ${model} version ${version} has no drift reference profile yet`, {
+        model,
+        version,
+      });
     return p;
   }
 
@@ -298,7 +395,10 @@ export class ModelRegistry {
       getProfile: (model, version, kind) => this.store.getProfile(model, version, kind),
       putProfile: (model, version, kind, body) => {
         const rec = this.store.putProfile(model, version, kind, body);
-        this.log.info({ event: 'profile_stored', model, version, actor }, `model ${model} version ${version}: drift reference profile stored`);
+        this.log.info(
+          { event: 'profile_stored', model, version, actor },
+          `model ${model} version ${version}: drift reference profile stored`,
+        );
         this.emit('profile_updated', model, actor, '', version);
         return rec;
       },
@@ -342,29 +442,61 @@ export class ModelRegistry {
   /** The one place a pointer change is decided: the version must be servable, then every added check must pass. */
   private async precommit(model: string, version: number): Promise<void> {
     const rec = this.requireVersion(model, version);
-    if (rec.state === 'corrupt') throw new SightlineError('PRECONDITION', `model ${model} version ${version} is corrupt (${rec.corruptReason ?? 'blob verification failed'}) and cannot be served`);
+    if (rec.state === 'corrupt')
+      throw new SightlineError(
+        'PRECONDITION',
+        `model ${model} version ${version} is corrupt (${rec.corruptReason ?? 'blob verification failed'}) and cannot be served`,
+      );
     for (const check of this.checks) await check(model, version);
   }
 
-  private startRollout(model: string, to: number, from: number | null, action: 'promote' | 'rollback', caller: Caller, o: RolloutOptions): void {
+  private startRollout(
+    model: string,
+    to: number,
+    from: number | null,
+    action: 'promote' | 'rollback',
+    caller: Caller,
+    o: RolloutOptions,
+  ): void {
     this.rollouts.start(model, to, from, action, caller, o);
   }
 
   private async autoRollback(r: Rollout): Promise<number> {
     const m = this.requireModel(r.model);
-    if (m.activeVersion !== r.version) throw new SightlineError('PRECONDITION', `model ${r.model} no longer has version ${r.version} active`);
-    await this.rollback(r.model, r.caller, `automatic rollback: the rollout of version ${r.version} failed: ${r.reason}`);
+    if (m.activeVersion !== r.version)
+      throw new SightlineError('PRECONDITION', `model ${r.model} no longer has version ${r.version} active`);
+    await this.rollback(
+      r.model,
+      r.caller,
+      `automatic rollback: the rollout of version ${r.version} failed: ${r.reason}`,
+    );
     return this.rollouts.latest(r.model)!.id;
   }
 
   private rolloutEnded(r: Rollout): void {
     const seconds = ((r.endedAt ?? r.startedAt) - r.startedAt) / 1000;
     this.log[r.phase === 'succeeded' ? 'info' : 'warn'](
-      { event: 'rollout_ended', model: r.model, version: r.version, action: r.action, phase: r.phase, ready: r.ready, total: r.total, seconds, reason: r.reason },
+      {
+        event: 'rollout_ended',
+        model: r.model,
+        version: r.version,
+        action: r.action,
+        phase: r.phase,
+        ready: r.ready,
+        total: r.total,
+        seconds,
+        reason: r.reason,
+      },
       `model ${r.model}: rollout of version ${r.version} ${r.phase}: ${r.reason}`,
     );
     this.opts.metrics?.observeRollout(r.model, r.phase, seconds);
-    this.record(r.caller, 'rollout', `${r.model}@${r.version}`, r.phase === 'succeeded' ? 'ok' : 'error', `${r.phase}: ${r.reason}`);
+    this.record(
+      r.caller,
+      'rollout',
+      `${r.model}@${r.version}`,
+      r.phase === 'succeeded' ? 'ok' : 'error',
+      `${r.phase}: ${r.reason}`,
+    );
   }
 
   /** Runs a change and appends its outcome to the audit log (a failure with its message). */
@@ -383,11 +515,23 @@ export class ModelRegistry {
     this.opts.audit?.({ principal: caller.actor, peer: caller.peer, action, target, outcome, reason });
   }
 
-  private emit(type: ModelChangeType, model: string, actor: string, reason: string, version: number | null = null): void {
+  private emit(
+    type: ModelChangeType,
+    model: string,
+    actor: string,
+    reason: string,
+    version: number | null = null,
+  ): void {
     this.events.emit('change', this.change(type, this.store.getModel(model)!, actor, reason, version));
   }
 
-  private change(type: ModelChangeType, m: ModelRecord, actor: string, reason: string, version: number | null = null): ModelChange {
+  private change(
+    type: ModelChangeType,
+    m: ModelRecord,
+    actor: string,
+    reason: string,
+    version: number | null = null,
+  ): ModelChange {
     const versions = this.store.listVersions(m.name);
     const sha = (v: number | null) => (v === null ? null : (versions.find((x) => x.version === v)?.sha256 ?? null));
     return {

@@ -12,7 +12,16 @@
  *
  * Disabled (enabled: false), every method returns at once and nothing is allocated per call.
  */
-import { ValueType, type Attributes, type Counter, type Gauge, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
+import {
+  ValueType,
+  type Attributes,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  type Meter,
+  type ObservableGauge,
+  type UpDownCounter,
+} from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { HostMetrics } from '@opentelemetry/host-metrics';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
@@ -163,7 +172,10 @@ function isGauge(m: MetricData): boolean {
  * Units the semantic conventions give to instruments that @opentelemetry/host-metrics creates without
  * one, so that their Prometheus names carry the unit like every other metric here.
  */
-const MISSING_UNITS: Readonly<Record<string, string>> = { 'process.memory.usage': 'By', 'process.cpu.utilization': '1' };
+const MISSING_UNITS: Readonly<Record<string, string>> = {
+  'process.memory.usage': 'By',
+  'process.cpu.utilization': '1',
+};
 
 /** Every metric under its Prometheus name with the unit suffix (the exporter only adds `_total`). */
 function withUnitSuffix(m: MetricData): MetricData {
@@ -217,14 +229,19 @@ interface Live {
  * forever. forExposition drops these for forgotten versions; counters and histograms stay, as they are
  * cumulative and their rates fall to zero.
  */
-const VERSION_STATE_GAUGES: ReadonlySet<string> = new Set(['sightline.model.ready', 'sightline.drift.psi', 'sightline.drift.ks']);
+const VERSION_STATE_GAUGES: ReadonlySet<string> = new Set([
+  'sightline.model.ready',
+  'sightline.drift.psi',
+  'sightline.drift.ks',
+]);
 
 const versionKey = (model: string, version: string): string => `${model}\0${version}`;
 
 /** A per-version gauge without the points of forgotten versions, or whose value is NaN (reset). */
 function withoutRetiredVersions(m: MetricData, forgotten: ReadonlySet<string>): MetricData {
   if (!VERSION_STATE_GAUGES.has(m.descriptor.name) || m.dataPointType !== DataPointType.GAUGE) return m;
-  const current = (a: Attributes, value: number): boolean => !Number.isNaN(value) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
+  const current = (a: Attributes, value: number): boolean =>
+    !Number.isNaN(value) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
   return { ...m, dataPoints: m.dataPoints.filter((d) => current(d.attributes, d.value)) };
 }
 
@@ -242,7 +259,12 @@ function onlyObserved(m: MetricData, observed: ReadonlyMap<string, ReadonlySet<s
 function forExposition(rm: ResourceMetrics, live: Pick<Live, 'forgotten' | 'observed'>): ResourceMetrics {
   return {
     resource: rm.resource,
-    scopeMetrics: rm.scopeMetrics.map((sm) => ({ scope: sm.scope, metrics: sm.metrics.map((m) => withUnitSuffix(onlyObserved(withoutRetiredVersions(m, live.forgotten), live.observed))) })),
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({
+      scope: sm.scope,
+      metrics: sm.metrics.map((m) =>
+        withUnitSuffix(onlyObserved(withoutRetiredVersions(m, live.forgotten), live.observed)),
+      ),
+    })),
   };
 }
 
@@ -255,7 +277,10 @@ export class Metrics {
     if (opts.enabled === false) return new Metrics(null);
     const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
     const provider = new MeterProvider({
-      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName ?? 'sightline', [ATTR_SERVICE_VERSION]: opts.serviceVersion }),
+      resource: resourceFromAttributes({
+        [ATTR_SERVICE_NAME]: opts.serviceName ?? 'sightline',
+        [ATTR_SERVICE_VERSION]: opts.serviceVersion,
+      }),
       readers: [exporter],
     });
     const meter = provider.getMeter('sightline', opts.serviceVersion);
@@ -268,7 +293,8 @@ export class Metrics {
       }),
       // OpenTelemetry HTTP semantic conventions: http.request.method, http.route, http.response.status_code, url.scheme.
       httpDuration: meter.createHistogram('http.server.request.duration', {
-        description: 'Duration of HTTP requests handled by the server (the HTTP port: Open Inference Protocol REST and /v1/detect)',
+        description:
+          'Duration of HTTP requests handled by the server (the HTTP port: Open Inference Protocol REST and /v1/detect)',
         unit: 's',
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
@@ -278,11 +304,15 @@ export class Metrics {
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
       stageDuration: meter.createHistogram('sightline.stage.duration', {
-        description: 'Time spent by one image in each pipeline stage (decode, preprocess, queue, inference, postprocess)',
+        description:
+          'Time spent by one image in each pipeline stage (decode, preprocess, queue, inference, postprocess)',
         unit: 's',
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
-      images: meter.createCounter('sightline.images', { description: 'Images run through a model (one per Detect call or Stream frame answered with detections)', unit: '{image}' }),
+      images: meter.createCounter('sightline.images', {
+        description: 'Images run through a model (one per Detect call or Stream frame answered with detections)',
+        unit: '{image}',
+      }),
       detectionsPerImage: meter.createHistogram('sightline.request.detections', {
         description: 'Detections returned for one image',
         unit: '{detection}',
@@ -294,22 +324,46 @@ export class Metrics {
         unit: '1',
         advice: { explicitBucketBoundaries: CONFIDENCE_BUCKETS },
       }),
-      detections: meter.createCounter('sightline.detections', { description: 'Returned detections by class (the class mix)', unit: '{detection}' }),
-      active: meter.createUpDownCounter('sightline.requests.active', { description: 'gRPC calls in progress: Detect calls being served, Streams open', unit: '{request}' }),
-      streamFrames: meter.createCounter('sightline.stream.frames', { description: 'Stream frames answered, by outcome (delivered with detections, or dropped by the latest policy)', unit: '{frame}' }),
-      modelEvents: meter.createCounter('sightline.model.events', { description: 'Model lifecycle events: load, warmup, promote, rollback, unload, load_failed', unit: '{event}' }),
+      detections: meter.createCounter('sightline.detections', {
+        description: 'Returned detections by class (the class mix)',
+        unit: '{detection}',
+      }),
+      active: meter.createUpDownCounter('sightline.requests.active', {
+        description: 'gRPC calls in progress: Detect calls being served, Streams open',
+        unit: '{request}',
+      }),
+      streamFrames: meter.createCounter('sightline.stream.frames', {
+        description: 'Stream frames answered, by outcome (delivered with detections, or dropped by the latest policy)',
+        unit: '{frame}',
+      }),
+      modelEvents: meter.createCounter('sightline.model.events', {
+        description: 'Model lifecycle events: load, warmup, promote, rollback, unload, load_failed',
+        unit: '{event}',
+      }),
       modelEventDuration: meter.createHistogram('sightline.model.event.duration', {
         description: 'Duration of model lifecycle events that take time (load, warmup)',
         unit: 's',
         advice: { explicitBucketBoundaries: MODEL_EVENT_BUCKETS_S },
       }),
       modelReady: meter.createObservableGauge('sightline.model.ready', {
-        description: '1 when the model version is loaded, warmed up and serving as the active version; 0 when it is known but not serving',
+        description:
+          '1 when the model version is loaded, warmed up and serving as the active version; 0 when it is known but not serving',
       }),
-      driftPsi: meter.createGauge('sightline.drift.psi', { description: 'Population stability index of a monitored feature: recent traffic against the reference profile' }),
-      driftKs: meter.createGauge('sightline.drift.ks', { description: 'Kolmogorov-Smirnov statistic of a monitored feature: recent traffic against the reference profile' }),
-      anomalies: meter.createCounter('sightline.anomalies', { description: 'Requests with a feature outside the reference profile\'s bounds', unit: '{request}' }),
-      rollouts: meter.createCounter('sightline.rollouts', { description: 'Rollouts ended (promote or rollback followed until every replica serves it), by outcome', unit: '{rollout}' }),
+      driftPsi: meter.createGauge('sightline.drift.psi', {
+        description: 'Population stability index of a monitored feature: recent traffic against the reference profile',
+      }),
+      driftKs: meter.createGauge('sightline.drift.ks', {
+        description:
+          'Kolmogorov-Smirnov statistic of a monitored feature: recent traffic against the reference profile',
+      }),
+      anomalies: meter.createCounter('sightline.anomalies', {
+        description: "Requests with a feature outside the reference profile's bounds",
+        unit: '{request}',
+      }),
+      rollouts: meter.createCounter('sightline.rollouts', {
+        description: 'Rollouts ended (promote or rollback followed until every replica serves it), by outcome',
+        unit: '{rollout}',
+      }),
       rolloutDuration: meter.createHistogram('sightline.rollout.duration', {
         description: 'Time from a pointer change to the end of its rollout, by outcome',
         unit: 's',
@@ -325,11 +379,26 @@ export class Metrics {
       runtime = new RuntimeNodeInstrumentation({ enabled: false, monitoringPrecision: 10 });
       runtime.setMeterProvider(provider);
       runtime.enable();
-      new HostMetrics({ meterProvider: provider, name: 'sightline-process', metricGroups: ['process.cpu', 'process.memory'] }).start();
+      new HostMetrics({
+        meterProvider: provider,
+        name: 'sightline-process',
+        metricGroups: ['process.cpu', 'process.memory'],
+      }).start();
     }
     // Arguments: no prefix, no timestamps, no resource labels on series, target_info kept, no otel_scope_* labels.
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map(), forgotten: new Set(), observed: new Map() });
+    return new Metrics({
+      provider,
+      exporter,
+      serializer,
+      meter,
+      i,
+      runtime,
+      ready,
+      attrs: new Map(),
+      forgotten: new Set(),
+      observed: new Map(),
+    });
   }
 
   get enabled(): boolean {
@@ -347,7 +416,13 @@ export class Metrics {
     return a;
   }
 
-  private rpcAttrs(method: RpcMethod, model: string, version: string, code: number, system: RpcSystem = 'grpc'): Attributes {
+  private rpcAttrs(
+    method: RpcMethod,
+    model: string,
+    version: string,
+    code: number,
+    system: RpcSystem = 'grpc',
+  ): Attributes {
     return this.attrs(`r\0${system}\0${method}\0${model}\0${version}\0${code}`, () => ({
       [ATTR.rpcSystem]: system,
       [ATTR.rpcService]: serviceOf(method),
@@ -360,7 +435,9 @@ export class Metrics {
 
   private modelAttrs(model: string, version: string, method?: RpcMethod): Attributes {
     return this.attrs(`m\0${method ?? ''}\0${model}\0${version}`, () =>
-      method ? { [ATTR.rpcMethod]: method, [ATTR.model]: model, [ATTR.version]: version } : { [ATTR.model]: model, [ATTR.version]: version },
+      method
+        ? { [ATTR.rpcMethod]: method, [ATTR.model]: model, [ATTR.version]: version }
+        : { [ATTR.model]: model, [ATTR.version]: version },
     );
   }
 
@@ -397,7 +474,11 @@ export class Metrics {
         for (const [label, n] of byClass) {
           i.detections.add(
             n,
-            this.attrs(`c\0${o.model}\0${o.version}\0${label}`, () => ({ [ATTR.model]: o.model, [ATTR.version]: o.version, [ATTR.className]: label })),
+            this.attrs(`c\0${o.model}\0${o.version}\0${label}`, () => ({
+              [ATTR.model]: o.model,
+              [ATTR.version]: o.version,
+              [ATTR.className]: label,
+            })),
           );
         }
       }
@@ -451,7 +532,11 @@ export class Metrics {
     if (!this.live) return;
     this.live.i.streamFrames.add(
       1,
-      this.attrs(`f\0${model}\0${version}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.outcome]: outcome })),
+      this.attrs(`f\0${model}\0${version}\0${outcome}`, () => ({
+        [ATTR.model]: model,
+        [ATTR.version]: version,
+        [ATTR.outcome]: outcome,
+      })),
     );
   }
 
@@ -492,10 +577,22 @@ export class Metrics {
   observePool(read: () => PoolReading): void {
     if (!this.live) return;
     const { meter } = this.live;
-    const workers = meter.createObservableGauge('sightline.pool.workers', { description: 'Inference worker threads', unit: '{worker}' });
-    const busy = meter.createObservableGauge('sightline.pool.workers.busy', { description: 'Inference workers running an inference (or loading a model)', unit: '{worker}' });
-    const utilization = meter.createObservableGauge('sightline.pool.utilization', { description: 'Busy workers / workers', unit: '1' });
-    const queued = meter.createObservableGauge('sightline.pool.queue.depth', { description: 'Prepared images waiting for a free worker', unit: '{request}' });
+    const workers = meter.createObservableGauge('sightline.pool.workers', {
+      description: 'Inference worker threads',
+      unit: '{worker}',
+    });
+    const busy = meter.createObservableGauge('sightline.pool.workers.busy', {
+      description: 'Inference workers running an inference (or loading a model)',
+      unit: '{worker}',
+    });
+    const utilization = meter.createObservableGauge('sightline.pool.utilization', {
+      description: 'Busy workers / workers',
+      unit: '1',
+    });
+    const queued = meter.createObservableGauge('sightline.pool.queue.depth', {
+      description: 'Prepared images waiting for a free worker',
+      unit: '{request}',
+    });
     const admitted = meter.createObservableGauge('sightline.pool.admitted', {
       description: 'Requests admitted and not yet running on a worker (being decoded, or waiting)',
       unit: '{request}',
@@ -530,12 +627,19 @@ export class Metrics {
   observeFleet(read: () => FleetReading): void {
     if (!this.live) return;
     const { meter, observed } = this.live;
-    const replicas = meter.createObservableGauge('sightline.fleet.replicas', { description: 'Replicas reporting to this registry (inference replicas, or this process in role all)', unit: '{replica}' });
+    const replicas = meter.createObservableGauge('sightline.fleet.replicas', {
+      description: 'Replicas reporting to this registry (inference replicas, or this process in role all)',
+      unit: '{replica}',
+    });
     const versions = meter.createObservableGauge('sightline.replica.versions', {
-      description: 'Model versions held by each replica reporting to this registry, by state (1 per version): loading, warming, ready, serving, draining, failed',
+      description:
+        'Model versions held by each replica reporting to this registry, by state (1 per version): loading, warming, ready, serving, draining, failed',
       unit: '{version}',
     });
-    const age = meter.createObservableGauge('sightline.replica.report.age', { description: 'Time since each replica\'s last report to this registry', unit: 's' });
+    const age = meter.createObservableGauge('sightline.replica.report.age', {
+      description: "Time since each replica's last report to this registry",
+      unit: 's',
+    });
     meter.addBatchObservableCallback(
       (r) => {
         const seen = { versions: new Set<string>(), age: new Set<string>() };
@@ -546,7 +650,12 @@ export class Metrics {
           r.observe(age, rep.reportAgeSeconds, a);
           seen.age.add(attrKey(a));
           for (const v of rep.versions) {
-            const va = { [ATTR.replica]: rep.replica, [ATTR.model]: v.model, [ATTR.version]: v.version, [ATTR.versionState]: v.state };
+            const va = {
+              [ATTR.replica]: rep.replica,
+              [ATTR.model]: v.model,
+              [ATTR.version]: v.version,
+              [ATTR.versionState]: v.state,
+            };
             r.observe(versions, 1, va);
             seen.versions.add(attrKey(va));
           }
@@ -561,7 +670,11 @@ export class Metrics {
   /** Latest drift statistics of one feature (input features, prediction features, or "classMix"). */
   setDrift(model: string, version: string, feature: string, psi: number, ks: number): void {
     if (!this.live) return;
-    const a = this.attrs(`d\0${model}\0${version}\0${feature}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.feature]: feature }));
+    const a = this.attrs(`d\0${model}\0${version}\0${feature}`, () => ({
+      [ATTR.model]: model,
+      [ATTR.version]: version,
+      [ATTR.feature]: feature,
+    }));
     if (Number.isFinite(psi)) this.live.i.driftPsi.record(psi, a);
     if (Number.isFinite(ks)) this.live.i.driftKs.record(ks, a);
   }
@@ -570,7 +683,11 @@ export class Metrics {
     if (!this.live) return;
     this.live.i.anomalies.add(
       1,
-      this.attrs(`x\0${model}\0${version}\0${feature}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.feature]: feature })),
+      this.attrs(`x\0${model}\0${version}\0${feature}`, () => ({
+        [ATTR.model]: model,
+        [ATTR.version]: version,
+        [ATTR.feature]: feature,
+      })),
     );
   }
 

@@ -19,7 +19,9 @@ const CHUNK_BYTES = 1024 * 1024;
 
 /** JSON for scripts: bigints become numbers (sizes and ids fit). */
 const print = (json: boolean | undefined, value: unknown, human: () => void) =>
-  json ? process.stdout.write(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n') : human();
+  json
+    ? process.stdout.write(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n')
+    : human();
 
 /** `--wait [TIMEOUT]` and `--auto-rollback` of promote and rollback. */
 interface RolloutFlags {
@@ -34,12 +36,18 @@ const rolloutFlags = (c: Command) =>
     .option('--reason <text>', 'recorded in the history', '')
     .option(
       '--wait [timeout]',
-      'follow the rollout until every replica serves the version, printing ready/total; exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: the registry\'s fleet.rolloutTimeoutMs) passes first',
+      "follow the rollout until every replica serves the version, printing ready/total; exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: the registry's fleet.rolloutTimeoutMs) passes first",
       durationArg,
     )
-    .option('--auto-rollback', 'if the rollout fails (a replica cannot load the version, or the timeout passes), move the pointers back');
+    .option(
+      '--auto-rollback',
+      'if the rollout fails (a replica cannot load the version, or the timeout passes), move the pointers back',
+    );
 
-const rolloutOptions = (o: RolloutFlags): RolloutOptions => ({ timeoutMs: typeof o.wait === 'number' ? o.wait : 0, autoRollback: !!o.autoRollback });
+const rolloutOptions = (o: RolloutFlags): RolloutOptions => ({
+  timeoutMs: typeof o.wait === 'number' ? o.wait : 0,
+  autoRollback: !!o.autoRollback,
+});
 
 function printVersion(v: ModelVersion): void {
   console.log(
@@ -64,9 +72,19 @@ function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) =>
 }
 
 /** Uploads FILE, or standard input for "-" (kubectl exec -i POD -- sightline registry upload - … < model.onnx). */
-function upload(client: RegistryClient, file: string, o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string }): Promise<ModelVersion> {
+function upload(
+  client: RegistryClient,
+  file: string,
+  o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string },
+): Promise<ModelVersion> {
   const stdin = file === '-';
-  const bar = process.stderr.isTTY && !o.json && !stdin ? new SingleBar({ format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true }, Presets.shades_classic) : null;
+  const bar =
+    process.stderr.isTTY && !o.json && !stdin
+      ? new SingleBar(
+          { format: 'upload [{bar}] {percentage}% | {value}/{total} bytes', hideCursor: true },
+          Presets.shades_classic,
+        )
+      : null;
   bar?.start(stdin ? 0 : statSync(file).size, 0);
   return new Promise<ModelVersion>((resolve, reject) => {
     const stream = client.uploadVersion((err, res) => {
@@ -74,8 +92,22 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
       if (err) reject(err);
       else resolve(res!);
     });
-    const labels = o.labels ? readFileSync(o.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : [];
-    stream.write({ metadata: { model: o.model, notes: o.notes, expectedSha256: o.sha256 ?? '', labels, family: o.family ?? '', sourceName: stdin ? '' : basename(file) } });
+    const labels = o.labels
+      ? readFileSync(o.labels, 'utf8')
+          .split(/\r?\n/)
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [];
+    stream.write({
+      metadata: {
+        model: o.model,
+        notes: o.notes,
+        expectedSha256: o.sha256 ?? '',
+        labels,
+        family: o.family ?? '',
+        sourceName: stdin ? '' : basename(file),
+      },
+    });
     let sent = 0;
     const rs: NodeJS.ReadableStream = stdin ? process.stdin : createReadStream(file, { highWaterMark: CHUNK_BYTES });
     rs.on('data', (chunk) => {
@@ -96,20 +128,36 @@ function upload(client: RegistryClient, file: string, o: Common & { model: strin
 }
 
 export function registryCommand(): Command {
-  const cmd = new Command('registry').description('manage model versions on a running server (upload, promote, rollback, ...)');
+  const cmd = new Command('registry').description(
+    'manage model versions on a running server (upload, promote, rollback, ...)',
+  );
   const common = (c: Command) => connectionOptions(c).option('--json', 'print JSON for scripts');
 
-  common(cmd.command('upload <file>').description('upload a model file (- for standard input) as a new version; prints the version number'))
+  common(
+    cmd
+      .command('upload <file>')
+      .description('upload a model file (- for standard input) as a new version; prints the version number'),
+  )
     .requiredOption('--model <name>', 'model name')
     .option('--notes <text>', 'model card: training data, metrics, intended use', '')
     .option('--labels <file>', 'class names, one per line')
     .addOption(new Option('--family <family>', 'output layout, instead of detecting it').choices([...FAMILY_NAMES]))
     .option('--sha256 <hex>', 'refuse the upload unless the file has this sha256')
     .action(
-      action(async (client, file: string, o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string }) => {
-        const v = await upload(client, file, o);
-        print(o.json, v, () => console.log(`${v.created ? 'uploaded' : 'already registered:'} ${v.model} version ${v.version} (sha256 ${v.sha256})`));
-      }),
+      action(
+        async (
+          client,
+          file: string,
+          o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string },
+        ) => {
+          const v = await upload(client, file, o);
+          print(o.json, v, () =>
+            console.log(
+              `${v.created ? 'uploaded' : 'already registered:'} ${v.model} version ${v.version} (sha256 ${v.sha256})`,
+            ),
+          );
+        },
+      ),
     );
 
   common(cmd.command('list').description('models with their active and rollback versions')).action(
@@ -117,7 +165,10 @@ export function registryCommand(): Command {
       const r = await call(client, client.listModels, {});
       print(o.json, r.models, () => {
         if (!r.models.length) console.log('no models');
-        for (const m of r.models) console.log(`${m.name}: active ${m.activeVersion || '-'}, rollback ${m.rollbackVersion || '-'}, ${m.versionCount} version(s)`);
+        for (const m of r.models)
+          console.log(
+            `${m.name}: active ${m.activeVersion || '-'}, rollback ${m.rollbackVersion || '-'}, ${m.versionCount} version(s)`,
+          );
       });
     }),
   );
@@ -139,22 +190,39 @@ export function registryCommand(): Command {
     }),
   );
 
-  common(cmd.command('status <model>').description('pointers, every replica with its versions and their state, and the latest rollout')).action(
+  common(
+    cmd
+      .command('status <model>')
+      .description('pointers, every replica with its versions and their state, and the latest rollout'),
+  ).action(
     action(async (client, model: string, o: Common) => {
       const s = await call(client, client.getModelStatus, { model });
       print(o.json, statusJson(s), () => printStatus(s));
     }),
   );
 
-  rolloutFlags(common(cmd.command('promote <model> <version>').description('make a version active: every replica loads and warms it, then swaps'))).action(
+  rolloutFlags(
+    common(
+      cmd
+        .command('promote <model> <version>')
+        .description('make a version active: every replica loads and warms it, then swaps'),
+    ),
+  ).action(
     action(async (client, model: string, version: string, o: Common & RolloutFlags) => {
-      const s = await call(client, client.promote, { model, version: intArg(version), reason: o.reason, rollout: rolloutOptions(o) });
+      const s = await call(client, client.promote, {
+        model,
+        version: intArg(version),
+        reason: o.reason,
+        rollout: rolloutOptions(o),
+      });
       if (o.wait) return waitForRollout(client, s, o.json);
       print(o.json, statusJson(s), () => printStatus(s));
     }),
   );
 
-  rolloutFlags(common(cmd.command('rollback <model>').description('swap back to the rollback target, on every replica'))).action(
+  rolloutFlags(
+    common(cmd.command('rollback <model>').description('swap back to the rollback target, on every replica')),
+  ).action(
     action(async (client, model: string, o: Common & RolloutFlags) => {
       const s = await call(client, client.rollback, { model, reason: o.reason, rollout: rolloutOptions(o) });
       if (o.wait) return waitForRollout(client, s, o.json);
@@ -168,17 +236,28 @@ export function registryCommand(): Command {
       action(async (client, model: string, o: Common & { limit: number }) => {
         const r = await call(client, client.getHistory, { model, limit: o.limit });
         print(o.json, r.entries, () => {
-          for (const h of r.entries) console.log(`${h.at}  ${h.action.padEnd(8)} ${h.fromVersion || '-'} -> ${h.toVersion || '-'}  by ${h.actor}${h.reason ? `: ${h.reason}` : ''}`);
+          for (const h of r.entries)
+            console.log(
+              `${h.at}  ${h.action.padEnd(8)} ${h.fromVersion || '-'} -> ${h.toVersion || '-'}  by ${h.actor}${h.reason ? `: ${h.reason}` : ''}`,
+            );
         });
       }),
     );
 
-  common(cmd.command('delete <model> <version>').description('delete a version that is neither active nor the rollback target'))
+  common(
+    cmd
+      .command('delete <model> <version>')
+      .description('delete a version that is neither active nor the rollback target'),
+  )
     .option('--reason <text>', 'recorded in the history', '')
     .action(
       action(async (client, model: string, version: string, o: Common & { reason: string }) => {
         const r = await call(client, client.deleteVersion, { model, version: intArg(version), reason: o.reason });
-        print(o.json, r, () => console.log(`deleted ${model} version ${version}${r.blobRemoved ? '' : ' (file kept: another version uses it)'}`));
+        print(o.json, r, () =>
+          console.log(
+            `deleted ${model} version ${version}${r.blobRemoved ? '' : ' (file kept: another version uses it)'}`,
+          ),
+        );
       }),
     );
   cmd.addCommand(profileCommand());

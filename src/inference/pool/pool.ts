@@ -140,7 +140,12 @@ export class InferencePool {
       await slot.client.ready;
       for (const [key, m] of this.models) {
         try {
-          await slot.client.request({ type: 'load', key, model: m.model, options: InferencePool.optionsFor(dead.index, m.options) });
+          await slot.client.request({
+            type: 'load',
+            key,
+            model: m.model,
+            options: InferencePool.optionsFor(dead.index, m.options),
+          });
         } catch (e) {
           this.opts.onEvent?.({ type: 'worker-reload-failed', worker: dead.index, key, error: e as Error });
         }
@@ -157,7 +162,12 @@ export class InferencePool {
    * others keep serving. Resolves with the model's info once every worker is warm; on failure unloads
    * it everywhere. `onPhase('warming')` is called between the two phases.
    */
-  async load(key: string, model: Uint8Array, options: LoadOptions, onPhase?: (phase: 'warming') => void): Promise<ModelInfo> {
+  async load(
+    key: string,
+    model: Uint8Array,
+    options: LoadOptions,
+    onPhase?: (phase: 'warming') => void,
+  ): Promise<ModelInfo> {
     this.assertOpen();
     let info: ModelInfo | undefined;
     try {
@@ -168,7 +178,10 @@ export class InferencePool {
       onPhase?.('warming');
       let warmupMs = 0;
       for (const slot of this.slots) {
-        warmupMs = Math.max(warmupMs, await this.onWorker(slot, (w) => w.request({ type: 'warm', key, runs: options.warmupRuns })));
+        warmupMs = Math.max(
+          warmupMs,
+          await this.onWorker(slot, (w) => w.request({ type: 'warm', key, runs: options.warmupRuns })),
+        );
       }
       info = { ...info!, warmupMs };
     } catch (e) {
@@ -239,9 +252,13 @@ export class InferencePool {
     if (this.admitted < limit) return null;
     const waiting = this.admitted - this.slots.length + 1;
     const retryAfterMs = Math.max(10, Math.ceil((waiting * this.avgRunMs) / this.slots.length));
-    return new SightlineError('OVERLOADED', `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`, {
-      retryAfterMs,
-    });
+    return new SightlineError(
+      'OVERLOADED',
+      `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`,
+      {
+        retryAfterMs,
+      },
+    );
   }
 
   /** Counts a call refused before admission (from its headers). */
@@ -255,7 +272,9 @@ export class InferencePool {
    */
   run(key: string, input: RunInput, signal: AbortSignal, ticket?: Ticket): Promise<RunResult> {
     const transfer = [transferOf(input.source)];
-    return this.enqueue(key, signal, ticket, (w, latency) => w.request({ type: 'run', key, input: { ...input, wide: latency } }, transfer));
+    return this.enqueue(key, signal, ticket, (w, latency) =>
+      w.request({ type: 'run', key, input: { ...input, wide: latency } }, transfer),
+    );
   }
 
   /**
@@ -264,7 +283,8 @@ export class InferencePool {
    */
   infer(key: string, tensor: TensorInput, signal: AbortSignal, ticket?: Ticket): Promise<TensorRunResult> {
     const { data } = tensor;
-    const transfer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+    const transfer =
+      data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
     return this.enqueue(key, signal, ticket, (w) => w.request({ type: 'infer', key, input: tensor }, transfer));
   }
 
@@ -272,7 +292,12 @@ export class InferencePool {
    * Queues one job under `ticket` (or a ticket taken now). Rejects with the signal's reason when it
    * fires before a worker takes the job: such a job never reaches ONNX Runtime.
    */
-  private enqueue<O extends object>(key: string, signal: AbortSignal, ticket: Ticket | undefined, send: (w: WorkerClient, latency: boolean) => Promise<O>): Promise<O & { queueMs: number }> {
+  private enqueue<O extends object>(
+    key: string,
+    signal: AbortSignal,
+    ticket: Ticket | undefined,
+    send: (w: WorkerClient, latency: boolean) => Promise<O>,
+  ): Promise<O & { queueMs: number }> {
     if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     let t: Ticket;
     try {
@@ -323,7 +348,10 @@ export class InferencePool {
       const task = slot.control.shift();
       if (task) {
         slot.busy = true;
-        task.run(slot.client).then(task.resolve, task.reject).finally(() => this.release(slot));
+        task
+          .run(slot.client)
+          .then(task.resolve, task.reject)
+          .finally(() => this.release(slot));
         continue;
       }
       const job = this.nextJob();
@@ -411,7 +439,8 @@ export class InferencePool {
       job.ticket.release();
       job.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     }
-    while (this.slots.some((s) => s.busy) && Date.now() < this.closeDeadline) await new Promise((r) => setTimeout(r, 10));
+    while (this.slots.some((s) => s.busy) && Date.now() < this.closeDeadline)
+      await new Promise((r) => setTimeout(r, 10));
     await Promise.all(this.slots.map((s) => s.client.terminate()));
   }
 }

@@ -75,7 +75,12 @@ export function authInterceptor(access: AccessControl, log: Logger): ServerInter
             const cn = cert && Object.keys(cert).length ? cert.subject?.CN : undefined;
             const subject = Array.isArray(cn) ? (cn[0] ?? null) : (cn ?? null);
             const decision = access.authorize(
-              { method: method.path, peer: call.getPeer(), authorization: md.get('authorization')[0]?.toString(), certSubject: subject },
+              {
+                method: method.path,
+                peer: call.getPeer(),
+                authorization: md.get('authorization')[0]?.toString(),
+                certSubject: subject,
+              },
               RPC_CAPABILITY[method.path] ?? 'administer',
             );
             if (!decision.ok) {

@@ -17,7 +17,10 @@ export interface DetectorTelemetry {
   tracing: Tracing;
 }
 
-export const noTelemetry = (): DetectorTelemetry => ({ metrics: Metrics.create({ serviceVersion: '', enabled: false }), tracing: Tracing.disabled() });
+export const noTelemetry = (): DetectorTelemetry => ({
+  metrics: Metrics.create({ serviceVersion: '', enabled: false }),
+  tracing: Tracing.disabled(),
+});
 
 /** The model version a call resolved to: its metric labels and span attributes. */
 type VersionLabels = { readonly model: string; readonly version: number };
@@ -72,12 +75,22 @@ export class ObservedCall {
     observeImage(this.t.metrics, this.method, r, totalSeconds);
     // Stage spans for Detect and ModelInfer (one image each, or a bounded batch); a stream's frames would
     // make its trace unbounded.
-    if (this.span && this.method !== 'Stream') this.t.tracing.recordStages(this.span, r.timing, { 'sightline.model': r.model, 'sightline.model.version': String(r.version) });
+    if (this.span && this.method !== 'Stream')
+      this.t.tracing.recordStages(this.span, r.timing, {
+        'sightline.model': r.model,
+        'sightline.model.version': String(r.version),
+      });
   }
 
   /** A Detect call that failed (labels: the version it resolved to, or "unknown"). */
   failedImage(code: number, labels: VersionLabels | null): void {
-    this.t.metrics.observeRequest({ method: this.method, model: labels?.model ?? UNKNOWN, version: labels ? String(labels.version) : UNKNOWN, grpcCode: code, totalSeconds: this.seconds() });
+    this.t.metrics.observeRequest({
+      method: this.method,
+      model: labels?.model ?? UNKNOWN,
+      version: labels ? String(labels.version) : UNKNOWN,
+      grpcCode: code,
+      totalSeconds: this.seconds(),
+    });
   }
 
   /** The call is over: ends the span and, for a Stream, records the call itself. Idempotent. */
@@ -86,20 +99,36 @@ export class ObservedCall {
     this.ended = true;
     this.endActive();
     // A Detect call's RPC duration is recorded with its image (image() / failedImage()).
-    if (this.method !== 'Detect') this.t.metrics.observeCall(this.method, labels?.model ?? UNKNOWN, labels ? String(labels.version) : UNKNOWN, code, this.seconds());
+    if (this.method !== 'Detect')
+      this.t.metrics.observeCall(
+        this.method,
+        labels?.model ?? UNKNOWN,
+        labels ? String(labels.version) : UNKNOWN,
+        code,
+        this.seconds(),
+      );
     if (this.span) {
       this.t.tracing.endRequestSpan(
         this.span,
         code,
-        labels ? { 'sightline.model': labels.model, 'sightline.model.version': String(labels.version), ...extra } : extra,
+        labels
+          ? { 'sightline.model': labels.model, 'sightline.model.version': String(labels.version), ...extra }
+          : extra,
         message,
       );
     }
   }
 
   /** The per-call JSON log line (debug): request id, model, version, status, duration. */
-  log(log: Logger, fields: { model: string; version: number | null; code: number; err?: string; [k: string]: unknown }, msg: string): void {
+  log(
+    log: Logger,
+    fields: { model: string; version: number | null; code: number; err?: string; [k: string]: unknown },
+    msg: string,
+  ): void {
     if (!log.isLevelEnabled('debug')) return;
-    log.debug({ event: this.method.toLowerCase(), requestId: this.requestId, ...fields, ms: performance.now() - this.t0 }, msg);
+    log.debug(
+      { event: this.method.toLowerCase(), requestId: this.requestId, ...fields, ms: performance.now() - this.t0 },
+      msg,
+    );
   }
 }

@@ -1,10 +1,28 @@
 /** sightline.v1.Registry handlers: adapters from gRPC calls to the ModelRegistry. */
-import type { Metadata, sendUnaryData, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type {
+  Metadata,
+  sendUnaryData,
+  ServerReadableStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+} from '@grpc/grpc-js';
 import { principalOf } from './auth.js';
 import { splitHeadStream } from './head-stream.js';
 import type { FamilyName } from '../../identifiers.js';
 import type { ProfileRecord, VersionRecord } from '../../registry/index.js';
-import type { Caller, ModelChange, ModelRegistry, ModelStatusView, ReplicaModelReport, ReplicaReport, Rollout, RolloutOptions, RolloutPhase, TokenDigest, VersionState } from '../../serving/index.js';
+import type {
+  Caller,
+  ModelChange,
+  ModelRegistry,
+  ModelStatusView,
+  ReplicaModelReport,
+  ReplicaReport,
+  Rollout,
+  RolloutOptions,
+  RolloutPhase,
+  TokenDigest,
+  VersionState,
+} from '../../serving/index.js';
 import {
   ModelEventType,
   RolloutPhase as ProtoRolloutPhase,
@@ -71,7 +89,13 @@ export const toModelVersion = (v: VersionRecord, created = false): ModelVersion 
 const iso = (ms: number | null) => (ms === null ? '' : new Date(ms).toISOString());
 
 const toLoaded = (m: ReplicaModelReport): LoadedVersion[] =>
-  m.versions.map((v) => ({ version: v.version, state: VERSION_STATE[v.state], error: v.error ?? '', inFlight: v.inflight, provider: v.provider }));
+  m.versions.map((v) => ({
+    version: v.version,
+    state: VERSION_STATE[v.state],
+    error: v.error ?? '',
+    inFlight: v.inflight,
+    provider: v.provider,
+  }));
 
 const toRollout = (r: Rollout): RolloutMessage => ({
   id: BigInt(r.id),
@@ -125,7 +149,10 @@ const toModelEvent = (c: ModelChange): ModelEvent => ({
   at: c.at,
 });
 
-const fromRolloutOptions = (o: RolloutOptionsMessage | undefined): RolloutOptions => ({ timeoutMs: o?.timeoutMs ?? 0, autoRollback: o?.autoRollback ?? false });
+const fromRolloutOptions = (o: RolloutOptionsMessage | undefined): RolloutOptions => ({
+  timeoutMs: o?.timeoutMs ?? 0,
+  autoRollback: o?.autoRollback ?? false,
+});
 
 function fromReport(m: ReplicaReportMessage): ReplicaReport {
   if (!m.replica) throw new SightlineError('INVALID_INPUT', 'a replica report names its replica');
@@ -135,7 +162,13 @@ function fromReport(m: ReplicaReportMessage): ReplicaReport {
       model: x.model,
       servingVersion: x.servingVersion || null,
       activeVersion: x.activeVersion || null,
-      versions: x.versions.map((v) => ({ version: v.version, state: FROM_VERSION_STATE.get(v.state) ?? 'loading', error: v.error || null, inflight: v.inFlight, provider: v.provider })),
+      versions: x.versions.map((v) => ({
+        version: v.version,
+        state: FROM_VERSION_STATE.get(v.state) ?? 'loading',
+        error: v.error || null,
+        inflight: v.inFlight,
+        provider: v.provider,
+      })),
     })),
   };
 }
@@ -149,8 +182,15 @@ export const callerOf = (call: { getPeer(): string; metadata: Metadata }): Calle
 };
 
 /** Turns the upload stream into its metadata and an async iterable of its data chunks. */
-async function splitUpload(call: ServerReadableStream<UploadChunk, ModelVersion>): Promise<{ meta: UploadMetadata; chunks: AsyncIterable<Uint8Array> }> {
-  const { head, rest } = await splitHeadStream(call as AsyncIterable<UploadChunk>, (m) => m.metadata, (m) => m.data ?? new Uint8Array(0), { message: 'UploadChunk', head: 'metadata (model name)' });
+async function splitUpload(
+  call: ServerReadableStream<UploadChunk, ModelVersion>,
+): Promise<{ meta: UploadMetadata; chunks: AsyncIterable<Uint8Array> }> {
+  const { head, rest } = await splitHeadStream(
+    call as AsyncIterable<UploadChunk>,
+    (m) => m.metadata,
+    (m) => m.data ?? new Uint8Array(0),
+    { message: 'UploadChunk', head: 'metadata (model name)' },
+  );
   return { meta: head, chunks: rest };
 }
 
@@ -185,7 +225,11 @@ export interface RegistryHandlers {
 }
 
 /** `tokenDigests`: what SyncTokens sends replicas (AccessControl's view of the token database). */
-export function registryHandlers(registry: ModelRegistry, log: Logger, tokenDigests: () => TokenDigest[]): RegistryHandlers {
+export function registryHandlers(
+  registry: ModelRegistry,
+  log: Logger,
+  tokenDigests: () => TokenDigest[],
+): RegistryHandlers {
   const watches = new Set<ServerWritableStream<unknown, unknown>>();
   /** Open ReportReplica streams, answered at shutdown so the server can drain. */
   const reporters = new Set<() => void>();
@@ -223,14 +267,30 @@ export function registryHandlers(registry: ModelRegistry, log: Logger, tokenDige
         );
     },
     listModels: unary(log, () => ({
-      models: registry.listModels().map((m) => ({ name: m.name, activeVersion: m.activeVersion ?? 0, rollbackVersion: m.rollbackVersion ?? 0, versionCount: m.versionCount, createdAt: m.createdAt })),
+      models: registry
+        .listModels()
+        .map((m) => ({
+          name: m.name,
+          activeVersion: m.activeVersion ?? 0,
+          rollbackVersion: m.rollbackVersion ?? 0,
+          versionCount: m.versionCount,
+          createdAt: m.createdAt,
+        })),
     })),
     listVersions: unary(log, (req) => ({ versions: registry.listVersions(req.model).map((v) => toModelVersion(v)) })),
     getVersion: unary(log, (req) => toModelVersion(registry.getVersion(req.model, req.version))),
     getModelStatus: unary(log, (req) => toModelStatus(registry.status(req.model))),
-    promote: unary(log, async (req, call) => toModelStatus(await registry.promote(req.model, req.version, callerOf(call), req.reason, fromRolloutOptions(req.rollout)))),
-    rollback: unary(log, async (req, call) => toModelStatus(await registry.rollback(req.model, callerOf(call), req.reason, fromRolloutOptions(req.rollout)))),
-    deleteVersion: unary(log, (req, call) => registry.deleteVersion(req.model, req.version, callerOf(call), req.reason)),
+    promote: unary(log, async (req, call) =>
+      toModelStatus(
+        await registry.promote(req.model, req.version, callerOf(call), req.reason, fromRolloutOptions(req.rollout)),
+      ),
+    ),
+    rollback: unary(log, async (req, call) =>
+      toModelStatus(await registry.rollback(req.model, callerOf(call), req.reason, fromRolloutOptions(req.rollout))),
+    ),
+    deleteVersion: unary(log, (req, call) =>
+      registry.deleteVersion(req.model, req.version, callerOf(call), req.reason),
+    ),
     getHistory: unary(log, (req) => ({
       entries: registry.history(req.model, req.limit || undefined).map((h) => ({
         id: BigInt(h.id),
@@ -247,7 +307,8 @@ export function registryHandlers(registry: ModelRegistry, log: Logger, tokenDige
         async (bytes) => {
           // Chunks below the default 4 MiB message limit; write() back-pressure keeps memory flat.
           for (let o = 0; o < bytes.length && !call.cancelled; o += BLOB_CHUNK_BYTES) {
-            if (!call.write({ data: bytes.subarray(o, o + BLOB_CHUNK_BYTES) })) await new Promise((r) => call.once('drain', r));
+            if (!call.write({ data: bytes.subarray(o, o + BLOB_CHUNK_BYTES) }))
+              await new Promise((r) => call.once('drain', r));
           }
           call.end();
         },
@@ -255,12 +316,26 @@ export function registryHandlers(registry: ModelRegistry, log: Logger, tokenDige
       );
     },
     getProfile: unary(log, (req) => toStoredProfile(registry.getProfile(req.model, req.version))),
-    putProfile: unary(log, async (req, call) => toStoredProfile(await registry.putProfile(req.model, req.version, parseProfileJson(req.profileJson), callerOf(call)))),
+    putProfile: unary(log, async (req, call) =>
+      toStoredProfile(
+        await registry.putProfile(req.model, req.version, parseProfileJson(req.profileJson), callerOf(call)),
+      ),
+    ),
     syncTokens: unary(log, () => ({
-      tokens: tokenDigests().map((t) => ({ id: t.id, name: t.name, role: t.role, secretSha256: t.secret_hash, expiresAt: t.expires_at ?? '', revokedAt: t.revoked_at ?? '' })),
+      tokens: tokenDigests().map((t) => ({
+        id: t.id,
+        name: t.name,
+        role: t.role,
+        secretSha256: t.secret_hash,
+        expiresAt: t.expires_at ?? '',
+        revokedAt: t.revoked_at ?? '',
+      })),
     })),
     watchModels(call: ServerWritableStream<WatchModelsRequest, ModelEvent>) {
-      follow(call, registry.watch((c) => call.write(toModelEvent(c)), call.request.models));
+      follow(
+        call,
+        registry.watch((c) => call.write(toModelEvent(c)), call.request.models),
+      );
     },
     watchRollout(call: ServerWritableStream<WatchRolloutRequest, RolloutMessage>) {
       let stop: () => void = () => undefined;
@@ -275,7 +350,10 @@ export function registryHandlers(registry: ModelRegistry, log: Logger, tokenDige
       }
       follow(call, () => stop());
     },
-    reportReplica(call: ServerReadableStream<ReplicaReportMessage, ReportReplicaResponse>, cb: sendUnaryData<ReportReplicaResponse>) {
+    reportReplica(
+      call: ServerReadableStream<ReplicaReportMessage, ReportReplicaResponse>,
+      cb: sendUnaryData<ReportReplicaResponse>,
+    ) {
       // The stream is the replica's presence: when it ends, the replica leaves the fleet view.
       const session = {};
       let done = false;
