@@ -97,6 +97,8 @@ export function validateCommand(): Command {
       console.log(`mAP@0.5      ${m.map50.toFixed(3)}`);
       console.log(`mAP@0.5:0.95 ${m.map5095.toFixed(3)}`);
       console.log(`precision ${m.precision.toFixed(3)}  recall ${m.recall.toFixed(3)} (conf 0.25, IoU 0.5)`);
-      console.log(`${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ms/image)`);
+      console.log(
+        `${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ms/image); per image, waiting excluded: p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`,
+      );
     });
 }
