@@ -6,6 +6,7 @@ export {
   type RunResult,
   type TensorRunResult,
   type Ticket,
+  type BackgroundDrop,
 } from './pool.js';
 export type {
   LoadOptions,
