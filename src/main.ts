@@ -30,8 +30,11 @@ import {
   ModelFollower,
   ModelManager,
   ModelRegistry,
+  promotionGates,
+  ShadowRunner,
   TensorService,
   TokenSync,
+  TrialTallies,
   type DriftMonitorDeps,
   type RegistryPeer,
   type TokenSource,
@@ -326,6 +329,7 @@ async function createPool({ config, log, metrics, resources }: Context, workers:
     await InferencePool.create({
       workers,
       maxQueue: config.pool.maxQueue,
+      maxBackground: config.shadow.maxQueue,
       workerNice: config.pool.workerNice,
       onEvent: (e) =>
         log.warn({ event: e.type, worker: e.worker, ...('code' in e ? { code: e.code } : {}) }, `inference ${e.type}`),
@@ -365,11 +369,23 @@ function openRegistry(ctx: Context, pool: InferencePool): { registry: ModelRegis
         rolloutTimeoutMs: config.fleet.rolloutTimeoutMs,
         audit: (e) => access.record(e.principal, e.peer ?? '', e.action, e.target ?? '', e.outcome, e.reason),
         metrics,
+        datasets: {
+          maxDatasetBytes: config.registry.maxDatasetBytes,
+          maxDatasetFiles: config.registry.maxDatasetFiles,
+          maxFileBytes: config.limits.maxImageBytes,
+        },
+        prep: {
+          limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
+          options: config.preprocess,
+        },
+        canary: config.canary,
       },
       log,
     ),
     (r) => r.close(),
   );
+  // The first promote check: gates are judged before anything is loaded for the promote.
+  registry.addPromoteCheck(promotionGates((model, version) => registry.evidence(model, version), config.promotion));
   metrics.observeFleet(() => ({
     replicas: registry.fleet.all().map(({ report, reportedAt }) => ({
       replica: report.replica,
@@ -427,7 +443,13 @@ function createServing(
   // The configured default goes first, so it is the default model whatever the registry holds.
   const first = config.defaultModel ?? config.models[0]?.name;
   if (first) models.setDefaultModel(first, { allowUnloaded: true });
-  const follower = resources.add(
+  // Shadow and canary tallies: counted by detection, sent to the registry with every report.
+  const tallies = new TrialTallies();
+  const running = (model: string, id: number) => {
+    const p = follower.model(model);
+    return p?.shadow?.id === id || p?.canary?.id === id;
+  };
+  const follower: ModelFollower = resources.add(
     new ModelFollower(
       peer,
       models,
@@ -438,6 +460,7 @@ function createServing(
         retryMinMs: 250,
         retryMaxMs: 5_000,
         reportIntervalMs: config.fleet.reportIntervalMs,
+        trials: () => tallies.report(running),
       },
       log,
     ),
@@ -446,12 +469,24 @@ function createServing(
   // Reference profiles live in the registry: in this process's database, or over gRPC on a replica.
   const drift = resources.add(new DriftMonitor(config.drift, { ...profiles, metrics, log }), (d) => d.close());
   follower.onModelEvent((c) => drift.onModelChange(c));
-  const detect = new DetectService(
+  const detectSettings = { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess };
+  const shadow = new ShadowRunner({
     models,
+    catalog: follower,
     pool,
-    { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess },
-    config.drift.enabled ? drift : undefined,
-  );
+    tallies,
+    prep: {
+      limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
+      options: config.preprocess,
+    },
+    settings: config.shadow,
+    log,
+    metrics,
+  });
+  const detect = new DetectService(models, pool, detectSettings, config.drift.enabled ? drift : undefined, {
+    tallies,
+    shadow,
+  });
   return {
     models,
     follower,

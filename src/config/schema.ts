@@ -99,6 +99,46 @@ export const ConfigSchema = z
         tokenFile: z.string().min(1).optional(),
         /** role inference: CA certificate that signs the registry's TLS certificate; plaintext when absent. */
         caFile: z.string().min(1).optional(),
+        /** Largest golden dataset version (all its files together) an upload may send. */
+        maxDatasetBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024 * MiB),
+        /** Most files (images, labels, class names) in one golden dataset version. */
+        maxDatasetFiles: z.number().int().min(1).default(100_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Shadow runs of a candidate version on sampled live requests (README, "Promoting with evidence"): idle capacity only. */
+    shadow: z
+      .object({
+        /** Sampled requests waiting for an idle worker at most, per server; beyond it a new one is dropped (counted, reason busy). */
+        maxQueue: z.number().int().min(0).max(1024).default(8),
+        /** A sampled request that found no idle worker within this is dropped (counted, reason expired). */
+        maxWaitMs: z.number().int().min(1).max(60_000).default(2_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Canaries (`registry promote NAME V --canary 10%`): when the registry rolls one back by itself. Each promote may set its own. */
+    canary: z
+      .object({
+        /** Requests per arm (canary and baseline, over every replica) before the two are compared. */
+        minSamples: z.number().int().min(1).default(100),
+        /** Roll back when the canary's p99 exceeds (1 + p99Margin) × the baseline's. */
+        p99Margin: z.number().min(0).default(0.2),
+        /** Roll back when the canary's error rate exceeds the baseline's + errorRateMargin. */
+        errorRateMargin: z.number().min(0).max(1).default(0.01),
+      })
+      .strict()
+      .prefault({}),
+    /** Gates every promote must pass, judged on stored evidence (README, "Promoting with evidence"). */
+    promotion: z
+      .object({
+        /** Gates by model name ("*": models without their own list), e.g. { "det": ["map50_95>=active-0.005", "agreement>=0.9"] }. */
+        require: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+        /** Shadow gates (agreement, agreement_p10, latency_ratio) need at least this many compared images. */
+        minShadowSamples: z.number().int().min(1).default(50),
       })
       .strict()
       .prefault({}),

@@ -1,11 +1,15 @@
 /**
- * One detection request: validate → pick the model version → admission → the image through the
- * inference pool (header and limits here; decoding, letterbox, ONNX Runtime and NMS in a worker thread).
+ * One detection request: validate → pick the model version (a running canary's split included) →
+ * admission → the image through the inference pool (header and limits here; decoding, letterbox, ONNX
+ * Runtime and NMS in a worker thread). Once the answer exists: the canary's tally, and the shadow's
+ * sampling (which only schedules work for after the answer is sent).
  */
 import { SightlineError } from '../errors.js';
 import {
   detectImage,
   type Detection,
+  type ImagePrep,
+  type ImageRequest,
   type InferencePool,
   type PixelSample,
   type PrepareOptions,
@@ -19,7 +23,11 @@ import {
   type InputFeatures,
 } from '../monitoring/index.js';
 import type { SampleObserver } from './drift.js';
-import type { ModelManager } from './models.js';
+import type { CanaryArm, ModelManager } from './models.js';
+import { requestBucket } from './routing.js';
+import type { ShadowRunner } from './shadow.js';
+import { addCanaryRequest } from './trial-stats.js';
+import type { TrialTallies } from './trial-tallies.js';
 
 export interface DetectInput {
   model: string;
@@ -33,6 +41,11 @@ export interface DetectInput {
   classes: readonly number[];
   agnosticNms: boolean;
   frameId: bigint;
+  /**
+   * What a running canary's split hashes: the client's own x-request-id (so its retries land on the same
+   * version), or the stream's request id. Absent: the image itself is hashed.
+   */
+  routingKey?: string;
 }
 
 export interface Timing {
@@ -84,14 +97,32 @@ function threshold(name: string, v: number, dflt: number): number {
   return v;
 }
 
+/** Shadows and canaries on this server: where their tallies go, and who runs shadow samples. */
+export interface TrialHooks {
+  tallies: TrialTallies;
+  shadow: ShadowRunner;
+}
+
+/** Failures that say nothing about a version: the client's own input, the client leaving, a refusal at capacity. */
+const NOT_THE_VERSIONS: ReadonlySet<string> = new Set(['INVALID_INPUT', 'CANCELLED', 'OVERLOADED', 'NOT_FOUND']);
+
 export class DetectService {
+  private readonly prep: ImagePrep;
+
   constructor(
     private readonly models: ModelManager,
     private readonly pool: InferencePool,
     private readonly settings: DetectSettings,
     /** Drift monitoring: gets every request's features. None: no features are computed at all. */
     private readonly observer?: SampleObserver,
-  ) {}
+    /** Shadows and canaries; none in tools and tests that need neither. */
+    private readonly trials?: TrialHooks,
+  ) {
+    this.prep = {
+      limits: { maxBytes: settings.limits.maxImageBytes, maxPixels: settings.limits.maxImagePixels },
+      options: settings.preprocess,
+    };
+  }
 
   /** The refusal a new request would get now (server at capacity), or null: lets the transport refuse early. */
   refusal(): SightlineError | null {
@@ -139,7 +170,9 @@ export class DetectService {
         { field: 'max_detections' },
       );
     }
-    const v = this.models.acquire(input.model, input.version);
+    const { v, canary } = this.models.acquireRouted(input.model, input.version, () =>
+      requestBucket(input.routingKey, input.image),
+    );
     let ticket: Ticket | undefined;
     try {
       const bad = input.classes.find((c) => c >= v.info.numClasses);
@@ -156,24 +189,21 @@ export class DetectService {
       // Admission before decoding: a refused request costs no decode time.
       ticket = this.pool.admit({ bypassLimit: opts.stream });
       const wantFeatures = !!this.observer || !!opts.features;
+      const request: ImageRequest = {
+        decode: {
+          confThreshold: conf,
+          classFilter: input.classes.length ? new Set(input.classes) : null,
+          multiLabel: false,
+        },
+        nms: { iouThreshold: iou, maxDetections: maxDet, agnostic: input.agnosticNms },
+      };
       const r = await detectImage(
         this.pool,
         v.key,
         v.info,
         input.image,
-        {
-          limits: { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels },
-          options: this.settings.preprocess,
-        },
-        {
-          decode: {
-            confThreshold: conf,
-            classFilter: input.classes.length ? new Set(input.classes) : null,
-            multiLabel: false,
-          },
-          nms: { iouThreshold: iou, maxDetections: maxDet, agnostic: input.agnosticNms },
-          sampleStep: wantFeatures ? FEATURE_STEP : 0,
-        },
+        this.prep,
+        { ...request, sampleStep: wantFeatures ? FEATURE_STEP : 0 },
         signal,
         ticket,
       );
@@ -191,6 +221,21 @@ export class DetectService {
         if (this.observer && opts.observe !== false)
           this.observer.onSample({ model: v.name, version: v.version, names: v.info.names }, features);
       }
+      const t = r.timing;
+      const totalMs = performance.now() - t0;
+      if (canary) this.countCanary(v.name, canary, totalMs, false);
+      // Calibration images are not traffic: no shadow for them either.
+      if (opts.observe !== false) {
+        this.trials?.shadow.offer({
+          model: v.name,
+          version: v.version,
+          image: input.image,
+          request,
+          detections: r.detections,
+          serviceMs: t.decodeMs + t.preprocessMs + t.inferenceMs + t.postprocessMs,
+          narrow: !r.latencySession,
+        });
+      }
       return {
         model: v.name,
         version: v.version,
@@ -200,19 +245,27 @@ export class DetectService {
         imageHeight: g.srcHeight,
         detections: r.detections,
         timing: {
-          decodeMs: r.timing.decodeMs,
-          preprocessMs: r.timing.preprocessMs,
-          queueMs: r.timing.queueMs,
-          inferenceMs: r.timing.inferenceMs,
-          postprocessMs: r.timing.postprocessMs,
-          totalMs: performance.now() - t0,
+          decodeMs: t.decodeMs,
+          preprocessMs: t.preprocessMs,
+          queueMs: t.queueMs,
+          inferenceMs: t.inferenceMs,
+          postprocessMs: t.postprocessMs,
+          totalMs,
         },
         ...(features ? { features } : {}),
       };
+    } catch (e) {
+      if (canary && !(e instanceof SightlineError && NOT_THE_VERSIONS.has(e.code)))
+        this.countCanary(v.name, canary, performance.now() - t0, true);
+      throw e;
     } finally {
       ticket?.release();
       this.models.release(v);
     }
+  }
+
+  private countCanary(model: string, c: CanaryArm, ms: number, failed: boolean): void {
+    if (this.trials) addCanaryRequest(this.trials.tallies.canary(c.trialId, model), c.arm, ms, failed);
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { VersionState } from './models.js';
+import type { TrialTally } from './trial-stats.js';
 
 /** One version on one replica. */
 export interface ReplicaVersion {
@@ -32,6 +33,8 @@ export interface ReplicaReport {
   /** Identity: the pod name (host name) unless configured. */
   readonly replica: string;
   readonly models: readonly ReplicaModelReport[];
+  /** Its tallies of the shadows and canaries it takes part in (cumulative; the registry sums replicas). */
+  readonly trials?: readonly TrialTally[];
 }
 
 /** One replica as the fleet view shows it for one model. */

@@ -10,7 +10,8 @@
  */
 import type { Logger } from '../telemetry/logger.js';
 import type { ReplicaReport } from './fleet.js';
-import type { ModelChange } from './model-change.js';
+import type { ModelChange, TrialRef } from './model-change.js';
+import type { TrialTally } from './trial-stats.js';
 import type { Catalog, LoadSettings, ModelManager } from './models.js';
 import type { RegistryPeer } from './registry-peer.js';
 
@@ -25,20 +26,30 @@ export interface FollowerOptions {
   retryMaxMs: number;
   /** A report goes to the registry at every change and at least this often. */
   reportIntervalMs: number;
+  /** This server's shadow and canary tallies, sent with every report (TrialTallies.report). */
+  trials?: () => TrialTally[];
 }
 
-/** A model's pointers and versions as the registry last announced them. */
+/** A model's pointers and versions as the registry last announced them, with its running shadow and canary. */
 export interface ModelPointers {
   readonly active: number | null;
   readonly rollback: number | null;
   readonly versions: ReadonlySet<number>;
+  readonly shadow: TrialRef | null;
+  readonly canary: TrialRef | null;
 }
 
-/** The versions a server must hold for a model's pointers: the one place that decides it. */
+/**
+ * The versions a server must hold for a model's pointers, active first: the one place that decides
+ * it. A shadow's or a canary's candidate is one more: it runs beside the active version.
+ */
 export function requiredVersions(p: ModelPointers, keepRollbackWarm: boolean): number[] {
   const out: number[] = [];
-  if (p.active !== null) out.push(p.active);
-  if (keepRollbackWarm && p.rollback !== null && p.rollback !== p.active) out.push(p.rollback);
+  const add = (v: number | null | undefined) => v != null && !out.includes(v) && out.push(v);
+  add(p.active);
+  if (keepRollbackWarm) add(p.rollback);
+  add(p.shadow?.version);
+  add(p.canary?.version);
   return out;
 }
 
@@ -154,6 +165,7 @@ export class ModelFollower implements Catalog {
     const names = new Set([...this.pointers.keys(), ...this.models.list().map((m) => m.name)]);
     return {
       replica: this.opts.replica,
+      ...(this.opts.trials ? { trials: this.opts.trials() } : {}),
       models: [...names].sort().map((model) => {
         const serving = this.models.activeVersion(model);
         return {
@@ -213,10 +225,18 @@ export class ModelFollower implements Catalog {
       for (const fn of this.listeners) fn();
       return;
     }
-    if (c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back') this.held.delete(c.model);
+    // The change a prepare() was for has been announced (a promote, or a canary starting).
+    if (c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back' || c.type === 'trial_changed')
+      this.held.delete(c.model);
     if (c.type === 'promoted' || c.type === 'rolled_back')
       this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
-    const p: ModelPointers = { active: c.activeVersion, rollback: c.rollbackVersion, versions: new Set(c.versions) };
+    const p: ModelPointers = {
+      active: c.activeVersion,
+      rollback: c.rollbackVersion,
+      versions: new Set(c.versions),
+      shadow: c.shadow,
+      canary: c.canary,
+    };
     this.pointers.set(c.model, p);
     // A version that failed before gets a fresh try now that a pointer needs it again (and a report
     // never shows that old failure as this attempt's).
@@ -278,10 +298,18 @@ export class ModelFollower implements Catalog {
       this.flip(model);
     }
     for (const v of requiredVersions(p, this.opts.keepRollbackWarm).filter((x) => x !== p.active)) {
+      const role =
+        v === p.canary?.version ? 'canary' : v === p.shadow?.version ? 'shadow candidate' : 'rollback target';
       await this.ensureLoaded(model, v).catch((e: Error) =>
         this.log.warn(
-          { event: 'rollback_not_warm', model, version: v, err: e.message },
-          `model ${model}: rollback target version ${v} not loaded`,
+          {
+            event: role === 'rollback target' ? 'rollback_not_warm' : 'candidate_not_loaded',
+            model,
+            version: v,
+            role,
+            err: e.message,
+          },
+          `model ${model}: ${role} version ${v} not loaded`,
         ),
       );
     }

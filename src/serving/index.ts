@@ -45,9 +45,39 @@ export {
   type Caller,
   type ModelStatusView,
   type PromoteCheck,
+  type PromoteContext,
+  type PromoteOptions,
   type RegistryOptions,
   type UploadMeta,
 } from './registry.js';
+export {
+  GATE_METRICS,
+  checkGates,
+  describeEvidence,
+  parseGate,
+  promotionGates,
+  type Evidence,
+  type Gate,
+  type GateResult,
+  type PromotionPolicy,
+} from './gates.js';
+export { ShadowRunner, type ShadowSettings } from './shadow.js';
+export { TrialTallies } from './trial-tallies.js';
+export {
+  DROP_REASONS,
+  type CanaryMargins,
+  type CanarySummary,
+  type CanaryTally,
+  type ClassSummary,
+  type DropReason,
+  type ShadowSummary,
+  type ShadowTally,
+  type TrialTally,
+} from './trial-stats.js';
+export type { CanaryView, ShadowView } from './trials.js';
+export type { DatasetUploadItem } from './datasets.js';
+export type { EvaluationReport } from './evaluation.js';
+export { requestBucket } from './routing.js';
 export {
   Fleet,
   type FleetOptions,
@@ -64,8 +94,8 @@ export {
   type RolloutPhase,
   type RolloutReplica,
 } from './rollout.js';
-export type { TokenDigest } from '../registry/index.js';
-export type { ModelChange, ModelChangeType } from './model-change.js';
+export type { DatasetRecord, EvaluationRecord, TokenDigest, TrialRecord } from '../registry/index.js';
+export type { ModelChange, ModelChangeType, TrialRef } from './model-change.js';
 export { TokenSync, type TokenSyncOptions } from './token-sync.js';
 export { TensorService, type LoadedVersionView, type ModelDescription, type TensorResult } from './tensor.js';
 export { StreamSession, type DropPolicy, type StreamItem, type StreamSettings, type StreamSink } from './stream.js';

@@ -9,6 +9,7 @@ import type { FamilyName } from '../identifiers.js';
 import type { InferencePool, LoadOptions, ModelInfo } from '../inference/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { TrialRef } from './model-change.js';
 
 /**
  * A version's state on this server: loading (file fetched, verified, loaded into every worker),
@@ -51,8 +52,21 @@ export type ServingVersion = LoadedVersion & { info: ModelInfo };
 export interface Catalog {
   /** False until this server has heard the registry's models (a replica that has not reached it yet). */
   readonly synced: boolean;
-  /** A model's active version and every version number; undefined for a model the registry lacks. */
-  model(name: string): { readonly active: number | null; readonly versions: ReadonlySet<number> } | undefined;
+  /** A model's active version, every version number, and its running shadow and canary; undefined for a model the registry lacks. */
+  model(name: string):
+    | {
+        readonly active: number | null;
+        readonly versions: ReadonlySet<number>;
+        readonly shadow?: TrialRef | null;
+        readonly canary?: TrialRef | null;
+      }
+    | undefined;
+}
+
+/** Which arm of a running canary a request fell in (acquireRouted). */
+export interface CanaryArm {
+  readonly trialId: number;
+  readonly arm: 'baseline' | 'canary';
 }
 
 interface ModelEntry {
@@ -259,6 +273,23 @@ export class ModelManager {
       });
     v.inflight++;
     return v;
+  }
+
+  /**
+   * acquire() for a request that may fall under a canary: a request naming no version of a model whose
+   * canary version is warm here is served by the canary when `bucket()` (a stable hash of the request
+   * in [0, 1)) is below the canary's share, and by the active version otherwise. Anything else is
+   * acquire() itself, with no arm.
+   */
+  acquireRouted(name: string, version: number, bucket: () => number): { v: ServingVersion; canary: CanaryArm | null } {
+    const modelName = name || this.defaultModel;
+    const canary = version === 0 && modelName ? this.catalog.model(modelName)?.canary : null;
+    const entry = modelName ? this.models.get(modelName) : undefined;
+    const cv = canary ? entry?.versions.get(canary.version) : undefined;
+    if (!canary || !cv || !isWarm(cv) || entry?.active === canary.version)
+      return { v: this.acquire(name, version), canary: null };
+    const arm = bucket() < canary.share ? 'canary' : 'baseline';
+    return { v: this.acquire(modelName!, arm === 'canary' ? canary.version : 0), canary: { trialId: canary.id, arm } };
   }
 
   release(v: LoadedVersion): void {

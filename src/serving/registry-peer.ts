@@ -3,7 +3,7 @@
  * implementations. In role all the registry is in the same process (localRegistryPeer below); on an
  * inference replica it is across the network (transport/grpc/registry-peer.ts).
  */
-import type { Fleet, ReplicaReport } from './fleet.js';
+import type { ReplicaReport } from './fleet.js';
 import type { ModelChange } from './model-change.js';
 import type { ModelFile } from './models.js';
 import type { ModelRegistry } from './registry.js';
@@ -24,7 +24,7 @@ export interface RegistryPeer {
 
 /** Role all: the registry in this process. Changes arrive synchronously, as the registry commits them. */
 export function localRegistryPeer(
-  registry: Pick<ModelRegistry, 'watch' | 'getVersion' | 'readBlob'> & { readonly fleet: Pick<Fleet, 'report'> },
+  registry: Pick<ModelRegistry, 'watch' | 'getVersion' | 'readBlob' | 'report'>,
 ): RegistryPeer {
   return {
     watch: (onChange) => registry.watch(onChange),
@@ -37,6 +37,6 @@ export function localRegistryPeer(
         classNames: v.classNames,
       };
     },
-    report: (r) => registry.fleet.report(r),
+    report: (r) => registry.report(r),
   };
 }

@@ -71,6 +71,25 @@ export interface PoolReading {
   admissionLimit?: number;
 }
 
+/** A shadow's pair: the model, its active version (the live answers) and the candidate. */
+export interface ShadowPair {
+  model: string;
+  version: string;
+  candidate: string;
+}
+
+/** What a shadow sample is counted as: compared, the candidate failed, or dropped (and why). */
+export type ShadowOutcome = 'compared' | 'failed' | 'busy' | 'expired' | 'not_loaded';
+
+/** One image compared (eval/compare.ts ImageComparison, structurally). */
+export interface ShadowComparison {
+  readonly agreement: number;
+  readonly classes: ReadonlyMap<
+    number,
+    { readonly matched: number; readonly activeOnly: number; readonly candidateOnly: number }
+  >;
+}
+
 /** What the registry knows of the replicas reporting to it (role registry and all). */
 export interface FleetReading {
   replicas: readonly {
@@ -106,6 +125,11 @@ export const ATTR = {
   replica: 'sightline.replica',
   versionState: 'sightline.model.version.state',
   rolloutOutcome: 'sightline.rollout.outcome',
+  shadowVersion: 'sightline.shadow.version',
+  shadowOutcome: 'sightline.shadow.outcome',
+  shadowBox: 'sightline.shadow.box',
+  shadowArm: 'sightline.shadow.arm',
+  canaryOutcome: 'sightline.canary.outcome',
 } as const;
 
 export const RPC_SERVICE = 'sightline.v1.Detector';
@@ -123,6 +147,8 @@ export const MODEL_EVENT_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 export const ROLLOUT_BUCKETS_S = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 /** Detections in one image. */
 export const DETECTION_COUNT_BUCKETS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 1000];
+/** Per-image agreement of a shadow's two answers. */
+export const AGREEMENT_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1];
 /** Detection confidence in 0.05 steps. */
 export const CONFIDENCE_BUCKETS = Array.from({ length: 20 }, (_, i) => Math.round((i + 1) * 5) / 100);
 
@@ -203,6 +229,11 @@ interface Instruments {
   anomalies: Counter;
   rollouts: Counter;
   rolloutDuration: Histogram;
+  shadowRequests: Counter;
+  shadowAgreement: Histogram;
+  shadowBoxes: Counter;
+  shadowDuration: Histogram;
+  canaries: Counter;
 }
 
 interface Live {
@@ -368,6 +399,33 @@ export class Metrics {
         description: 'Time from a pointer change to the end of its rollout, by outcome',
         unit: 's',
         advice: { explicitBucketBoundaries: ROLLOUT_BUCKETS_S },
+      }),
+      shadowRequests: meter.createCounter('sightline.shadow.requests', {
+        description:
+          'Live requests sampled for a shadow, by outcome: compared, failed (the candidate failed), or dropped for want of idle capacity (busy, expired) or of a loaded candidate (not_loaded)',
+        unit: '{request}',
+      }),
+      shadowAgreement: meter.createHistogram('sightline.shadow.agreement', {
+        description:
+          "Per image, boxes of the candidate matching the active version's (same class, IoU >= 0.5) / the larger box count",
+        unit: '1',
+        advice: { explicitBucketBoundaries: AGREEMENT_BUCKETS },
+      }),
+      shadowBoxes: meter.createCounter('sightline.shadow.boxes', {
+        description:
+          'Boxes of shadow comparisons by class: matched, active_only (the candidate misses them), candidate_only (it adds them)',
+        unit: '{box}',
+      }),
+      shadowDuration: meter.createHistogram('sightline.shadow.duration', {
+        description:
+          'Decode, preprocessing, inference and postprocessing of a shadow-compared image, for the active version and the candidate (comparable pairs only)',
+        unit: 's',
+        advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
+      }),
+      canaries: meter.createCounter('sightline.canaries', {
+        description:
+          'Canaries ended, by outcome: promoted, rolled_back (automatically, worse than its margins), stopped, superseded',
+        unit: '{canary}',
       }),
     };
     i.modelReady.addCallback((r) => {
@@ -621,6 +679,65 @@ export class Metrics {
     const a = this.attrs(`o\0${model}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.rolloutOutcome]: outcome }));
     this.live.i.rollouts.add(1, a);
     if (Number.isFinite(seconds)) this.live.i.rolloutDuration.record(seconds, a);
+  }
+
+  /** A shadow sample counted by outcome (compared ones through observeShadowSample). */
+  countShadow(p: ShadowPair, outcome: ShadowOutcome): void {
+    if (!this.live) return;
+    this.live.i.shadowRequests.add(1, this.shadowAttrs(p, ATTR.shadowOutcome, outcome));
+  }
+
+  /** One image compared by a shadow: agreement, boxes by class, and both latencies (seconds from ms) when comparable. */
+  observeShadowSample(
+    p: ShadowPair,
+    c: ShadowComparison,
+    latency: { activeMs: number; candidateMs: number } | null,
+    names: readonly string[],
+  ): void {
+    if (!this.live) return;
+    const { i } = this.live;
+    i.shadowRequests.add(1, this.shadowAttrs(p, ATTR.shadowOutcome, 'compared'));
+    i.shadowAgreement.record(c.agreement, this.shadowAttrs(p));
+    for (const [cls, d] of c.classes) {
+      const label = names[cls] ?? String(cls);
+      for (const [box, n] of [
+        ['matched', d.matched],
+        ['active_only', d.activeOnly],
+        ['candidate_only', d.candidateOnly],
+      ] as const) {
+        if (n > 0)
+          i.shadowBoxes.add(
+            n,
+            this.attrs(`sb\0${p.model}\0${p.version}\0${p.candidate}\0${box}\0${label}`, () => ({
+              ...this.shadowAttrs(p),
+              [ATTR.shadowBox]: box,
+              [ATTR.className]: label,
+            })),
+          );
+      }
+    }
+    if (latency) {
+      i.shadowDuration.record(latency.activeMs / 1000, this.shadowAttrs(p, ATTR.shadowArm, 'active'));
+      i.shadowDuration.record(latency.candidateMs / 1000, this.shadowAttrs(p, ATTR.shadowArm, 'candidate'));
+    }
+  }
+
+  private shadowAttrs(p: ShadowPair, extraKey?: string, extraValue?: string): Attributes {
+    return this.attrs(`sh\0${p.model}\0${p.version}\0${p.candidate}\0${extraKey ?? ''}\0${extraValue ?? ''}`, () => ({
+      [ATTR.model]: p.model,
+      [ATTR.version]: p.version,
+      [ATTR.shadowVersion]: p.candidate,
+      ...(extraKey ? { [extraKey]: extraValue } : {}),
+    }));
+  }
+
+  /** A canary ended (the registry): promoted, rolled_back, stopped or superseded. */
+  countCanary(model: string, outcome: string): void {
+    if (!this.live) return;
+    this.live.i.canaries.add(
+      1,
+      this.attrs(`cn\0${model}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.canaryOutcome]: outcome })),
+    );
   }
 
   /** The registry's fleet view, read once per scrape: replicas, their versions and states, and how fresh each report is. */

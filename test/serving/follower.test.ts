@@ -28,6 +28,12 @@ import { waitFor } from '../support/wait.js';
 const haveData = sharedDataOrSkip('follower');
 const LOAD = { intraOpThreads: 1, executionProviders: ['cpu' as const], warmupRuns: 1, cpuMemArena: false };
 const ops: Caller = { actor: 'test', peer: '' };
+/** Datasets, evaluations and canaries: not exercised here (test/serving/shadow.test.ts and the others are). */
+const EVIDENCE = {
+  datasets: { maxDatasetBytes: 1 << 30, maxDatasetFiles: 1000, maxFileBytes: 1 << 24 },
+  prep: { limits: { maxBytes: 1 << 24, maxPixels: 40_000_000 }, options: { applyIccProfile: false } },
+  canary: { minSamples: 100, p99Margin: 0.2, errorRateMargin: 0.01 },
+};
 
 /** The same model with an unknown protobuf field appended: a valid, distinct ONNX file (its own sha256). */
 const variant = (file: string, n: number) =>
@@ -54,7 +60,7 @@ async function inProcess(): Promise<Harness> {
     store,
     new BlobStore(dataDir),
     pool,
-    { maxUploadBytes: 64 << 20, load: LOAD, replicaTimeoutMs: 60_000, rolloutTimeoutMs: 60_000 },
+    { maxUploadBytes: 64 << 20, load: LOAD, replicaTimeoutMs: 60_000, rolloutTimeoutMs: 60_000, ...EVIDENCE },
     silentLogger,
   );
   await registry.start();

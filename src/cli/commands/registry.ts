@@ -1,27 +1,32 @@
 /** `sightline registry ...`: manage model versions on a running server over gRPC. */
 import { Presets, SingleBar } from 'cli-progress';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
+import { SightlineError } from '../../errors.js';
 import { FAMILY_NAMES } from '../../identifiers.js';
-import type { ModelVersion, RegistryClient, RolloutOptions } from '../../generated/sightline/v1/registry.js';
+import type {
+  ModelVersion,
+  PromoteRequest,
+  RegistryClient,
+  RolloutOptions,
+} from '../../generated/sightline/v1/registry.js';
 import { durationArg, intArg } from '../args.js';
-import { call, connectionOptions, registryClient, type ConnectionFlags } from '../client.js';
-import { reportError } from '../errors.js';
+import { call } from '../client.js';
 import { profileCommand } from './drift.js';
+import {
+  canaryCommand,
+  datasetCommand,
+  evaluateCommand,
+  evaluationLine,
+  percentArg,
+  printEvaluation,
+  shadowCommand,
+} from './evidence.js';
+import { action, common, print, type Common } from './registry-common.js';
 import { printStatus, statusJson, waitForRollout } from './rollout.js';
 
-interface Common extends ConnectionFlags {
-  json?: boolean;
-}
-
 const CHUNK_BYTES = 1024 * 1024;
-
-/** JSON for scripts: bigints become numbers (sizes and ids fit). */
-const print = (json: boolean | undefined, value: unknown, human: () => void) =>
-  json
-    ? process.stdout.write(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2) + '\n')
-    : human();
 
 /** `--wait [TIMEOUT]` and `--auto-rollback` of promote and rollback. */
 interface RolloutFlags {
@@ -49,26 +54,45 @@ const rolloutOptions = (o: RolloutFlags): RolloutOptions => ({
   autoRollback: !!o.autoRollback,
 });
 
-function printVersion(v: ModelVersion): void {
+/** promote's gates and canary. */
+interface PromoteFlags extends RolloutFlags {
+  canary?: number;
+  canaryMinSamples?: number;
+  canaryP99Margin?: number;
+  canaryErrorMargin?: number;
+  require: string[];
+  force?: boolean;
+}
+
+const collect = (v: string, all: string[]) => [...all, v];
+const marginArg = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative number, got "${v}"`);
+  return n;
+};
+
+const promoteOptions = (o: PromoteFlags): Pick<PromoteRequest, 'canary' | 'gates'> => ({
+  gates: { require: o.require, force: !!o.force },
+  canary:
+    o.canary === undefined
+      ? undefined
+      : {
+          percent: o.canary,
+          minSamples: o.canaryMinSamples ?? 0,
+          p99Margin: o.canaryP99Margin,
+          errorRateMargin: o.canaryErrorMargin,
+        },
+});
+
+/** One version in a line, then its latest evaluation per dataset (with per-class AP when `detail`). */
+function printVersion(v: ModelVersion, detail = false): void {
   console.log(
     `${v.model} v${v.version}  ${v.sha256.slice(0, 12)}  ${(Number(v.sizeBytes) / 1e6).toFixed(1)} MB  ${v.family} ${v.inputWidth}x${v.inputHeight}  ${v.classNames.length} classes  ${v.createdAt}${v.corrupt ? `  CORRUPT: ${v.corruptReason}` : ''}${v.sourceName ? `  (${v.sourceName})` : ''}`,
   );
-}
-
-/** Runs a client command; a failure is reported in one line (errors.ts). */
-function action<A extends unknown[]>(fn: (client: RegistryClient, ...args: A) => Promise<void>) {
-  return async (...args: A) => {
-    const opts = args.find((a): a is Common => typeof a === 'object' && a !== null && 'server' in a)!;
-    let client: RegistryClient | null = null;
-    try {
-      client = registryClient(opts.server, opts);
-      await fn(client, ...args);
-    } catch (e) {
-      reportError(e, opts.server);
-    } finally {
-      client?.close();
-    }
-  };
+  for (const e of v.evaluations) {
+    if (detail) printEvaluation(e, '  ');
+    else console.log(`  ${evaluationLine(e)}`);
+  }
 }
 
 /** Uploads FILE, or standard input for "-" (kubectl exec -i POD -- sightline registry upload - … < model.onnx). */
@@ -131,7 +155,6 @@ export function registryCommand(): Command {
   const cmd = new Command('registry').description(
     'manage model versions on a running server (upload, promote, rollback, ...)',
   );
-  const common = (c: Command) => connectionOptions(c).option('--json', 'print JSON for scripts');
 
   common(
     cmd
@@ -173,18 +196,24 @@ export function registryCommand(): Command {
     }),
   );
 
-  common(cmd.command('versions <model>').description('versions of a model')).action(
+  common(
+    cmd.command('versions <model>').description('versions of a model, each with its latest evaluation per dataset'),
+  ).action(
     action(async (client, model: string, o: Common) => {
       const r = await call(client, client.listVersions, { model });
-      print(o.json, r.versions, () => r.versions.forEach(printVersion));
+      print(o.json, r.versions, () => r.versions.forEach((v) => printVersion(v)));
     }),
   );
 
-  common(cmd.command('show <model> <version>').description('one version with its model card')).action(
+  common(
+    cmd
+      .command('show <model> <version>')
+      .description('one version with its model card and its evaluations (per-class AP)'),
+  ).action(
     action(async (client, model: string, version: string, o: Common) => {
       const v = await call(client, client.getVersion, { model, version: intArg(version) });
       print(o.json, v, () => {
-        printVersion(v);
+        printVersion(v, true);
         if (v.notes) console.log(`notes: ${v.notes}`);
       });
     }),
@@ -205,20 +234,56 @@ export function registryCommand(): Command {
     common(
       cmd
         .command('promote <model> <version>')
-        .description('make a version active: every replica loads and warms it, then swaps'),
+        .description(
+          'make a version active (every replica loads and warms it, then swaps), if its gates pass; or start a canary of it',
+        ),
     ),
-  ).action(
-    action(async (client, model: string, version: string, o: Common & RolloutFlags) => {
-      const s = await call(client, client.promote, {
-        model,
-        version: intArg(version),
-        reason: o.reason,
-        rollout: rolloutOptions(o),
-      });
-      if (o.wait) return waitForRollout(client, s, o.json);
-      print(o.json, statusJson(s), () => printStatus(s));
-    }),
-  );
+  )
+    .option(
+      '--require <gate>',
+      'a gate the stored evidence must pass, beside the configured ones; repeatable: map50_95>=active-0.005, agreement>=0.9, p99<=1.2*active (README, "Promoting with evidence")',
+      collect,
+      [],
+    )
+    .option('--force', 'promote even if gates fail (audited as forced)')
+    .option(
+      '--canary <percent>',
+      'instead of promoting, serve this share of the requests that name no version with the version (10%), on every replica; promote again without it to finish',
+      percentArg,
+    )
+    .option(
+      '--canary-min-samples <n>',
+      "requests per arm before the canary is judged (default: the registry's canary.minSamples)",
+      intArg,
+    )
+    .option(
+      '--canary-p99-margin <x>',
+      "roll back when the canary's p99 exceeds (1 + x) × the baseline's (default: canary.p99Margin)",
+      marginArg,
+    )
+    .option(
+      '--canary-error-margin <x>',
+      "roll back when its error rate exceeds the baseline's + x (default: canary.errorRateMargin)",
+      marginArg,
+    )
+    .action(
+      action(async (client, model: string, version: string, o: Common & PromoteFlags) => {
+        if (o.canary !== undefined && o.wait)
+          throw new SightlineError(
+            'INVALID_INPUT',
+            '--wait follows a rollout, and a canary starts none: watch it with `sightline registry status`',
+          );
+        const s = await call(client, client.promote, {
+          model,
+          version: intArg(version),
+          reason: o.reason,
+          rollout: rolloutOptions(o),
+          ...promoteOptions(o),
+        });
+        if (o.wait) return waitForRollout(client, s, o.json);
+        print(o.json, statusJson(s), () => printStatus(s));
+      }),
+    );
 
   rolloutFlags(
     common(cmd.command('rollback <model>').description('swap back to the rollback target, on every replica')),
@@ -261,5 +326,9 @@ export function registryCommand(): Command {
       }),
     );
   cmd.addCommand(profileCommand());
+  cmd.addCommand(datasetCommand());
+  cmd.addCommand(evaluateCommand());
+  cmd.addCommand(shadowCommand());
+  cmd.addCommand(canaryCommand());
   return cmd;
 }

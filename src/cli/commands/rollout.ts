@@ -1,6 +1,6 @@
 /**
  * What `registry status`, `promote` and `rollback` print: a model's pointers and every replica with
- * its versions, and a rollout followed to its end (`--wait`). JSON output names states, never enum
+ * its versions, its running canary and shadow, and a rollout followed to its end (`--wait`). JSON output names states, never enum
  * numbers.
  */
 import { Metadata } from '@grpc/grpc-js';
@@ -11,6 +11,7 @@ import {
   type RegistryClient,
   type Rollout,
 } from '../../generated/sightline/v1/registry.js';
+import { canaryJson, printCanary, printShadow, shadowJson } from './evidence.js';
 
 const lower = (name: string, prefix: string) => name.replace(prefix, '').toLowerCase();
 export const stateName = (s: VersionState) =>
@@ -33,6 +34,8 @@ export const statusJson = (s: ModelStatus) => ({
   ...s,
   replicas: s.replicas.map((r) => ({ ...r, versions: r.versions.map((v) => ({ ...v, state: stateName(v.state) })) })),
   rollout: s.rollout ? rolloutJson(s.rollout) : null,
+  shadow: s.shadow ? shadowJson(s.shadow) : null,
+  canary: s.canary ? canaryJson(s.canary) : null,
 });
 
 const versions = (vs: ModelStatus['replicas'][number]['versions']) =>
@@ -60,6 +63,8 @@ export function printStatus(s: ModelStatus): void {
     );
   }
   if (s.rollout) console.log(`latest ${describeRollout(s.rollout)}`);
+  if (s.canary) printCanary(s.canary);
+  if (s.shadow) printShadow(s.shadow);
 }
 
 /** One progress line: ready/total, and where each replica not yet serving the version stands. */

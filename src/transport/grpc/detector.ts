@@ -23,7 +23,14 @@ import {
 import type { Logger } from '../../telemetry/logger.js';
 import { fromDetectRequest, toDetectResponse, toStreamResponse } from './convert.js';
 import { signalFor } from './deadline.js';
-import { noTelemetry, ObservedCall, requestIdMetadata, UNKNOWN, type DetectorTelemetry } from './observe.js';
+import {
+  clientRequestId,
+  noTelemetry,
+  ObservedCall,
+  requestIdMetadata,
+  UNKNOWN,
+  type DetectorTelemetry,
+} from './observe.js';
 import { grpcCodeOf, toStatus } from './status.js';
 import { labelsOf } from '../version.js';
 
@@ -90,7 +97,10 @@ export function detectorHandlers(
       const obs = new ObservedCall(telemetry, 'Detect', call.metadata);
       call.sendMetadata(requestIdMetadata(obs.requestId));
       Promise.resolve()
-        .then(() => detect.detect(fromDetectRequest(call.request), signal))
+        // A canary's split hashes the client's own request id (its retries keep it), else the image.
+        .then(() =>
+          detect.detect({ ...fromDetectRequest(call.request), routingKey: clientRequestId(call.metadata) }, signal),
+        )
         .then(
           (r) => {
             // Answer first: the metrics, span and log below are not the caller's to wait for.
@@ -208,7 +218,8 @@ export function detectorHandlers(
         }
         let input: DetectInput;
         try {
-          input = fromDetectRequest(req);
+          // Every frame of a stream falls on the same side of a canary's split.
+          input = { ...fromDetectRequest(req), routingKey: obs.requestId };
         } catch (e) {
           return session.reject(req.frameId, e);
         }

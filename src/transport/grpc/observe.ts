@@ -31,9 +31,14 @@ export const UNKNOWN = 'unknown';
 /** A client's own x-request-id is kept when it is short and plain; otherwise one is generated. */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function requestIdOf(md: Metadata): string {
+/** The client's own x-request-id, when it sent a usable one. */
+export function clientRequestId(md: Metadata): string | undefined {
   const v = md.get('x-request-id')[0];
-  return typeof v === 'string' && CLIENT_REQUEST_ID.test(v) ? v : randomUUID();
+  return typeof v === 'string' && CLIENT_REQUEST_ID.test(v) ? v : undefined;
+}
+
+export function requestIdOf(md: Metadata): string {
+  return clientRequestId(md) ?? randomUUID();
 }
 
 /** Initial metadata carrying the request id back to the client. */

@@ -40,7 +40,10 @@ const TYPE: Partial<Record<ModelEventType, ModelChangeType>> = {
   [ModelEventType.MODEL_EVENT_TYPE_VERSION_ADDED]: 'version_added',
   [ModelEventType.MODEL_EVENT_TYPE_VERSION_DELETED]: 'version_deleted',
   [ModelEventType.MODEL_EVENT_TYPE_PROFILE_UPDATED]: 'profile_updated',
+  [ModelEventType.MODEL_EVENT_TYPE_TRIAL_CHANGED]: 'trial_changed',
 };
+
+const trialRef = (t: ModelEvent['shadow']) => (t ? { id: Number(t.id), version: t.version, share: t.share } : null);
 
 export const VERSION_STATE: Record<ServingVersionState, VersionState> = {
   loading: VersionState.VERSION_STATE_LOADING,
@@ -143,6 +146,8 @@ export function grpcRegistryPeer(
           versions: e.versions,
           activeSha256: e.activeSha256 || null,
           rollbackSha256: e.rollbackSha256 || null,
+          shadow: trialRef(e.shadow),
+          canary: trialRef(e.canary),
           actor: e.actor,
           reason: e.reason,
           at: e.at,
@@ -238,6 +243,12 @@ export function grpcRegistryPeer(
 export function toReportMessage(r: ReplicaReport): ReplicaReportMessage {
   return {
     replica: r.replica,
+    trials: (r.trials ?? []).map((t) => ({
+      trialId: BigInt(t.trialId),
+      model: t.model,
+      kind: t.kind,
+      tallyJson: JSON.stringify(t.kind === 'shadow' ? t.shadow : t.canary),
+    })),
     models: r.models.map((m) => ({
       model: m.model,
       servingVersion: m.servingVersion ?? 0,

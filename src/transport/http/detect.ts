@@ -42,13 +42,16 @@ export function detectRoute(app: FastifyInstance, deps: DetectRouteDeps): void {
     const q = req.query as Record<string, string | undefined>;
     const image = await imageOf(req);
     const t0 = performance.now();
+    const id = req.headers['x-request-id'];
     const r = await deps.detect.detect(
+      // A canary's split hashes the client's own x-request-id (its retries keep it), else the image.
       {
         model: q.model ?? '',
         version: parseVersion(q.model ?? '', q.version ?? ''),
         image,
         ...detectParams(q as Params),
         frameId: 0n,
+        routingKey: typeof id === 'string' && id === req.id ? id : undefined,
       },
       deps.signalOf(req),
     );
