@@ -10,10 +10,11 @@
  *    throughput, p50/p99, event-loop delay, CPU per image by stage.
  * 4. Refusals: clients that retry RESOURCE_EXHAUSTED at once, at 3 × the saturating load.
  * 5. Streaming and overload (bench/overload.ts) and memory over hot swaps (bench/swap-rss.ts).
- * 6. The targets, each with its measured value.
+ * 6. Shadow traffic: live latency without and with a shadow at sample 1.0 (bench/shadow.ts).
+ * 7. The targets, each with its measured value.
  *
  * Medians and ratios, not absolute thresholds: the machine is shared and noisy. `--quick` shortens
- * every phase; `--only=models|overload` runs one part into $BENCH_OUT or a scratch file.
+ * every phase; `--only=models|overload|shadow` runs one part into $BENCH_OUT or a scratch file.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -30,6 +31,7 @@ import { streamingAndOverload } from './overload.js';
 import { preprocessCost, preprocessProfile } from './preprocess.js';
 import { modelUnderTest, rawLayouts, rawThroughput } from './raw.js';
 import { refusalStorm } from './refusals.js';
+import { shadowOverhead } from './shadow.js';
 import { measureSwapRss } from './swap-rss.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -47,6 +49,7 @@ const T = quick
       storm: 3000,
       scenario: { phaseMs: 3000, rounds: 1, streamMs: 3000, compareStreamMs: 3000 },
       promotes: 15,
+      shadow: { phaseMs: 4000, rounds: 1 },
     }
   : {
       rawMs: 5000,
@@ -57,6 +60,7 @@ const T = quick
       storm: 8000,
       scenario: { phaseMs: 4000, rounds: 2, streamMs: 8000, compareStreamMs: 5000 },
       promotes: 50,
+      shadow: { phaseMs: 10_000, rounds: 3 },
     };
 
 const LABELS = join(shared, 'datasets', 'coco128', 'classes.txt');
@@ -103,7 +107,7 @@ async function main() {
   const targets: string[] = [];
   const models: ModelRun[] = [];
   try {
-    if (only !== 'overload') {
+    if (only === undefined || only === 'models') {
       log();
       log('## Images and the decoder floor');
       log();
@@ -201,7 +205,7 @@ async function main() {
     }
 
     // 4. Refusals, 5. streaming, overload and memory.
-    if (only !== 'models') {
+    if (only === undefined || only === 'overload') {
       const yolox = join(shared, 'models', 'yolox_nano.onnx');
       const storm = await refusalStorm(yolox, LABELS, bus.path, T.storm);
       log();
@@ -215,6 +219,18 @@ async function main() {
       log();
       for (const l of scenario.lines) log(l);
       targets.push(...scenario.targets);
+    }
+    if (only === undefined || only === 'shadow') {
+      const sh = await shadowOverhead({
+        modelPath: join(shared, 'models', 'yolox_nano.onnx'),
+        labels: LABELS,
+        imagePath: bus.path,
+        concurrency: 4,
+        ...T.shadow,
+      });
+      log();
+      for (const l of sh.lines) log(l);
+      targets.push(sh.target);
     }
     if (only === undefined) {
       const labels = readFileSync(LABELS, 'utf8').trim().split('\n');
@@ -242,7 +258,7 @@ async function main() {
       );
     }
 
-    // 6. Targets.
+    // 7. Targets.
     for (const m of models) targets.push(...modelTargets(m, images, cores));
     log();
     log('## Targets');
