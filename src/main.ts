@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { describeSizing, type Config, type ServerRole } from './config/index.js';
 import { SightlineError } from './errors.js';
-import { InferencePool } from './inference/index.js';
+import { InferencePool, type ImagePrep } from './inference/index.js';
 import {
   AuditLog,
   BlobStore,
@@ -374,10 +374,7 @@ function openRegistry(ctx: Context, pool: InferencePool): { registry: ModelRegis
           maxDatasetFiles: config.registry.maxDatasetFiles,
           maxFileBytes: config.limits.maxImageBytes,
         },
-        prep: {
-          limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
-          options: config.preprocess,
-        },
+        prep: imagePrep(config),
         canary: config.canary,
       },
       log,
@@ -469,24 +466,23 @@ function createServing(
   // Reference profiles live in the registry: in this process's database, or over gRPC on a replica.
   const drift = resources.add(new DriftMonitor(config.drift, { ...profiles, metrics, log }), (d) => d.close());
   follower.onModelEvent((c) => drift.onModelChange(c));
-  const detectSettings = { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess };
   const shadow = new ShadowRunner({
     models,
     catalog: follower,
     pool,
     tallies,
-    prep: {
-      limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
-      options: config.preprocess,
-    },
+    prep: imagePrep(config),
     settings: config.shadow,
     log,
     metrics,
   });
-  const detect = new DetectService(models, pool, detectSettings, config.drift.enabled ? drift : undefined, {
-    tallies,
-    shadow,
-  });
+  const detect = new DetectService(
+    models,
+    pool,
+    { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess },
+    config.drift.enabled ? drift : undefined,
+    { tallies, shadow },
+  );
   return {
     models,
     follower,
@@ -517,6 +513,14 @@ function createServing(
 async function registerConfiguredModels(config: Config, registry: ModelRegistry): Promise<void> {
   for (const m of config.models)
     await registry.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
+}
+
+/** How images are read for anything but a live request (shadow runs, evaluations): the serving limits and preprocessing. */
+function imagePrep(config: Config): ImagePrep {
+  return {
+    limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
+    options: config.preprocess,
+  };
 }
 
 /** A secret from a file (a mounted Kubernetes Secret): trimmed, and never logged. */

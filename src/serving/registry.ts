@@ -517,14 +517,10 @@ export class ModelRegistry {
       );
   }
 
-  /** An ended trial in words, with its final tallies; counts an ended canary. */
+  /** An ended trial in words, with its final tallies (Trials.describeEnded); counts an ended canary. */
   private trialEnded(t: TrialRecord): string {
     if (t.kind === 'canary') this.opts.metrics?.countCanary(t.model, t.outcome ?? 'stopped');
-    const summary =
-      t.kind === 'shadow'
-        ? shadowLine(this.trials.shadowView(t))
-        : canaryLine(this.trials.canaryView(t as CanaryTrial));
-    return `${t.outcome}: ${t.reason}; ${summary}`;
+    return this.trials.describeEnded(t);
   }
 
   /** The active version a shadow or canary of `version` is compared with; PRECONDITION when there is none to compare with. */
@@ -1002,14 +998,3 @@ async function* oneChunk(b: Uint8Array): AsyncIterable<Uint8Array> {
 }
 
 const pct = (share: number) => `${+(share * 100).toFixed(2)} %`;
-
-const shadowLine = (v: ShadowView) => {
-  const s = v.summary;
-  return `${s.samples} samples from ${v.replicas} replica(s)${s.agreementMean === null ? '' : `, agreement ${s.agreementMean.toFixed(3)} (p10 ${s.agreementP10!.toFixed(2)})`}${s.droppedTotal ? `, ${s.droppedTotal} dropped` : ''}${s.failed ? `, ${s.failed} failed` : ''}`;
-};
-
-const canaryLine = (v: CanaryView) => {
-  const arm = (a: CanaryView['summary']['canary']) =>
-    `${a.requests} requests, ${a.errors} errors, p99 ${Number.isFinite(a.p99Ms) ? `${a.p99Ms.toFixed(0)} ms` : '-'}`;
-  return `canary ${arm(v.summary.canary)}; baseline ${arm(v.summary.baseline)}`;
-};

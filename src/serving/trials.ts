@@ -152,6 +152,28 @@ export class Trials {
     return canaryVerdict(this.canaryView(trial).summary, trial.settings);
   }
 
+  /** An ended trial in words, for the audit log: its outcome, why, and its final tallies. */
+  describeEnded(t: TrialRecord): string {
+    let summary: string;
+    if (t.kind === 'shadow') {
+      const v = this.shadowView(t);
+      const s = v.summary;
+      summary =
+        `${s.samples} samples from ${v.replicas} replica(s)` +
+        (s.agreementMean === null
+          ? ''
+          : `, agreement ${s.agreementMean.toFixed(3)} (p10 ${s.agreementP10!.toFixed(2)})`) +
+        (s.droppedTotal ? `, ${s.droppedTotal} dropped` : '') +
+        (s.failed ? `, ${s.failed} failed` : '');
+    } else {
+      const { summary: c } = this.canaryView(t as CanaryTrial);
+      const arm = (a: CanarySummary['canary']) =>
+        `${a.requests} requests, ${a.errors} errors, p99 ${Number.isFinite(a.p99Ms) ? `${a.p99Ms.toFixed(0)} ms` : '-'}`;
+      summary = `canary ${arm(c.canary)}; baseline ${arm(c.baseline)}`;
+    }
+    return `${t.outcome}: ${t.reason}; ${summary}`;
+  }
+
   /** The model's latest shadow (open or ended), or the latest of one candidate version compared with `baseline`. */
   latestShadow(model: string, version?: number, baseline?: number): TrialRecord | undefined {
     if (version === undefined) return this.store.latestTrial(model, 'shadow');
