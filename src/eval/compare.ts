@@ -11,7 +11,7 @@ import { iouAt } from '../inference/nms/nms.js';
 import type { Detection } from '../inference/index.js';
 
 /** Pairs below this IoU never match. */
-export const MATCH_IOU = 0.5;
+const MATCH_IOU = 0.5;
 
 /** One class's boxes in one comparison. */
 export interface ClassDiff {

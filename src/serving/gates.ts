@@ -17,7 +17,7 @@ import type { EvaluationReport } from './evaluation.js';
 import type { PromoteCheck } from './promote-check.js';
 import type { ShadowSummary } from './trial-stats.js';
 
-export const GATE_METRICS = ['map50', 'map50_95', 'p50', 'p99', 'agreement', 'agreement_p10', 'latency_ratio'] as const;
+const GATE_METRICS = ['map50', 'map50_95', 'p50', 'p99', 'agreement', 'agreement_p10', 'latency_ratio'] as const;
 export type GateMetric = (typeof GATE_METRICS)[number];
 
 /** Shadow metrics already compare the candidate with the active version: they take numbers only. */
@@ -187,7 +187,7 @@ export function checkGates(gates: readonly Gate[], ev: Evidence, minShadowSample
 }
 
 /** The evidence in one line, for the audit log and refusals. */
-export function describeEvidence(ev: Evidence): string {
+function describeEvidence(ev: Evidence): string {
   const parts: string[] = [];
   const e = ev.evaluation;
   const evalLine = (v: number | null, r: EvaluationReport) =>

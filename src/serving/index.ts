@@ -45,35 +45,14 @@ export {
   type Caller,
   type ModelStatusView,
   type PromoteCheck,
-  type PromoteContext,
   type PromoteOptions,
   type RegistryOptions,
   type UploadMeta,
 } from './registry.js';
-export {
-  GATE_METRICS,
-  checkGates,
-  describeEvidence,
-  parseGate,
-  promotionGates,
-  type Evidence,
-  type Gate,
-  type GateResult,
-  type PromotionPolicy,
-} from './gates.js';
-export { ShadowRunner, type ShadowSettings } from './shadow.js';
+export { checkGates, parseGate, promotionGates, type Evidence } from './gates.js';
+export { ShadowRunner } from './shadow.js';
 export { TrialTallies } from './trial-tallies.js';
-export {
-  DROP_REASONS,
-  type CanaryMargins,
-  type CanarySummary,
-  type CanaryTally,
-  type ClassSummary,
-  type DropReason,
-  type ShadowSummary,
-  type ShadowTally,
-  type TrialTally,
-} from './trial-stats.js';
+export type { CanaryTally, ShadowSummary, ShadowTally, TrialTally } from './trial-stats.js';
 export type { CanaryView, ShadowView } from './trials.js';
 export type { DatasetUploadItem } from './datasets.js';
 export type { EvaluationReport } from './evaluation.js';
