@@ -10,10 +10,11 @@
  *    throughput, p50/p99, event-loop delay, CPU per image by stage.
  * 4. Refusals: clients that retry RESOURCE_EXHAUSTED at once, at 3 × the saturating load.
  * 5. Streaming and overload (bench/overload.ts) and memory over hot swaps (bench/swap-rss.ts).
- * 6. The targets, each with its measured value.
+ * 6. Shadow traffic: live latency without and with a shadow at sample 1.0 (bench/shadow.ts).
+ * 7. The targets, each with its measured value.
  *
  * Medians and ratios, not absolute thresholds: the machine is shared and noisy. `--quick` shortens
- * every phase; `--only=models|overload` runs one part into $BENCH_OUT or a scratch file.
+ * every phase; `--only=models|overload|shadow` runs one part into $BENCH_OUT or a scratch file.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -30,6 +31,7 @@ import { streamingAndOverload } from './overload.js';
 import { preprocessCost, preprocessProfile } from './preprocess.js';
 import { modelUnderTest, rawLayouts, rawThroughput } from './raw.js';
 import { refusalStorm } from './refusals.js';
+import { shadowOverhead } from './shadow.js';
 import { measureSwapRss } from './swap-rss.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -38,8 +40,28 @@ const shared = process.env.SIGHTLINE_SHARED_DIR ?? join(root, '..', 'shared');
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const T = quick
-  ? { rawMs: 2000, loadMs: 3000, c1: 15, pre: 10, floorS: 1, storm: 3000, scenario: { phaseMs: 3000, rounds: 1, streamMs: 3000, compareStreamMs: 3000 }, promotes: 15 }
-  : { rawMs: 5000, loadMs: 8000, c1: 40, pre: 30, floorS: 2, storm: 8000, scenario: { phaseMs: 4000, rounds: 2, streamMs: 8000, compareStreamMs: 5000 }, promotes: 50 };
+  ? {
+      rawMs: 2000,
+      loadMs: 3000,
+      c1: 15,
+      pre: 10,
+      floorS: 1,
+      storm: 3000,
+      scenario: { phaseMs: 3000, rounds: 1, streamMs: 3000, compareStreamMs: 3000 },
+      promotes: 15,
+      shadow: { phaseMs: 4000, rounds: 1 },
+    }
+  : {
+      rawMs: 5000,
+      loadMs: 8000,
+      c1: 40,
+      pre: 30,
+      floorS: 2,
+      storm: 8000,
+      scenario: { phaseMs: 4000, rounds: 2, streamMs: 8000, compareStreamMs: 5000 },
+      promotes: 50,
+      shadow: { phaseMs: 10_000, rounds: 3 },
+    };
 
 const LABELS = join(shared, 'datasets', 'coco128', 'classes.txt');
 const MODELS = [
@@ -85,44 +107,94 @@ async function main() {
   const targets: string[] = [];
   const models: ModelRun[] = [];
   try {
-    if (only !== 'overload') {
+    if (only === undefined || only === 'models') {
       log();
       log('## Images and the decoder floor');
       log();
-      log("Baseline JPEGs. Floor: libjpeg-turbo's full decode on one thread, as `tjbench FILE -benchtime N -warmup 1 -nowrite` reports it (Debian `libjpeg-turbo-progs`).");
+      log(
+        "Baseline JPEGs. Floor: libjpeg-turbo's full decode on one thread, as `tjbench FILE -benchtime N -warmup 1 -nowrite` reports it (Debian `libjpeg-turbo-progs`).",
+      );
       log();
       log('| image | size | bytes | libjpeg-turbo full decode |');
       log('|---|---|---|---|');
-      for (const i of images) log(`| ${i.name} | ${i.width}x${i.height} | ${i.bytes.length} | ${i.floorMs === null ? 'tjbench not installed' : `${f2(i.floorMs)} ms`} |`);
+      for (const i of images)
+        log(
+          `| ${i.name} | ${i.width}x${i.height} | ${i.bytes.length} | ${i.floorMs === null ? 'tjbench not installed' : `${f2(i.floorMs)} ms`} |`,
+        );
 
       const grpc = await grpcFloor(bus.bytes.length, [DEFAULT_HTTP2_WINDOW, 4 << 20], quick ? 100 : 300);
       log();
-      log(`gRPC floor: a bare grpc-js unary method (identity serializers, no work) receiving bus.jpg's ${bus.bytes.length} bytes, client in another process; median round trip ${grpc.map((g) => `${f2(g.p50)} ms with a ${g.window === DEFAULT_HTTP2_WINDOW ? '64 KiB (Node default)' : `${g.window >> 20} MiB`} receive window`).join(', ')}.`);
+      log(
+        `gRPC floor: a bare grpc-js unary method (identity serializers, no work) receiving bus.jpg's ${bus.bytes.length} bytes, client in another process; median round trip ${grpc.map((g) => `${f2(g.p50)} ms with a ${g.window === DEFAULT_HTTP2_WINDOW ? '64 KiB (Node default)' : `${g.window >> 20} MiB`} receive window`).join(', ')}.`,
+      );
 
       // 2. Preprocessing alone, for both input sizes.
       log();
       log('## Preprocessing alone');
       log();
-      log("Bytes → the model's input tensor in this thread with the worker's own code (`prepareTensor`): header checks, decode, EXIF orientation, resize (OpenCV INTER_LINEAR), padding, normalisation. CPU ms per image of every thread of the process, median of " + `${T.pre} runs; decode and resample are the stage timings. sharp: the same image forced through the general decoder (what every JPEG cost before). Target: at most 1.5 × the floor + 1 ms.`);
+      log(
+        "Bytes → the model's input tensor in this thread with the worker's own code (`prepareTensor`): header checks, decode, EXIF orientation, resize (OpenCV INTER_LINEAR), padding, normalisation. CPU ms per image of every thread of the process, median of " +
+          `${T.pre} runs; decode and resample are the stage timings. sharp: the same image forced through the general decoder (what every JPEG cost before). Target: at most 1.5 × the floor + 1 ms.`,
+      );
       log();
       log('| image | input | CPU ms (decode + resample) | floor | target ≤ | met | sharp path CPU ms |');
       log('|---|---|---|---|---|---|---|');
       const targetsFor = [
-        { label: '640 (yolov8n)', target: { width: 640, height: 640, spec: { placement: 'center', padValue: 114, channelOrder: 'rgb', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] } as const } },
-        { label: '416 (yolox)', target: { width: 416, height: 416, spec: { placement: 'top-left', padValue: 114, channelOrder: 'bgr', scale: 1, mean: [0, 0, 0], std: [1, 1, 1] } as const } },
+        {
+          label: '640 (yolov8n)',
+          target: {
+            width: 640,
+            height: 640,
+            spec: {
+              placement: 'center',
+              padValue: 114,
+              channelOrder: 'rgb',
+              scale: 1 / 255,
+              mean: [0, 0, 0],
+              std: [1, 1, 1],
+            } as const,
+          },
+        },
+        {
+          label: '416 (yolox)',
+          target: {
+            width: 416,
+            height: 416,
+            spec: {
+              placement: 'top-left',
+              padValue: 114,
+              channelOrder: 'bgr',
+              scale: 1,
+              mean: [0, 0, 0],
+              std: [1, 1, 1],
+            } as const,
+          },
+        },
       ];
       for (const t of targetsFor) {
         for (const img of images) {
           const c = await preprocessCost(img, t.target, img.name === '4032x3024' ? Math.ceil(T.pre / 3) : T.pre);
-          const s = await preprocessCost(img, t.target, img.name === '4032x3024' ? Math.ceil(T.pre / 6) : Math.ceil(T.pre / 2), 'sharp');
+          const s = await preprocessCost(
+            img,
+            t.target,
+            img.name === '4032x3024' ? Math.ceil(T.pre / 6) : Math.ceil(T.pre / 2),
+            'sharp',
+          );
           const goal = img.floorMs === null ? Number.NaN : 1.5 * img.floorMs + 1;
-          log(`| ${img.name} | ${t.label} | ${f1(c.cpuMs)} (${f1(c.decodeMs)} + ${f1(c.resampleMs)}) | ${f2(img.floorMs ?? Number.NaN)} | ${f1(goal)} | ${img.floorMs === null ? '–' : yes(c.cpuMs <= goal)} | ${f1(s.cpuMs)} |`);
-          if (t.label.startsWith('640')) targets.push(`| preprocessing ${img.name} → 640 ≤ 1.5 × floor + 1 ms | ${f1(c.cpuMs)} ms vs floor ${f2(img.floorMs ?? Number.NaN)} ms | ≤ ${f1(goal)} | ${img.floorMs === null ? '–' : yes(c.cpuMs <= goal)} |`);
+          log(
+            `| ${img.name} | ${t.label} | ${f1(c.cpuMs)} (${f1(c.decodeMs)} + ${f1(c.resampleMs)}) | ${f2(img.floorMs ?? Number.NaN)} | ${f1(goal)} | ${img.floorMs === null ? '–' : yes(c.cpuMs <= goal)} | ${f1(s.cpuMs)} |`,
+          );
+          if (t.label.startsWith('640'))
+            targets.push(
+              `| preprocessing ${img.name} → 640 ≤ 1.5 × floor + 1 ms | ${f1(c.cpuMs)} ms vs floor ${f2(img.floorMs ?? Number.NaN)} ms | ≤ ${f1(goal)} | ${img.floorMs === null ? '–' : yes(c.cpuMs <= goal)} |`,
+            );
         }
       }
       const prof = await preprocessProfile(bus, targetsFor[0]!.target, quick ? 20 : 60, 8);
       log();
-      log('CPU profile of preprocessing bus.jpg → 640 (node:inspector, this thread, self time per image; time inside a native call counts for its JS caller):');
+      log(
+        'CPU profile of preprocessing bus.jpg → 640 (node:inspector, this thread, self time per image; time inside a native call counts for its JS caller):',
+      );
       log();
       log('| function | where | ms per image | share |');
       log('|---|---|---|---|');
@@ -133,31 +205,60 @@ async function main() {
     }
 
     // 4. Refusals, 5. streaming, overload and memory.
-    if (only !== 'models') {
+    if (only === undefined || only === 'overload') {
       const yolox = join(shared, 'models', 'yolox_nano.onnx');
       const storm = await refusalStorm(yolox, LABELS, bus.path, T.storm);
       log();
       for (const l of storm.lines) log(l);
       targets.push(storm.target);
-      const scenario = await streamingAndOverload({ modelPath: join(shared, 'models', 'yolov8n_int8.onnx'), imagePath: bus.path, ...T.scenario });
+      const scenario = await streamingAndOverload({
+        modelPath: join(shared, 'models', 'yolov8n_int8.onnx'),
+        imagePath: bus.path,
+        ...T.scenario,
+      });
       log();
       for (const l of scenario.lines) log(l);
       targets.push(...scenario.targets);
     }
+    if (only === undefined || only === 'shadow') {
+      const sh = await shadowOverhead({
+        modelPath: join(shared, 'models', 'yolox_nano.onnx'),
+        labels: LABELS,
+        imagePath: bus.path,
+        concurrency: 4,
+        ...T.shadow,
+      });
+      log();
+      for (const l of sh.lines) log(l);
+      targets.push(sh.target);
+    }
     if (only === undefined) {
       const labels = readFileSync(LABELS, 'utf8').trim().split('\n');
-      const rss = await measureSwapRss([{ file: join(shared, 'models', 'yolo11n_int8_320.onnx') }, { file: join(shared, 'models', 'yolox_nano.onnx'), labels }, { file: join(shared, 'models', 'yolov8n_int8.onnx') }], T.promotes);
+      const rss = await measureSwapRss(
+        [
+          { file: join(shared, 'models', 'yolo11n_int8_320.onnx') },
+          { file: join(shared, 'models', 'yolox_nano.onnx'), labels },
+          { file: join(shared, 'models', 'yolov8n_int8.onnx') },
+        ],
+        T.promotes,
+      );
       log();
       log('## Memory over repeated hot swaps');
       log();
-      log(`${T.promotes} promotes rotating through yolo11n_int8_320, yolox_nano and yolov8n_int8 (each promote loads one version and drains the one no pointer needs; the rollback target stays warm), RSS of the server process from /proc after each:`);
+      log(
+        `${T.promotes} promotes rotating through yolo11n_int8_320, yolox_nano and yolov8n_int8 (each promote loads one version and drains the one no pointer needs; the rollback target stays warm), RSS of the server process from /proc after each:`,
+      );
       log();
-      log(`| one version loaded | steady state (active + rollback) | one version's share | after ${T.promotes} promotes | max | max − steady |`);
+      log(
+        `| one version loaded | steady state (active + rollback) | one version's share | after ${T.promotes} promotes | max | max − steady |`,
+      );
       log('|---|---|---|---|---|---|');
-      log(`| ${f1(rss.rssOneVersionMb)} MB | ${f1(rss.rssSteadyMb)} MB | ${f1(rss.rssSteadyMb - rss.rssOneVersionMb)} MB | ${f1(rss.rssAfterMb)} MB | ${f1(rss.rssMaxMb)} MB | ${f1(rss.rssMaxMb - rss.rssSteadyMb)} MB |`);
+      log(
+        `| ${f1(rss.rssOneVersionMb)} MB | ${f1(rss.rssSteadyMb)} MB | ${f1(rss.rssSteadyMb - rss.rssOneVersionMb)} MB | ${f1(rss.rssAfterMb)} MB | ${f1(rss.rssMaxMb)} MB | ${f1(rss.rssMaxMb - rss.rssSteadyMb)} MB |`,
+      );
     }
 
-    // 6. Targets.
+    // 7. Targets.
     for (const m of models) targets.push(...modelTargets(m, images, cores));
     log();
     log('## Targets');
@@ -168,7 +269,8 @@ async function main() {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const out = process.env.BENCH_OUT ?? (only ? join(os.tmpdir(), 'bench-scratch.md') : join(root, 'docs', 'BENCHMARKS.md'));
+  const out =
+    process.env.BENCH_OUT ?? (only ? join(os.tmpdir(), 'bench-scratch.md') : join(root, 'docs', 'BENCHMARKS.md'));
   mkdirSync(dirname(out), { recursive: true });
   const existing = (() => {
     try {
@@ -184,7 +286,12 @@ async function main() {
   console.log(`\nwritten to ${out}`);
 }
 
-async function modelSection(m: { file: string; labels?: string }, images: BenchImage[], cores: number, log: (s?: string) => void): Promise<ModelRun> {
+async function modelSection(
+  m: { file: string; labels?: string },
+  images: BenchImage[],
+  cores: number,
+  log: (s?: string) => void,
+): Promise<ModelRun> {
   const modelPath = join(shared, 'models', m.file);
   const mut = await modelUnderTest(new Uint8Array(readFileSync(modelPath)), images[0]!.bytes);
   const input = `${mut.target.width}x${mut.target.height}`;
@@ -193,7 +300,9 @@ async function modelSection(m: { file: string; labels?: string }, images: BenchI
   log();
   log('### Raw ONNX Runtime on a prepared tensor');
   log();
-  log('Workers each running one session back to back on bus.jpg\'s tensor; no preprocessing, pool or gRPC. p50 per run with 1 worker is the single-request inference latency of that thread count.');
+  log(
+    "Workers each running one session back to back on bus.jpg's tensor; no preprocessing, pool or gRPC. p50 per run with 1 worker is the single-request inference latency of that thread count.",
+  );
   log();
   log('| workers × intra-op threads | inferences/s | p50 per run |');
   log('|---|---|---|');
@@ -208,7 +317,9 @@ async function modelSection(m: { file: string; labels?: string }, images: BenchI
   // One inference's CPU when the best layout keeps every core busy with inference alone.
   const rawCpuMs = (Math.min(cores, bestRaw.workers * bestRaw.threads) * 1000) / bestRaw.throughput;
   log();
-  log(`Best throughput: ${bestRaw.workers} × ${bestRaw.threads} at ${f1(bestRaw.throughput)}/s (${f1(rawCpuMs)} ms of CPU per inference); best single-request latency: ${f1(bestSingleMs)} ms.`);
+  log(
+    `Best throughput: ${bestRaw.workers} × ${bestRaw.threads} at ${f1(bestRaw.throughput)}/s (${f1(rawCpuMs)} ms of CPU per inference); best single-request latency: ${f1(bestSingleMs)} ms.`,
+  );
 
   const srv = await startBenchServer(modelPath, m.labels);
   const c1 = new Map<string, MeasuredLoad>();
@@ -226,11 +337,17 @@ async function modelSection(m: { file: string; labels?: string }, images: BenchI
     await srv.close();
   }
   log();
-  log(`### End to end, default configuration (${pool.workers} workers × ${pool.intraOpThreads} thread, latency session ${pool.latencyThreads || 'off'}, queue ${pool.maxQueue}: admission limit ${admissionLimit})`);
+  log(
+    `### End to end, default configuration (${pool.workers} workers × ${pool.intraOpThreads} thread, latency session ${pool.latencyThreads || 'off'}, queue ${pool.maxQueue}: admission limit ${admissionLimit})`,
+  );
   log();
-  log('gRPC Detect from a client process, closed loop. Concurrency 1: sequential calls (a lone request runs on the latency session). CPU ms per image: every thread of the server process over the run divided by the images answered; the inference threads (decode, resample, inference, postprocess, one request at a time) split by the stages\' shares of their own timings; event loop = the main thread (gRPC and protobuf, admission, the hand-off, telemetry, drift features); other = libuv\'s pool, libvips (non-JPEG decoding) and V8\'s collector.');
+  log(
+    "gRPC Detect from a client process, closed loop. Concurrency 1: sequential calls (a lone request runs on the latency session). CPU ms per image: every thread of the server process over the run divided by the images answered; the inference threads (decode, resample, inference, postprocess, one request at a time) split by the stages' shares of their own timings; event loop = the main thread (gRPC and protobuf, admission, the hand-off, telemetry, drift features); other = libuv's pool, libvips (non-JPEG decoding) and V8's collector.",
+  );
   log();
-  log('| image | concurrency | img/s | p50 | p99 | event-loop p99 / max | CPU ms per image: decode + resample + inference + postprocess + event loop + other = total | outside inference | errors |');
+  log(
+    '| image | concurrency | img/s | p50 | p99 | event-loop p99 / max | CPU ms per image: decode + resample + inference + postprocess + event loop + other = total | outside inference | errors |',
+  );
   log('|---|---|---|---|---|---|---|---|---|');
   for (const img of images) {
     for (const l of [c1.get(img.name)!, ...loads.get(img.name)!]) {
@@ -250,7 +367,9 @@ function modelTargets(m: ModelRun, images: BenchImage[], cores: number): string[
     if (img.floorMs === null) continue;
     const s = stageCpu(at8(img.name));
     const goal = 1.5 * img.floorMs + 3;
-    rows.push(`| ${m.file}, ${img.name}, c=8: CPU per image outside inference ≤ 1.5 × floor + 3 ms | ${f1(s.total - s.inference)} ms (floor ${f2(img.floorMs)}) | ≤ ${f1(goal)} | ${yes(s.total - s.inference <= goal)} |`);
+    rows.push(
+      `| ${m.file}, ${img.name}, c=8: CPU per image outside inference ≤ 1.5 × floor + 3 ms | ${f1(s.total - s.inference)} ms (floor ${f2(img.floorMs)}) | ≤ ${f1(goal)} | ${yes(s.total - s.inference <= goal)} |`,
+    );
   }
   const bus = images[0]!;
   if (bus.floorMs !== null) {
@@ -258,16 +377,24 @@ function modelTargets(m: ModelRun, images: BenchImage[], cores: number): string[
     // Decoding and inference on the same cores: neither can go faster than both together allow.
     const floorRate = (cores * 1000) / bus.floorMs;
     const ceiling = 1 / (1 / m.bestRaw.throughput + 1 / floorRate);
-    rows.push(`| ${m.file}, bus.jpg, c=8: throughput ≥ 0.9 × pipeline ceiling 1/(1/raw + 1/floor) | ${f1(c8.throughput)} img/s vs ${f1(ceiling)} (raw ${f1(m.bestRaw.throughput)}, decode ${f1(floorRate)}/s) | ≥ 0.90 | ${f2(c8.throughput / ceiling)} ${yes(c8.throughput >= 0.9 * ceiling)} |`);
+    rows.push(
+      `| ${m.file}, bus.jpg, c=8: throughput ≥ 0.9 × pipeline ceiling 1/(1/raw + 1/floor) | ${f1(c8.throughput)} img/s vs ${f1(ceiling)} (raw ${f1(m.bestRaw.throughput)}, decode ${f1(floorRate)}/s) | ≥ 0.90 | ${f2(c8.throughput / ceiling)} ${yes(c8.throughput >= 0.9 * ceiling)} |`,
+    );
     const c1 = m.c1.get(bus.name)!;
     const goal = bus.floorMs + m.bestSingleMs + 3;
-    rows.push(`| ${m.file}, bus.jpg, c=1: p50 ≤ floor + best single inference + 3 ms | ${f1(c1.p50)} ms (floor ${f2(bus.floorMs)} + inference ${f1(m.bestSingleMs)}) | ≤ ${f1(goal)} | ${yes(c1.p50 <= goal)} |`);
+    rows.push(
+      `| ${m.file}, bus.jpg, c=1: p50 ≤ floor + best single inference + 3 ms | ${f1(c1.p50)} ms (floor ${f2(bus.floorMs)} + inference ${f1(m.bestSingleMs)}) | ≤ ${f1(goal)} | ${yes(c1.p50 <= goal)} |`,
+    );
   }
   const all = [...m.c1.values(), ...[...m.loads.values()].flat()];
   const eld = Math.max(...all.map((l) => l.eldP99));
   rows.push(`| ${m.file}: event-loop delay p99 < 10 ms in every run | worst ${f2(eld)} ms | < 10 | ${yes(eld < 10)} |`);
-  const errs = all.filter((l) => l.concurrency <= m.admissionLimit).reduce((n, l) => n + Object.values(l.errors).reduce((a, b) => a + b, 0), 0);
-  rows.push(`| ${m.file}: no errors below the admission limit (${m.admissionLimit}) | ${errs} errors | 0 | ${yes(errs === 0)} |`);
+  const errs = all
+    .filter((l) => l.concurrency <= m.admissionLimit)
+    .reduce((n, l) => n + Object.values(l.errors).reduce((a, b) => a + b, 0), 0);
+  rows.push(
+    `| ${m.file}: no errors below the admission limit (${m.admissionLimit}) | ${errs} errors | 0 | ${yes(errs === 0)} |`,
+  );
   return rows;
 }
 

@@ -12,8 +12,16 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { describeSizing, type Config, type ServerRole } from './config/index.js';
 import { SightlineError } from './errors.js';
-import { InferencePool } from './inference/index.js';
-import { AuditLog, BlobStore, defaultMigrationsDir, loadKey, RegistryStore, TokenMirror, TokenStore } from './registry/index.js';
+import { InferencePool, type ImagePrep } from './inference/index.js';
+import {
+  AuditLog,
+  BlobStore,
+  defaultMigrationsDir,
+  loadKey,
+  RegistryStore,
+  TokenMirror,
+  TokenStore,
+} from './registry/index.js';
 import {
   AccessControl,
   DetectService,
@@ -22,8 +30,11 @@ import {
   ModelFollower,
   ModelManager,
   ModelRegistry,
+  promotionGates,
+  ShadowRunner,
   TensorService,
   TokenSync,
+  TrialTallies,
   type DriftMonitorDeps,
   type RegistryPeer,
   type TokenSource,
@@ -68,7 +79,9 @@ export interface StartOptions {
 }
 
 /** package.json's version: service.version in metrics and traces. */
-const SERVICE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const SERVICE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 /** What every assembly gets. */
 interface Context {
@@ -107,11 +120,19 @@ class Resources {
   }
 }
 
-const ASSEMBLIES: Record<ServerRole, (ctx: Context) => Promise<Assembly>> = { all: assembleAll, registry: assembleRegistry, inference: assembleInference };
+const ASSEMBLIES: Record<ServerRole, (ctx: Context) => Promise<Assembly>> = {
+  all: assembleAll,
+  registry: assembleRegistry,
+  inference: assembleInference,
+};
 
 export async function startSightline(config: Config, log: Logger, opts: StartOptions = {}): Promise<Sightline> {
   const { telemetry } = config;
-  const metrics = Metrics.create({ serviceVersion: SERVICE_VERSION, serviceName: telemetry.tracing.serviceName, enabled: telemetry.metrics });
+  const metrics = Metrics.create({
+    serviceVersion: SERVICE_VERSION,
+    serviceName: telemetry.tracing.serviceName,
+    enabled: telemetry.metrics,
+  });
   const tracing = initTracing(telemetry.tracing, { serviceVersion: SERVICE_VERSION, exporter: opts.spanExporter });
   const resources = new Resources();
   resources.add(null, () => Promise.all([tracing.shutdown(), metrics.shutdown()]));
@@ -123,9 +144,17 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
   const notReady = () => (closing ? 'shutting down' : assembly.notReady());
   try {
     // A missing or malformed key stops the start: serving nothing beats serving garbage.
-    const keys = { key: loadKey(config.encryption), previousKeys: (config.encryption.previousKeyFiles ?? []).map((keyFile) => loadKey({ keyFile })!) };
+    const keys = {
+      key: loadKey(config.encryption),
+      previousKeys: (config.encryption.previousKeyFiles ?? []).map((keyFile) => loadKey({ keyFile })!),
+    };
     assembly = await ASSEMBLIES[config.role]({ config, log, metrics, keys, resources });
-    grpc = await startGrpcServer({ ...config.grpc, tls: config.tls }, config.stream, { ...assembly.services, telemetry: { metrics, tracing } }, log);
+    grpc = await startGrpcServer(
+      { ...config.grpc, tls: config.tls },
+      config.stream,
+      { ...assembly.services, telemetry: { metrics, tracing } },
+      log,
+    );
     if (config.admin.enabled) {
       admin = await startAdminServer({
         host: config.admin.host,
@@ -140,7 +169,11 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     const { detect, oip, access } = assembly.services;
     if (config.http.enabled && detect && oip) {
       const ready = () => notReady() === null;
-      http = await startHttpServer({ ...config.http, tls: config.tls }, { detect, oip: oip.service, isReady: ready, serverVersion: SERVICE_VERSION, metrics, access }, log);
+      http = await startHttpServer(
+        { ...config.http, tls: config.tls },
+        { detect, oip: oip.service, isReady: ready, serverVersion: SERVICE_VERSION, metrics, access },
+        log,
+      );
     }
   } catch (e) {
     grpc?.forceShutdown();
@@ -168,11 +201,30 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
     await assembly.start(updateHealth);
     updateHealth();
     const why = notReady();
-    if (why && config.role !== 'inference') log.warn({ event: 'not_ready', reason: why }, `not ready: ${why}; health stays NOT_SERVING until a version is promoted`);
+    if (why && config.role !== 'inference')
+      log.warn(
+        { event: 'not_ready', reason: why },
+        `not ready: ${why}; health stays NOT_SERVING until a version is promoted`,
+      );
   })();
   ready.catch(() => undefined); // the caller decides what a failed start means
   const { pool, models, registry, follower, drift } = assembly;
-  return { port: server.port, config, models, registry, follower, pool, grpc: server, metrics, drift, tracing, admin, http, ready, close };
+  return {
+    port: server.port,
+    config,
+    models,
+    registry,
+    follower,
+    pool,
+    grpc: server,
+    metrics,
+    drift,
+    tracing,
+    admin,
+    http,
+    ready,
+    close,
+  };
 }
 
 /** Role all: the registry and its one replica in one process. Promote loads the version here first, so one that cannot be served is refused. */
@@ -223,7 +275,8 @@ async function assembleRegistry(ctx: Context): Promise<Assembly> {
 /** Role inference: follows the registry at registry.address over gRPC and serves Detector; no database. */
 async function assembleInference(ctx: Context): Promise<Assembly> {
   const { config, log, resources } = ctx;
-  if (!config.registry.address) throw new SightlineError('INVALID_INPUT', 'role inference needs registry.address (--registry HOST:PORT)');
+  if (!config.registry.address)
+    throw new SightlineError('INVALID_INPUT', 'role inference needs registry.address (--registry HOST:PORT)');
   const pool = await createPool(ctx, config.pool.workers);
   const token = config.registry.tokenFile ? readSecret(config.registry.tokenFile, 'registry.tokenFile') : null;
   const peer = resources.add(
@@ -252,7 +305,12 @@ async function assembleInference(ctx: Context): Promise<Assembly> {
     async start(changed) {
       serving.watch(changed);
       if (config.auth.enabled && !tokenSync) {
-        tokenSync = new TokenSync({ fetch: () => peer.syncTokens(), apply: (d) => mirror.replace(d), intervalMs: config.auth.tokenSyncIntervalMs, log });
+        tokenSync = new TokenSync({
+          fetch: () => peer.syncTokens(),
+          apply: (d) => mirror.replace(d),
+          intervalMs: config.auth.tokenSyncIntervalMs,
+          log,
+        });
         await tokenSync.start();
       }
     },
@@ -265,20 +323,28 @@ async function assembleInference(ctx: Context): Promise<Assembly> {
 
 /** Worker threads running ONNX Runtime; the registry role needs one, to validate uploads. */
 async function createPool({ config, log, metrics, resources }: Context, workers: number): Promise<InferencePool> {
-  if (workers === config.pool.workers) log.info({ event: 'pool_sized', ...config.sizing, pool: config.pool }, describeSizing(config.pool, config.sizing));
+  if (workers === config.pool.workers)
+    log.info({ event: 'pool_sized', ...config.sizing, pool: config.pool }, describeSizing(config.pool, config.sizing));
   const pool = resources.add(
     await InferencePool.create({
       workers,
       maxQueue: config.pool.maxQueue,
+      maxBackground: config.shadow.maxQueue,
       workerNice: config.pool.workerNice,
-      onEvent: (e) => log.warn({ event: e.type, worker: e.worker, ...('code' in e ? { code: e.code } : {}) }, `inference ${e.type}`),
+      onEvent: (e) =>
+        log.warn({ event: e.type, worker: e.worker, ...('code' in e ? { code: e.code } : {}) }, `inference ${e.type}`),
     }),
     (p) => p.close(),
   );
   const priorities = pool.threadPriorities();
   const skipped = priorities.find((p) => p?.skipped)?.skipped;
-  if (config.pool.workerNice > 0 && skipped) log.warn({ event: 'worker_priority_not_set', nice: config.pool.workerNice, reason: skipped }, `inference threads keep the process priority: ${skipped}`);
-  else log.info({ event: 'worker_priority', nice: priorities.map((p) => p?.nice ?? null) }, 'inference thread priorities');
+  if (config.pool.workerNice > 0 && skipped)
+    log.warn(
+      { event: 'worker_priority_not_set', nice: config.pool.workerNice, reason: skipped },
+      `inference threads keep the process priority: ${skipped}`,
+    );
+  else
+    log.info({ event: 'worker_priority', nice: priorities.map((p) => p?.nice ?? null) }, 'inference thread priorities');
   metrics.observePool(() => ({ ...pool.stats(), admissionLimit: workers + config.pool.maxQueue }));
   return pool;
 }
@@ -303,16 +369,27 @@ function openRegistry(ctx: Context, pool: InferencePool): { registry: ModelRegis
         rolloutTimeoutMs: config.fleet.rolloutTimeoutMs,
         audit: (e) => access.record(e.principal, e.peer ?? '', e.action, e.target ?? '', e.outcome, e.reason),
         metrics,
+        datasets: {
+          maxDatasetBytes: config.registry.maxDatasetBytes,
+          maxDatasetFiles: config.registry.maxDatasetFiles,
+          maxFileBytes: config.limits.maxImageBytes,
+        },
+        prep: imagePrep(config),
+        canary: config.canary,
       },
       log,
     ),
     (r) => r.close(),
   );
+  // The first promote check: gates are judged before anything is loaded for the promote.
+  registry.addPromoteCheck(promotionGates((model, version) => registry.evidence(model, version), config.promotion));
   metrics.observeFleet(() => ({
     replicas: registry.fleet.all().map(({ report, reportedAt }) => ({
       replica: report.replica,
       reportAgeSeconds: (Date.now() - reportedAt) / 1000,
-      versions: report.models.flatMap((m) => m.versions.map((v) => ({ model: m.model, version: String(v.version), state: v.state }))),
+      versions: report.models.flatMap((m) =>
+        m.versions.map((v) => ({ model: m.model, version: String(v.version), state: v.state })),
+      ),
     })),
   }));
   return { registry, access };
@@ -327,21 +404,49 @@ function createAccess({ config, log }: Context, tokens: TokenSource, audit: Audi
     tokens,
     audit,
     staticTokens: [
-      ...(auth.bootstrapTokenFile ? [{ token: readSecret(auth.bootstrapTokenFile, 'auth.bootstrapTokenFile'), name: 'bootstrap', role: 'admin' as const }] : []),
-      ...(auth.replicaTokenFile ? [{ token: readSecret(auth.replicaTokenFile, 'auth.replicaTokenFile'), name: 'replica', role: 'viewer' as const, extra: ['replicate' as const] }] : []),
+      ...(auth.bootstrapTokenFile
+        ? [
+            {
+              token: readSecret(auth.bootstrapTokenFile, 'auth.bootstrapTokenFile'),
+              name: 'bootstrap',
+              role: 'admin' as const,
+            },
+          ]
+        : []),
+      ...(auth.replicaTokenFile
+        ? [
+            {
+              token: readSecret(auth.replicaTokenFile, 'auth.replicaTokenFile'),
+              name: 'replica',
+              role: 'viewer' as const,
+              extra: ['replicate' as const],
+            },
+          ]
+        : []),
     ],
     log,
   });
 }
 
 /** What serves models, the same in roles all and inference: loaded versions, the follower, detection and drift monitoring. */
-function createServing(ctx: Context, pool: InferencePool, peer: RegistryPeer, profiles: Pick<DriftMonitorDeps, 'store' | 'remote'>) {
+function createServing(
+  ctx: Context,
+  pool: InferencePool,
+  peer: RegistryPeer,
+  profiles: Pick<DriftMonitorDeps, 'store' | 'remote'>,
+) {
   const { config, log, metrics, resources } = ctx;
   const models = new ModelManager(pool, log, metrics);
   // The configured default goes first, so it is the default model whatever the registry holds.
   const first = config.defaultModel ?? config.models[0]?.name;
   if (first) models.setDefaultModel(first, { allowUnloaded: true });
-  const follower = resources.add(
+  // Shadow and canary tallies: counted by detection, sent to the registry with every report.
+  const tallies = new TrialTallies();
+  const running = (model: string, id: number) => {
+    const p = follower.model(model);
+    return p?.shadow?.id === id || p?.canary?.id === id;
+  };
+  const follower: ModelFollower = resources.add(
     new ModelFollower(
       peer,
       models,
@@ -352,6 +457,7 @@ function createServing(ctx: Context, pool: InferencePool, peer: RegistryPeer, pr
         retryMinMs: 250,
         retryMaxMs: 5_000,
         reportIntervalMs: config.fleet.reportIntervalMs,
+        trials: () => tallies.report(running),
       },
       log,
     ),
@@ -360,18 +466,39 @@ function createServing(ctx: Context, pool: InferencePool, peer: RegistryPeer, pr
   // Reference profiles live in the registry: in this process's database, or over gRPC on a replica.
   const drift = resources.add(new DriftMonitor(config.drift, { ...profiles, metrics, log }), (d) => d.close());
   follower.onModelEvent((c) => drift.onModelChange(c));
-  const detect = new DetectService(models, pool, { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess }, config.drift.enabled ? drift : undefined);
+  const shadow = new ShadowRunner({
+    models,
+    catalog: follower,
+    pool,
+    tallies,
+    prep: imagePrep(config),
+    settings: config.shadow,
+    log,
+    metrics,
+  });
+  const detect = new DetectService(
+    models,
+    pool,
+    { defaults: config.defaults, limits: config.limits, preprocess: config.preprocess },
+    config.drift.enabled ? drift : undefined,
+    { tallies, shadow },
+  );
   return {
     models,
     follower,
     drift,
     detect,
     /** Not ready until every promoted model has a version serving here, and the default model does. */
-    notReady: () => follower.unserved() ?? (models.isReady() ? null : 'the default model has no active, warmed-up version yet'),
+    notReady: () =>
+      follower.unserved() ?? (models.isReady() ? null : 'the default model has no active, warmed-up version yet'),
     /** The Open Inference Protocol over this detection stack; its repository extension maps onto `registry` (null: a replica's). */
     oip: (registry: ModelRegistry | null) => {
       const tensors = new TensorService(models, pool);
-      return { service: new OpenInference(detect, tensors, config.oip), repository: new ModelRepository(registry, tensors), serverVersion: SERVICE_VERSION };
+      return {
+        service: new OpenInference(detect, tensors, config.oip),
+        repository: new ModelRepository(registry, tensors),
+        serverVersion: SERVICE_VERSION,
+      };
     },
     /** Starts following the registry; `changed` hears every change that can move readiness. */
     watch(changed: () => void) {
@@ -384,7 +511,16 @@ function createServing(ctx: Context, pool: InferencePool, peer: RegistryPeer, pr
 
 /** `serve --model` and the config's models: registered (if new) and promoted when their model has no active version. */
 async function registerConfiguredModels(config: Config, registry: ModelRegistry): Promise<void> {
-  for (const m of config.models) await registry.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
+  for (const m of config.models)
+    await registry.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
+}
+
+/** How images are read for anything but a live request (shadow runs, evaluations): the serving limits and preprocessing. */
+function imagePrep(config: Config): ImagePrep {
+  return {
+    limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
+    options: config.preprocess,
+  };
 }
 
 /** A secret from a file (a mounted Kubernetes Secret): trimmed, and never logged. */

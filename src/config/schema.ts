@@ -41,8 +41,16 @@ export const ConfigSchema = z
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(50051),
         /** Largest request message accepted by gRPC; a little above limits.maxImageBytes. */
-        maxReceiveMessageBytes: z.number().int().min(1024).default(17 * MiB),
-        maxSendMessageBytes: z.number().int().min(1024).default(4 * MiB),
+        maxReceiveMessageBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(17 * MiB),
+        maxSendMessageBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * MiB),
         /**
          * Connections are closed (GOAWAY) after this age so clients reconnect and spread over new
          * replicas; 0 = never. Calls in flight get maxConnectionAgeGraceMs to finish.
@@ -56,7 +64,12 @@ export const ConfigSchema = z
          * makes a client stop every 64 KiB of an image for a round trip; 4 MiB lets a typical photo
          * arrive in one go. 65535 keeps the default.
          */
-        flowControlWindowBytes: z.number().int().min(65_535).max(2 ** 31 - 1).default(4 * MiB),
+        flowControlWindowBytes: z
+          .number()
+          .int()
+          .min(65_535)
+          .max(2 ** 31 - 1)
+          .default(4 * MiB),
         /**
          * A connection that resends a refused call before the retry-after it was given waits out the rest
          * of it (at most this long) for its next refusal, instead of costing the server a received image
@@ -71,7 +84,11 @@ export const ConfigSchema = z
         /** SQLite database and content-addressed model blobs. Put it on a persistent volume. */
         dataDir: z.string().min(1).default('registry'),
         /** Largest model file an upload may send. */
-        maxUploadBytes: z.number().int().min(1).default(512 * MiB),
+        maxUploadBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(512 * MiB),
         /** Keep the rollback target loaded so Rollback is instant (one more model version in memory). */
         keepRollbackWarm: z.boolean().default(true),
         /** role inference: the registry's gRPC address (host:port), e.g. sightline-registry:50051. */
@@ -82,6 +99,46 @@ export const ConfigSchema = z
         tokenFile: z.string().min(1).optional(),
         /** role inference: CA certificate that signs the registry's TLS certificate; plaintext when absent. */
         caFile: z.string().min(1).optional(),
+        /** Largest golden dataset version (all its files together) an upload may send. */
+        maxDatasetBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024 * MiB),
+        /** Most files (images, labels, class names) in one golden dataset version. */
+        maxDatasetFiles: z.number().int().min(1).default(100_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Shadow runs of a candidate version on sampled live requests (README, "Promoting with evidence"): idle capacity only. */
+    shadow: z
+      .object({
+        /** Sampled requests waiting for an idle worker at most, per server; beyond it a new one is dropped (counted, reason busy). */
+        maxQueue: z.number().int().min(0).max(1024).default(8),
+        /** A sampled request that found no idle worker within this is dropped (counted, reason expired). */
+        maxWaitMs: z.number().int().min(1).max(60_000).default(2_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Canaries (`registry promote NAME V --canary 10%`): when the registry rolls one back by itself. Each promote may set its own. */
+    canary: z
+      .object({
+        /** Requests per arm (canary and baseline, over every replica) before the two are compared. */
+        minSamples: z.number().int().min(1).default(100),
+        /** Roll back when the canary's p99 exceeds (1 + p99Margin) × the baseline's. */
+        p99Margin: z.number().min(0).default(0.2),
+        /** Roll back when the canary's error rate exceeds the baseline's + errorRateMargin. */
+        errorRateMargin: z.number().min(0).max(1).default(0.01),
+      })
+      .strict()
+      .prefault({}),
+    /** Gates every promote must pass, judged on stored evidence (README, "Promoting with evidence"). */
+    promotion: z
+      .object({
+        /** Gates by model name ("*": models without their own list), e.g. { "det": ["map50_95>=active-0.005", "agreement>=0.9"] }. */
+        require: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+        /** Shadow gates (agreement, agreement_p10, latency_ratio) need at least this many compared images. */
+        minShadowSamples: z.number().int().min(1).default(50),
       })
       .strict()
       .prefault({}),
@@ -98,7 +155,10 @@ export const ConfigSchema = z
         rolloutTimeoutMs: z.number().int().min(1_000).default(600_000),
       })
       .strict()
-      .refine((f) => f.replicaTimeoutMs > f.reportIntervalMs, { message: 'replicaTimeoutMs must exceed reportIntervalMs (replicas would leave the fleet view between reports)', path: ['replicaTimeoutMs'] })
+      .refine((f) => f.replicaTimeoutMs > f.reportIntervalMs, {
+        message: 'replicaTimeoutMs must exceed reportIntervalMs (replicas would leave the fleet view between reports)',
+        path: ['replicaTimeoutMs'],
+      })
       .prefault({}),
     /** TLS for the gRPC port. Plaintext unless enabled (a warning is logged when bound beyond loopback). */
     tls: z
@@ -155,7 +215,11 @@ export const ConfigSchema = z
     limits: z
       .object({
         /** Largest encoded image accepted. */
-        maxImageBytes: z.number().int().min(1).default(16 * MiB),
+        maxImageBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(16 * MiB),
         /** Largest decoded image (width × height × frames) accepted; checked from the header before decoding. */
         maxImagePixels: z.number().int().min(1).default(40_000_000),
         /** Upper bound a client may ask for in max_detections. */
@@ -296,7 +360,10 @@ export const ConfigSchema = z
         anomalyLogIntervalMs: z.number().int().min(0).default(60_000),
       })
       .strict()
-      .refine((d) => d.psiWarning <= d.psiDrift, { message: 'psiWarning must not exceed psiDrift', path: ['psiWarning'] })
+      .refine((d) => d.psiWarning <= d.psiDrift, {
+        message: 'psiWarning must not exceed psiDrift',
+        path: ['psiWarning'],
+      })
       .prefault({}),
     /** The Open Inference Protocol (KServe v2) on the gRPC port and the HTTP port (README, "Open Inference Protocol"). */
     oip: z
@@ -317,7 +384,11 @@ export const ConfigSchema = z
         /** 8000 as Triton's HTTP port, where OIP clients look by default; 0 picks a free port. */
         port: z.number().int().min(0).max(65535).default(8000),
         /** Largest request body (an image, or an OIP request with its tensors); refused with 413 beyond it. */
-        maxBodyBytes: z.number().int().min(1024).default(32 * MiB),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(32 * MiB),
         /** Deadline of one request; past it the answer is 504 and unstarted work is dropped. */
         requestTimeoutMs: z.number().int().min(1).default(30_000),
       })
@@ -330,7 +401,14 @@ export const ConfigSchema = z
 
 /** The configuration as parsed, before config/sizing.ts turns the pool's 'auto' values into numbers. */
 export type ParsedConfig = z.infer<typeof ConfigSchema>;
-export type PoolConfig = Readonly<Omit<ParsedConfig['pool'], 'cpus' | 'workers' | 'latencyThreads' | 'maxQueue'> & { cpus: number; workers: number; latencyThreads: number; maxQueue: number }>;
+export type PoolConfig = Readonly<
+  Omit<ParsedConfig['pool'], 'cpus' | 'workers' | 'latencyThreads' | 'maxQueue'> & {
+    cpus: number;
+    workers: number;
+    latencyThreads: number;
+    maxQueue: number;
+  }
+>;
 
 /** How the pool was sized: what the start-up log says. */
 export interface PoolSizing {

@@ -4,14 +4,22 @@
  * background image. Class names come from `<dir>/classes.txt` or `<dir>/data.yaml`.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { extname, join, relative } from 'node:path';
+import { extname, join, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SightlineError } from '../errors.js';
 import { parseLabelsFile } from '../inference/families/index.js';
 import type { ImageGroundTruth } from './map.js';
 
 /** The image formats the service decodes (sharp); anything else under images/ is ignored. */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff']);
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
+  '.jpg',
+  '.jpeg',
+  '.png',
+  '.webp',
+  '.bmp',
+  '.tif',
+  '.tiff',
+]);
 
 export interface DatasetImage {
   readonly path: string;
@@ -58,44 +66,57 @@ function namesFromYaml(text: string, file: string): string[] | null {
   throw new SightlineError('INVALID_INPUT', `${file}: names must be a list or a map of id to name`);
 }
 
-/** classes.txt first (one name per line, trailing blank lines ignored), then data.yaml / data.yml. */
-async function readNames(dir: string): Promise<string[] | null> {
-  const classes = await readIfExists(join(dir, 'classes.txt'));
-  if (classes !== null) return parseLabelsFile(classes);
-  for (const name of ['data.yaml', 'data.yml']) {
-    const text = await readIfExists(join(dir, name));
-    if (text !== null) return namesFromYaml(text, name);
+/** The files that may name a dataset's classes, in the order they are read: the first one present wins. */
+export const NAMES_FILES = ['classes.txt', 'data.yaml', 'data.yml'] as const;
+
+/**
+ * Class names from the first of NAMES_FILES that `read` finds: classes.txt (one name per line, trailing
+ * blank lines ignored), then data.yaml / data.yml.
+ */
+export async function readYoloNames(
+  read: (file: (typeof NAMES_FILES)[number]) => Promise<string | null>,
+): Promise<string[] | null> {
+  for (const name of NAMES_FILES) {
+    const text = await read(name);
+    if (text !== null) return name === 'classes.txt' ? parseLabelsFile(text) : namesFromYaml(text, name);
   }
   return null;
 }
 
+/**
+ * The YOLO layout over relative, '/'-separated paths: every image under images/ with the label file
+ * at the same sub-path under labels/ (with .txt), or null when there is none. Sorted by path.
+ */
+export function pairYoloFiles(paths: Iterable<string>): DatasetImage[] {
+  const all = new Set(paths);
+  return [...all]
+    .filter((p) => p.startsWith('images/') && IMAGE_EXTENSIONS.has(extname(p).toLowerCase()))
+    .sort()
+    .map((path) => {
+      const rel = path.slice('images/'.length);
+      const label = `labels/${rel.slice(0, rel.length - extname(rel).length)}.txt`;
+      return { path, labelPath: all.has(label) ? label : null };
+    });
+}
+
 /** Lists a YOLO dataset's images with their label files (which need not exist) and class names. */
 export async function loadYoloDataset(dir: string): Promise<YoloDataset> {
-  const imagesDir = join(dir, 'images');
-  let entries: string[];
-  try {
-    entries = await readdir(imagesDir, { recursive: true });
-  } catch (e) {
-    if (isMissing(e)) throw new SightlineError('INVALID_INPUT', `not a YOLO dataset: ${imagesDir} does not exist`, { dir });
-    throw e;
-  }
-  const imagePaths = entries
-    .filter((p) => IMAGE_EXTENSIONS.has(extname(p).toLowerCase()))
-    .map((p) => join(imagesDir, p))
-    .sort();
-  const labelsDir = join(dir, 'labels');
-  const labelEntries = new Set(
-    await readdir(labelsDir, { recursive: true }).catch((e: unknown) => {
-      if (isMissing(e)) return [] as string[];
-      throw e;
-    }),
-  );
-  const images = imagePaths.map((path): DatasetImage => {
-    const rel = relative(imagesDir, path);
-    const labelRel = rel.slice(0, rel.length - extname(rel).length) + '.txt';
-    return { path, labelPath: labelEntries.has(labelRel) ? join(labelsDir, labelRel) : null };
-  });
-  return { images, names: await readNames(dir) };
+  const list = async (sub: string, required: boolean): Promise<string[]> => {
+    try {
+      return (await readdir(join(dir, sub), { recursive: true })).map((p) => `${sub}/${p.split(sep).join('/')}`);
+    } catch (e) {
+      if (!isMissing(e)) throw e;
+      if (required)
+        throw new SightlineError('INVALID_INPUT', `not a YOLO dataset: ${join(dir, sub)} does not exist`, { dir });
+      return [];
+    }
+  };
+  const paired = pairYoloFiles([...(await list('images', true)), ...(await list('labels', false))]);
+  const images = paired.map((i): DatasetImage => ({
+    path: join(dir, i.path),
+    labelPath: i.labelPath === null ? null : join(dir, i.labelPath),
+  }));
+  return { images, names: await readYoloNames((f) => readIfExists(join(dir, f))) };
 }
 
 /**
@@ -115,8 +136,16 @@ export function readYoloLabels(text: string, imgW: number, imgH: number): ImageG
     const nums = parts.map(Number);
     const cls = nums[0];
     const coords = nums.length - 1;
-    if (!Number.isInteger(cls) || cls < 0 || coords < 4 || (coords > 4 && coords % 2 !== 0) || nums.some((v) => !Number.isFinite(v))) {
-      throw new SightlineError('INVALID_INPUT', `label line ${ln + 1} is not 'class cx cy w h': ${line.slice(0, 80)}`, { line: ln + 1 });
+    if (
+      !Number.isInteger(cls) ||
+      cls < 0 ||
+      coords < 4 ||
+      (coords > 4 && coords % 2 !== 0) ||
+      nums.some((v) => !Number.isFinite(v))
+    ) {
+      throw new SightlineError('INVALID_INPUT', `label line ${ln + 1} is not 'class cx cy w h': ${line.slice(0, 80)}`, {
+        line: ln + 1,
+      });
     }
     let x1: number;
     let y1: number;

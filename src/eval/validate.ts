@@ -5,9 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { detectImage, InferencePool, type ExecutionProvider, type FamilyName, type ModelInfo } from '../inference/index.js';
-import { loadYoloDataset, readYoloLabels } from './dataset.js';
-import { evaluateDetections, type DetectionMetrics, type ImageGroundTruth, type ImagePredictions } from './map.js';
+import { InferencePool, type ExecutionProvider, type FamilyName, type ModelInfo } from '../inference/index.js';
+import { loadYoloDataset } from './dataset.js';
+import type { DetectionMetrics } from './map.js';
+import { scoreImages, VAL_SETTINGS, type LatencySummary } from './score.js';
 
 export interface ValidateOptions {
   modelPath: string;
@@ -31,17 +32,29 @@ export interface ValidateOptions {
 
 export interface ValidateReport {
   metrics: DetectionMetrics;
+  /** Per image, waiting for a worker excluded (score.ts). */
+  latency: LatencySummary;
   model: { path: string; sha256: string; family: FamilyName; input: string; provider: ExecutionProvider };
-  settings: { confThreshold: number; iouThreshold: number; maxDetections: number; applyIccProfile: boolean; decoder: 'auto' | 'sharp' };
+  settings: {
+    confThreshold: number;
+    iouThreshold: number;
+    maxDetections: number;
+    applyIccProfile: boolean;
+    decoder: 'auto' | 'sharp';
+  };
   images: number;
   seconds: number;
 }
 
-const EMPTY_GT: ImageGroundTruth = { boxes: new Float32Array(0), classes: new Int32Array(0), count: 0 };
-
 export async function validateModel(o: ValidateOptions): Promise<ValidateReport> {
   const t0 = performance.now();
-  const settings = { confThreshold: o.confThreshold ?? 0.001, iouThreshold: o.iouThreshold ?? 0.7, maxDetections: o.maxDetections ?? 300, applyIccProfile: o.applyIccProfile ?? false, decoder: o.decoder ?? 'auto' };
+  const settings = {
+    confThreshold: o.confThreshold ?? VAL_SETTINGS.confThreshold,
+    iouThreshold: o.iouThreshold ?? VAL_SETTINGS.iouThreshold,
+    maxDetections: o.maxDetections ?? VAL_SETTINGS.maxDetections,
+    applyIccProfile: o.applyIccProfile ?? false,
+    decoder: o.decoder ?? 'auto',
+  };
   const dataset = await loadYoloDataset(o.datasetDir);
   const images = dataset.images.slice(0, o.limit ?? dataset.images.length);
   const bytes = await readFile(o.modelPath);
@@ -58,37 +71,32 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
       warmupRuns: 1,
       cpuMemArena: true,
     });
-    const preds: ImagePredictions[] = new Array(images.length);
-    const gts: ImageGroundTruth[] = new Array(images.length);
-    const never = new AbortController().signal;
-    let next = 0;
-    let done = 0;
-    const prep = { limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }, options: { applyIccProfile: settings.applyIccProfile, decoder: settings.decoder } };
-    // Two images per worker in flight, so each worker has the next one as soon as it is free.
-    const lane = async () => {
-      for (let i = next++; i < images.length; i = next++) {
-        const img = images[i]!;
-        const out = await detectImage(pool, 'validate', info, await readFile(img.path), prep, {
-          decode: { confThreshold: settings.confThreshold, classFilter: null, multiLabel: true },
-          nms: { iouThreshold: settings.iouThreshold, maxDetections: settings.maxDetections, agnostic: false },
-        }, never);
-        const { srcWidth: w, srcHeight: h } = out.geometry;
-        const n = out.detections.length;
-        const p = { boxes: new Float32Array(n * 4), scores: new Float32Array(n), classes: new Int32Array(n), count: n };
-        out.detections.forEach((d, k) => {
-          p.boxes.set([d.xMin, d.yMin, d.xMax, d.yMax], k * 4);
-          p.scores[k] = d.confidence;
-          p.classes[k] = d.classId;
-        });
-        preds[i] = p;
-        gts[i] = img.labelPath ? readYoloLabels(await readFile(img.labelPath, 'utf8'), w, h) : EMPTY_GT;
-        o.onProgress?.(++done, images.length);
-      }
+    const prep = {
+      limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 },
+      options: { applyIccProfile: settings.applyIccProfile, decoder: settings.decoder },
     };
-    await Promise.all(Array.from({ length: workers * 2 }, lane));
+    const labelled = images.map((img) => ({
+      image: async () => new Uint8Array(await readFile(img.path)),
+      labels: () => (img.labelPath ? readFile(img.labelPath, 'utf8') : Promise.resolve(null)),
+    }));
+    // Two images per worker in flight, so each worker has the next one as soon as it is free.
+    const r = await scoreImages(pool, 'validate', info, labelled, {
+      settings,
+      prep,
+      lanes: workers * 2,
+      signal: new AbortController().signal,
+      onProgress: o.onProgress,
+    });
     return {
-      metrics: evaluateDetections(preds, gts),
-      model: { path: o.modelPath, sha256, family: info.family, input: `${info.inputWidth}x${info.inputHeight}`, provider: info.provider },
+      metrics: r.metrics,
+      latency: r.latency,
+      model: {
+        path: o.modelPath,
+        sha256,
+        family: info.family,
+        input: `${info.inputWidth}x${info.inputHeight}`,
+        provider: info.provider,
+      },
       settings,
       images: images.length,
       seconds: (performance.now() - t0) / 1000,

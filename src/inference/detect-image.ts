@@ -3,7 +3,13 @@
  * NMS in a worker, and the retry with sharp when libjpeg-turbo refuses a JPEG. The one path from bytes
  * to detections, for the server and for `sightline validate` alike.
  */
-import { withDecoderFallback, type Decoder, type PrepareLimits, type PrepareOptions, type RasterFormat } from './preprocess/index.js';
+import {
+  withDecoderFallback,
+  type Decoder,
+  type PrepareLimits,
+  type PrepareOptions,
+  type RasterFormat,
+} from './preprocess/index.js';
 import type { InferencePool, Ticket } from './pool/pool.js';
 import type { ModelInfo, PixelSample, RunTiming } from './pool/messages.js';
 import type { DecodeOptions, Detection, LetterboxGeometry, NmsOptions } from './types.js';
@@ -34,7 +40,8 @@ export interface ImagePrep {
 
 /**
  * Detects objects in `bytes` with the model loaded under `key`. `ticket` is the caller's place in the
- * admission budget (pool.admit); without one the pool admits the request itself.
+ * admission budget (pool.admit); without one the pool admits the request itself. `background`: run on
+ * idle capacity only, dropped rather than queued behind live work (pool.runBackground; no ticket).
  */
 export function detectImage(
   pool: InferencePool,
@@ -45,14 +52,18 @@ export function detectImage(
   req: ImageRequest,
   signal: AbortSignal,
   ticket?: Ticket,
+  background?: { maxWaitMs: number },
 ): Promise<ImageResult> {
   const target = { width: info.inputWidth, height: info.inputHeight, spec: info.letterbox };
   let retry = false;
   return withDecoderFallback(bytes, target, prep.limits, prep.options, async (p) => {
+    const input = { source: p.source, geometry: p.geometry, ...req };
     // The sharp retry of an admitted request keeps its admission: it is never refused as over capacity.
-    const t = retry ? pool.admit({ bypassLimit: true }) : ticket;
+    const t = background ? undefined : retry ? pool.admit({ bypassLimit: true }) : ticket;
     retry = true;
-    const r = await pool.run(key, { source: p.source, geometry: p.geometry, ...req }, signal, t);
+    const r = background
+      ? await pool.runBackground(key, input, background.maxWaitMs)
+      : await pool.run(key, input, signal, t);
     return {
       detections: r.detections,
       geometry: p.geometry,

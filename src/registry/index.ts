@@ -18,6 +18,8 @@ export { OWNER_FILE, lockDataDir } from './lock.js';
 export type { DataDirLock, LockOwner } from './lock.js';
 export { BUSY_TIMEOUT_MS, defaultMigrationsDir, migrate, readMigrations } from './migrate.js';
 export type { MigrateResult, MigrationFile } from './migrate.js';
+export { EvidenceStore } from './evidence.js';
+export type { DatasetFile, DatasetRecord, EvaluationRecord, NewDataset, NewTrial, TrialKind, TrialOutcome, TrialRecord } from './evidence.js';
 export { RegistryStore } from './store.js';
 export type {
   DeleteResult,

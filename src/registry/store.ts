@@ -170,7 +170,9 @@ function prepareStatements(db: Database.Database) {
     versions: p<[string], VersionRow>('SELECT * FROM versions WHERE model = ? ORDER BY version'),
     allVersions: p<[], VersionRow>('SELECT * FROM versions ORDER BY model, version'),
     versionBySha: p<[string, string], VersionRow>('SELECT * FROM versions WHERE model = ? AND sha256 = ?'),
-    shaUsed: p<[string], { n: number }>('SELECT count(*) AS n FROM versions WHERE sha256 = ?'),
+    // Model versions and golden dataset files share the blob store.
+    shaUsed: p<[{ sha: string }], { n: number }>('SELECT (SELECT count(*) FROM versions WHERE sha256 = @sha) + (SELECT count(*) FROM dataset_files WHERE sha256 = @sha) AS n'),
+    openTrialOf: p<[string, number], { kind: string }>('SELECT kind FROM trials WHERE model = ? AND version = ? AND ended_at IS NULL LIMIT 1'),
     createModel: p<[string, string]>('INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
     allocateVersion: p<[string], { version: number }>(
       'UPDATE models SET next_version = next_version + 1 WHERE name = ? RETURNING next_version - 1 AS version',
@@ -293,10 +295,10 @@ export class RegistryStore {
     return this.s.allVersions.all().map(toVersion);
   }
 
-  /** Whether any version of any model uses this blob. */
+  /** Whether any version of any model, or any golden dataset file, uses this blob. */
   isBlobReferenced(sha256: string): boolean {
     assertSha256(sha256);
-    return (this.s.shaUsed.get(sha256)?.n ?? 0) > 0;
+    return (this.s.shaUsed.get({ sha: sha256 })?.n ?? 0) > 0;
   }
 
   /** Pointer history of a model, newest first. NOT_FOUND for an unknown model. */
@@ -407,7 +409,8 @@ export class RegistryStore {
   }
 
   /**
-   * Deletes a version's row (and its profiles). Refuses the active version and the rollback target.
+   * Deletes a version's row (and its profiles and evaluations). Refuses the active version, the rollback
+ * target and the candidate of a running shadow or canary.
    * The model row stays, so the number is never reused. The blob is the caller's to remove, only if
    * blobStillReferenced is false; check isBlobReferenced again right before removing if uploads run
    * concurrently (an upload of the same bytes may have landed in between).
@@ -433,9 +436,13 @@ export class RegistryStore {
           { model, version, pointer: 'rollback' },
         );
       }
+      const trial = this.s.openTrialOf.get(model, version);
+      if (trial) {
+        throw new SightlineError('PRECONDITION', `cannot delete ${model} v${version}: it is the candidate of a running ${trial.kind}; stop it first`, { model, version, trial: trial.kind });
+      }
       this.s.deleteVersion.run(model, version);
       this.s.appendHistory.run(model, this.stamp(), actor, 'delete', version, null, reason);
-      return { sha256: v.sha256, blobStillReferenced: (this.s.shaUsed.get(v.sha256)?.n ?? 0) > 0 };
+      return { sha256: v.sha256, blobStillReferenced: (this.s.shaUsed.get({ sha: v.sha256 })?.n ?? 0) > 0 };
     });
   }
 

@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { VersionState } from './models.js';
+import type { TrialTally } from './trial-stats.js';
 
 /** One version on one replica. */
 export interface ReplicaVersion {
@@ -32,6 +33,8 @@ export interface ReplicaReport {
   /** Identity: the pod name (host name) unless configured. */
   readonly replica: string;
   readonly models: readonly ReplicaModelReport[];
+  /** Its tallies of the shadows and canaries it takes part in (cumulative; the registry sums replicas). */
+  readonly trials?: readonly TrialTally[];
 }
 
 /** One replica as the fleet view shows it for one model. */
@@ -85,7 +88,16 @@ export class Fleet {
   /** Live replicas with what they hold of `model` (empty for a model they have not loaded), by name. */
   forModel(model: string): ReplicaModelView[] {
     return this.live()
-      .map((e) => ({ ...(e.report.models.find((m) => m.model === model) ?? { model, servingVersion: null, activeVersion: null, versions: [] }), replica: e.report.replica, reportedAt: e.reportedAt }))
+      .map((e) => ({
+        ...(e.report.models.find((m) => m.model === model) ?? {
+          model,
+          servingVersion: null,
+          activeVersion: null,
+          versions: [],
+        }),
+        replica: e.report.replica,
+        reportedAt: e.reportedAt,
+      }))
       .sort((a, b) => a.replica.localeCompare(b.replica));
   }
 

@@ -10,7 +10,8 @@
  */
 import type { Logger } from '../telemetry/logger.js';
 import type { ReplicaReport } from './fleet.js';
-import type { ModelChange } from './model-change.js';
+import type { ModelChange, TrialRef } from './model-change.js';
+import type { TrialTally } from './trial-stats.js';
 import type { Catalog, LoadSettings, ModelManager } from './models.js';
 import type { RegistryPeer } from './registry-peer.js';
 
@@ -25,20 +26,30 @@ export interface FollowerOptions {
   retryMaxMs: number;
   /** A report goes to the registry at every change and at least this often. */
   reportIntervalMs: number;
+  /** This server's shadow and canary tallies, sent with every report (TrialTallies.report). */
+  trials?: () => TrialTally[];
 }
 
-/** A model's pointers and versions as the registry last announced them. */
+/** A model's pointers and versions as the registry last announced them, with its running shadow and canary. */
 export interface ModelPointers {
   readonly active: number | null;
   readonly rollback: number | null;
   readonly versions: ReadonlySet<number>;
+  readonly shadow: TrialRef | null;
+  readonly canary: TrialRef | null;
 }
 
-/** The versions a server must hold for a model's pointers: the one place that decides it. */
+/**
+ * The versions a server must hold for a model's pointers, active first: the one place that decides
+ * it. A shadow's or a canary's candidate is one more: it runs beside the active version.
+ */
 export function requiredVersions(p: ModelPointers, keepRollbackWarm: boolean): number[] {
   const out: number[] = [];
-  if (p.active !== null) out.push(p.active);
-  if (keepRollbackWarm && p.rollback !== null && p.rollback !== p.active) out.push(p.rollback);
+  const add = (v: number | null | undefined) => v != null && !out.includes(v) && out.push(v);
+  add(p.active);
+  if (keepRollbackWarm) add(p.rollback);
+  add(p.shadow?.version);
+  add(p.canary?.version);
   return out;
 }
 
@@ -131,7 +142,8 @@ export class ModelFollower implements Catalog {
       await this.ensureLoaded(model, version);
     } catch (e) {
       held.delete(version);
-      if (this.models.activeVersion(model)?.version !== version) await this.models.retire(model, version).catch(() => undefined);
+      if (this.models.activeVersion(model)?.version !== version)
+        await this.models.retire(model, version).catch(() => undefined);
       throw e;
     }
   }
@@ -153,6 +165,7 @@ export class ModelFollower implements Catalog {
     const names = new Set([...this.pointers.keys(), ...this.models.list().map((m) => m.name)]);
     return {
       replica: this.opts.replica,
+      ...(this.opts.trials ? { trials: this.opts.trials() } : {}),
       models: [...names].sort().map((model) => {
         const serving = this.models.activeVersion(model);
         return {
@@ -161,7 +174,13 @@ export class ModelFollower implements Catalog {
           activeVersion: this.pointers.get(model)?.active ?? null,
           versions: this.models
             .loaded(model)
-            .map((v) => ({ version: v.version, state: v.state, error: v.error, inflight: v.inflight, provider: v.info?.provider ?? '' }))
+            .map((v) => ({
+              version: v.version,
+              state: v.state,
+              error: v.error,
+              inflight: v.inflight,
+              provider: v.info?.provider ?? '',
+            }))
             .sort((a, b) => a.version - b.version),
         };
       }),
@@ -187,7 +206,11 @@ export class ModelFollower implements Catalog {
       (e) => {
         this.stopWatch = null;
         if (this.stopped) return;
-        if (this.connected) this.log.warn({ event: 'registry_disconnected', err: e?.message }, 'lost the registry; serving the current models and reconnecting');
+        if (this.connected)
+          this.log.warn(
+            { event: 'registry_disconnected', err: e?.message },
+            'lost the registry; serving the current models and reconnecting',
+          );
         this.connected = false;
         this.retryTimer = setTimeout(() => this.connect(), this.retryMs);
         this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
@@ -202,14 +225,24 @@ export class ModelFollower implements Catalog {
       for (const fn of this.listeners) fn();
       return;
     }
-    if (c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back') this.held.delete(c.model);
-    if (c.type === 'promoted' || c.type === 'rolled_back') this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
-    const p: ModelPointers = { active: c.activeVersion, rollback: c.rollbackVersion, versions: new Set(c.versions) };
+    // The change a prepare() was for has been announced (a promote, or a canary starting).
+    if (c.type === 'snapshot' || c.type === 'promoted' || c.type === 'rolled_back' || c.type === 'trial_changed')
+      this.held.delete(c.model);
+    if (c.type === 'promoted' || c.type === 'rolled_back')
+      this.swapKind.set(c.model, c.type === 'rolled_back' ? 'rollback' : 'promote');
+    const p: ModelPointers = {
+      active: c.activeVersion,
+      rollback: c.rollbackVersion,
+      versions: new Set(c.versions),
+      shadow: c.shadow,
+      canary: c.canary,
+    };
     this.pointers.set(c.model, p);
     // A version that failed before gets a fresh try now that a pointer needs it again (and a report
     // never shows that old failure as this attempt's).
     for (const v of requiredVersions(p, this.opts.keepRollbackWarm)) {
-      if (this.models.loaded(c.model).some((x) => x.version === v && x.state === 'failed')) void this.models.retire(c.model, v);
+      if (this.models.loaded(c.model).some((x) => x.version === v && x.state === 'failed'))
+        void this.models.retire(c.model, v);
     }
     // A warm version flips at once (one assignment); everything else waits for the model's reconcile.
     this.flip(c.model);
@@ -222,9 +255,16 @@ export class ModelFollower implements Catalog {
     const target = this.pointers.get(model)?.active ?? null;
     if (target === null) return;
     const before = this.models.activeVersion(model)?.version ?? null;
-    if (before === target || !this.models.loaded(model).some((v) => v.version === target && (v.state === 'ready' || v.state === 'serving'))) return;
+    if (
+      before === target ||
+      !this.models.loaded(model).some((v) => v.version === target && (v.state === 'ready' || v.state === 'serving'))
+    )
+      return;
     this.models.activate(model, target, this.swapKind.get(model) ?? 'promote');
-    this.log.info({ event: 'replica_swapped', model, from: before, to: target }, `model ${model}: now serving version ${target}`);
+    this.log.info(
+      { event: 'replica_swapped', model, from: before, to: target },
+      `model ${model}: now serving version ${target}`,
+    );
   }
 
   private schedule(model: string): void {
@@ -237,7 +277,10 @@ export class ModelFollower implements Catalog {
           await this.reconcile(model);
         } catch (e) {
           const active = this.pointers.get(model)?.active ?? null;
-          this.log.error({ event: 'replica_sync_failed', model, active, err: (e as Error).message }, `model ${model}: could not load version ${active} (keeps serving what it has)`);
+          this.log.error(
+            { event: 'replica_sync_failed', model, active, err: (e as Error).message },
+            `model ${model}: could not load version ${active} (keeps serving what it has)`,
+          );
           // Try again later: the registry may come back, or the limit that refused it may change.
           setTimeout(() => this.schedule(model), this.opts.retryMaxMs).unref();
         }
@@ -255,8 +298,19 @@ export class ModelFollower implements Catalog {
       this.flip(model);
     }
     for (const v of requiredVersions(p, this.opts.keepRollbackWarm).filter((x) => x !== p.active)) {
+      const role =
+        v === p.canary?.version ? 'canary' : v === p.shadow?.version ? 'shadow candidate' : 'rollback target';
       await this.ensureLoaded(model, v).catch((e: Error) =>
-        this.log.warn({ event: 'rollback_not_warm', model, version: v, err: e.message }, `model ${model}: rollback target version ${v} not loaded`),
+        this.log.warn(
+          {
+            event: role === 'rollback target' ? 'rollback_not_warm' : 'candidate_not_loaded',
+            model,
+            version: v,
+            role,
+            err: e.message,
+          },
+          `model ${model}: ${role} version ${v} not loaded`,
+        ),
       );
     }
     // Read again: the pointers may have moved while this ran (that change schedules its own pass).

@@ -9,6 +9,7 @@ import type { FamilyName } from '../identifiers.js';
 import type { InferencePool, LoadOptions, ModelInfo } from '../inference/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { TrialRef } from './model-change.js';
 
 /**
  * A version's state on this server: loading (file fetched, verified, loaded into every worker),
@@ -51,8 +52,21 @@ export type ServingVersion = LoadedVersion & { info: ModelInfo };
 export interface Catalog {
   /** False until this server has heard the registry's models (a replica that has not reached it yet). */
   readonly synced: boolean;
-  /** A model's active version and every version number; undefined for a model the registry lacks. */
-  model(name: string): { readonly active: number | null; readonly versions: ReadonlySet<number> } | undefined;
+  /** A model's active version, every version number, and its running shadow and canary; undefined for a model the registry lacks. */
+  model(name: string):
+    | {
+        readonly active: number | null;
+        readonly versions: ReadonlySet<number>;
+        readonly shadow?: TrialRef | null;
+        readonly canary?: TrialRef | null;
+      }
+    | undefined;
+}
+
+/** Which arm of a running canary a request fell in (acquireRouted). */
+export interface CanaryArm {
+  readonly trialId: number;
+  readonly arm: 'baseline' | 'canary';
 }
 
 interface ModelEntry {
@@ -95,26 +109,52 @@ export class ModelManager {
    * until activate() (or a request pinning it). A failure, fetching or loading, is kept as state
    * 'failed' with its reason and thrown as PRECONDITION; a later load() tries again.
    */
-  async load(name: string, version: number, fetch: () => Promise<ModelFile>, settings: LoadSettings): Promise<ServingVersion> {
+  async load(
+    name: string,
+    version: number,
+    fetch: () => Promise<ModelFile>,
+    settings: LoadSettings,
+  ): Promise<ServingVersion> {
     const entry = this.entry(name);
     const existing = entry.versions.get(version);
     if (existing && isWarm(existing)) return existing;
-    if (existing && existing.state !== 'failed') throw new SightlineError('PRECONDITION', `model ${name} version ${version} is ${existing.state}`);
-    const v: LoadedVersion = { name, version, sha256: '', key: `${name}@${version}`, info: null, state: 'loading', error: null, inflight: 0 };
+    if (existing && existing.state !== 'failed')
+      throw new SightlineError('PRECONDITION', `model ${name} version ${version} is ${existing.state}`);
+    const v: LoadedVersion = {
+      name,
+      version,
+      sha256: '',
+      key: `${name}@${version}`,
+      info: null,
+      state: 'loading',
+      error: null,
+      inflight: 0,
+    };
     entry.versions.set(version, v);
     this.changed();
     const t0 = performance.now();
     try {
       const file = await fetch();
       v.sha256 = file.sha256;
-      v.info = await this.pool.load(v.key, file.bytes, { ...settings, family: file.family, labelsText: file.classNames.join('\n') }, () => this.setState(v, 'warming'));
+      v.info = await this.pool.load(
+        v.key,
+        file.bytes,
+        { ...settings, family: file.family, labelsText: file.classNames.join('\n') },
+        () => this.setState(v, 'warming'),
+      );
     } catch (e) {
       v.error = (e as Error).message;
       this.setState(v, 'failed');
-      this.log.error({ event: 'model_load_failed', model: name, version, sha256: v.sha256, err: v.error }, `model ${name} version ${version} failed to load`);
+      this.log.error(
+        { event: 'model_load_failed', model: name, version, sha256: v.sha256, err: v.error },
+        `model ${name} version ${version} failed to load`,
+      );
       this.metrics?.observeModelEvent(name, String(version), 'load_failed', (performance.now() - t0) / 1000);
       this.metrics?.setModelReady(name, String(version), false);
-      throw new SightlineError('PRECONDITION', `model ${name} version ${version} failed to load: ${v.error}`, { model: name, version });
+      throw new SightlineError('PRECONDITION', `model ${name} version ${version} failed to load: ${v.error}`, {
+        model: name,
+        version,
+      });
     }
     this.setState(v, entry.active === version ? 'serving' : 'ready');
     this.metrics?.observeModelEvent(name, String(version), 'load', v.info.loadMs / 1000);
@@ -146,7 +186,8 @@ export class ModelManager {
    */
   activate(name: string, version: number, event: 'promote' | 'rollback' = 'promote'): void {
     const v = this.models.get(name)?.versions.get(version);
-    if (!v || !isWarm(v)) throw new SightlineError('PRECONDITION', `model ${name} version ${version} is not loaded and ready`);
+    if (!v || !isWarm(v))
+      throw new SightlineError('PRECONDITION', `model ${name} version ${version} is not loaded and ready`);
     const entry = this.entry(name);
     const from = entry.active;
     entry.active = version;
@@ -159,7 +200,11 @@ export class ModelManager {
     }
     this.metrics?.setModelReady(name, String(version), true);
     if (this.defaultModel === null) this.defaultModel = name;
-    if (from !== version) this.log.info({ event: 'model_activated', model: name, from, to: version }, `model ${name}: version ${version} is active`);
+    if (from !== version)
+      this.log.info(
+        { event: 'model_activated', model: name, from, to: version },
+        `model ${name}: version ${version} is active`,
+      );
     this.changed();
   }
 
@@ -172,7 +217,10 @@ export class ModelManager {
     const entry = this.models.get(name);
     const v = entry?.versions.get(version);
     if (!entry || !v) return Promise.resolve();
-    if (entry.active === version) return Promise.reject(new SightlineError('PRECONDITION', `model ${name} version ${version} is active; promote another version first`));
+    if (entry.active === version)
+      return Promise.reject(
+        new SightlineError('PRECONDITION', `model ${name} version ${version} is active; promote another version first`),
+      );
     if (v.state === 'failed') {
       entry.versions.delete(version);
       this.metrics?.forgetModel(name, String(version));
@@ -181,7 +229,8 @@ export class ModelManager {
     }
     const running = this.drains.get(v.key);
     if (running) return running;
-    if (v.state === 'loading' || v.state === 'warming') return Promise.reject(new SightlineError('PRECONDITION', `model ${name} version ${version} is ${v.state}`));
+    if (v.state === 'loading' || v.state === 'warming')
+      return Promise.reject(new SightlineError('PRECONDITION', `model ${name} version ${version} is ${v.state}`));
     this.setState(v, 'draining');
     const drain = (async () => {
       while (v.inflight > 0) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
@@ -198,7 +247,8 @@ export class ModelManager {
 
   /** The model requests get when they name none. `allowUnloaded`: set it before the model is loaded. */
   setDefaultModel(name: string, opts: { allowUnloaded?: boolean } = {}): void {
-    if (!opts.allowUnloaded && !this.models.has(name)) throw new SightlineError('NOT_FOUND', `default model ${name} is not loaded`);
+    if (!opts.allowUnloaded && !this.models.has(name))
+      throw new SightlineError('NOT_FOUND', `default model ${name} is not loaded`);
     this.defaultModel = name;
   }
 
@@ -216,9 +266,30 @@ export class ModelManager {
     const ver = version || entry?.active;
     const v = ver ? entry?.versions.get(ver) : undefined;
     if (!v) throw this.whyNone(modelName, version, entry);
-    if (!isWarm(v)) throw new SightlineError('PRECONDITION', `model "${modelName}" version ${v.version} is ${v.state}, not ready`, { model: modelName, version: v.version });
+    if (!isWarm(v))
+      throw new SightlineError('PRECONDITION', `model "${modelName}" version ${v.version} is ${v.state}, not ready`, {
+        model: modelName,
+        version: v.version,
+      });
     v.inflight++;
     return v;
+  }
+
+  /**
+   * acquire() for a request that may fall under a canary: a request naming no version of a model whose
+   * canary version is warm here is served by the canary when `bucket()` (a stable hash of the request
+   * in [0, 1)) is below the canary's share, and by the active version otherwise. Anything else is
+   * acquire() itself, with no arm.
+   */
+  acquireRouted(name: string, version: number, bucket: () => number): { v: ServingVersion; canary: CanaryArm | null } {
+    const modelName = name || this.defaultModel;
+    const canary = version === 0 && modelName ? this.catalog.model(modelName)?.canary : null;
+    const entry = modelName ? this.models.get(modelName) : undefined;
+    const cv = canary ? entry?.versions.get(canary.version) : undefined;
+    if (!canary || !cv || !isWarm(cv) || entry?.active === canary.version)
+      return { v: this.acquire(name, version), canary: null };
+    const arm = bucket() < canary.share ? 'canary' : 'baseline';
+    return { v: this.acquire(modelName!, arm === 'canary' ? canary.version : 0), canary: { trialId: canary.id, arm } };
   }
 
   release(v: LoadedVersion): void {
@@ -247,18 +318,36 @@ export class ModelManager {
   private whyNone(model: string, version: number, entry: ModelEntry | undefined): SightlineError {
     const known = this.catalog.model(model);
     if (!known) {
-      if (!this.catalog.synced) return new SightlineError('NOT_READY', `model "${model}" is not loaded: this server has not heard from the registry yet`, { model });
+      if (!this.catalog.synced)
+        return new SightlineError(
+          'NOT_READY',
+          `model "${model}" is not loaded: this server has not heard from the registry yet`,
+          { model },
+        );
       return new SightlineError('NOT_FOUND', `unknown model "${model}"`, { model });
     }
     if (version) {
-      if (!known.versions.has(version)) return new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
-      return new SightlineError('PRECONDITION', `model "${model}" version ${version} exists but is not loaded; promote it or pin a loaded version`, { model, version });
+      if (!known.versions.has(version))
+        return new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
+      return new SightlineError(
+        'PRECONDITION',
+        `model "${model}" version ${version} exists but is not loaded; promote it or pin a loaded version`,
+        { model, version },
+      );
     }
     if (known.active === null) {
-      return new SightlineError('PRECONDITION', `model "${model}" has no active version; promote one with \`sightline registry promote ${model} VERSION\``, { model });
+      return new SightlineError(
+        'PRECONDITION',
+        `model "${model}" has no active version; promote one with \`sightline registry promote ${model} VERSION\``,
+        { model },
+      );
     }
     const state = entry?.versions.get(known.active)?.state ?? 'not loaded';
-    return new SightlineError('NOT_READY', `model "${model}": its active version ${known.active} is not serving here yet (${state})`, { model, version: known.active });
+    return new SightlineError(
+      'NOT_READY',
+      `model "${model}": its active version ${known.active} is not serving here yet (${state})`,
+      { model, version: known.active },
+    );
   }
 
   private setState(v: LoadedVersion, state: VersionState): void {

@@ -3,7 +3,7 @@
  * implementations. In role all the registry is in the same process (localRegistryPeer below); on an
  * inference replica it is across the network (transport/grpc/registry-peer.ts).
  */
-import type { Fleet, ReplicaReport } from './fleet.js';
+import type { ReplicaReport } from './fleet.js';
 import type { ModelChange } from './model-change.js';
 import type { ModelFile } from './models.js';
 import type { ModelRegistry } from './registry.js';
@@ -23,13 +23,20 @@ export interface RegistryPeer {
 }
 
 /** Role all: the registry in this process. Changes arrive synchronously, as the registry commits them. */
-export function localRegistryPeer(registry: Pick<ModelRegistry, 'watch' | 'getVersion' | 'readBlob'> & { readonly fleet: Pick<Fleet, 'report'> }): RegistryPeer {
+export function localRegistryPeer(
+  registry: Pick<ModelRegistry, 'watch' | 'getVersion' | 'readBlob' | 'report'>,
+): RegistryPeer {
   return {
     watch: (onChange) => registry.watch(onChange),
     async fetchModel(model, version) {
       const v = registry.getVersion(model, version);
-      return { sha256: v.sha256, bytes: new Uint8Array(await registry.readBlob(v.sha256)), family: v.family as ModelFile['family'], classNames: v.classNames };
+      return {
+        sha256: v.sha256,
+        bytes: new Uint8Array(await registry.readBlob(v.sha256)),
+        family: v.family as ModelFile['family'],
+        classNames: v.classNames,
+      };
     },
-    report: (r) => registry.fleet.report(r),
+    report: (r) => registry.report(r),
   };
 }

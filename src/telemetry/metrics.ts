@@ -12,7 +12,16 @@
  *
  * Disabled (enabled: false), every method returns at once and nothing is allocated per call.
  */
-import { ValueType, type Attributes, type Counter, type Gauge, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
+import {
+  ValueType,
+  type Attributes,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  type Meter,
+  type ObservableGauge,
+  type UpDownCounter,
+} from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { HostMetrics } from '@opentelemetry/host-metrics';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
@@ -62,6 +71,25 @@ export interface PoolReading {
   admissionLimit?: number;
 }
 
+/** A shadow's pair: the model, its active version (the live answers) and the candidate. */
+export interface ShadowPair {
+  model: string;
+  version: string;
+  candidate: string;
+}
+
+/** What a shadow sample is counted as: compared, the candidate failed, or dropped (and why). */
+export type ShadowOutcome = 'compared' | 'failed' | 'busy' | 'expired' | 'not_loaded';
+
+/** One image compared (eval/compare.ts ImageComparison, structurally). */
+export interface ShadowComparison {
+  readonly agreement: number;
+  readonly classes: ReadonlyMap<
+    number,
+    { readonly matched: number; readonly activeOnly: number; readonly candidateOnly: number }
+  >;
+}
+
 /** What the registry knows of the replicas reporting to it (role registry and all). */
 export interface FleetReading {
   replicas: readonly {
@@ -97,6 +125,11 @@ export const ATTR = {
   replica: 'sightline.replica',
   versionState: 'sightline.model.version.state',
   rolloutOutcome: 'sightline.rollout.outcome',
+  shadowVersion: 'sightline.shadow.version',
+  shadowOutcome: 'sightline.shadow.outcome',
+  shadowBox: 'sightline.shadow.box',
+  shadowArm: 'sightline.shadow.arm',
+  canaryOutcome: 'sightline.canary.outcome',
 } as const;
 
 export const RPC_SERVICE = 'sightline.v1.Detector';
@@ -114,6 +147,8 @@ export const MODEL_EVENT_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 export const ROLLOUT_BUCKETS_S = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 /** Detections in one image. */
 export const DETECTION_COUNT_BUCKETS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 1000];
+/** Per-image agreement of a shadow's two answers. */
+export const AGREEMENT_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1];
 /** Detection confidence in 0.05 steps. */
 export const CONFIDENCE_BUCKETS = Array.from({ length: 20 }, (_, i) => Math.round((i + 1) * 5) / 100);
 
@@ -163,7 +198,10 @@ function isGauge(m: MetricData): boolean {
  * Units the semantic conventions give to instruments that @opentelemetry/host-metrics creates without
  * one, so that their Prometheus names carry the unit like every other metric here.
  */
-const MISSING_UNITS: Readonly<Record<string, string>> = { 'process.memory.usage': 'By', 'process.cpu.utilization': '1' };
+const MISSING_UNITS: Readonly<Record<string, string>> = {
+  'process.memory.usage': 'By',
+  'process.cpu.utilization': '1',
+};
 
 /** Every metric under its Prometheus name with the unit suffix (the exporter only adds `_total`). */
 function withUnitSuffix(m: MetricData): MetricData {
@@ -191,6 +229,11 @@ interface Instruments {
   anomalies: Counter;
   rollouts: Counter;
   rolloutDuration: Histogram;
+  shadowRequests: Counter;
+  shadowAgreement: Histogram;
+  shadowBoxes: Counter;
+  shadowDuration: Histogram;
+  canaries: Counter;
 }
 
 interface Live {
@@ -217,14 +260,19 @@ interface Live {
  * forever. forExposition drops these for forgotten versions; counters and histograms stay, as they are
  * cumulative and their rates fall to zero.
  */
-const VERSION_STATE_GAUGES: ReadonlySet<string> = new Set(['sightline.model.ready', 'sightline.drift.psi', 'sightline.drift.ks']);
+const VERSION_STATE_GAUGES: ReadonlySet<string> = new Set([
+  'sightline.model.ready',
+  'sightline.drift.psi',
+  'sightline.drift.ks',
+]);
 
 const versionKey = (model: string, version: string): string => `${model}\0${version}`;
 
 /** A per-version gauge without the points of forgotten versions, or whose value is NaN (reset). */
 function withoutRetiredVersions(m: MetricData, forgotten: ReadonlySet<string>): MetricData {
   if (!VERSION_STATE_GAUGES.has(m.descriptor.name) || m.dataPointType !== DataPointType.GAUGE) return m;
-  const current = (a: Attributes, value: number): boolean => !Number.isNaN(value) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
+  const current = (a: Attributes, value: number): boolean =>
+    !Number.isNaN(value) && !forgotten.has(versionKey(String(a[ATTR.model]), String(a[ATTR.version])));
   return { ...m, dataPoints: m.dataPoints.filter((d) => current(d.attributes, d.value)) };
 }
 
@@ -242,7 +290,12 @@ function onlyObserved(m: MetricData, observed: ReadonlyMap<string, ReadonlySet<s
 function forExposition(rm: ResourceMetrics, live: Pick<Live, 'forgotten' | 'observed'>): ResourceMetrics {
   return {
     resource: rm.resource,
-    scopeMetrics: rm.scopeMetrics.map((sm) => ({ scope: sm.scope, metrics: sm.metrics.map((m) => withUnitSuffix(onlyObserved(withoutRetiredVersions(m, live.forgotten), live.observed))) })),
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({
+      scope: sm.scope,
+      metrics: sm.metrics.map((m) =>
+        withUnitSuffix(onlyObserved(withoutRetiredVersions(m, live.forgotten), live.observed)),
+      ),
+    })),
   };
 }
 
@@ -255,7 +308,10 @@ export class Metrics {
     if (opts.enabled === false) return new Metrics(null);
     const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
     const provider = new MeterProvider({
-      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName ?? 'sightline', [ATTR_SERVICE_VERSION]: opts.serviceVersion }),
+      resource: resourceFromAttributes({
+        [ATTR_SERVICE_NAME]: opts.serviceName ?? 'sightline',
+        [ATTR_SERVICE_VERSION]: opts.serviceVersion,
+      }),
       readers: [exporter],
     });
     const meter = provider.getMeter('sightline', opts.serviceVersion);
@@ -268,7 +324,8 @@ export class Metrics {
       }),
       // OpenTelemetry HTTP semantic conventions: http.request.method, http.route, http.response.status_code, url.scheme.
       httpDuration: meter.createHistogram('http.server.request.duration', {
-        description: 'Duration of HTTP requests handled by the server (the HTTP port: Open Inference Protocol REST and /v1/detect)',
+        description:
+          'Duration of HTTP requests handled by the server (the HTTP port: Open Inference Protocol REST and /v1/detect)',
         unit: 's',
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
@@ -278,11 +335,15 @@ export class Metrics {
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
       stageDuration: meter.createHistogram('sightline.stage.duration', {
-        description: 'Time spent by one image in each pipeline stage (decode, preprocess, queue, inference, postprocess)',
+        description:
+          'Time spent by one image in each pipeline stage (decode, preprocess, queue, inference, postprocess)',
         unit: 's',
         advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
       }),
-      images: meter.createCounter('sightline.images', { description: 'Images run through a model (one per Detect call or Stream frame answered with detections)', unit: '{image}' }),
+      images: meter.createCounter('sightline.images', {
+        description: 'Images run through a model (one per Detect call or Stream frame answered with detections)',
+        unit: '{image}',
+      }),
       detectionsPerImage: meter.createHistogram('sightline.request.detections', {
         description: 'Detections returned for one image',
         unit: '{detection}',
@@ -294,26 +355,77 @@ export class Metrics {
         unit: '1',
         advice: { explicitBucketBoundaries: CONFIDENCE_BUCKETS },
       }),
-      detections: meter.createCounter('sightline.detections', { description: 'Returned detections by class (the class mix)', unit: '{detection}' }),
-      active: meter.createUpDownCounter('sightline.requests.active', { description: 'gRPC calls in progress: Detect calls being served, Streams open', unit: '{request}' }),
-      streamFrames: meter.createCounter('sightline.stream.frames', { description: 'Stream frames answered, by outcome (delivered with detections, or dropped by the latest policy)', unit: '{frame}' }),
-      modelEvents: meter.createCounter('sightline.model.events', { description: 'Model lifecycle events: load, warmup, promote, rollback, unload, load_failed', unit: '{event}' }),
+      detections: meter.createCounter('sightline.detections', {
+        description: 'Returned detections by class (the class mix)',
+        unit: '{detection}',
+      }),
+      active: meter.createUpDownCounter('sightline.requests.active', {
+        description: 'gRPC calls in progress: Detect calls being served, Streams open',
+        unit: '{request}',
+      }),
+      streamFrames: meter.createCounter('sightline.stream.frames', {
+        description: 'Stream frames answered, by outcome (delivered with detections, or dropped by the latest policy)',
+        unit: '{frame}',
+      }),
+      modelEvents: meter.createCounter('sightline.model.events', {
+        description: 'Model lifecycle events: load, warmup, promote, rollback, unload, load_failed',
+        unit: '{event}',
+      }),
       modelEventDuration: meter.createHistogram('sightline.model.event.duration', {
         description: 'Duration of model lifecycle events that take time (load, warmup)',
         unit: 's',
         advice: { explicitBucketBoundaries: MODEL_EVENT_BUCKETS_S },
       }),
       modelReady: meter.createObservableGauge('sightline.model.ready', {
-        description: '1 when the model version is loaded, warmed up and serving as the active version; 0 when it is known but not serving',
+        description:
+          '1 when the model version is loaded, warmed up and serving as the active version; 0 when it is known but not serving',
       }),
-      driftPsi: meter.createGauge('sightline.drift.psi', { description: 'Population stability index of a monitored feature: recent traffic against the reference profile' }),
-      driftKs: meter.createGauge('sightline.drift.ks', { description: 'Kolmogorov-Smirnov statistic of a monitored feature: recent traffic against the reference profile' }),
-      anomalies: meter.createCounter('sightline.anomalies', { description: 'Requests with a feature outside the reference profile\'s bounds', unit: '{request}' }),
-      rollouts: meter.createCounter('sightline.rollouts', { description: 'Rollouts ended (promote or rollback followed until every replica serves it), by outcome', unit: '{rollout}' }),
+      driftPsi: meter.createGauge('sightline.drift.psi', {
+        description: 'Population stability index of a monitored feature: recent traffic against the reference profile',
+      }),
+      driftKs: meter.createGauge('sightline.drift.ks', {
+        description:
+          'Kolmogorov-Smirnov statistic of a monitored feature: recent traffic against the reference profile',
+      }),
+      anomalies: meter.createCounter('sightline.anomalies', {
+        description: "Requests with a feature outside the reference profile's bounds",
+        unit: '{request}',
+      }),
+      rollouts: meter.createCounter('sightline.rollouts', {
+        description: 'Rollouts ended (promote or rollback followed until every replica serves it), by outcome',
+        unit: '{rollout}',
+      }),
       rolloutDuration: meter.createHistogram('sightline.rollout.duration', {
         description: 'Time from a pointer change to the end of its rollout, by outcome',
         unit: 's',
         advice: { explicitBucketBoundaries: ROLLOUT_BUCKETS_S },
+      }),
+      shadowRequests: meter.createCounter('sightline.shadow.requests', {
+        description:
+          'Live requests sampled for a shadow, by outcome: compared, failed (the candidate failed), or dropped for want of idle capacity (busy, expired) or of a loaded candidate (not_loaded)',
+        unit: '{request}',
+      }),
+      shadowAgreement: meter.createHistogram('sightline.shadow.agreement', {
+        description:
+          "Per image, boxes of the candidate matching the active version's (same class, IoU >= 0.5) / the larger box count",
+        unit: '1',
+        advice: { explicitBucketBoundaries: AGREEMENT_BUCKETS },
+      }),
+      shadowBoxes: meter.createCounter('sightline.shadow.boxes', {
+        description:
+          'Boxes of shadow comparisons by class: matched, active_only (the candidate misses them), candidate_only (it adds them)',
+        unit: '{box}',
+      }),
+      shadowDuration: meter.createHistogram('sightline.shadow.duration', {
+        description:
+          'Decode, preprocessing, inference and postprocessing of a shadow-compared image, for the active version and the candidate (comparable pairs only)',
+        unit: 's',
+        advice: { explicitBucketBoundaries: LATENCY_BUCKETS_S },
+      }),
+      canaries: meter.createCounter('sightline.canaries', {
+        description:
+          'Canaries ended, by outcome: promoted, rolled_back (automatically, worse than its margins), stopped, superseded',
+        unit: '{canary}',
       }),
     };
     i.modelReady.addCallback((r) => {
@@ -325,11 +437,26 @@ export class Metrics {
       runtime = new RuntimeNodeInstrumentation({ enabled: false, monitoringPrecision: 10 });
       runtime.setMeterProvider(provider);
       runtime.enable();
-      new HostMetrics({ meterProvider: provider, name: 'sightline-process', metricGroups: ['process.cpu', 'process.memory'] }).start();
+      new HostMetrics({
+        meterProvider: provider,
+        name: 'sightline-process',
+        metricGroups: ['process.cpu', 'process.memory'],
+      }).start();
     }
     // Arguments: no prefix, no timestamps, no resource labels on series, target_info kept, no otel_scope_* labels.
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-    return new Metrics({ provider, exporter, serializer, meter, i, runtime, ready, attrs: new Map(), forgotten: new Set(), observed: new Map() });
+    return new Metrics({
+      provider,
+      exporter,
+      serializer,
+      meter,
+      i,
+      runtime,
+      ready,
+      attrs: new Map(),
+      forgotten: new Set(),
+      observed: new Map(),
+    });
   }
 
   get enabled(): boolean {
@@ -347,7 +474,13 @@ export class Metrics {
     return a;
   }
 
-  private rpcAttrs(method: RpcMethod, model: string, version: string, code: number, system: RpcSystem = 'grpc'): Attributes {
+  private rpcAttrs(
+    method: RpcMethod,
+    model: string,
+    version: string,
+    code: number,
+    system: RpcSystem = 'grpc',
+  ): Attributes {
     return this.attrs(`r\0${system}\0${method}\0${model}\0${version}\0${code}`, () => ({
       [ATTR.rpcSystem]: system,
       [ATTR.rpcService]: serviceOf(method),
@@ -360,7 +493,9 @@ export class Metrics {
 
   private modelAttrs(model: string, version: string, method?: RpcMethod): Attributes {
     return this.attrs(`m\0${method ?? ''}\0${model}\0${version}`, () =>
-      method ? { [ATTR.rpcMethod]: method, [ATTR.model]: model, [ATTR.version]: version } : { [ATTR.model]: model, [ATTR.version]: version },
+      method
+        ? { [ATTR.rpcMethod]: method, [ATTR.model]: model, [ATTR.version]: version }
+        : { [ATTR.model]: model, [ATTR.version]: version },
     );
   }
 
@@ -397,7 +532,11 @@ export class Metrics {
         for (const [label, n] of byClass) {
           i.detections.add(
             n,
-            this.attrs(`c\0${o.model}\0${o.version}\0${label}`, () => ({ [ATTR.model]: o.model, [ATTR.version]: o.version, [ATTR.className]: label })),
+            this.attrs(`c\0${o.model}\0${o.version}\0${label}`, () => ({
+              [ATTR.model]: o.model,
+              [ATTR.version]: o.version,
+              [ATTR.className]: label,
+            })),
           );
         }
       }
@@ -451,7 +590,11 @@ export class Metrics {
     if (!this.live) return;
     this.live.i.streamFrames.add(
       1,
-      this.attrs(`f\0${model}\0${version}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.outcome]: outcome })),
+      this.attrs(`f\0${model}\0${version}\0${outcome}`, () => ({
+        [ATTR.model]: model,
+        [ATTR.version]: version,
+        [ATTR.outcome]: outcome,
+      })),
     );
   }
 
@@ -492,10 +635,22 @@ export class Metrics {
   observePool(read: () => PoolReading): void {
     if (!this.live) return;
     const { meter } = this.live;
-    const workers = meter.createObservableGauge('sightline.pool.workers', { description: 'Inference worker threads', unit: '{worker}' });
-    const busy = meter.createObservableGauge('sightline.pool.workers.busy', { description: 'Inference workers running an inference (or loading a model)', unit: '{worker}' });
-    const utilization = meter.createObservableGauge('sightline.pool.utilization', { description: 'Busy workers / workers', unit: '1' });
-    const queued = meter.createObservableGauge('sightline.pool.queue.depth', { description: 'Prepared images waiting for a free worker', unit: '{request}' });
+    const workers = meter.createObservableGauge('sightline.pool.workers', {
+      description: 'Inference worker threads',
+      unit: '{worker}',
+    });
+    const busy = meter.createObservableGauge('sightline.pool.workers.busy', {
+      description: 'Inference workers running an inference (or loading a model)',
+      unit: '{worker}',
+    });
+    const utilization = meter.createObservableGauge('sightline.pool.utilization', {
+      description: 'Busy workers / workers',
+      unit: '1',
+    });
+    const queued = meter.createObservableGauge('sightline.pool.queue.depth', {
+      description: 'Prepared images waiting for a free worker',
+      unit: '{request}',
+    });
     const admitted = meter.createObservableGauge('sightline.pool.admitted', {
       description: 'Requests admitted and not yet running on a worker (being decoded, or waiting)',
       unit: '{request}',
@@ -526,16 +681,82 @@ export class Metrics {
     if (Number.isFinite(seconds)) this.live.i.rolloutDuration.record(seconds, a);
   }
 
+  /** A shadow sample counted by outcome (compared ones through observeShadowSample). */
+  countShadow(p: ShadowPair, outcome: ShadowOutcome): void {
+    if (!this.live) return;
+    this.live.i.shadowRequests.add(1, this.shadowAttrs(p, ATTR.shadowOutcome, outcome));
+  }
+
+  /** One image compared by a shadow: agreement, boxes by class, and both latencies (seconds from ms) when comparable. */
+  observeShadowSample(
+    p: ShadowPair,
+    c: ShadowComparison,
+    latency: { activeMs: number; candidateMs: number } | null,
+    names: readonly string[],
+  ): void {
+    if (!this.live) return;
+    const { i } = this.live;
+    i.shadowRequests.add(1, this.shadowAttrs(p, ATTR.shadowOutcome, 'compared'));
+    i.shadowAgreement.record(c.agreement, this.shadowAttrs(p));
+    for (const [cls, d] of c.classes) {
+      const label = names[cls] ?? String(cls);
+      for (const [box, n] of [
+        ['matched', d.matched],
+        ['active_only', d.activeOnly],
+        ['candidate_only', d.candidateOnly],
+      ] as const) {
+        if (n > 0)
+          i.shadowBoxes.add(
+            n,
+            this.attrs(`sb\0${p.model}\0${p.version}\0${p.candidate}\0${box}\0${label}`, () => ({
+              ...this.shadowAttrs(p),
+              [ATTR.shadowBox]: box,
+              [ATTR.className]: label,
+            })),
+          );
+      }
+    }
+    if (latency) {
+      i.shadowDuration.record(latency.activeMs / 1000, this.shadowAttrs(p, ATTR.shadowArm, 'active'));
+      i.shadowDuration.record(latency.candidateMs / 1000, this.shadowAttrs(p, ATTR.shadowArm, 'candidate'));
+    }
+  }
+
+  private shadowAttrs(p: ShadowPair, extraKey?: string, extraValue?: string): Attributes {
+    return this.attrs(`sh\0${p.model}\0${p.version}\0${p.candidate}\0${extraKey ?? ''}\0${extraValue ?? ''}`, () => ({
+      [ATTR.model]: p.model,
+      [ATTR.version]: p.version,
+      [ATTR.shadowVersion]: p.candidate,
+      ...(extraKey ? { [extraKey]: extraValue } : {}),
+    }));
+  }
+
+  /** A canary ended (the registry): promoted, rolled_back, stopped or superseded. */
+  countCanary(model: string, outcome: string): void {
+    if (!this.live) return;
+    this.live.i.canaries.add(
+      1,
+      this.attrs(`cn\0${model}\0${outcome}`, () => ({ [ATTR.model]: model, [ATTR.canaryOutcome]: outcome })),
+    );
+  }
+
   /** The registry's fleet view, read once per scrape: replicas, their versions and states, and how fresh each report is. */
   observeFleet(read: () => FleetReading): void {
     if (!this.live) return;
     const { meter, observed } = this.live;
-    const replicas = meter.createObservableGauge('sightline.fleet.replicas', { description: 'Replicas reporting to this registry (inference replicas, or this process in role all)', unit: '{replica}' });
+    const replicas = meter.createObservableGauge('sightline.fleet.replicas', {
+      description: 'Replicas reporting to this registry (inference replicas, or this process in role all)',
+      unit: '{replica}',
+    });
     const versions = meter.createObservableGauge('sightline.replica.versions', {
-      description: 'Model versions held by each replica reporting to this registry, by state (1 per version): loading, warming, ready, serving, draining, failed',
+      description:
+        'Model versions held by each replica reporting to this registry, by state (1 per version): loading, warming, ready, serving, draining, failed',
       unit: '{version}',
     });
-    const age = meter.createObservableGauge('sightline.replica.report.age', { description: 'Time since each replica\'s last report to this registry', unit: 's' });
+    const age = meter.createObservableGauge('sightline.replica.report.age', {
+      description: "Time since each replica's last report to this registry",
+      unit: 's',
+    });
     meter.addBatchObservableCallback(
       (r) => {
         const seen = { versions: new Set<string>(), age: new Set<string>() };
@@ -546,7 +767,12 @@ export class Metrics {
           r.observe(age, rep.reportAgeSeconds, a);
           seen.age.add(attrKey(a));
           for (const v of rep.versions) {
-            const va = { [ATTR.replica]: rep.replica, [ATTR.model]: v.model, [ATTR.version]: v.version, [ATTR.versionState]: v.state };
+            const va = {
+              [ATTR.replica]: rep.replica,
+              [ATTR.model]: v.model,
+              [ATTR.version]: v.version,
+              [ATTR.versionState]: v.state,
+            };
             r.observe(versions, 1, va);
             seen.versions.add(attrKey(va));
           }
@@ -561,7 +787,11 @@ export class Metrics {
   /** Latest drift statistics of one feature (input features, prediction features, or "classMix"). */
   setDrift(model: string, version: string, feature: string, psi: number, ks: number): void {
     if (!this.live) return;
-    const a = this.attrs(`d\0${model}\0${version}\0${feature}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.feature]: feature }));
+    const a = this.attrs(`d\0${model}\0${version}\0${feature}`, () => ({
+      [ATTR.model]: model,
+      [ATTR.version]: version,
+      [ATTR.feature]: feature,
+    }));
     if (Number.isFinite(psi)) this.live.i.driftPsi.record(psi, a);
     if (Number.isFinite(ks)) this.live.i.driftKs.record(ks, a);
   }
@@ -570,7 +800,11 @@ export class Metrics {
     if (!this.live) return;
     this.live.i.anomalies.add(
       1,
-      this.attrs(`x\0${model}\0${version}\0${feature}`, () => ({ [ATTR.model]: model, [ATTR.version]: version, [ATTR.feature]: feature })),
+      this.attrs(`x\0${model}\0${version}\0${feature}`, () => ({
+        [ATTR.model]: model,
+        [ATTR.version]: version,
+        [ATTR.feature]: feature,
+      })),
     );
   }
 

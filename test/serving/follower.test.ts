@@ -10,7 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import { SightlineError } from '../../src/errors.js';
 import { InferencePool } from '../../src/inference/index.js';
 import { BlobStore, defaultMigrationsDir, RegistryStore } from '../../src/registry/index.js';
-import { localRegistryPeer, ModelFollower, ModelManager, ModelRegistry, type Caller, type RegistryPeer } from '../../src/serving/index.js';
+import {
+  localRegistryPeer,
+  ModelFollower,
+  ModelManager,
+  ModelRegistry,
+  type Caller,
+  type RegistryPeer,
+} from '../../src/serving/index.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { grpcRegistryPeer } from '../../src/transport/grpc/registry-peer.js';
 import { sharedDataOrSkip } from '../support/data.js';
@@ -21,9 +28,16 @@ import { waitFor } from '../support/wait.js';
 const haveData = sharedDataOrSkip('follower');
 const LOAD = { intraOpThreads: 1, executionProviders: ['cpu' as const], warmupRuns: 1, cpuMemArena: false };
 const ops: Caller = { actor: 'test', peer: '' };
+/** Datasets, evaluations and canaries: not exercised here (test/serving/shadow.test.ts and the others are). */
+const EVIDENCE = {
+  datasets: { maxDatasetBytes: 1 << 30, maxDatasetFiles: 1000, maxFileBytes: 1 << 24 },
+  prep: { limits: { maxBytes: 1 << 24, maxPixels: 40_000_000 }, options: { applyIccProfile: false } },
+  canary: { minSamples: 100, p99Margin: 0.2, errorRateMargin: 0.01 },
+};
 
 /** The same model with an unknown protobuf field appended: a valid, distinct ONNX file (its own sha256). */
-const variant = (file: string, n: number) => Buffer.concat([readFileSync(modelPath(file)), Buffer.from([0xc0, 0x3e, n])]);
+const variant = (file: string, n: number) =>
+  Buffer.concat([readFileSync(modelPath(file)), Buffer.from([0xc0, 0x3e, n])]);
 
 async function* once(b: Uint8Array): AsyncIterable<Uint8Array> {
   yield b;
@@ -42,7 +56,13 @@ async function inProcess(): Promise<Harness> {
   const dataDir = tempDataDir();
   const pool = await InferencePool.create({ workers: 1, maxQueue: 4 });
   const store = RegistryStore.open(dataDir, defaultMigrationsDir());
-  const registry = new ModelRegistry(store, new BlobStore(dataDir), pool, { maxUploadBytes: 64 << 20, load: LOAD, replicaTimeoutMs: 60_000, rolloutTimeoutMs: 60_000 }, silentLogger);
+  const registry = new ModelRegistry(
+    store,
+    new BlobStore(dataDir),
+    pool,
+    { maxUploadBytes: 64 << 20, load: LOAD, replicaTimeoutMs: 60_000, rolloutTimeoutMs: 60_000, ...EVIDENCE },
+    silentLogger,
+  );
   await registry.start();
   return {
     registry,
@@ -87,8 +107,13 @@ for (const [kind, make] of [
       const v = models.activeVersion('det');
       return v?.state === 'serving' ? v.version : null;
     };
-    const states = () => models.loaded('det').map((v) => `${v.version} ${v.state}`).sort();
-    const upload = async (bytes: Uint8Array, model = 'det') => (await h.registry.upload({ model, notes: '', labels: [], sourceName: null }, once(bytes), ops)).version.version;
+    const states = () =>
+      models
+        .loaded('det')
+        .map((v) => `${v.version} ${v.state}`)
+        .sort();
+    const upload = async (bytes: Uint8Array, model = 'det') =>
+      (await h.registry.upload({ model, notes: '', labels: [], sourceName: null }, once(bytes), ops)).version.version;
 
     before(async () => {
       h = await make();
@@ -96,7 +121,19 @@ for (const [kind, make] of [
       await h.registry.promote('det', await upload(readFileSync(modelPath('yolo11n_int8_320.onnx'))), ops, 'first');
       pool = await InferencePool.create({ workers: 1, maxQueue: 4 });
       models = new ModelManager(pool, silentLogger);
-      follower = new ModelFollower(h.peer, models, { replica: 'replica-a', keepRollbackWarm: true, load: LOAD, retryMinMs: 50, retryMaxMs: 500, reportIntervalMs: 200 }, silentLogger);
+      follower = new ModelFollower(
+        h.peer,
+        models,
+        {
+          replica: 'replica-a',
+          keepRollbackWarm: true,
+          load: LOAD,
+          retryMinMs: 50,
+          retryMaxMs: 500,
+          reportIntervalMs: 200,
+        },
+        silentLogger,
+      );
       follower.start();
     });
     after(async () => {
@@ -110,7 +147,11 @@ for (const [kind, make] of [
       assert.equal(follower.unserved(), null, 'every promoted model has a version serving');
       const v2 = await upload(readFileSync(modelPath('yolox_nano.onnx')));
       await h.registry.promote('det', v2, ops, 'test');
-      await waitFor(() => served() === 2 && states().join() === '1 ready,2 serving', 30_000, 'version 2 serving, 1 warm as the rollback target');
+      await waitFor(
+        () => served() === 2 && states().join() === '1 ready,2 serving',
+        30_000,
+        'version 2 serving, 1 warm as the rollback target',
+      );
       await h.registry.rollback('det', ops, 'test');
       await waitFor(() => served() === 1, 5_000, 'the rollback flips at once (both warm)');
       assert.deepEqual(states(), ['1 serving', '2 ready']);
@@ -124,7 +165,12 @@ for (const [kind, make] of [
       await waitFor(
         () => {
           const [r] = h.registry.status('det').replicas;
-          return r?.replica === 'replica-a' && r.servingVersion === 3 && r.activeVersion === 3 && r.versions.map((v) => `${v.version} ${v.state}`).join() === '1 ready,3 serving';
+          return (
+            r?.replica === 'replica-a' &&
+            r.servingVersion === 3 &&
+            r.activeVersion === 3 &&
+            r.versions.map((v) => `${v.version} ${v.state}`).join() === '1 ready,3 serving'
+          );
         },
         5_000,
         'the registry seeing replica-a serve version 3',
@@ -148,7 +194,10 @@ for (const [kind, make] of [
       assert.match(code('det', 2), /^PRECONDITION: model "det" version 2 exists but is not loaded/);
       await upload(readFileSync(modelPath('yolo11n_int8_320.onnx')), 'idle');
       await waitFor(() => follower.model('idle'), 5_000, 'the new model announced');
-      assert.equal(code('idle', 0), 'PRECONDITION: model "idle" has no active version; promote one with `sightline registry promote idle VERSION`');
+      assert.equal(
+        code('idle', 0),
+        'PRECONDITION: model "idle" has no active version; promote one with `sightline registry promote idle VERSION`',
+      );
       await h.registry.deleteVersion('det', 2, ops, 'test');
       await waitFor(() => !follower.model('det')!.versions.has(2), 5_000, 'the deletion announced');
       assert.match(code('det', 2), /^NOT_FOUND: model "det" has no version 2/);
@@ -162,15 +211,26 @@ for (const [kind, make] of [
       chmodSync(blob, 0o644);
       writeFileSync(blob, Buffer.concat([good.subarray(0, 1000), Buffer.alloc(64), good.subarray(1064)]));
       await h.registry.promote('det', v, ops, 'test');
-      await waitFor(() => models.loaded('det').find((x) => x.version === v)?.state === 'failed', 30_000, `version ${v} failed`);
+      await waitFor(
+        () => models.loaded('det').find((x) => x.version === v)?.state === 'failed',
+        30_000,
+        `version ${v} failed`,
+      );
       assert.equal(served(), 3, 'the previous version keeps serving');
       assert.match(models.loaded('det').find((x) => x.version === v)!.error!, /is corrupt: its content hashes to/);
       assert.equal(follower.unserved(), null, 'still ready: it serves a version of every promoted model');
       await waitFor(() => h.registry.status('det').rollout?.phase === 'failed', 5_000, 'the rollout failed');
-      assert.match(h.registry.status('det').rollout!.reason, /^replica-a: (registry: fetching [0-9a-f]{12}: )?blob [0-9a-f]{64} is corrupt: its content hashes to/);
+      assert.match(
+        h.registry.status('det').rollout!.reason,
+        /^replica-a: (registry: fetching [0-9a-f]{12}: )?blob [0-9a-f]{64} is corrupt: its content hashes to/,
+      );
       const reported = h.registry.status('det').replicas[0]!.versions.find((x) => x.version === v);
       assert.equal(reported?.state, 'failed');
-      assert.equal(h.registry.getVersion('det', v).state, 'corrupt', 'the registry marked the version corrupt when its read failed');
+      assert.equal(
+        h.registry.getVersion('det', v).state,
+        'corrupt',
+        'the registry marked the version corrupt when its read failed',
+      );
       await assert.rejects(h.registry.promote('det', v, ops, 'again'), /is corrupt/);
     });
   });

@@ -23,7 +23,9 @@ interface ValidateFlags {
 
 export function validateCommand(): Command {
   return new Command('validate')
-    .description('score a model on a YOLO-format dataset: COCO mAP@0.5 and mAP@0.5:0.95 (101-point), Ultralytics val defaults')
+    .description(
+      'score a model on a YOLO-format dataset: COCO mAP@0.5 and mAP@0.5:0.95 (101-point), Ultralytics val defaults',
+    )
     .requiredOption('--model <file>', 'ONNX model file')
     .requiredOption('--dataset <dir>', 'dataset folder with images/ and labels/ (YOLO txt)')
     .option('--labels <file>', 'class names file (default: model metadata)')
@@ -34,11 +36,27 @@ export function validateCommand(): Command {
     .option('--workers <n>', 'inference worker threads', intArg, 2)
     .option('--threads <n>', 'intra-op threads per worker', intArg, 1)
     .option('--limit <n>', 'only the first N images', intArg)
-    .option('--icc', 'convert images with an embedded ICC profile to sRGB (as preprocess.applyIccProfile: true; default: ignore profiles, as OpenCV does)')
-    .addOption(new Option('--decoder <decoder>', 'auto: libjpeg-turbo for JPEGs, sharp for the rest; sharp: sharp for every image (to compare)').choices(['auto', 'sharp']).default('auto'))
+    .option(
+      '--icc',
+      'convert images with an embedded ICC profile to sRGB (as preprocess.applyIccProfile: true; default: ignore profiles, as OpenCV does)',
+    )
+    .addOption(
+      new Option(
+        '--decoder <decoder>',
+        'auto: libjpeg-turbo for JPEGs, sharp for the rest; sharp: sharp for every image (to compare)',
+      )
+        .choices(['auto', 'sharp'])
+        .default('auto'),
+    )
     .option('--json', 'print the report as JSON')
     .action(async (f: ValidateFlags) => {
-      const bar = process.stderr.isTTY && !f.json ? new SingleBar({ format: 'validate [{bar}] {value}/{total} images | {eta}s left', hideCursor: true }, Presets.shades_classic) : null;
+      const bar =
+        process.stderr.isTTY && !f.json
+          ? new SingleBar(
+              { format: 'validate [{bar}] {value}/{total} images | {eta}s left', hideCursor: true },
+              Presets.shades_classic,
+            )
+          : null;
       let started = false;
       const r = await validateModel({
         modelPath: f.model,
@@ -59,7 +77,8 @@ export function validateCommand(): Command {
             started = true;
           }
           if (bar) bar.update(done);
-          else if (!f.json && (done % 16 === 0 || done === total)) process.stderr.write(`validate: ${done}/${total} images\n`);
+          else if (!f.json && (done % 16 === 0 || done === total))
+            process.stderr.write(`validate: ${done}/${total} images\n`);
         },
       });
       bar?.stop();
@@ -68,12 +87,18 @@ export function validateCommand(): Command {
         return;
       }
       const m = r.metrics;
-      console.log(`model ${r.model.path} (${r.model.family}, ${r.model.input}, ${r.model.provider}, sha256 ${r.model.sha256.slice(0, 12)})`);
+      console.log(
+        `model ${r.model.path} (${r.model.family}, ${r.model.input}, ${r.model.provider}, sha256 ${r.model.sha256.slice(0, 12)})`,
+      );
       console.log(`dataset ${f.dataset}: ${r.images} images, ${m.numGt} boxes, ${m.perClass.length} classes present`);
-      console.log(`settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}`);
+      console.log(
+        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}`,
+      );
       console.log(`mAP@0.5      ${m.map50.toFixed(3)}`);
       console.log(`mAP@0.5:0.95 ${m.map5095.toFixed(3)}`);
       console.log(`precision ${m.precision.toFixed(3)}  recall ${m.recall.toFixed(3)} (conf 0.25, IoU 0.5)`);
-      console.log(`${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ms/image)`);
+      console.log(
+        `${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ms/image); per image, waiting excluded: p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`,
+      );
     });
 }

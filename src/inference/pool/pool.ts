@@ -8,6 +8,12 @@
  * The first worker may also hold a latency session per model (LoadOptions.latencyThreads): a request
  * that finds every worker idle and nobody waiting runs there, on all the cores the pool would otherwise
  * leave idle; under load every request runs on the one-thread sessions that give the most throughput.
+ *
+ * Background work (runBackground: shadow runs of a candidate version) uses idle capacity only: it takes
+ * no admission ticket, starts only while no admitted request is waiting and no request runs on the
+ * latency session, never on more than workers − 1 workers at once (one when there is a single worker),
+ * last worker first, and always on a one-thread session. It waits in a bounded lane of its own; a job
+ * that finds the lane full, or waits past its deadline, is dropped (OVERLOADED with fields.dropped).
  */
 import { SightlineError } from '../../errors.js';
 import type { ThreadPriority } from '../worker/priority.js';
@@ -22,6 +28,8 @@ export interface PoolOptions {
   workerNice?: number;
   /** Called on worker crashes and replacements. */
   onEvent?: (event: PoolEvent) => void;
+  /** Background jobs waiting for idle capacity at most; beyond it a new one is dropped (default 0: no background lane). */
+  maxBackground?: number;
 }
 
 export type PoolEvent =
@@ -39,6 +47,9 @@ export interface PoolStats {
   /** Inferences started since the pool was created (a request dropped before running is not counted). */
   runsStarted: number;
   runsRejected: number;
+  /** Background jobs waiting for idle capacity, and running. */
+  backgroundQueued: number;
+  backgroundRunning: number;
 }
 
 export interface RunResult extends RunOutput {
@@ -70,6 +81,14 @@ interface Job {
   onAbort: () => void;
 }
 
+/** Why background work was dropped: the lane was full, or no idle capacity came before its deadline. */
+export type BackgroundDrop = 'busy' | 'expired';
+
+/** A background job: no ticket, a deadline for finding idle capacity. */
+interface BackgroundJob extends Omit<Job, 'ticket' | 'signal' | 'onAbort'> {
+  timer: NodeJS.Timeout;
+}
+
 /** Work a specific worker must do before taking shared jobs (loads, unloads). */
 interface ControlTask {
   run: (w: WorkerClient) => Promise<unknown>;
@@ -92,6 +111,10 @@ interface LoadedModel {
 export class InferencePool {
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
+  private readonly background: BackgroundJob[] = [];
+  private backgroundRunning = 0;
+  /** A request runs on the latency session (all cores): background work waits for it. */
+  private wideRunning = false;
   private readonly models = new Map<string, LoadedModel>();
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -140,7 +163,12 @@ export class InferencePool {
       await slot.client.ready;
       for (const [key, m] of this.models) {
         try {
-          await slot.client.request({ type: 'load', key, model: m.model, options: InferencePool.optionsFor(dead.index, m.options) });
+          await slot.client.request({
+            type: 'load',
+            key,
+            model: m.model,
+            options: InferencePool.optionsFor(dead.index, m.options),
+          });
         } catch (e) {
           this.opts.onEvent?.({ type: 'worker-reload-failed', worker: dead.index, key, error: e as Error });
         }
@@ -157,7 +185,12 @@ export class InferencePool {
    * others keep serving. Resolves with the model's info once every worker is warm; on failure unloads
    * it everywhere. `onPhase('warming')` is called between the two phases.
    */
-  async load(key: string, model: Uint8Array, options: LoadOptions, onPhase?: (phase: 'warming') => void): Promise<ModelInfo> {
+  async load(
+    key: string,
+    model: Uint8Array,
+    options: LoadOptions,
+    onPhase?: (phase: 'warming') => void,
+  ): Promise<ModelInfo> {
     this.assertOpen();
     let info: ModelInfo | undefined;
     try {
@@ -168,7 +201,10 @@ export class InferencePool {
       onPhase?.('warming');
       let warmupMs = 0;
       for (const slot of this.slots) {
-        warmupMs = Math.max(warmupMs, await this.onWorker(slot, (w) => w.request({ type: 'warm', key, runs: options.warmupRuns })));
+        warmupMs = Math.max(
+          warmupMs,
+          await this.onWorker(slot, (w) => w.request({ type: 'warm', key, runs: options.warmupRuns })),
+        );
       }
       info = { ...info!, warmupMs };
     } catch (e) {
@@ -225,6 +261,9 @@ export class InferencePool {
         if (held) {
           held = false;
           this.admitted--;
+          // Background work may have waited for this one (a request that ended before reaching the
+          // queue). Not re-entrantly: dispatch() itself releases tickets as workers take jobs.
+          if (this.admitted === 0 && this.background.length > 0) queueMicrotask(() => this.dispatch());
         }
       },
     };
@@ -239,9 +278,13 @@ export class InferencePool {
     if (this.admitted < limit) return null;
     const waiting = this.admitted - this.slots.length + 1;
     const retryAfterMs = Math.max(10, Math.ceil((waiting * this.avgRunMs) / this.slots.length));
-    return new SightlineError('OVERLOADED', `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`, {
-      retryAfterMs,
-    });
+    return new SightlineError(
+      'OVERLOADED',
+      `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`,
+      {
+        retryAfterMs,
+      },
+    );
   }
 
   /** Counts a call refused before admission (from its headers). */
@@ -255,7 +298,9 @@ export class InferencePool {
    */
   run(key: string, input: RunInput, signal: AbortSignal, ticket?: Ticket): Promise<RunResult> {
     const transfer = [transferOf(input.source)];
-    return this.enqueue(key, signal, ticket, (w, latency) => w.request({ type: 'run', key, input: { ...input, wide: latency } }, transfer));
+    return this.enqueue(key, signal, ticket, (w, latency) =>
+      w.request({ type: 'run', key, input: { ...input, wide: latency } }, transfer),
+    );
   }
 
   /**
@@ -264,15 +309,58 @@ export class InferencePool {
    */
   infer(key: string, tensor: TensorInput, signal: AbortSignal, ticket?: Ticket): Promise<TensorRunResult> {
     const { data } = tensor;
-    const transfer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+    const transfer =
+      data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
     return this.enqueue(key, signal, ticket, (w) => w.request({ type: 'infer', key, input: tensor }, transfer));
+  }
+
+  /**
+   * Runs one prepared image on idle capacity only (see the file comment): rejects at once with
+   * OVERLOADED { dropped: 'busy' } when the background lane is full, and with { dropped: 'expired' }
+   * when no worker became free for it within `maxWaitMs`.
+   */
+  runBackground(key: string, input: RunInput, maxWaitMs: number): Promise<RunResult> {
+    if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
+    const refused = this.backgroundRefusal();
+    if (refused) return Promise.reject(dropped(refused, `background lane full (${this.background.length} waiting)`));
+    if (!this.models.has(key)) return Promise.reject(new SightlineError('PRECONDITION', `model ${key} is not loaded`));
+    const transfer = [transferOf(input.source)];
+    return new Promise((resolve, reject) => {
+      const job: BackgroundJob = {
+        key,
+        enqueuedAt: performance.now(),
+        send: (w) => w.request({ type: 'run', key, input: { ...input, wide: false } }, transfer),
+        resolve: resolve as (r: unknown) => void,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.background.indexOf(job);
+          if (i >= 0) {
+            this.background.splice(i, 1);
+            reject(dropped('expired', `no idle worker within ${maxWaitMs} ms`));
+          }
+        }, maxWaitMs),
+      };
+      job.timer.unref();
+      this.background.push(job);
+      this.dispatch();
+    });
+  }
+
+  /** Why a background job would be dropped now ('busy': the lane is full), or null. Lets callers skip preparing one. */
+  backgroundRefusal(): BackgroundDrop | null {
+    return this.background.length >= (this.opts.maxBackground ?? 0) ? 'busy' : null;
   }
 
   /**
    * Queues one job under `ticket` (or a ticket taken now). Rejects with the signal's reason when it
    * fires before a worker takes the job: such a job never reaches ONNX Runtime.
    */
-  private enqueue<O extends object>(key: string, signal: AbortSignal, ticket: Ticket | undefined, send: (w: WorkerClient, latency: boolean) => Promise<O>): Promise<O & { queueMs: number }> {
+  private enqueue<O extends object>(
+    key: string,
+    signal: AbortSignal,
+    ticket: Ticket | undefined,
+    send: (w: WorkerClient, latency: boolean) => Promise<O>,
+  ): Promise<O & { queueMs: number }> {
     if (this.closed) return Promise.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     let t: Ticket;
     try {
@@ -323,13 +411,39 @@ export class InferencePool {
       const task = slot.control.shift();
       if (task) {
         slot.busy = true;
-        task.run(slot.client).then(task.resolve, task.reject).finally(() => this.release(slot));
+        task
+          .run(slot.client)
+          .then(task.resolve, task.reject)
+          .finally(() => this.release(slot));
         continue;
       }
       const job = this.nextJob();
       if (!job) continue;
       slot.busy = true;
       this.start(slot, job, slot === this.slots[0] && this.alone() && this.hasLatencySession(job.key));
+    }
+    this.dispatchBackground();
+  }
+
+  /** Background jobs on idle workers, last worker first, while no live work waits (file comment). */
+  private dispatchBackground(): void {
+    const limit = Math.max(1, this.slots.length - 1);
+    for (let k = this.slots.length - 1; k >= 0 && this.background.length > 0; k--) {
+      if (this.queue.length > 0 || this.admitted > 0 || this.wideRunning || this.backgroundRunning >= limit) return;
+      const slot = this.slots[k]!;
+      if (slot.busy || !slot.client.isAlive || slot.control.length > 0) continue;
+      const job = this.background.shift()!;
+      clearTimeout(job.timer);
+      slot.busy = true;
+      this.backgroundRunning++;
+      const queueMs = performance.now() - job.enqueuedAt;
+      job
+        .send(slot.client, false)
+        .then((out) => job.resolve({ ...(out as object), queueMs }), job.reject)
+        .finally(() => {
+          this.backgroundRunning--;
+          this.release(slot);
+        });
     }
   }
 
@@ -358,13 +472,17 @@ export class InferencePool {
     const queueMs = performance.now() - job.enqueuedAt;
     this.runsStarted++;
     const t0 = performance.now();
+    if (latency) this.wideRunning = true;
     job
       .send(slot.client, latency)
       .then((out) => {
         this.avgRunMs += 0.1 * (performance.now() - t0 - this.avgRunMs);
         job.resolve({ ...(out as object), queueMs });
       }, job.reject)
-      .finally(() => this.release(slot));
+      .finally(() => {
+        if (latency) this.wideRunning = false;
+        this.release(slot);
+      });
   }
 
   private release(slot: Slot): void {
@@ -380,6 +498,8 @@ export class InferencePool {
       queued: this.queue.length,
       runsStarted: this.runsStarted,
       runsRejected: this.runsRejected,
+      backgroundQueued: this.background.length,
+      backgroundRunning: this.backgroundRunning,
     };
   }
 
@@ -411,7 +531,15 @@ export class InferencePool {
       job.ticket.release();
       job.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
     }
-    while (this.slots.some((s) => s.busy) && Date.now() < this.closeDeadline) await new Promise((r) => setTimeout(r, 10));
+    for (const job of this.background.splice(0)) {
+      clearTimeout(job.timer);
+      job.reject(new SightlineError('NOT_READY', 'the inference pool is shutting down'));
+    }
+    while (this.slots.some((s) => s.busy) && Date.now() < this.closeDeadline)
+      await new Promise((r) => setTimeout(r, 10));
     await Promise.all(this.slots.map((s) => s.client.terminate()));
   }
 }
+
+const dropped = (reason: BackgroundDrop, why: string) =>
+  new SightlineError('OVERLOADED', `background work dropped: ${why}`, { dropped: reason });

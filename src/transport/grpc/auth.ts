@@ -37,6 +37,15 @@ export const RPC_CAPABILITY: Readonly<Record<string, Requirement>> = {
   '/sightline.v1.Registry/Promote': 'administer',
   '/sightline.v1.Registry/Rollback': 'administer',
   '/sightline.v1.Registry/DeleteVersion': 'administer',
+  // Golden datasets and evaluations are evidence, as uploads of versions are: publishers provide it.
+  '/sightline.v1.Registry/UploadDataset': 'publish',
+  '/sightline.v1.Registry/ListDatasets': 'view',
+  '/sightline.v1.Registry/Evaluate': 'publish',
+  // A shadow or canary changes what every replica loads and, for a canary, what clients get: admins.
+  '/sightline.v1.Registry/StartShadow': 'administer',
+  '/sightline.v1.Registry/StopShadow': 'administer',
+  '/sightline.v1.Registry/GetShadowReport': 'view',
+  '/sightline.v1.Registry/StopCanary': 'administer',
   '/sightline.v1.Monitoring/GetDriftReport': 'view',
   '/sightline.v1.Monitoring/BuildProfile': 'publish',
   // Open Inference Protocol (KServe v2). Liveness and server readiness are probes, like grpc.health.v1;
@@ -75,7 +84,12 @@ export function authInterceptor(access: AccessControl, log: Logger): ServerInter
             const cn = cert && Object.keys(cert).length ? cert.subject?.CN : undefined;
             const subject = Array.isArray(cn) ? (cn[0] ?? null) : (cn ?? null);
             const decision = access.authorize(
-              { method: method.path, peer: call.getPeer(), authorization: md.get('authorization')[0]?.toString(), certSubject: subject },
+              {
+                method: method.path,
+                peer: call.getPeer(),
+                authorization: md.get('authorization')[0]?.toString(),
+                certSubject: subject,
+              },
               RPC_CAPABILITY[method.path] ?? 'administer',
             );
             if (!decision.ok) {

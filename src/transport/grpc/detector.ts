@@ -1,12 +1,36 @@
 /** sightline.v1.Detector handlers: adapters from gRPC calls to the serving layer. */
-import { status as grpcStatus, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
-import { DropPolicy as ProtoDropPolicy, type DetectorServer, type DetectRequest, type DetectResponse } from '../../generated/sightline/v1/detector.js';
+import {
+  status as grpcStatus,
+  type Metadata,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+} from '@grpc/grpc-js';
+import {
+  DropPolicy as ProtoDropPolicy,
+  type DetectorServer,
+  type DetectRequest,
+  type DetectResponse,
+} from '../../generated/sightline/v1/detector.js';
 import { SightlineError } from '../../errors.js';
-import { StreamSession, type DetectInput, type DetectService, type DropPolicy, type StreamSettings } from '../../serving/index.js';
+import {
+  StreamSession,
+  type DetectInput,
+  type DetectService,
+  type DropPolicy,
+  type StreamSettings,
+} from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { fromDetectRequest, toDetectResponse, toStreamResponse } from './convert.js';
 import { signalFor } from './deadline.js';
-import { noTelemetry, ObservedCall, requestIdMetadata, UNKNOWN, type DetectorTelemetry } from './observe.js';
+import {
+  clientRequestId,
+  noTelemetry,
+  ObservedCall,
+  requestIdMetadata,
+  UNKNOWN,
+  type DetectorTelemetry,
+} from './observe.js';
 import { grpcCodeOf, toStatus } from './status.js';
 import { labelsOf } from '../version.js';
 
@@ -28,13 +52,21 @@ function streamSettings(first: DetectRequest, md: Metadata, cfg: StreamConfig): 
   let maxInFlight = cfg.defaultMaxInFlight;
   const mdPolicy = md.get('x-sightline-drop-policy')[0];
   if (mdPolicy !== undefined) {
-    if (mdPolicy !== 'block' && mdPolicy !== 'latest') throw new SightlineError('INVALID_INPUT', `x-sightline-drop-policy must be "block" or "latest", got "${String(mdPolicy)}"`);
+    if (mdPolicy !== 'block' && mdPolicy !== 'latest')
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `x-sightline-drop-policy must be "block" or "latest", got "${String(mdPolicy)}"`,
+      );
     policy = mdPolicy;
   }
   const mdMax = md.get('x-sightline-max-in-flight')[0];
   if (mdMax !== undefined) {
     const n = Number(mdMax);
-    if (!Number.isInteger(n) || n < 1) throw new SightlineError('INVALID_INPUT', `x-sightline-max-in-flight must be a positive integer, got "${String(mdMax)}"`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `x-sightline-max-in-flight must be a positive integer, got "${String(mdMax)}"`,
+      );
     maxInFlight = n;
   }
   const o = first.streamOptions;
@@ -42,12 +74,20 @@ function streamSettings(first: DetectRequest, md: Metadata, cfg: StreamConfig): 
   else if (o?.dropPolicy === ProtoDropPolicy.DROP_POLICY_LATEST) policy = 'latest';
   if (o?.maxInFlight) maxInFlight = o.maxInFlight;
   if (maxInFlight > cfg.maxInFlightLimit) {
-    throw new SightlineError('INVALID_INPUT', `max_in_flight ${maxInFlight} is over the server limit ${cfg.maxInFlightLimit}`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `max_in_flight ${maxInFlight} is over the server limit ${cfg.maxInFlightLimit}`,
+    );
   }
   return { policy, maxInFlight };
 }
 
-export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig, log: Logger, telemetry: DetectorTelemetry = noTelemetry()): DetectorHandlers {
+export function detectorHandlers(
+  detect: DetectService,
+  streamCfg: StreamConfig,
+  log: Logger,
+  telemetry: DetectorTelemetry = noTelemetry(),
+): DetectorHandlers {
   const sessions = new Set<StreamSession>();
   let draining = false;
 
@@ -57,7 +97,10 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
       const obs = new ObservedCall(telemetry, 'Detect', call.metadata);
       call.sendMetadata(requestIdMetadata(obs.requestId));
       Promise.resolve()
-        .then(() => detect.detect(fromDetectRequest(call.request), signal))
+        // A canary's split hashes the client's own request id (its retries keep it), else the image.
+        .then(() =>
+          detect.detect({ ...fromDetectRequest(call.request), routingKey: clientRequestId(call.metadata) }, signal),
+        )
         .then(
           (r) => {
             // Answer first: the metrics, span and log below are not the caller's to wait for.
@@ -72,7 +115,17 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
             const labels = labelsOf(detect, call.request.model, call.request.version);
             obs.failedImage(code, labels);
             obs.end(code, labels, {}, (e as Error).message);
-            obs.log(log, { model: call.request.model, version: labels?.version ?? null, requestedVersion: call.request.version, code, err: (e as Error).message }, 'detect failed');
+            obs.log(
+              log,
+              {
+                model: call.request.model,
+                version: labels?.version ?? null,
+                requestedVersion: call.request.version,
+                code,
+                err: (e as Error).message,
+              },
+              'detect failed',
+            );
             cb(toStatus(e, log));
           },
         )
@@ -92,8 +145,24 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         if (finished) return;
         finished = true;
         const message = err === undefined ? undefined : (err as Error).message;
-        obs.end(code, served, { 'sightline.stream.frames.delivered': delivered, 'sightline.stream.frames.dropped': dropped }, message);
-        obs.log(log, { model: served?.model ?? '', version: served?.version ?? null, code, delivered, dropped, ...(message ? { err: message } : {}) }, 'stream ended');
+        obs.end(
+          code,
+          served,
+          { 'sightline.stream.frames.delivered': delivered, 'sightline.stream.frames.dropped': dropped },
+          message,
+        );
+        obs.log(
+          log,
+          {
+            model: served?.model ?? '',
+            version: served?.version ?? null,
+            code,
+            delivered,
+            dropped,
+            ...(message ? { err: message } : {}),
+          },
+          'stream ended',
+        );
       };
       let session: StreamSession | null = null;
       let failed = false;
@@ -118,13 +187,18 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
               // Every frame outcome passes here once (the session's onOutcome point), with its result.
               if (item.kind === 'result') {
                 const r = item.result;
-                if (served?.model !== r.model || served.version !== r.version) served = { model: r.model, version: r.version };
+                if (served?.model !== r.model || served.version !== r.version)
+                  served = { model: r.model, version: r.version };
                 delivered++;
                 obs.image(r, r.timing.totalMs / 1000);
                 telemetry.metrics.observeStreamFrame(r.model, String(r.version), 'delivered');
               } else {
                 dropped++;
-                telemetry.metrics.observeStreamFrame(served?.model ?? UNKNOWN, served ? String(served.version) : UNKNOWN, 'dropped');
+                telemetry.metrics.observeStreamFrame(
+                  served?.model ?? UNKNOWN,
+                  served ? String(served.version) : UNKNOWN,
+                  'dropped',
+                );
               }
               return call.write(toStreamResponse(item));
             },
@@ -144,7 +218,8 @@ export function detectorHandlers(detect: DetectService, streamCfg: StreamConfig,
         }
         let input: DetectInput;
         try {
-          input = fromDetectRequest(req);
+          // Every frame of a stream falls on the same side of a canary's split.
+          input = { ...fromDetectRequest(req), routingKey: obs.requestId };
         } catch (e) {
           return session.reject(req.frameId, e);
         }

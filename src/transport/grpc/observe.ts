@@ -17,7 +17,10 @@ export interface DetectorTelemetry {
   tracing: Tracing;
 }
 
-export const noTelemetry = (): DetectorTelemetry => ({ metrics: Metrics.create({ serviceVersion: '', enabled: false }), tracing: Tracing.disabled() });
+export const noTelemetry = (): DetectorTelemetry => ({
+  metrics: Metrics.create({ serviceVersion: '', enabled: false }),
+  tracing: Tracing.disabled(),
+});
 
 /** The model version a call resolved to: its metric labels and span attributes. */
 type VersionLabels = { readonly model: string; readonly version: number };
@@ -28,9 +31,14 @@ export const UNKNOWN = 'unknown';
 /** A client's own x-request-id is kept when it is short and plain; otherwise one is generated. */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function requestIdOf(md: Metadata): string {
+/** The client's own x-request-id, when it sent a usable one. */
+export function clientRequestId(md: Metadata): string | undefined {
   const v = md.get('x-request-id')[0];
-  return typeof v === 'string' && CLIENT_REQUEST_ID.test(v) ? v : randomUUID();
+  return typeof v === 'string' && CLIENT_REQUEST_ID.test(v) ? v : undefined;
+}
+
+export function requestIdOf(md: Metadata): string {
+  return clientRequestId(md) ?? randomUUID();
 }
 
 /** Initial metadata carrying the request id back to the client. */
@@ -72,12 +80,22 @@ export class ObservedCall {
     observeImage(this.t.metrics, this.method, r, totalSeconds);
     // Stage spans for Detect and ModelInfer (one image each, or a bounded batch); a stream's frames would
     // make its trace unbounded.
-    if (this.span && this.method !== 'Stream') this.t.tracing.recordStages(this.span, r.timing, { 'sightline.model': r.model, 'sightline.model.version': String(r.version) });
+    if (this.span && this.method !== 'Stream')
+      this.t.tracing.recordStages(this.span, r.timing, {
+        'sightline.model': r.model,
+        'sightline.model.version': String(r.version),
+      });
   }
 
   /** A Detect call that failed (labels: the version it resolved to, or "unknown"). */
   failedImage(code: number, labels: VersionLabels | null): void {
-    this.t.metrics.observeRequest({ method: this.method, model: labels?.model ?? UNKNOWN, version: labels ? String(labels.version) : UNKNOWN, grpcCode: code, totalSeconds: this.seconds() });
+    this.t.metrics.observeRequest({
+      method: this.method,
+      model: labels?.model ?? UNKNOWN,
+      version: labels ? String(labels.version) : UNKNOWN,
+      grpcCode: code,
+      totalSeconds: this.seconds(),
+    });
   }
 
   /** The call is over: ends the span and, for a Stream, records the call itself. Idempotent. */
@@ -86,20 +104,36 @@ export class ObservedCall {
     this.ended = true;
     this.endActive();
     // A Detect call's RPC duration is recorded with its image (image() / failedImage()).
-    if (this.method !== 'Detect') this.t.metrics.observeCall(this.method, labels?.model ?? UNKNOWN, labels ? String(labels.version) : UNKNOWN, code, this.seconds());
+    if (this.method !== 'Detect')
+      this.t.metrics.observeCall(
+        this.method,
+        labels?.model ?? UNKNOWN,
+        labels ? String(labels.version) : UNKNOWN,
+        code,
+        this.seconds(),
+      );
     if (this.span) {
       this.t.tracing.endRequestSpan(
         this.span,
         code,
-        labels ? { 'sightline.model': labels.model, 'sightline.model.version': String(labels.version), ...extra } : extra,
+        labels
+          ? { 'sightline.model': labels.model, 'sightline.model.version': String(labels.version), ...extra }
+          : extra,
         message,
       );
     }
   }
 
   /** The per-call JSON log line (debug): request id, model, version, status, duration. */
-  log(log: Logger, fields: { model: string; version: number | null; code: number; err?: string; [k: string]: unknown }, msg: string): void {
+  log(
+    log: Logger,
+    fields: { model: string; version: number | null; code: number; err?: string; [k: string]: unknown },
+    msg: string,
+  ): void {
     if (!log.isLevelEnabled('debug')) return;
-    log.debug({ event: this.method.toLowerCase(), requestId: this.requestId, ...fields, ms: performance.now() - this.t0 }, msg);
+    log.debug(
+      { event: this.method.toLowerCase(), requestId: this.requestId, ...fields, ms: performance.now() - this.t0 },
+      msg,
+    );
   }
 }

@@ -4,11 +4,33 @@
  * ReportReplica on a stream kept open, SyncTokens, and the drift profiles. Every call has the same
  * deadline and every failure the same mapping to this server's errors.
  */
-import { credentials, Metadata, status, type ChannelCredentials, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  Metadata,
+  status,
+  type ChannelCredentials,
+  type ClientWritableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { SightlineError } from '../../errors.js';
-import { ModelEventType, RegistryClient, VersionState, type BlobChunk, type ModelEvent, type ReplicaReport as ReplicaReportMessage } from '../../generated/sightline/v1/registry.js';
+import {
+  ModelEventType,
+  RegistryClient,
+  VersionState,
+  type BlobChunk,
+  type ModelEvent,
+  type ReplicaReport as ReplicaReportMessage,
+} from '../../generated/sightline/v1/registry.js';
 import type { BlobStore } from '../../registry/index.js';
-import type { ModelChangeType, ModelFile, RegistryPeer, RemoteProfiles, ReplicaReport, TokenDigest, VersionState as ServingVersionState } from '../../serving/index.js';
+import type {
+  ModelChangeType,
+  ModelFile,
+  RegistryPeer,
+  RemoteProfiles,
+  ReplicaReport,
+  TokenDigest,
+  VersionState as ServingVersionState,
+} from '../../serving/index.js';
 
 const TYPE: Partial<Record<ModelEventType, ModelChangeType>> = {
   [ModelEventType.MODEL_EVENT_TYPE_SNAPSHOT]: 'snapshot',
@@ -18,7 +40,10 @@ const TYPE: Partial<Record<ModelEventType, ModelChangeType>> = {
   [ModelEventType.MODEL_EVENT_TYPE_VERSION_ADDED]: 'version_added',
   [ModelEventType.MODEL_EVENT_TYPE_VERSION_DELETED]: 'version_deleted',
   [ModelEventType.MODEL_EVENT_TYPE_PROFILE_UPDATED]: 'profile_updated',
+  [ModelEventType.MODEL_EVENT_TYPE_TRIAL_CHANGED]: 'trial_changed',
 };
+
+const trialRef = (t: ModelEvent['shadow']) => (t ? { id: Number(t.id), version: t.version, share: t.share } : null);
 
 export const VERSION_STATE: Record<ServingVersionState, VersionState> = {
   loading: VersionState.VERSION_STATE_LOADING,
@@ -57,9 +82,16 @@ export interface PeerOptions {
   maxModelBytes: number;
 }
 
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
+type Unary<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  opts: { deadline: number },
+  cb: (err: ServiceError | null, res?: Res) => void,
+) => unknown;
 
-export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles & { syncTokens(): Promise<TokenDigest[]>; close(): void } {
+export function grpcRegistryPeer(
+  o: PeerOptions,
+): RegistryPeer & RemoteProfiles & { syncTokens(): Promise<TokenDigest[]>; close(): void } {
   const client = new RegistryClient(o.address, o.credentials ?? credentials.createInsecure(), {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
     // Reconnect quickly when the registry restarts.
@@ -70,7 +102,11 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
   const deadline = () => Date.now() + (o.callTimeoutMs ?? 10_000);
   /** One unary call with this peer's deadline and error mapping. */
   const unary = <Req, Res>(method: Unary<Req, Res>, req: Req, what: string, meta: Metadata = md()): Promise<Res> =>
-    new Promise((resolve, reject) => method.call(client, req, meta, { deadline: deadline() }, (err, res) => (err ? reject(fromStatus(err, what)) : resolve(res!))));
+    new Promise((resolve, reject) =>
+      method.call(client, req, meta, { deadline: deadline() }, (err, res) =>
+        err ? reject(fromStatus(err, what)) : resolve(res!),
+      ),
+    );
 
   async function* blobChunks(sha256: string): AsyncIterable<Uint8Array> {
     const call = client.fetchBlob({ sha256 }, md());
@@ -110,6 +146,8 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
           versions: e.versions,
           activeSha256: e.activeSha256 || null,
           rollbackSha256: e.rollbackSha256 || null,
+          shadow: trialRef(e.shadow),
+          canary: trialRef(e.canary),
           actor: e.actor,
           reason: e.reason,
           at: e.at,
@@ -127,10 +165,15 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
       const v = await unary(client.getVersion, { model, version }, `model ${model} version ${version}`);
       const size = Number(v.sizeBytes);
       if (size > o.maxModelBytes) {
-        throw new SightlineError('PRECONDITION', `its file is ${size} bytes, over this replica's limit of ${o.maxModelBytes} (registry.maxUploadBytes)`, { model, version });
+        throw new SightlineError(
+          'PRECONDITION',
+          `its file is ${size} bytes, over this replica's limit of ${o.maxModelBytes} (registry.maxUploadBytes)`,
+          { model, version },
+        );
       }
       const bytes = async () => new Uint8Array(await o.cache.read(v.sha256));
-      const download = () => o.cache.putStream(blobChunks(v.sha256), { expectedSha256: v.sha256, maxBytes: o.maxModelBytes });
+      const download = () =>
+        o.cache.putStream(blobChunks(v.sha256), { expectedSha256: v.sha256, maxBytes: o.maxModelBytes });
       if (!(await o.cache.exists(v.sha256))) await download();
       let file: Uint8Array;
       try {
@@ -164,7 +207,14 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
 
     syncTokens: () =>
       unary(client.syncTokens, {}, 'token sync').then((r) =>
-        r.tokens.map((t) => ({ id: t.id, name: t.name, role: t.role as TokenDigest['role'], secret_hash: t.secretSha256, expires_at: t.expiresAt || null, revoked_at: t.revokedAt || null })),
+        r.tokens.map((t) => ({
+          id: t.id,
+          name: t.name,
+          role: t.role as TokenDigest['role'],
+          secret_hash: t.secretSha256,
+          expires_at: t.expiresAt || null,
+          revoked_at: t.revokedAt || null,
+        })),
       ),
 
     getProfile: (model, version) =>
@@ -193,11 +243,23 @@ export function grpcRegistryPeer(o: PeerOptions): RegistryPeer & RemoteProfiles 
 export function toReportMessage(r: ReplicaReport): ReplicaReportMessage {
   return {
     replica: r.replica,
+    trials: (r.trials ?? []).map((t) => ({
+      trialId: BigInt(t.trialId),
+      model: t.model,
+      kind: t.kind,
+      tallyJson: JSON.stringify(t.kind === 'shadow' ? t.shadow : t.canary),
+    })),
     models: r.models.map((m) => ({
       model: m.model,
       servingVersion: m.servingVersion ?? 0,
       activeVersion: m.activeVersion ?? 0,
-      versions: m.versions.map((v) => ({ version: v.version, state: VERSION_STATE[v.state], error: v.error ?? '', inFlight: v.inflight, provider: v.provider })),
+      versions: m.versions.map((v) => ({
+        version: v.version,
+        state: VERSION_STATE[v.state],
+        error: v.error ?? '',
+        inFlight: v.inflight,
+        provider: v.provider,
+      })),
     })),
   };
 }

@@ -28,7 +28,12 @@ const ANNOTATED: readonly string[] = ['jpeg', 'png', 'webp'] satisfies Annotated
 async function imageOf(req: FastifyRequest): Promise<Buffer> {
   if (!req.isMultipart()) return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const file = await req.file();
-  if (!file) throw new SightlineError('INVALID_INPUT', 'the multipart form holds no file: send the image as a file field (curl -F image=@bus.jpg)', { field: 'image' });
+  if (!file)
+    throw new SightlineError(
+      'INVALID_INPUT',
+      'the multipart form holds no file: send the image as a file field (curl -F image=@bus.jpg)',
+      { field: 'image' },
+    );
   return file.toBuffer();
 }
 
@@ -37,12 +42,24 @@ export function detectRoute(app: FastifyInstance, deps: DetectRouteDeps): void {
     const q = req.query as Record<string, string | undefined>;
     const image = await imageOf(req);
     const t0 = performance.now();
+    const id = req.headers['x-request-id'];
     const r = await deps.detect.detect(
-      { model: q.model ?? '', version: parseVersion(q.model ?? '', q.version ?? ''), image, ...detectParams(q as Params), frameId: 0n },
+      // A canary's split hashes the client's own x-request-id (its retries keep it), else the image.
+      {
+        model: q.model ?? '',
+        version: parseVersion(q.model ?? '', q.version ?? ''),
+        image,
+        ...detectParams(q as Params),
+        frameId: 0n,
+        routingKey: typeof id === 'string' && id === req.id ? id : undefined,
+      },
       deps.signalOf(req),
     );
     observeImage(deps.metrics, 'Detect', r, (performance.now() - t0) / 1000, 'http');
-    reply.header('x-sightline-model', r.model).header('x-sightline-model-version', String(r.version)).header('x-sightline-detections', String(r.detections.length));
+    reply
+      .header('x-sightline-model', r.model)
+      .header('x-sightline-model-version', String(r.version))
+      .header('x-sightline-detections', String(r.detections.length));
     if (q.annotate !== '1' && q.annotate !== 'true') return reply.type('application/json').send(toDetectJson(r));
     const sent = sniffFormat(image);
     const format = (sent && ANNOTATED.includes(sent) ? sent : 'jpeg') as AnnotatedFormat;
@@ -52,7 +69,10 @@ export function detectRoute(app: FastifyInstance, deps: DetectRouteDeps): void {
     // The body is the image, whatever its content type; multipart forms go through @fastify/multipart.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-    await scope.register(multipart, { limits: { fileSize: deps.maxBodyBytes, files: 1, fields: 16 }, throwFileSizeLimit: true });
+    await scope.register(multipart, {
+      limits: { fileSize: deps.maxBodyBytes, files: 1, fields: 16 },
+      throwFileSizeLimit: true,
+    });
     scope.post('/v1/detect', handler);
   });
 }
