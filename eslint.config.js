@@ -30,12 +30,17 @@ export default defineConfig(
     plugins: { 'import-x': importX },
     settings: {
       // Sources import './x.js' for './x.ts' (NodeNext ESM).
-      'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.mjs', '.json'], extensionAlias: { '.js': ['.ts', '.js'] } })],
+      'import-x/resolver-next': [
+        createNodeResolver({ extensions: ['.ts', '.js', '.mjs', '.json'], extensionAlias: { '.js': ['.ts', '.js'] } }),
+      ],
     },
     rules: {
       'import-x/no-restricted-paths': ['error', { zones: layerZones }],
       // `_`-prefixed parameters are unused on purpose (an interface's signature).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
       eqeqeq: ['error', 'always', { null: 'ignore' }],
       // A cleanup registered before the value exists (t.after, a timer's handler) reads a `let` first.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],

@@ -18,7 +18,10 @@ import { cpuByKind, type ThreadKind } from './thread-cpu.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-export type StageTimes = Record<'decodeMs' | 'preprocessMs' | 'queueMs' | 'inferenceMs' | 'postprocessMs' | 'totalMs', number>;
+export type StageTimes = Record<
+  'decodeMs' | 'preprocessMs' | 'queueMs' | 'inferenceMs' | 'postprocessMs' | 'totalMs',
+  number
+>;
 
 export interface LoadResult {
   lat: number[];
@@ -27,12 +30,24 @@ export interface LoadResult {
   timing: StageTimes;
 }
 
-export function runLoad(address: string, image: string, concurrency: number, durationMs: number, count = 0): Promise<LoadResult> {
+export function runLoad(
+  address: string,
+  image: string,
+  concurrency: number,
+  durationMs: number,
+  count = 0,
+): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(here, 'load-client.js'), address, image, String(concurrency), String(durationMs), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      [join(here, 'load-client.js'), address, image, String(concurrency), String(durationMs), String(count)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load client exited ${code}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load client exited ${code}`)),
+    );
   });
 }
 
@@ -43,7 +58,11 @@ export interface BenchServer {
   close(): Promise<void>;
 }
 
-export async function startBenchServer(modelPath: string, labels: string | undefined, overrides: Record<string, unknown> = {}): Promise<BenchServer> {
+export async function startBenchServer(
+  modelPath: string,
+  labels: string | undefined,
+  overrides: Record<string, unknown> = {},
+): Promise<BenchServer> {
   const dataDir = tempDataDir();
   const config = loadConfig({
     env: {},
@@ -85,7 +104,13 @@ export interface MeasuredLoad {
 }
 
 /** `concurrency` closed-loop clients for `durationMs`, with CPU accounting and the event-loop delay. */
-export async function measureLoad(s: BenchServer, image: string, concurrency: number, durationMs: number, count = 0): Promise<MeasuredLoad> {
+export async function measureLoad(
+  s: BenchServer,
+  image: string,
+  concurrency: number,
+  durationMs: number,
+  count = 0,
+): Promise<MeasuredLoad> {
   const eld = monitorEventLoopDelay({ resolution: 1 });
   eld.enable();
   const cpu0 = threadStats();
@@ -103,7 +128,10 @@ export async function measureLoad(s: BenchServer, image: string, concurrency: nu
     errors: r.errors,
     eldP99: eld.percentile(99) / 1e6,
     eldMax: eld.max / 1e6,
-    cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, n > 0 ? v / n : Number.NaN])) as Record<ThreadKind, number>,
+    cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, n > 0 ? v / n : Number.NaN])) as Record<
+      ThreadKind,
+      number
+    >,
     timing: r.timing,
   };
 }
@@ -114,7 +142,15 @@ export async function measureLoad(s: BenchServer, image: string, concurrency: nu
  * Everything on the main thread (gRPC and protobuf, admission, the hand-off, telemetry, drift) is
  * `event loop`; libvips (non-JPEG decoding), libuv's pool and V8's collector are `other`.
  */
-export function stageCpu(l: MeasuredLoad): { decode: number; resample: number; inference: number; postprocess: number; eventLoop: number; other: number; total: number } {
+export function stageCpu(l: MeasuredLoad): {
+  decode: number;
+  resample: number;
+  inference: number;
+  postprocess: number;
+  eventLoop: number;
+  other: number;
+  total: number;
+} {
   const t = l.timing;
   const worker = t.decodeMs + t.preprocessMs + t.inferenceMs + t.postprocessMs;
   const share = (ms: number) => (worker > 0 ? (l.cpu.inference * ms) / worker : 0);

@@ -20,7 +20,9 @@ export interface BenchImage {
 
 /** ms per full decode (tjbench's frame rate, one thread, no output written), or null when tjbench is missing. */
 export function tjbenchMs(path: string, seconds: number): number | null {
-  const r = spawnSync('tjbench', [path, '-benchtime', String(seconds), '-warmup', '1', '-nowrite'], { encoding: 'utf8' });
+  const r = spawnSync('tjbench', [path, '-benchtime', String(seconds), '-warmup', '1', '-nowrite'], {
+    encoding: 'utf8',
+  });
   if (r.error || r.status !== 0) return null;
   const fps = /Decompress\s+-->\s+Frame rate:\s+([\d.]+)/.exec(r.stdout)?.[1];
   return fps ? 1000 / Number(fps) : null;
@@ -31,11 +33,29 @@ export async function benchImages(shared: string, dir: string, floorSeconds: num
   const zidane = join(shared, 'images', 'zidane.jpg');
   const hd = join(dir, 'frame-1920x1080.jpg');
   const phone = join(dir, 'photo-4032x3024.jpg');
-  writeFileSync(hd, await sharp(zidane).resize(1920, 1080, { fit: 'fill' }).jpeg({ quality: 90, chromaSubsampling: '4:2:0' }).toBuffer());
+  writeFileSync(
+    hd,
+    await sharp(zidane)
+      .resize(1920, 1080, { fit: 'fill' })
+      .jpeg({ quality: 90, chromaSubsampling: '4:2:0' })
+      .toBuffer(),
+  );
   // bus.jpg turned on its side and enlarged: a 4:3 landscape photo of a phone's size.
-  writeFileSync(phone, await sharp(bus).rotate(90).resize(4032, 3024, { fit: 'fill' }).jpeg({ quality: 90, chromaSubsampling: '4:2:0' }).toBuffer());
+  writeFileSync(
+    phone,
+    await sharp(bus)
+      .rotate(90)
+      .resize(4032, 3024, { fit: 'fill' })
+      .jpeg({ quality: 90, chromaSubsampling: '4:2:0' })
+      .toBuffer(),
+  );
   const out: BenchImage[] = [];
-  for (const [name, path] of [['bus.jpg', bus], ['zidane.jpg', zidane], ['1920x1080', hd], ['4032x3024', phone]] as const) {
+  for (const [name, path] of [
+    ['bus.jpg', bus],
+    ['zidane.jpg', zidane],
+    ['1920x1080', hd],
+    ['4032x3024', phone],
+  ] as const) {
     const bytes = readFileSync(path);
     const m = await sharp(bytes).metadata();
     out.push({ name, path, bytes, width: m.width, height: m.height, floorMs: tjbenchMs(path, floorSeconds) });

@@ -21,7 +21,14 @@ const client = new DetectorClient(address!, credentials.createInsecure(), { 'grp
 const lat: number[] = [];
 const errors: Record<string, number> = {};
 const STAGES = ['decodeMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'postprocessMs', 'totalMs'] as const;
-const stages: Record<(typeof STAGES)[number], number[]> = { decodeMs: [], preprocessMs: [], queueMs: [], inferenceMs: [], postprocessMs: [], totalMs: [] };
+const stages: Record<(typeof STAGES)[number], number[]> = {
+  decodeMs: [],
+  preprocessMs: [],
+  queueMs: [],
+  inferenceMs: [],
+  postprocessMs: [],
+  totalMs: [],
+};
 let sent = 0;
 const t0 = performance.now();
 const end = t0 + durationMs;

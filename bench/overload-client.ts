@@ -69,7 +69,11 @@ const channels = Number(channelsS ?? 8);
 // A local subchannel pool per client: otherwise grpc-js shares one connection between them.
 const clients = Array.from(
   { length: channels },
-  () => new DetectorClient(address!, credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20, 'grpc.use_local_subchannel_pool': 1 }),
+  () =>
+    new DetectorClient(address!, credentials.createInsecure(), {
+      'grpc.max_send_message_length': 64 << 20,
+      'grpc.use_local_subchannel_pool': 1,
+    }),
 );
 
 await Promise.all(clients.map((c) => detect(c, { image }))); // connect and warm the path

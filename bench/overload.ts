@@ -52,10 +52,14 @@ export interface ScenarioResult {
 
 function runJson<T>(script: string, args: (string | number)[]): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const child = spawn(process.execPath, [join(here, script), ...args.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(here, script), ...args.map(String)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as T) : reject(new Error(`${script} exited ${code}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as T) : reject(new Error(`${script} exited ${code}`)),
+    );
   });
 }
 
@@ -83,7 +87,13 @@ async function watched<T>(fn: () => Promise<T>): Promise<{ r: T } & Watch> {
 function pooled(ws: Watch[]): Watch & { cores: number } {
   const cpuMs = ws.reduce((a, w) => a + w.cpuMs, 0);
   const seconds = ws.reduce((a, w) => a + w.seconds, 0);
-  return { eldP99: Math.max(...ws.map((w) => w.eldP99)), eldMax: Math.max(...ws.map((w) => w.eldMax)), cpuMs, seconds, cores: cpuMs / 1000 / seconds };
+  return {
+    eldP99: Math.max(...ws.map((w) => w.eldP99)),
+    eldMax: Math.max(...ws.map((w) => w.eldMax)),
+    cpuMs,
+    seconds,
+    cores: cpuMs / 1000 / seconds,
+  };
 }
 
 const f1 = (n: number) => n.toFixed(1);
@@ -100,7 +110,13 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
   const compare = o.compareInFlight ?? [1];
   const config = loadConfig({
     env: {},
-    overrides: { grpc: { port: 0 }, admin: { port: 0 }, log: { level: 'silent' }, registry: { dataDir: tempDataDir() }, models: [{ name: 'bench', path: o.modelPath, ...(o.labels ? { labels: o.labels } : {}) }] },
+    overrides: {
+      grpc: { port: 0 },
+      admin: { port: 0 },
+      log: { level: 'silent' },
+      registry: { dataDir: tempDataDir() },
+      models: [{ name: 'bench', path: o.modelPath, ...(o.labels ? { labels: o.labels } : {}) }],
+    },
   });
   const app = await startSightline(config, silentLogger);
   const lines: string[] = [];
@@ -123,7 +139,15 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
     let rate = 0;
     const rejectedBefore = app.pool.stats().runsRejected;
     for (let round = 0; round < o.rounds; round++) {
-      const sat = await watched(() => runJson<{ lat: number[]; errors: Record<string, number>; seconds: number }>('load-client.js', [address, o.imagePath, 8, o.phaseMs, 0]));
+      const sat = await watched(() =>
+        runJson<{ lat: number[]; errors: Record<string, number>; seconds: number }>('load-client.js', [
+          address,
+          o.imagePath,
+          8,
+          o.phaseMs,
+          0,
+        ]),
+      );
       satLat.push(...sat.r.lat);
       add(satErrors, sat.r.errors);
       satSeconds += sat.r.seconds;
@@ -131,7 +155,9 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
       satWatch.push(sat);
       // The arrival rate is set once, from the first saturation run.
       if (round === 0) rate = Math.round((sat.r.lat.length / sat.r.seconds) * factor * 10) / 10;
-      const ov = await watched(() => runJson<OverloadReport>('overload-client.js', [address, o.imagePath, rate, o.phaseMs, warmupMs, 8]));
+      const ov = await watched(() =>
+        runJson<OverloadReport>('overload-client.js', [address, o.imagePath, rate, o.phaseMs, warmupMs, 8]),
+      );
       ovRuns.push(ov.r);
       ovWatch.push(ov);
     }
@@ -145,17 +171,28 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
     const ovSent = ovRuns.reduce((a, r) => a + r.sent, 0);
     const ovOk = outcomes.OK ?? 0;
     const ovRejected = outcomes.RESOURCE_EXHAUSTED ?? 0;
-    const ovOther = Object.fromEntries(Object.entries(outcomes).filter(([k]) => k !== 'OK' && k !== 'RESOURCE_EXHAUSTED'));
+    const ovOther = Object.fromEntries(
+      Object.entries(outcomes).filter(([k]) => k !== 'OK' && k !== 'RESOURCE_EXHAUSTED'),
+    );
     const goodput = ovRuns.reduce((a, r) => a + r.okCounted, 0) / ovRuns.reduce((a, r) => a + r.countedSeconds, 0);
     const ovS = summarize(ovRuns.flatMap((r) => r.okLat));
     const offered = ovRuns.reduce((a, r) => a + r.offeredRate, 0) / ovRuns.length;
-    const ovClientCores = ovRuns.reduce((a, r) => a + r.clientCpuMs, 0) / 1000 / ovRuns.reduce((a, r) => a + r.seconds, 0);
+    const ovClientCores =
+      ovRuns.reduce((a, r) => a + r.clientCpuMs, 0) / 1000 / ovRuns.reduce((a, r) => a + r.seconds, 0);
     const worst = (k: 'rejectP99' | 'sendLagP99') => Math.max(...ovRuns.map((r) => r[k]));
-    const mid = (k: 'rejectP50' | 'retryAfterMsP50' | 'okPreprocessMs' | 'okQueueMs' | 'okInferenceMs') => summarize(ovRuns.map((r) => r[k])).p50;
+    const mid = (k: 'rejectP50' | 'retryAfterMsP50' | 'okPreprocessMs' | 'okQueueMs' | 'okInferenceMs') =>
+      summarize(ovRuns.map((r) => r[k])).p50;
 
     // 3. What a refused call costs the server: received and deserialized in full, refused before decoding.
     const REFUSE_N = 300;
-    const refuse = await watched(() => runJson<{ count: number; seconds: number; codes: Record<string, number> }>('refuse-client.js', [address, o.imagePath, REFUSE_N, 8]));
+    const refuse = await watched(() =>
+      runJson<{ count: number; seconds: number; codes: Record<string, number> }>('refuse-client.js', [
+        address,
+        o.imagePath,
+        REFUSE_N,
+        8,
+      ]),
+    );
     const refuseCpuMs = refuse.cpuMs / REFUSE_N;
 
     // 4. One live stream, `latest`, at `fps`: the one held to the target first, then the comparisons.
@@ -168,13 +205,17 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
     const model = o.modelPath.split('/').pop();
     const satCpuPerOk = satW.cpuMs / satLat.length;
     const ovCpuPerOk = ovW.cpuMs / Math.max(1, ovOk);
-    lines.push(`## Streaming and overload (${model}, default pool: ${pool.workers} workers × ${pool.intraOpThreads} thread, queue ${pool.maxQueue})`);
+    lines.push(
+      `## Streaming and overload (${model}, default pool: ${pool.workers} workers × ${pool.intraOpThreads} thread, queue ${pool.maxQueue})`,
+    );
     lines.push('');
     lines.push(
       `Saturation: closed loop at concurrency 8. Overload: open-loop arrivals, evenly spaced, at ${factor}× the first saturation run's throughput, round-robin over 8 client connections (as from many clients, so no single HTTP/2 connection's event-loop turns pace the offered load), no limit on calls in flight, 30 s deadline; goodput counts OK responses completed inside each sending window after its first ${warmupMs / 1000} s (queue filling). The two alternate, ${o.rounds} × ${o.phaseMs / 1000} s each, pooled. CPU: process CPU time over wall time, in cores; the machine's cores are shared by server, client processes and anything else running (1-minute load average ${f2(load0)} at the start of this section).`,
     );
     lines.push('');
-    lines.push('| phase | offered req/s | OK/s | p50 OK | p99 OK | refused (RESOURCE_EXHAUSTED) | other errors | refusal latency p50 / p99 | retry-after-ms p50 | server event-loop p99 / max | server CPU | server CPU ms per OK | client CPU |');
+    lines.push(
+      '| phase | offered req/s | OK/s | p50 OK | p99 OK | refused (RESOURCE_EXHAUSTED) | other errors | refusal latency p50 / p99 | retry-after-ms p50 | server event-loop p99 / max | server CPU | server CPU ms per OK | client CPU |',
+    );
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     lines.push(
       `| saturation, c=8 | closed loop | ${f1(satThroughput)} | ${f1(satS.p50)} | ${f1(satS.p99)} | 0 | ${JSON.stringify(satErrors)} | – | – | ${f2(satW.eldP99)} / ${f2(satW.eldMax)} | ${f2(satW.cores)} | ${f1(satCpuPerOk)} | – |`,
@@ -206,7 +247,9 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
       `Live stream: one Detect stream, drop policy \`latest\`, bus.jpg sent at ${fps} frames/s by a timer that never waits for responses (${o.streamMs / 1000} s for max_in_flight ${mif}, ${o.compareStreamMs / 1000} s for the comparison). Frame age = delivery − send, delivered frames only; "outside detect()" = frame age − the server's total_ms for the frame: the request's ${Math.round(statSync(o.imagePath).size / 1000)} KB in transit on the one HTTP/2 stream (it needs both event loops to turn), waiting for an in-flight slot, and the response's trip. \`latest\` only drops frames that have reached the server: frames held up in transit are not dropped, they age. Inference time = median server-reported \`timing.inference_ms\`: of 10 unary calls alone just before the stream (the target's unit), and of the stream's delivered frames.`,
     );
     lines.push('');
-    lines.push('| max_in_flight | sent | delivered fps | drop rate | frame age p50 | p90 | p99 | max | outside detect() p50 / p99 | inference alone / in stream | server total_ms in stream | server event-loop p99 / max | server CPU | errors |');
+    lines.push(
+      '| max_in_flight | sent | delivered fps | drop rate | frame age p50 | p90 | p99 | max | outside detect() p50 / p99 | inference alone / in stream | server total_ms in stream | server event-loop p99 / max | server CPU | errors |',
+    );
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const w of streams) {
       const s = w.s;
@@ -217,14 +260,20 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
 
     const goodRatio = goodput / satThroughput;
     const p99Ratio = ovS.p99 / satS.p99;
-    targets.push(`| goodput at ${factor}× overload ≥ 0.9 × saturation throughput | ${f1(goodput)} vs ${f1(satThroughput)} req/s | ${f2(goodRatio)} (≥ 0.90) | ${goodRatio >= 0.9 ? 'yes' : 'no'} |`);
-    targets.push(`| accepted-call p99 at ${factor}× overload ≤ 2 × p99 at saturation | ${f1(ovS.p99)} vs ${f1(satS.p99)} ms | ${f2(p99Ratio)} (≤ 2.00) | ${p99Ratio <= 2 ? 'yes' : 'no'} |`);
+    targets.push(
+      `| goodput at ${factor}× overload ≥ 0.9 × saturation throughput | ${f1(goodput)} vs ${f1(satThroughput)} req/s | ${f2(goodRatio)} (≥ 0.90) | ${goodRatio >= 0.9 ? 'yes' : 'no'} |`,
+    );
+    targets.push(
+      `| accepted-call p99 at ${factor}× overload ≤ 2 × p99 at saturation | ${f1(ovS.p99)} vs ${f1(satS.p99)} ms | ${f2(p99Ratio)} (≤ 2.00) | ${p99Ratio <= 2 ? 'yes' : 'no'} |`,
+    );
     const s = streams[0]!.s;
     const ageRatio = s.ageP99 / s.probeInferenceMs;
     targets.push(
       `| ${fps} fps \`latest\` stream (max_in_flight ${s.maxInFlight}): frame age p99 < 3 × inference time | ${f1(s.ageP99)} vs ${f1(s.probeInferenceMs)} ms | ${f2(ageRatio)} (< 3.00) | ${ageRatio < 3 ? 'yes' : 'no'} |`,
     );
-    targets.push(`| share refused at ${factor}× overload (reported, no target) | ${pct(ovRejected / ovSent)} | – | – |`);
+    targets.push(
+      `| share refused at ${factor}× overload (reported, no target) | ${pct(ovRejected / ovSent)} | – | – |`,
+    );
   } finally {
     await app.close(1000);
     rmSync(config.registry.dataDir, { recursive: true, force: true });

@@ -20,7 +20,12 @@ export interface PreprocessCost {
 }
 
 /** Median CPU per image over `n` runs, after a warm-up. */
-export async function preprocessCost(img: BenchImage, target: PrepareTarget, n: number, decoder: 'auto' | 'sharp' = 'auto'): Promise<PreprocessCost> {
+export async function preprocessCost(
+  img: BenchImage,
+  target: PrepareTarget,
+  n: number,
+  decoder: 'auto' | 'sharp' = 'auto',
+): Promise<PreprocessCost> {
   const out = new Float32Array(3 * target.width * target.height);
   const opts = { applyIccProfile: false, decoder };
   for (let i = 0; i < 3; i++) await prepareTensor(img.bytes, target, LIMITS, opts, out);
@@ -48,7 +53,12 @@ export interface ProfileRow {
 }
 
 /** Self time by function over `n` runs on one image: the top `top` rows. Native calls show under their JS caller's name. */
-export async function preprocessProfile(img: BenchImage, target: PrepareTarget, n: number, top: number): Promise<ProfileRow[]> {
+export async function preprocessProfile(
+  img: BenchImage,
+  target: PrepareTarget,
+  n: number,
+  top: number,
+): Promise<ProfileRow[]> {
   const out = new Float32Array(3 * target.width * target.height);
   const session = new Session();
   session.connect();
@@ -67,7 +77,9 @@ export async function preprocessProfile(img: BenchImage, target: PrepareTarget, 
     const ms = dt.get(node.id) ?? 0;
     total += ms;
     const f = node.callFrame;
-    const where = f.url ? `${f.url.replace(/^.*\/(src|bench|node_modules)\//, '$1/')}:${f.lineNumber + 1}` : 'native code (the decoder binding, V8 builtins)';
+    const where = f.url
+      ? `${f.url.replace(/^.*\/(src|bench|node_modules)\//, '$1/')}:${f.lineNumber + 1}`
+      : 'native code (the decoder binding, V8 builtins)';
     const key = `${f.functionName || '(anonymous)'}|${where}`;
     const row = byFn.get(key) ?? { name: f.functionName || '(anonymous)', where, selfMs: 0, share: 0 };
     row.selfMs += ms;

@@ -16,7 +16,11 @@ interface Init {
 }
 
 const d = workerData as Init;
-const session = await ort.InferenceSession.create(d.model, { intraOpNumThreads: d.intraOpThreads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+const session = await ort.InferenceSession.create(d.model, {
+  intraOpNumThreads: d.intraOpThreads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+});
 const input = session.inputNames[0]!;
 const feeds = { [input]: new ort.Tensor('float32', d.tensor, d.dims) };
 for (let i = 0; i < 3; i++) await session.run(feeds); // warm-up

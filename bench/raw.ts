@@ -26,10 +26,19 @@ export async function modelUnderTest(model: Uint8Array, image: Buffer): Promise<
   const meta = s.inputMetadata[0]!;
   const dims = (meta.isTensor ? meta.shape : []) as number[];
   const outputs = s.outputMetadata.map((o) => ({ name: o.name, dims: (o.isTensor ? o.shape : []) as number[] }));
-  const family = resolveFamily(outputs, { props: readOnnxMetadata(model), inputWidth: dims[3]!, inputHeight: dims[2]! });
+  const family = resolveFamily(outputs, {
+    props: readOnnxMetadata(model),
+    inputWidth: dims[3]!,
+    inputHeight: dims[2]!,
+  });
   await s.release();
   const target = { width: dims[3]!, height: dims[2]!, spec: family.letterbox };
-  const p = await prepareTensor(image, target, { maxBytes: 64 << 20, maxPixels: 100_000_000 }, { applyIccProfile: false });
+  const p = await prepareTensor(
+    image,
+    target,
+    { maxBytes: 64 << 20, maxPixels: 100_000_000 },
+    { applyIccProfile: false },
+  );
   return { model, dims, spec: family.letterbox, family: family.name, target, tensor: p.tensor };
 }
 
@@ -45,7 +54,13 @@ export function rawLayouts(cores: number): { workers: number; threads: number }[
 const WORKER = new URL('./raw-worker.js', import.meta.url);
 
 export async function rawThroughput(m: ModelUnderTest, workers: number, threads: number, durationMs: number) {
-  const ws = Array.from({ length: workers }, () => new Worker(WORKER, { workerData: { model: m.model, intraOpThreads: threads, tensor: m.tensor, dims: m.dims, durationMs } }));
+  const ws = Array.from(
+    { length: workers },
+    () =>
+      new Worker(WORKER, {
+        workerData: { model: m.model, intraOpThreads: threads, tensor: m.tensor, dims: m.dims, durationMs },
+      }),
+  );
   await Promise.all(ws.map((w) => new Promise((r) => w.once('message', r))));
   const t0 = performance.now();
   const results = await Promise.all(

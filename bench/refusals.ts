@@ -8,11 +8,17 @@ import { measureLoad, startBenchServer, type MeasuredLoad } from './e2e.js';
 const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
 
-export async function refusalStorm(modelPath: string, labels: string | undefined, imagePath: string, durationMs: number): Promise<{ lines: string[]; target: string }> {
+export async function refusalStorm(
+  modelPath: string,
+  labels: string | undefined,
+  imagePath: string,
+  durationMs: number,
+): Promise<{ lines: string[]; target: string }> {
   const srv = await startBenchServer(modelPath, labels);
   const limit = srv.config.pool.workers + srv.config.pool.maxQueue;
   // Server CPU (this process) per answered image.
-  const perOk = (c: NodeJS.CpuUsage, l: MeasuredLoad) => (c.user + c.system) / 1000 / (l.throughput * (durationMs / 1000));
+  const perOk = (c: NodeJS.CpuUsage, l: MeasuredLoad) =>
+    (c.user + c.system) / 1000 / (l.throughput * (durationMs / 1000));
   try {
     let c0 = process.cpuUsage();
     const sat = await measureLoad(srv, imagePath, limit, durationMs);
@@ -32,7 +38,10 @@ export async function refusalStorm(modelPath: string, labels: string | undefined
       `| saturation, ${limit} clients | ${f1(sat.throughput)} | ${f1(sat.p50)} | ${f1(sat.p99)} | ${f1((sat.errors['8'] ?? 0) / (durationMs / 1000))} | ${f1(satCpu)} | ${f2(sat.eldP99)} |`,
       `| storm, ${3 * limit} clients retrying at once | ${f1(storm.throughput)} | ${f1(storm.p50)} | ${f1(storm.p99)} | ${f1(refused / (durationMs / 1000))} | ${f1(stormCpu)} | ${f2(storm.eldP99)} |`,
     ];
-    return { lines, target: `| goodput under a retry storm (3 × saturating load, immediate retries) ≥ 0.85 × saturation | ${f1(storm.throughput)} vs ${f1(sat.throughput)} img/s | ≥ 0.85 | ${f2(ratio)} ${ratio >= 0.85 ? 'yes' : '**no**'} |` };
+    return {
+      lines,
+      target: `| goodput under a retry storm (3 × saturating load, immediate retries) ≥ 0.85 × saturation | ${f1(storm.throughput)} vs ${f1(sat.throughput)} img/s | ≥ 0.85 | ${f2(ratio)} ${ratio >= 0.85 ? 'yes' : '**no**'} |`,
+    };
   } finally {
     await srv.close();
   }

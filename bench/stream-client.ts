@@ -11,7 +11,12 @@
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { detect } from '../src/cli/client.js';
-import { DetectorClient, DropPolicy, type DetectRequest, type DetectResponse } from '../src/generated/sightline/v1/detector.js';
+import {
+  DetectorClient,
+  DropPolicy,
+  type DetectRequest,
+  type DetectResponse,
+} from '../src/generated/sightline/v1/detector.js';
 import { median, summarize } from './stats.js';
 
 export interface StreamReport {
@@ -108,7 +113,17 @@ await new Promise<void>((resolve) => {
     while (i < total && performance.now() >= t0 + i * period) {
       const now = performance.now();
       sendLag.push(now - (t0 + i * period));
-      const req: DetectRequest = { model: '', version: '', image, confidenceThreshold: 0, iouThreshold: 0, maxDetections: 0, classes: [], agnosticNms: false, frameId: BigInt(i) };
+      const req: DetectRequest = {
+        model: '',
+        version: '',
+        image,
+        confidenceThreshold: 0,
+        iouThreshold: 0,
+        maxDetections: 0,
+        classes: [],
+        agnosticNms: false,
+        frameId: BigInt(i),
+      };
       if (i === 0) req.streamOptions = { dropPolicy: DropPolicy.DROP_POLICY_LATEST, maxInFlight };
       sentAt[i] = now;
       if (!call.write(req)) backpressured++;

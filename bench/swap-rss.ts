@@ -24,9 +24,17 @@ export interface SwapRss {
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
-export async function measureSwapRss(models: { file: string; labels?: string[] }[], promotes: number, env: Record<string, string> = {}): Promise<SwapRss> {
+export async function measureSwapRss(
+  models: { file: string; labels?: string[] }[],
+  promotes: number,
+  env: Record<string, string> = {},
+): Promise<SwapRss> {
   const dataDir = tempDataDir();
-  const s = await serveProcess(['--model', models[0]!.file, '--name', 'det'], { SIGHTLINE_REGISTRY__DATA_DIR: dataDir, SIGHTLINE_POOL__WARMUP_RUNS: '1', ...env });
+  const s = await serveProcess(['--model', models[0]!.file, '--name', 'det'], {
+    SIGHTLINE_REGISTRY__DATA_DIR: dataDir,
+    SIGHTLINE_POOL__WARMUP_RUNS: '1',
+    ...env,
+  });
   const reg = registryClient(s.address);
   try {
     for (const m of models.slice(1)) await uploadFile(reg, m.file, { model: 'det', labels: m.labels ?? [] });

@@ -8,11 +8,22 @@ export type ThreadKind = 'inference' | 'decode' | 'event loop' | 'other';
  * workers and the ONNX Runtime threads they start; nothing else runs there), `decode` = libvips'
  * threads, `event loop` = the main thread, `other` = the rest (libuv's pool, V8's GC and compiler).
  */
-export function cpuByKind(before: Map<number, ThreadStat>, after: Map<number, ThreadStat>, workerNice: number): Record<ThreadKind, number> {
+export function cpuByKind(
+  before: Map<number, ThreadStat>,
+  after: Map<number, ThreadStat>,
+  workerNice: number,
+): Record<ThreadKind, number> {
   const out: Record<ThreadKind, number> = { inference: 0, decode: 0, 'event loop': 0, other: 0 };
   for (const [tid, t] of after) {
     const ms = t.cpuMs - (before.get(tid)?.cpuMs ?? 0);
-    const kind: ThreadKind = tid === process.pid ? 'event loop' : t.nice === workerNice ? 'inference' : t.name.startsWith('libvips') ? 'decode' : 'other';
+    const kind: ThreadKind =
+      tid === process.pid
+        ? 'event loop'
+        : t.nice === workerNice
+          ? 'inference'
+          : t.name.startsWith('libvips')
+            ? 'decode'
+            : 'other';
     out[kind] += ms;
   }
   return out;

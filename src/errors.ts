@@ -56,6 +56,17 @@ export function serializeError(e: unknown): SerializedError {
  */
 export function listenError(e: unknown, what: string, address: string, setting: string): unknown {
   const m = e instanceof Error ? e.message : String(e);
-  const why = /EADDRINUSE/.test(m) ? 'is already in use (by another Sightline server or another program)' : /EACCES/.test(m) ? 'may not be opened by this user' : null;
-  return why ? new SightlineError('PRECONDITION', `the ${what} port ${address} ${why}: stop what holds it, or choose another port with ${setting}`, { address }, { cause: e }) : e;
+  const why = /EADDRINUSE/.test(m)
+    ? 'is already in use (by another Sightline server or another program)'
+    : /EACCES/.test(m)
+      ? 'may not be opened by this user'
+      : null;
+  return why
+    ? new SightlineError(
+        'PRECONDITION',
+        `the ${what} port ${address} ${why}: stop what holds it, or choose another port with ${setting}`,
+        { address },
+        { cause: e },
+      )
+    : e;
 }

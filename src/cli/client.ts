@@ -1,5 +1,14 @@
 /** gRPC clients for the CLI's client commands, and promise wrappers around them. */
-import { credentials, InterceptingCall, Metadata, type CallOptions, type ChannelCredentials, type ClientOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  InterceptingCall,
+  Metadata,
+  type CallOptions,
+  type ChannelCredentials,
+  type ClientOptions,
+  type Interceptor,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DetectorClient, type DetectRequest, type DetectResponse } from '../generated/sightline/v1/detector.js';
@@ -28,9 +37,15 @@ export function connectionOptions(c: Command): Command {
   return c
     .option('--server <addr>', 'server address', DEFAULT_SERVER)
     .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-    .option('--token-file <path>', 'read the bearer token from a file, e.g. a mounted Secret (/etc/sightline/auth/admin-token in the Helm chart\'s pods)')
+    .option(
+      '--token-file <path>',
+      "read the bearer token from a file, e.g. a mounted Secret (/etc/sightline/auth/admin-token in the Helm chart's pods)",
+    )
     .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
-    .option('--tls-server-name <name>', "the name in the server's certificate, when --server is another address (127.0.0.1 inside a pod)");
+    .option(
+      '--tls-server-name <name>',
+      "the name in the server's certificate, when --server is another address (127.0.0.1 inside a pod)",
+    );
 }
 
 /** Channel credentials (TLS when a CA file is given) and an interceptor that adds the bearer token. */
@@ -49,7 +64,9 @@ export function channel(auth: ClientAuth = {}): { creds: ChannelCredentials; opt
       ]
     : [];
   // Checked against the certificate and sent as :authority in place of the address's host.
-  const name = auth.tlsServerName ? { 'grpc.ssl_target_name_override': auth.tlsServerName, 'grpc.default_authority': auth.tlsServerName } : {};
+  const name = auth.tlsServerName
+    ? { 'grpc.ssl_target_name_override': auth.tlsServerName, 'grpc.default_authority': auth.tlsServerName }
+    : {};
   return { creds, options: { interceptors, ...name } };
 }
 
@@ -78,7 +95,11 @@ export function detectRequest(req: Partial<DetectRequest>): DetectRequest {
   };
 }
 
-export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts: { deadlineMs?: number; metadata?: Metadata } = {}): Promise<DetectResponse> {
+export function detect(
+  client: DetectorClient,
+  req: Partial<DetectRequest>,
+  opts: { deadlineMs?: number; metadata?: Metadata } = {},
+): Promise<DetectResponse> {
   const full = detectRequest(req);
   const deadline = opts.deadlineMs ? new Date(Date.now() + opts.deadlineMs) : undefined;
   return new Promise((resolve, reject) => {
@@ -90,7 +111,11 @@ export function detect(client: DetectorClient, req: Partial<DetectRequest>, opts
 
 export function monitoringClient(server: string, auth: ClientAuth = {}): MonitoringClient {
   const { creds, options } = channel(auth);
-  return new MonitoringClient(server, creds, { ...options, 'grpc.max_send_message_length': 64 * 1024 * 1024, 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+  return new MonitoringClient(server, creds, {
+    ...options,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  });
 }
 
 export function registryClient(server: string, auth: ClientAuth = {}): RegistryClient {
@@ -98,11 +123,27 @@ export function registryClient(server: string, auth: ClientAuth = {}): RegistryC
   return new RegistryClient(server, creds, { ...options, 'grpc.max_send_message_length': 8 * 1024 * 1024 });
 }
 
-type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
+type UnaryMethod<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  opts: Partial<CallOptions>,
+  cb: (err: ServiceError | null, res?: Res) => void,
+) => unknown;
 
 /** Calls a unary method of a generated client as a promise, with an optional deadline. */
-export function call<Req, Res>(client: object, method: UnaryMethod<Req, Res>, req: Req, opts: { deadlineMs?: number; metadata?: Metadata } = {}): Promise<Res> {
+export function call<Req, Res>(
+  client: object,
+  method: UnaryMethod<Req, Res>,
+  req: Req,
+  opts: { deadlineMs?: number; metadata?: Metadata } = {},
+): Promise<Res> {
   return new Promise((resolve, reject) =>
-    method.call(client, req, opts.metadata ?? new Metadata(), opts.deadlineMs ? { deadline: new Date(Date.now() + opts.deadlineMs) } : {}, (err, res) => (err ? reject(err) : resolve(res!))),
+    method.call(
+      client,
+      req,
+      opts.metadata ?? new Metadata(),
+      opts.deadlineMs ? { deadline: new Date(Date.now() + opts.deadlineMs) } : {},
+      (err, res) => (err ? reject(err) : resolve(res!)),
+    ),
   );
 }

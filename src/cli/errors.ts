@@ -22,7 +22,10 @@ interface GrpcError {
 }
 
 const isGrpcError = (e: unknown): e is GrpcError =>
-  e instanceof Error && typeof (e as Partial<GrpcError>).code === 'number' && typeof (e as Partial<GrpcError>).details === 'string' && 'metadata' in e;
+  e instanceof Error &&
+  typeof (e as Partial<GrpcError>).code === 'number' &&
+  typeof (e as Partial<GrpcError>).details === 'string' &&
+  'metadata' in e;
 
 interface SystemError {
   code: string;
@@ -31,10 +34,14 @@ interface SystemError {
   message: string;
 }
 
-const isSystemError = (e: unknown): e is SystemError => e instanceof Error && typeof (e as Partial<SystemError>).code === 'string' && typeof (e as Partial<SystemError>).syscall === 'string';
+const isSystemError = (e: unknown): e is SystemError =>
+  e instanceof Error &&
+  typeof (e as Partial<SystemError>).code === 'string' &&
+  typeof (e as Partial<SystemError>).syscall === 'string';
 
 /** grpc-js's words for "no server could be reached", with the socket error after "Last error:". */
-const NOT_CONNECTED = /^(?:\w+: )?No connection established(?:\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note: ?(.*))?)?$|^No addresses resolved|^Name resolution failed/s;
+const NOT_CONNECTED =
+  /^(?:\w+: )?No connection established(?:\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note: ?(.*))?)?$|^No addresses resolved|^Name resolution failed/s;
 
 /** The one line that says what went wrong; `server` is the address a client command called. */
 export function describeError(e: unknown, server?: string): string {
@@ -64,7 +71,9 @@ export function reportError(e: unknown, server?: string): void {
   const debug = debugRequested();
   // Anything but our own, gRPC's and the system's errors is unexpected: say where the stack is.
   const expected = e instanceof SightlineError || isGrpcError(e) || isSystemError(e);
-  console.error(`sightline: ${describeError(e, server)}${expected || debug ? '' : ' (--log-level debug prints the stack)'}`);
+  console.error(
+    `sightline: ${describeError(e, server)}${expected || debug ? '' : ' (--log-level debug prints the stack)'}`,
+  );
   if (debug && e instanceof Error && e.stack) console.error(e.stack);
   process.exitCode = exitStatus(e);
 }

@@ -35,7 +35,8 @@ export function buildCli(): Command {
 function withLogLevel(cmd: Command): void {
   for (const c of cmd.commands) {
     if (c.commands.length) withLogLevel(c);
-    else if (!c.options.some((o) => o.long === '--log-level')) c.option('--log-level <level>', 'debug or trace: print the stack of an error');
+    else if (!c.options.some((o) => o.long === '--log-level'))
+      c.option('--log-level <level>', 'debug or trace: print the stack of an error');
   }
 }
 

@@ -59,7 +59,11 @@ export function cgroupQuota(read: Read = readOrNull): number | null {
     if (max !== null) return parseCpuMax(max);
   }
   const v1 = /^\d+:[^:]*\bcpu\b[^:]*:(.*)$/m.exec(self)?.[1]?.trim();
-  for (const dir of [v1 && v1 !== '/' ? `/sys/fs/cgroup/cpu${v1}` : null, '/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct']) {
+  for (const dir of [
+    v1 && v1 !== '/' ? `/sys/fs/cgroup/cpu${v1}` : null,
+    '/sys/fs/cgroup/cpu',
+    '/sys/fs/cgroup/cpu,cpuacct',
+  ]) {
     const q = dir ? read(`${dir}/cpu.cfs_quota_us`) : null;
     const p = dir ? read(`${dir}/cpu.cfs_period_us`) : null;
     if (q !== null && p !== null) return parseCfs(q, p);
@@ -71,6 +75,7 @@ export function cgroupQuota(read: Read = readOrNull): number | null {
  * A quota of 2.5 CPUs sizes for 2: a CPU-bound thread per partial CPU would only be throttled.
  */
 export function cpuBudget(affinity: number = availableParallelism(), quota: number | null = cgroupQuota()): CpuBudget {
-  if (quota !== null && quota < affinity) return { cpus: Math.max(1, Math.floor(quota + 1e-9)), affinity, quota, source: 'cgroup quota' };
+  if (quota !== null && quota < affinity)
+    return { cpus: Math.max(1, Math.floor(quota + 1e-9)), affinity, quota, source: 'cgroup quota' };
   return { cpus: Math.max(1, affinity), affinity, quota, source: 'affinity' };
 }

@@ -34,10 +34,14 @@ export function readConfigFile(path: string): Tree {
   try {
     parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new SightlineError('INVALID_INPUT', `config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`,
+    );
   }
   if (parsed == null) return {};
-  if (!isTree(parsed)) throw new SightlineError('INVALID_INPUT', `config file ${path} must hold an object at the top level`);
+  if (!isTree(parsed))
+    throw new SightlineError('INVALID_INPUT', `config file ${path} must hold an object at the top level`);
   return parsed;
 }
 

@@ -12,7 +12,11 @@ export const QUEUE_PER_WORKER = 3;
 /** libuv starts 4 threads unless UV_THREADPOOL_SIZE says otherwise; the launcher raises it to the CPUs. */
 export const uvThreadpoolSize = (env: NodeJS.ProcessEnv): number => Number(env.UV_THREADPOOL_SIZE) || 4;
 
-export function sizePool(pool: ParsedConfig['pool'], budget: CpuBudget, uvThreads: number): { pool: PoolConfig; sizing: PoolSizing } {
+export function sizePool(
+  pool: ParsedConfig['pool'],
+  budget: CpuBudget,
+  uvThreads: number,
+): { pool: PoolConfig; sizing: PoolSizing } {
   const cpus = pool.cpus === 'auto' ? budget.cpus : pool.cpus;
   const workers = pool.workers === 'auto' ? Math.max(1, Math.floor(cpus / pool.intraOpThreads)) : pool.workers;
   const latencyThreads = pool.latencyThreads === 'auto' ? (cpus > pool.intraOpThreads ? cpus : 0) : pool.latencyThreads;

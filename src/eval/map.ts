@@ -116,7 +116,14 @@ function matchImage(p: ImagePredictions, g: ImageGroundTruth, accs: Map<number, 
  * AP at one IoU threshold: precision made monotone (envelope from the right), sampled at recall
  * 0, 0.01, ..., 1 at the first point reaching each recall; unreachable recalls count as 0.
  */
-function averagePrecision(order: Uint32Array, tpBits: readonly number[], bit: number, numGt: number, prec: Float64Array, rec: Float64Array): number {
+function averagePrecision(
+  order: Uint32Array,
+  tpBits: readonly number[],
+  bit: number,
+  numGt: number,
+  prec: Float64Array,
+  rec: Float64Array,
+): number {
   const n = order.length;
   let tp = 0;
   for (let r = 0; r < n; r++) {

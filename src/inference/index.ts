@@ -1,7 +1,15 @@
 /** Public entry of inference/: the pool, preprocessing, the image path through the pool and the plain data types. */
 export * from './pool/index.js';
 export { detectImage, type ImagePrep, type ImageRequest, type ImageResult } from './detect-image.js';
-export { ACCEPTED_FORMATS, prepareTensor, type Decoder, type PreparedTensor, type PrepareOptions, type PrepareTarget, type RasterFormat } from './preprocess/index.js';
+export {
+  ACCEPTED_FORMATS,
+  prepareTensor,
+  type Decoder,
+  type PreparedTensor,
+  type PrepareOptions,
+  type PrepareTarget,
+  type RasterFormat,
+} from './preprocess/index.js';
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
 export { sniffFormat } from './preprocess/sniff.js';
 export type * from './types.js';

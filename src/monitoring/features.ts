@@ -164,7 +164,9 @@ export function inputFeatures(
 }
 
 /** Output features of one request, from its final (post-NMS) detections. */
-export function outputFeatures(dets: readonly { readonly classId: number; readonly confidence: number }[]): OutputFeatures {
+export function outputFeatures(
+  dets: readonly { readonly classId: number; readonly confidence: number }[],
+): OutputFeatures {
   const classCounts: Record<number, number> = {};
   let sum = 0;
   let max = 0;

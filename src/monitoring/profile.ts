@@ -146,7 +146,8 @@ export class ProfileBuilder {
     readonly source: ProfileSource = 'traffic',
     private readonly opts: Omit<ProfileOptions, 'createdAt'> & { readonly now?: () => Date } = {},
   ) {
-    if (!Number.isInteger(target) || target < 1) throw new RangeError(`target must be a positive integer, got ${target}`);
+    if (!Number.isInteger(target) || target < 1)
+      throw new RangeError(`target must be a positive integer, got ${target}`);
     this.columns = {} as Record<FeatureName, Float64Array>;
     for (const name of FEATURE_NAMES) this.columns[name] = new Float64Array(target);
   }
@@ -199,7 +200,8 @@ export function parseProfile(value: unknown): ReferenceProfile {
   if (typeof value.createdAt !== 'string') bad('createdAt must be a string');
   if (value.modelVersion !== undefined && typeof value.modelVersion !== 'string') bad('modelVersion must be a string');
   if (typeof value.n !== 'number' || !Number.isInteger(value.n) || value.n < 1) bad('n must be a positive integer');
-  if (typeof value.bins !== 'number' || !Number.isInteger(value.bins) || value.bins < 1) bad('bins must be a positive integer');
+  if (typeof value.bins !== 'number' || !Number.isInteger(value.bins) || value.bins < 1)
+    bad('bins must be a positive integer');
   const features = value.features;
   if (!isObject(features)) return bad('features missing');
   for (const name of FEATURE_NAMES) {
@@ -209,8 +211,12 @@ export function parseProfile(value: unknown): ReferenceProfile {
     if (!isNumberArray(f.edges) || !isNumberArray(f.counts)) bad(`${name}.edges and counts must be number arrays`);
     const sample = f.sample as number[];
     if (sample.some((x, i) => i > 0 && sample[i - 1] > x)) bad(`${name}.sample is not sorted`);
-    if ((f.counts as number[]).length !== (f.edges as number[]).length + 1) bad(`${name}.counts must have edges + 1 bins`);
-    if (!isObject(f.summary) || SUMMARY_KEYS.some((k) => typeof (f.summary as Record<string, unknown>)[k] !== 'number')) {
+    if ((f.counts as number[]).length !== (f.edges as number[]).length + 1)
+      bad(`${name}.counts must have edges + 1 bins`);
+    if (
+      !isObject(f.summary) ||
+      SUMMARY_KEYS.some((k) => typeof (f.summary as Record<string, unknown>)[k] !== 'number')
+    ) {
       bad(`${name}.summary incomplete`);
     }
     for (const k of ['p01', 'p25', 'p75', 'p99'] as const) if (typeof f[k] !== 'number') bad(`${name}.${k} missing`);

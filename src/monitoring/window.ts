@@ -74,7 +74,11 @@ export interface DriftReport {
 const RANK: Record<Verdict, number> = { insufficient_data: 0, stable: 1, warning: 2, drift: 3 };
 
 /** The verdict for a judged comparison (enough samples): PSI level, kept only if significant at alpha. */
-export function verdictFor(psiValue: number, pValue: number, t: DriftThresholds): Exclude<Verdict, 'insufficient_data'> {
+export function verdictFor(
+  psiValue: number,
+  pValue: number,
+  t: DriftThresholds,
+): Exclude<Verdict, 'insufficient_data'> {
   if (psiValue < t.psiWarning || !(pValue < t.alpha)) return 'stable';
   return psiValue < t.psiDrift ? 'warning' : 'drift';
 }
@@ -101,7 +105,8 @@ export class DriftWindow {
   private count = 0;
 
   constructor(readonly capacity = 500) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
     this.columns = {} as Record<FeatureName, Float64Array>;
     for (const name of FEATURE_NAMES) this.columns[name] = new Float64Array(capacity);
     this.classes = new Array<Readonly<Record<number, number>> | undefined>(capacity);
@@ -222,7 +227,9 @@ const fmt = (v: number | null, digits = 3): string =>
 
 /** Plain-text table of a report: one line per feature, reference vs current mean [p05, p95], PSI, KS, verdict. */
 export function formatReport(r: DriftReport): string {
-  const rows = [['feature', 'reference mean [p05, p95]', 'current mean [p05, p95]', 'psi', 'noise', 'ks', 'p', 'verdict']];
+  const rows = [
+    ['feature', 'reference mean [p05, p95]', 'current mean [p05, p95]', 'psi', 'noise', 'ks', 'p', 'verdict'],
+  ];
   const range = (s: Summary): string => `${fmt(s.mean)} [${fmt(s.p05)}, ${fmt(s.p95)}]`;
   for (const f of r.features) {
     const stats = [fmt(f.psi), fmt(f.psiNoise), fmt(f.ks), fmt(f.pValue, 4)];
@@ -233,7 +240,12 @@ export function formatReport(r: DriftReport): string {
   const dets = (rec: Readonly<Record<string, number>>): string => `${sumValues(rec)} detections`;
   rows.push(['classMix', dets(cm.reference), dets(cm.current), fmt(cm.psi), '-', chi, fmt(cm.pValue, 4), cm.verdict]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+  const lines = rows.map((row) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd(),
+  );
   const t = r.thresholds;
   return [
     `drift report: ${r.windowSize}/${r.capacity} requests vs reference of ${r.referenceSize}; ` +

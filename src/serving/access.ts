@@ -6,7 +6,15 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SightlineError } from '../errors.js';
-import { roleAllows, type AuditLog, type AuditOutcome, type AuthResult, type Capability, type TokenRole, type TokenDigest } from '../registry/index.js';
+import {
+  roleAllows,
+  type AuditLog,
+  type AuditOutcome,
+  type AuthResult,
+  type Capability,
+  type TokenRole,
+  type TokenDigest,
+} from '../registry/index.js';
 import type { Logger } from '../telemetry/logger.js';
 
 export type { Capability, TokenRole };
@@ -56,7 +64,11 @@ const WINDOW_MS = 60_000;
 const sha = (s: string) => createHash('sha256').update(s).digest();
 
 /** The peer's address without the port: failures are counted per client machine. */
-const peerHost = (peer: string) => peer.replace(/^ipv[46]:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+const peerHost = (peer: string) =>
+  peer
+    .replace(/^ipv[46]:/, '')
+    .replace(/:\d+$/, '')
+    .replace(/^\[|\]$/g, '');
 
 export class AccessControl {
   private readonly failures = new Map<string, { start: number; count: number }>();
@@ -64,7 +76,12 @@ export class AccessControl {
   private readonly now: () => number;
 
   constructor(private readonly o: AccessOptions) {
-    this.statics = o.staticTokens.map((t) => ({ hash: sha(t.token.trim()), name: t.name, role: t.role, extra: t.extra ?? [] }));
+    this.statics = o.staticTokens.map((t) => ({
+      hash: sha(t.token.trim()),
+      name: t.name,
+      role: t.role,
+      extra: t.extra ?? [],
+    }));
     this.now = o.now ?? Date.now;
   }
 
@@ -78,20 +95,38 @@ export class AccessControl {
     if (!this.o.enabled || required === 'public') return { ok: true, principal: identity ?? 'anonymous' };
     const host = peerHost(call.peer);
     if (this.limited(host)) {
-      return { ok: false, error: new SightlineError('UNAUTHENTICATED', 'too many failed authentication attempts from this address; retry in a minute') };
+      return {
+        ok: false,
+        error: new SightlineError(
+          'UNAUTHENTICATED',
+          'too many failed authentication attempts from this address; retry in a minute',
+        ),
+      };
     }
     const who = this.authenticate(call.authorization);
     if (!who) {
       this.fail(host);
       this.deny(call, identity ?? 'anonymous', 'invalid or missing credentials');
-      return { ok: false, error: new SightlineError('UNAUTHENTICATED', 'a valid bearer token is required (authorization: Bearer <token>)') };
+      return {
+        ok: false,
+        error: new SightlineError(
+          'UNAUTHENTICATED',
+          'a valid bearer token is required (authorization: Bearer <token>)',
+        ),
+      };
     }
     const principal = identity ? `${who.name} (${identity})` : who.name;
     const anyOf: readonly Capability[] = typeof required === 'string' ? [required] : required;
     if (!anyOf.some((c) => roleAllows(who.role, c) || who.extra.includes(c))) {
       const needs = anyOf.join(' or ');
       this.deny(call, principal, `role ${who.role} lacks ${needs}`);
-      return { ok: false, error: new SightlineError('PERMISSION_DENIED', `role ${who.role} may not call ${call.method.split('/').pop()} (it needs ${needs})`) };
+      return {
+        ok: false,
+        error: new SightlineError(
+          'PERMISSION_DENIED',
+          `role ${who.role} may not call ${call.method.split('/').pop()} (it needs ${needs})`,
+        ),
+      };
     }
     return { ok: true, principal };
   }

@@ -54,7 +54,17 @@ export async function calibrate(
   const one = async (img: CalibrationImage, i: number): Promise<void> => {
     try {
       const r = await detect.detect(
-        { model: v.model, version: v.version, image: img.data, confidenceThreshold: 0, iouThreshold: 0, maxDetections: 0, classes: [], agnosticNms: false, frameId: BigInt(i) },
+        {
+          model: v.model,
+          version: v.version,
+          image: img.data,
+          confidenceThreshold: 0,
+          iouThreshold: 0,
+          maxDetections: 0,
+          classes: [],
+          agnosticNms: false,
+          frameId: BigInt(i),
+        },
         signal,
         // Bounded by this loop's own concurrency; features without reporting them as traffic.
         { stream: true, features: true, observe: false },
@@ -84,7 +94,12 @@ export async function calibrate(
   if (failure) throw failure;
   signal.throwIfAborted();
   if (samples.length === 0) {
-    throw new SightlineError('INVALID_INPUT', index === 0 ? 'no calibration images were sent' : `none of the ${index} calibration images could be used (${reasons[0] ?? ''})`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      index === 0
+        ? 'no calibration images were sent'
+        : `none of the ${index} calibration images could be used (${reasons[0] ?? ''})`,
+    );
   }
   const profile = buildProfile(samples, 'calibration', { modelVersion: String(v.version) });
   await monitor.setProfile(v.model, v.version, profile, opts.authorization);

@@ -55,7 +55,12 @@ export interface RemoteProfiles {
   /** The stored profile body, or null when the version has none. */
   getProfile(model: string, version: number): Promise<unknown>;
   /** Stores it with the credentials of the caller who asked for it (`authorization`), if any. */
-  putProfile(model: string, version: number, profile: ReferenceProfile, authorization: string | undefined): Promise<void>;
+  putProfile(
+    model: string,
+    version: number,
+    profile: ReferenceProfile,
+    authorization: string | undefined,
+  ): Promise<void>;
 }
 
 /** The registry profile kind a version's reference profile is stored under. */
@@ -193,7 +198,10 @@ export class DriftMonitor implements SampleObserver {
       s.dirty = true;
     } catch (e) {
       // Monitoring never fails a request (a NaN feature from a degenerate image, say).
-      this.deps.log.warn({ event: 'drift_sample_failed', model: target.model, version: target.version, err: (e as Error).message }, 'drift sample dropped');
+      this.deps.log.warn(
+        { event: 'drift_sample_failed', model: target.model, version: target.version, err: (e as Error).message },
+        'drift sample dropped',
+      );
     }
   }
 
@@ -234,11 +242,24 @@ export class DriftMonitor implements SampleObserver {
     remote
       .getProfile(s.model, s.version)
       .then((body) => {
-        if (body === null || body === undefined || s.profileSeq !== seq || this.states.get(key(s.model, s.version)) !== s) return;
+        if (
+          body === null ||
+          body === undefined ||
+          s.profileSeq !== seq ||
+          this.states.get(key(s.model, s.version)) !== s
+        )
+          return;
         const p = parseProfile(body);
         this.use(s, p);
         this.deps.log.info(
-          { event: 'drift_profile_loaded', model: s.model, version: s.version, source: p.source, n: p.n, from: 'registry' },
+          {
+            event: 'drift_profile_loaded',
+            model: s.model,
+            version: s.version,
+            source: p.source,
+            n: p.n,
+            from: 'registry',
+          },
           `model ${s.model} version ${s.version}: ${p.source} reference profile read from the registry`,
         );
       })
@@ -282,7 +303,10 @@ export class DriftMonitor implements SampleObserver {
       try {
         this.publish(s, s.window.report(s.profile, this.thresholds));
       } catch (e) {
-        this.deps.log.warn({ event: 'drift_report_failed', model: s.model, version: s.version, err: (e as Error).message }, 'drift report failed');
+        this.deps.log.warn(
+          { event: 'drift_report_failed', model: s.model, version: s.version, err: (e as Error).message },
+          'drift report failed',
+        );
       }
     }
   }
@@ -297,7 +321,8 @@ export class DriftMonitor implements SampleObserver {
     s.dirty = false;
     const m = this.deps.metrics;
     if (!m || r.windowSize < r.thresholds.minSamples) return;
-    for (const f of r.features) if (f.psi !== null && f.ks !== null) m.setDrift(s.model, String(s.version), f.feature, f.psi, f.ks);
+    for (const f of r.features)
+      if (f.psi !== null && f.ks !== null) m.setDrift(s.model, String(s.version), f.feature, f.psi, f.ks);
     if (r.classMix.psi !== null) m.setDrift(s.model, String(s.version), 'classMix', r.classMix.psi, Number.NaN);
   }
 
@@ -316,7 +341,9 @@ export class DriftMonitor implements SampleObserver {
       s.unlogged++;
       return;
     }
-    const features = Object.fromEntries(out.map((f) => [f, { value: round(sample[f]), low: round(b[f].low), high: round(b[f].high) }]));
+    const features = Object.fromEntries(
+      out.map((f) => [f, { value: round(sample[f]), low: round(b[f].low), high: round(b[f].high) }]),
+    );
     this.deps.log.warn(
       { event: 'drift_anomaly', model: s.model, version: s.version, features, unlogged: s.unlogged },
       `model ${s.model} version ${s.version}: request outside the reference range on ${out.join(', ')}` +
@@ -336,7 +363,10 @@ export class DriftMonitor implements SampleObserver {
         this.deps.store.putProfile(s.model, s.version, PROFILE_KIND, profile);
         stored = true;
       } catch (e) {
-        this.deps.log.warn({ event: 'drift_profile_not_stored', model: s.model, version: s.version, err: (e as Error).message }, 'traffic profile kept in memory only');
+        this.deps.log.warn(
+          { event: 'drift_profile_not_stored', model: s.model, version: s.version, err: (e as Error).message },
+          'traffic profile kept in memory only',
+        );
       }
     }
     this.deps.log.info(
@@ -382,10 +412,16 @@ export class DriftMonitor implements SampleObserver {
       const rec = this.deps.store.getProfile(model, version, PROFILE_KIND);
       if (!rec) return null;
       const p = parseProfile(rec.body);
-      this.deps.log.info({ event: 'drift_profile_loaded', model, version, source: p.source, n: p.n }, `model ${model} version ${version}: ${p.source} reference profile loaded`);
+      this.deps.log.info(
+        { event: 'drift_profile_loaded', model, version, source: p.source, n: p.n },
+        `model ${model} version ${version}: ${p.source} reference profile loaded`,
+      );
       return p;
     } catch (e) {
-      this.deps.log.warn({ event: 'drift_profile_unreadable', model, version, err: (e as Error).message }, 'stored reference profile ignored; collecting a traffic profile');
+      this.deps.log.warn(
+        { event: 'drift_profile_unreadable', model, version, err: (e as Error).message },
+        'stored reference profile ignored; collecting a traffic profile',
+      );
       return null;
     }
   }

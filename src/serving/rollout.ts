@@ -87,7 +87,14 @@ export class Rollouts {
   }
 
   /** Starts following a pointer change that has just been committed; the model's previous rollout, if still running, is superseded. */
-  start(model: string, version: number, fromVersion: number | null, action: RolloutAction, caller: Rollout['caller'], o: RolloutOptions = {}): Rollout {
+  start(
+    model: string,
+    version: number,
+    fromVersion: number | null,
+    action: RolloutAction,
+    caller: Rollout['caller'],
+    o: RolloutOptions = {},
+  ): Rollout {
     const previous = this.latest(model);
     if (previous && !TERMINAL(previous.phase)) {
       void this.end(previous.id, 'superseded', `superseded by the ${action} to version ${version} by ${caller.actor}`);
@@ -134,7 +141,11 @@ export class Rollouts {
   watch(model: string, id: number, fn: (r: Rollout) => void): () => void {
     const r = id ? this.byId.get(id)?.r : this.latest(model);
     if (!r || r.model !== model) {
-      throw new SightlineError('NOT_FOUND', id ? `model "${model}" has no rollout ${id}` : `model "${model}" has had no rollout since the registry started`, { model });
+      throw new SightlineError(
+        'NOT_FOUND',
+        id ? `model "${model}" has no rollout ${id}` : `model "${model}" has had no rollout since the registry started`,
+        { model },
+      );
     }
     fn(r);
     if (TERMINAL(r.phase)) return () => undefined;
@@ -165,10 +176,19 @@ export class Rollouts {
     if (failed.length > 0) {
       void this.end(id, 'failed', failed.map((f) => `${f.replica}: ${f.error ?? 'failed'}`).join('; '));
     } else if (replicas.length > 0 && ready === replicas.length) {
-      void this.end(id, 'succeeded', `${ready}/${replicas.length} replica(s) serve version ${r.version} after ${seconds(this.now() - r.startedAt)}`);
+      void this.end(
+        id,
+        'succeeded',
+        `${ready}/${replicas.length} replica(s) serve version ${r.version} after ${seconds(this.now() - r.startedAt)}`,
+      );
     } else if (this.now() >= r.deadline) {
-      const pending = replicas.filter((p) => p.servingVersion !== r.version).map((p) => `${p.replica} (${p.state ?? 'not started'})`);
-      const why = replicas.length === 0 ? 'no replica reports to the registry' : `${ready}/${replicas.length} replica(s) serve version ${r.version}; waiting for ${pending.join(', ')}`;
+      const pending = replicas
+        .filter((p) => p.servingVersion !== r.version)
+        .map((p) => `${p.replica} (${p.state ?? 'not started'})`);
+      const why =
+        replicas.length === 0
+          ? 'no replica reports to the registry'
+          : `${ready}/${replicas.length} replica(s) serve version ${r.version}; waiting for ${pending.join(', ')}`;
       void this.end(id, 'failed', `timed out after ${seconds(r.deadline - r.startedAt)}: ${why}`);
     } else if (!sameProgress(before, this.byId.get(id)!.r)) {
       this.events.emit('update', this.byId.get(id)!.r);
@@ -185,7 +205,11 @@ export class Rollouts {
     if (e.timer) clearTimeout(e.timer);
     e.timer = null;
     const rollingBack = phase === 'failed' && e.r.autoRollback;
-    this.update(id, { phase, reason: rollingBack ? `${reason}; rolling back to version ${e.r.fromVersion}` : reason, endedAt: this.now() });
+    this.update(id, {
+      phase,
+      reason: rollingBack ? `${reason}; rolling back to version ${e.r.fromVersion}` : reason,
+      endedAt: this.now(),
+    });
     this.opts.onEnd(e.r);
     if (rollingBack) {
       try {
@@ -218,7 +242,12 @@ function progressOf(v: ReplicaModelView, version: number): RolloutReplica {
   const heard = v.activeVersion === version;
   const own = v.versions.find((x) => x.version === version);
   const state = v.servingVersion === version ? 'serving' : heard ? (own?.state ?? null) : null;
-  return { replica: v.replica, state, error: state === 'failed' ? (own?.error ?? null) : null, servingVersion: v.servingVersion };
+  return {
+    replica: v.replica,
+    state,
+    error: state === 'failed' ? (own?.error ?? null) : null,
+    servingVersion: v.servingVersion,
+  };
 }
 
 const sameProgress = (a: Rollout, b: Rollout) =>

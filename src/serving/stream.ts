@@ -28,7 +28,9 @@ type Slot = StreamItem | { kind: 'error'; error: unknown; frameId: bigint };
 
 /** A frame's own error names the frame, so a client can tell which one was bad. */
 function withFrame(e: unknown, frameId: bigint): unknown {
-  return e instanceof SightlineError && e.code === 'INVALID_INPUT' ? new SightlineError(e.code, `frame_id ${frameId}: ${e.message}`, e.fields) : e;
+  return e instanceof SightlineError && e.code === 'INVALID_INPUT'
+    ? new SightlineError(e.code, `frame_id ${frameId}: ${e.message}`, e.fields)
+    : e;
 }
 
 export class StreamSession {
@@ -134,7 +136,11 @@ export class StreamSession {
       this.start(w.seq, w.input);
     }
     // A slow reader holds input back too, so the server never buffers results without bound.
-    const hold = this.draining || this.writeBlocked || this.done.size >= this.settings.maxInFlight * 2 || (this.settings.policy === 'block' && this.inFlight >= this.settings.maxInFlight);
+    const hold =
+      this.draining ||
+      this.writeBlocked ||
+      this.done.size >= this.settings.maxInFlight * 2 ||
+      (this.settings.policy === 'block' && this.inFlight >= this.settings.maxInFlight);
     this.setPaused(hold);
     this.maybeEnd();
   }
@@ -148,7 +154,8 @@ export class StreamSession {
 
   private maybeEnd(): void {
     if (this.ended || this.inFlight > 0 || this.waiting.length > 0 || this.done.size > 0) return;
-    if (this.draining) this.finish(new SightlineError('NOT_READY', 'the server is shutting down; reconnect to continue the stream'));
+    if (this.draining)
+      this.finish(new SightlineError('NOT_READY', 'the server is shutting down; reconnect to continue the stream'));
     else if (this.inputEnded) this.finish();
   }
 

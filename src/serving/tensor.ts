@@ -83,7 +83,13 @@ export class TensorService {
   /** Every version this process has loaded (or is loading), per model. */
   loaded(): LoadedVersionView[] {
     return this.models.list().flatMap((m) =>
-      m.versions.map((v) => ({ model: m.name, version: v.version, state: v.state, active: m.active === v.version, error: v.error })),
+      m.versions.map((v) => ({
+        model: m.name,
+        version: v.version,
+        state: v.state,
+        active: m.active === v.version,
+        error: v.error,
+      })),
     );
   }
 
@@ -91,22 +97,43 @@ export class TensorService {
    * One inference on the model's own input tensor, admitted like an image request (refused at once
    * with OVERLOADED when the server is at capacity). `dims` must be the model's input shape.
    */
-  async run(model: string, version: number, data: Float32Array, dims: readonly number[], signal: AbortSignal): Promise<TensorResult> {
+  async run(
+    model: string,
+    version: number,
+    data: Float32Array,
+    dims: readonly number[],
+    signal: AbortSignal,
+  ): Promise<TensorResult> {
     const t0 = performance.now();
     const v = this.models.acquire(model, version);
     let ticket: Ticket | undefined;
     try {
       const want = [1, 3, v.info.inputHeight, v.info.inputWidth];
       if (dims.length !== want.length || dims.some((d, i) => d !== want[i])) {
-        throw new SightlineError('INVALID_INPUT', `input ${v.info.inputName} of model ${v.name} has shape [${want.join(', ')}]; got [${dims.join(', ')}]`, { field: 'shape' });
+        throw new SightlineError(
+          'INVALID_INPUT',
+          `input ${v.info.inputName} of model ${v.name} has shape [${want.join(', ')}]; got [${dims.join(', ')}]`,
+          { field: 'shape' },
+        );
       }
       if (data.length !== want.reduce((a, b) => a * b, 1)) {
-        throw new SightlineError('INVALID_INPUT', `input ${v.info.inputName} has ${data.length} elements; its shape [${want.join(', ')}] needs ${want.reduce((a, b) => a * b, 1)}`, { field: 'contents' });
+        throw new SightlineError(
+          'INVALID_INPUT',
+          `input ${v.info.inputName} has ${data.length} elements; its shape [${want.join(', ')}] needs ${want.reduce((a, b) => a * b, 1)}`,
+          { field: 'contents' },
+        );
       }
       signal.throwIfAborted();
       ticket = this.pool.admit();
       const r = await this.pool.infer(v.key, { data, dims: want }, signal, ticket);
-      return { model: v.name, version: v.version, outputs: r.outputs, queueMs: r.queueMs, inferenceMs: r.inferenceMs, totalMs: performance.now() - t0 };
+      return {
+        model: v.name,
+        version: v.version,
+        outputs: r.outputs,
+        queueMs: r.queueMs,
+        inferenceMs: r.inferenceMs,
+        totalMs: performance.now() - t0,
+      };
     } finally {
       ticket?.release();
       this.models.release(v);

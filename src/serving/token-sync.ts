@@ -70,7 +70,11 @@ export class TokenSync {
       .then(() => this.o.fetch())
       .then(
         (d) => this.o.apply(d),
-        (e: Error) => this.o.log.warn({ event: 'token_sync_failed', err: e.message }, 'token sync with the registry failed; keeping the last copy'),
+        (e: Error) =>
+          this.o.log.warn(
+            { event: 'token_sync_failed', err: e.message },
+            'token sync with the registry failed; keeping the last copy',
+          ),
       )
       .finally(() => {
         if (this.inFlight === p) this.inFlight = null;

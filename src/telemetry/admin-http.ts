@@ -27,8 +27,18 @@ export interface AdminServer {
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8', head = false): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = 'text/plain; charset=utf-8',
+  head = false,
+): void {
+  res.writeHead(status, {
+    'content-type': contentType,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
   res.end(head ? undefined : body);
 }
 
@@ -63,7 +73,15 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const server = createServer(handle);
   server.keepAliveTimeout = 65_000; // longer than a typical scrape interval, so scrapers reuse connections
   await new Promise<void>((resolve, reject) => {
-    const fail = (e: Error) => reject(listenError(e, 'admin HTTP', `${opts.host}:${opts.port}`, '--admin-port, admin.port or SIGHTLINE_ADMIN__PORT (admin.enabled: false turns it off)'));
+    const fail = (e: Error) =>
+      reject(
+        listenError(
+          e,
+          'admin HTTP',
+          `${opts.host}:${opts.port}`,
+          '--admin-port, admin.port or SIGHTLINE_ADMIN__PORT (admin.enabled: false turns it off)',
+        ),
+      );
     server.once('error', fail);
     server.listen(opts.port, opts.host, () => {
       server.off('error', fail);
@@ -71,7 +89,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info({ event: 'admin_listening', host: opts.host, port }, `admin HTTP (/metrics, /healthz, /readyz) on ${opts.host}:${port}`);
+  log.info(
+    { event: 'admin_listening', host: opts.host, port },
+    `admin HTTP (/metrics, /healthz, /readyz) on ${opts.host}:${port}`,
+  );
   let closing: Promise<void> | null = null;
   return {
     port,

@@ -12,7 +12,10 @@ export function createLogger(level: LevelWithSilent = 'info', bindings: Record<s
     base: { service: 'sightline', ...bindings },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    redact: { paths: ['image', '*.image', 'authorization', '*.authorization', 'token', '*.token'], censor: '[redacted]' },
+    redact: {
+      paths: ['image', '*.image', 'authorization', '*.authorization', 'token', '*.token'],
+      censor: '[redacted]',
+    },
   });
 }
 

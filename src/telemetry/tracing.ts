@@ -8,7 +8,16 @@
  * from this module's tracer with explicit parent contexts, so several servers in one process (tests)
  * each keep their own traces.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+} from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -101,7 +110,10 @@ export class Tracing {
     if (opts.exporter) processor = new SimpleSpanProcessor(opts.exporter);
     else {
       // Bounded, so an unreachable collector cannot hold up shutdown for long.
-      const exporter = new OTLPTraceExporter({ ...(cfg.endpoint ? { url: cfg.endpoint } : {}), timeoutMillis: EXPORT_TIMEOUT_MS });
+      const exporter = new OTLPTraceExporter({
+        ...(cfg.endpoint ? { url: cfg.endpoint } : {}),
+        timeoutMillis: EXPORT_TIMEOUT_MS,
+      });
       processor = new BatchSpanProcessor(exporter, { exportTimeoutMillis: EXPORT_TIMEOUT_MS });
     }
     const provider = new BasicTracerProvider({
@@ -143,7 +155,13 @@ export class Tracing {
     let t = startMs ?? this.starts.get(parent) ?? nowMs();
     for (const [stage, key] of STAGES) {
       const ms = Math.max(0, timing[key]);
-      this.tracer.startSpan(stage, { kind: SpanKind.INTERNAL, startTime: t, attributes: { ...attributes, 'sightline.stage': stage } }, ctx).end(t + ms);
+      this.tracer
+        .startSpan(
+          stage,
+          { kind: SpanKind.INTERNAL, startTime: t, attributes: { ...attributes, 'sightline.stage': stage } },
+          ctx,
+        )
+        .end(t + ms);
       t += ms;
     }
   }
@@ -152,7 +170,8 @@ export class Tracing {
   endRequestSpan(span: Span, grpcCode: number, attributes: Attributes = {}, message?: string): void {
     if (span.isRecording()) {
       span.setAttributes({ ...attributes, 'rpc.grpc.status_code': grpcCode });
-      if (SERVER_ERROR_CODES.has(grpcCode)) span.setStatus({ code: SpanStatusCode.ERROR, ...(message ? { message } : {}) });
+      if (SERVER_ERROR_CODES.has(grpcCode))
+        span.setStatus({ code: SpanStatusCode.ERROR, ...(message ? { message } : {}) });
     }
     span.end(nowMs());
     this.starts.delete(span);

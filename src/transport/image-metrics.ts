@@ -2,7 +2,13 @@
 import type { DetectResult } from '../serving/index.js';
 import type { Metrics, RpcMethod, RpcSystem } from '../telemetry/metrics.js';
 
-export function observeImage(metrics: Metrics, method: RpcMethod, r: DetectResult, totalSeconds: number, system: RpcSystem = 'grpc'): void {
+export function observeImage(
+  metrics: Metrics,
+  method: RpcMethod,
+  r: DetectResult,
+  totalSeconds: number,
+  system: RpcSystem = 'grpc',
+): void {
   const { timing } = r;
   metrics.observeRequest({
     method,

@@ -11,11 +11,19 @@ export function parseVersion(model: string, text: string): number {
   const n = /^\d{1,9}$/.test(text) ? Number(text) : 0;
   if (n > 0) return n;
   const shown = JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
-  throw new SightlineError('NOT_FOUND', `${model ? `model "${model}"` : 'the default model'} has no version ${shown}: versions are numbers`, { model });
+  throw new SightlineError(
+    'NOT_FOUND',
+    `${model ? `model "${model}"` : 'the default model'} has no version ${shown}: versions are numbers`,
+    { model },
+  );
 }
 
 /** Metric labels of a failed call: the version (model, text) resolves to now, or null (labelled "unknown"). */
-export function labelsOf(detect: Pick<DetectService, 'labelsFor'>, model: string, text: string): { model: string; version: number } | null {
+export function labelsOf(
+  detect: Pick<DetectService, 'labelsFor'>,
+  model: string,
+  text: string,
+): { model: string; version: number } | null {
   try {
     return detect.labelsFor(model, parseVersion(model, text));
   } catch {

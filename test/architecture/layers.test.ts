@@ -15,7 +15,11 @@ const SRC = join(repoRoot, 'src');
  * What each area may import besides itself. `main` (src/main.ts) composes everything; `cli` drives it.
  * One table in layers.json, which eslint.config.js turns into import-x/no-restricted-paths zones.
  */
-const ALLOWED = (JSON.parse(readFileSync(join(repoRoot, 'test', 'architecture', 'layers.json'), 'utf8')) as { allowed: Record<string, string[]> }).allowed;
+const ALLOWED = (
+  JSON.parse(readFileSync(join(repoRoot, 'test', 'architecture', 'layers.json'), 'utf8')) as {
+    allowed: Record<string, string[]>;
+  }
+).allowed;
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -45,7 +49,8 @@ test('src/ areas import only the areas below them', () => {
     assert.ok(ALLOWED[from], `${relative(SRC, file)}: area ${from} is not in the layering table`);
     for (const t of targets) {
       const to = areaOf(t);
-      if (to !== from && !ALLOWED[from]!.includes(to)) wrong.push(`${relative(SRC, file)} → ${relative(SRC, t)} (${from} may not import ${to})`);
+      if (to !== from && !ALLOWED[from]!.includes(to))
+        wrong.push(`${relative(SRC, file)} → ${relative(SRC, t)} (${from} may not import ${to})`);
     }
   }
   assert.deepEqual(wrong, []);

@@ -27,19 +27,40 @@ interface Line {
   model: string;
   imageWidth: number;
   imageHeight: number;
-  detections: { classId: number; label: string; confidence: number; xMin: number; yMin: number; xMax: number; yMax: number }[];
+  detections: {
+    classId: number;
+    label: string;
+    confidence: number;
+    xMin: number;
+    yMin: number;
+    xMax: number;
+    yMax: number;
+  }[];
 }
 
 const readLines = (path: string): Line[] => {
   const text = readFileSync(path, 'utf8');
   assert.ok(text === '' || text.endsWith('\n'), 'the file ends with a complete line');
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
 };
 
-const plain = (ds: Line['detections']) => ds.map((d) => ({ classId: d.classId, label: d.label, confidence: d.confidence, xMin: d.xMin, yMin: d.yMin, xMax: d.xMax, yMax: d.yMax }));
+const plain = (ds: Line['detections']) =>
+  ds.map((d) => ({
+    classId: d.classId,
+    label: d.label,
+    confidence: d.confidence,
+    xMin: d.xMin,
+    yMin: d.yMin,
+    xMax: d.xMax,
+    yMax: d.yMax,
+  }));
 
 /** Images run through the model, as the server counts them. */
-const imagesServed = async (srv: TestServer) => total(parseExposition(await srv.app.metrics.scrape()), 'sightline_images_total');
+const imagesServed = async (srv: TestServer) =>
+  total(parseExposition(await srv.app.metrics.scrape()), 'sightline_images_total');
 
 // ---- A small COCO evaluator: AP@0.5 per class, 101-point interpolation, greedy matching by score. ----
 
@@ -66,7 +87,15 @@ function groundTruth(doc: CocoDoc): Map<number, { cls: number; box: number[] }[]
       img.id,
       rows.map((r) => {
         const [c, cx, cy, w, h] = r.split(/\s+/).map(Number) as [number, number, number, number, number];
-        return { cls: c, box: [(cx - w / 2) * img.width, (cy - h / 2) * img.height, (cx + w / 2) * img.width, (cy + h / 2) * img.height] };
+        return {
+          cls: c,
+          box: [
+            (cx - w / 2) * img.width,
+            (cy - h / 2) * img.height,
+            (cx + w / 2) * img.width,
+            (cy + h / 2) * img.height,
+          ],
+        };
       }),
     );
   }
@@ -122,7 +151,11 @@ describe('sightline batch', { skip: !haveData }, () => {
   let reference: Map<string, Line['detections']>;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sightline-batch-test-'));
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: MODEL() }], pool: { workers: 2, warmupRuns: 1 }, drift: { enabled: false } });
+    srv = await startTestServer({
+      models: [{ name: 'yolo11n', path: MODEL() }],
+      pool: { workers: 2, warmupRuns: 1 },
+      drift: { enabled: false },
+    });
   });
   after(async () => {
     await srv?.close();
@@ -133,7 +166,13 @@ describe('sightline batch', { skip: !haveData }, () => {
     const out = join(dir, 'server.jsonl');
     const r = await runCli(['batch', IMAGES, '--server', srv.address, '--out', out, '--json'], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, r.stderr);
-    const summary = JSON.parse(r.stdout) as { found: number; detected: number; failed: unknown[]; imagesPerSecond: number; detectionsPerClass: Record<string, number> };
+    const summary = JSON.parse(r.stdout) as {
+      found: number;
+      detected: number;
+      failed: unknown[];
+      imagesPerSecond: number;
+      detectionsPerClass: Record<string, number>;
+    };
     assert.equal(summary.found, 128);
     assert.equal(summary.detected, 128);
     assert.deepEqual(summary.failed, []);
@@ -146,7 +185,11 @@ describe('sightline batch', { skip: !haveData }, () => {
     let next = 0;
     await Promise.all(
       Array.from({ length: 4 }, async () => {
-        for (let i = next++; i < files.length; i = next++) reference.set(join(IMAGES, files[i]!), (await srv.detect({ image: readFileSync(join(IMAGES, files[i]!)) })).detections);
+        for (let i = next++; i < files.length; i = next++)
+          reference.set(
+            join(IMAGES, files[i]!),
+            (await srv.detect({ image: readFileSync(join(IMAGES, files[i]!)) })).detections,
+          );
       }),
     );
     for (const l of lines) assert.deepEqual(plain(l.detections), plain(reference.get(l.image)!), l.image);
@@ -157,15 +200,27 @@ describe('sightline batch', { skip: !haveData }, () => {
 
   test('killed mid-run (SIGKILL), it leaves complete lines; the rerun does only the images left', async () => {
     const out = join(dir, 'killed.jsonl');
-    const child = spawn(process.execPath, [CLI, 'batch', IMAGES, '--server', srv.address, '--out', out, '--concurrency', '2'], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'batch', IMAGES, '--server', srv.address, '--out', out, '--concurrency', '2'],
+      { stdio: 'ignore' },
+    );
     const exited = new Promise<void>((r) => child.on('exit', () => r()));
-    await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').split('\n').length > 20, 120_000, 'the first 20 lines');
+    await waitFor(
+      () => existsSync(out) && readFileSync(out, 'utf8').split('\n').length > 20,
+      120_000,
+      'the first 20 lines',
+    );
     child.kill('SIGKILL');
     await exited;
     const before = readLines(out);
     assert.ok(before.length >= 20 && before.length < 128, `${before.length} lines when killed`);
     // Calls the killed client left behind finish (or are dropped) before the count is read.
-    await waitFor(() => srv.app.pool.stats().admitted === 0 && srv.app.pool.stats().busyWorkers === 0, 30_000, 'the server to be idle');
+    await waitFor(
+      () => srv.app.pool.stats().admitted === 0 && srv.app.pool.stats().busyWorkers === 0,
+      30_000,
+      'the server to be idle',
+    );
     const served = await imagesServed(srv);
     const r = await runCli(['batch', IMAGES, '--server', srv.address, '--out', out, '--json'], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, r.stderr);
@@ -180,18 +235,46 @@ describe('sightline batch', { skip: !haveData }, () => {
   });
 
   test('keeps the admission limits of a small server: RESOURCE_EXHAUSTED is waited out, nothing fails; --annotate-dir', async () => {
-    const small = await startTestServer({ models: [{ name: 'yolo11n', path: MODEL() }], pool: { workers: 1, maxQueue: 0, warmupRuns: 0 }, drift: { enabled: false } });
+    const small = await startTestServer({
+      models: [{ name: 'yolo11n', path: MODEL() }],
+      pool: { workers: 1, maxQueue: 0, warmupRuns: 0 },
+      drift: { enabled: false },
+    });
     try {
-      const files = readdirSync(IMAGES).sort().slice(0, 12).map((f) => join(IMAGES, f));
+      const files = readdirSync(IMAGES)
+        .sort()
+        .slice(0, 12)
+        .map((f) => join(IMAGES, f));
       const ann = join(dir, 'annotated');
-      const r = await runCli(['batch', ...files, '--server', small.address, '--out', join(dir, 'small.jsonl'), '--concurrency', '6', '--annotate-dir', ann, '--json'], { timeoutMs: 300_000 });
+      const r = await runCli(
+        [
+          'batch',
+          ...files,
+          '--server',
+          small.address,
+          '--out',
+          join(dir, 'small.jsonl'),
+          '--concurrency',
+          '6',
+          '--annotate-dir',
+          ann,
+          '--json',
+        ],
+        { timeoutMs: 300_000 },
+      );
       assert.equal(r.code, 0, r.stderr);
       const summary = JSON.parse(r.stdout) as { detected: number; failed: unknown[]; retries: number };
       assert.equal(summary.detected, 12);
       assert.deepEqual(summary.failed, []);
-      assert.ok(summary.retries > 0, 'with one place in the admission budget and 6 calls in flight, some were refused and retried');
+      assert.ok(
+        summary.retries > 0,
+        'with one place in the admission budget and 6 calls in flight, some were refused and retried',
+      );
       const drawn = readdirSync(ann).sort();
-      assert.deepEqual(drawn, files.map((f) => basename(f)));
+      assert.deepEqual(
+        drawn,
+        files.map((f) => basename(f)),
+      );
       const meta = await sharp(join(ann, drawn[0]!)).metadata();
       const src = await sharp(files[0]!).metadata();
       assert.deepEqual([meta.width, meta.height], [src.width, src.height]);
@@ -202,7 +285,26 @@ describe('sightline batch', { skip: !haveData }, () => {
 
   test('--model runs in this process with the same pipeline; --format coco loads in a COCO evaluator', async () => {
     const out = join(dir, 'coco.json');
-    const r = await runCli(['batch', IMAGES, '--model', MODEL(), '--name', 'yolo11n', '--labels', cocoLabelsFile, '--out', out, '--format', 'coco', '--workers', '2', '--json'], { timeoutMs: 300_000 });
+    const r = await runCli(
+      [
+        'batch',
+        IMAGES,
+        '--model',
+        MODEL(),
+        '--name',
+        'yolo11n',
+        '--labels',
+        cocoLabelsFile,
+        '--out',
+        out,
+        '--format',
+        'coco',
+        '--workers',
+        '2',
+        '--json',
+      ],
+      { timeoutMs: 300_000 },
+    );
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(readFileSync(out, 'utf8')) as CocoDoc;
     assert.equal(doc.images.length, 128);
@@ -216,7 +318,11 @@ describe('sightline batch', { skip: !haveData }, () => {
     // The same detections as the server gave (same pipeline, same defaults), image by image.
     for (const img of doc.images) {
       const mine = doc.annotations.filter((a) => a.image_id === img.id).map((a) => [a.category_id, a.score]);
-      assert.deepEqual(mine, reference.get(img.file_name)!.map((d) => [d.classId, d.confidence]), img.file_name);
+      assert.deepEqual(
+        mine,
+        reference.get(img.file_name)!.map((d) => [d.classId, d.confidence]),
+        img.file_name,
+      );
     }
     const { map, classes } = mapAt50(doc);
     // DATA.md: 0.453 at confidence 0.001; at the server default 0.25 (fewer low-confidence true positives) 0.315 was measured. A

@@ -47,13 +47,26 @@ describe('mistakes with files and ports', () => {
     assert.deepEqual(lines(r.stderr), ['sightline: --image missing.jpg: no such file or directory']);
     const debug = await runCli(['detect', '--image', 'missing.jpg', '--log-level', 'debug']);
     assert.equal(debug.code, 2);
-    assert.match(debug.stderr, /^sightline: --image missing\.jpg: no such file or directory\nSightlineError: .*\n\s+at /);
+    assert.match(
+      debug.stderr,
+      /^sightline: --image missing\.jpg: no such file or directory\nSightlineError: .*\n\s+at /,
+    );
   });
 
   test('serve --model with a missing file: one line, exit 2, before anything listens', async () => {
     const dir = tempDir();
     try {
-      const r = await runCli(['serve', '--model', 'missing.onnx', '--data-dir', dir, '--port', '0', '--admin-port', '0']);
+      const r = await runCli([
+        'serve',
+        '--model',
+        'missing.onnx',
+        '--data-dir',
+        dir,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+      ]);
       assert.equal(r.code, 2);
       assert.deepEqual(lines(r.stderr), ['sightline: --model missing.onnx: no such file or directory']);
       assert.doesNotMatch(r.stdout, /listening/);
@@ -74,7 +87,12 @@ describe('mistakes with files and ports', () => {
       const admin = await runCli(['serve', '--data-dir', dir, '--port', '0', '--admin-port', String(port)]);
       assert.equal(admin.code, 1);
       assert.equal(lines(admin.stderr).length, 1);
-      assert.match(admin.stderr, new RegExp(`^sightline: the admin HTTP port 127\\.0\\.0\\.1:${port} is already in use .* --admin-port, admin\\.port or SIGHTLINE_ADMIN__PORT`));
+      assert.match(
+        admin.stderr,
+        new RegExp(
+          `^sightline: the admin HTTP port 127\\.0\\.0\\.1:${port} is already in use .* --admin-port, admin\\.port or SIGHTLINE_ADMIN__PORT`,
+        ),
+      );
     } finally {
       server.close();
       rmSync(dir, { recursive: true, force: true });
@@ -105,11 +123,20 @@ describe('the registry data directory', () => {
       const second = await runCli(['serve', '--data-dir', dir, '--port', '0', '--admin-port', '0']);
       assert.equal(second.code, 1);
       assert.equal(lines(second.stderr).length, 1);
-      assert.match(second.stderr, new RegExp(`^sightline: the registry data directory ${dir} is in use by another Sightline server \\(pid ${first.child.pid}, started [\\d-]+T[\\d:.]+Z\\): stop that server, or give this one another directory \\(--data-dir, registry\\.dataDir\\)$`, 'm'));
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `^sightline: the registry data directory ${dir} is in use by another Sightline server \\(pid ${first.child.pid}, started [\\d-]+T[\\d:.]+Z\\): stop that server, or give this one another directory \\(--data-dir, registry\\.dataDir\\)$`,
+          'm',
+        ),
+      );
       assert.doesNotMatch(second.stdout, /listening/);
       const tokens = await runCli(['token', 'list', '--data-dir', dir]);
       assert.equal(tokens.code, 0, tokens.stderr);
-      assert.equal(tokens.stdout.trim(), 'no tokens yet: create one with sightline token create --name NAME --role ROLE');
+      assert.equal(
+        tokens.stdout.trim(),
+        'no tokens yet: create one with sightline token create --name NAME --role ROLE',
+      );
       assert.equal((await runCli(['audit', '--verify', '--data-dir', dir])).code, 0);
       await first.kill('SIGKILL');
       const restarted = await serveProcess(['--data-dir', dir, '--log-level', 'warn']);
@@ -124,7 +151,9 @@ describe('the registry data directory', () => {
     const dir = join(tmpdir(), `sightline-no-such-registry-${process.pid}`);
     const r = await runCli(['token', 'list', '--data-dir', dir]);
     assert.equal(r.code, 2);
-    assert.deepEqual(lines(r.stderr), [`sightline: no registry database in ${dir}: give the server's data directory with --data-dir (or registry.dataDir in --config)`]);
+    assert.deepEqual(lines(r.stderr), [
+      `sightline: no registry database in ${dir}: give the server's data directory with --data-dir (or registry.dataDir in --config)`,
+    ]);
     assert.equal((await runCli(['audit', '--data-dir', dir])).code, 2);
   });
 
@@ -135,10 +164,20 @@ describe('the registry data directory', () => {
       const audit = new AuditLog(store.database);
       // Far more than a pipe buffers (64 KiB), so the CLI is still writing when the reader goes.
       store.database.transaction(() => {
-        for (let i = 0; i < 3000; i++) audit.append({ principal: 'test', peer: 'local', action: 'token.create', target: `t${i}`, outcome: 'ok', reason: 'x'.repeat(100) });
+        for (let i = 0; i < 3000; i++)
+          audit.append({
+            principal: 'test',
+            peer: 'local',
+            action: 'token.create',
+            target: `t${i}`,
+            outcome: 'ok',
+            reason: 'x'.repeat(100),
+          });
       })();
       store.close();
-      const child = spawn(process.execPath, [CLI, 'audit', '--json', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, 'audit', '--json', '--data-dir', dir], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.stdout.once('data', () => child.stdout.destroy());
@@ -154,12 +193,24 @@ describe('the registry data directory', () => {
 describe('gRPC errors from a running server', { skip: !haveData }, () => {
   let srv: TestServer;
   before(async () => {
-    srv = await startTestServer({ models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 0 } });
+    srv = await startTestServer({
+      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
+      pool: { workers: 1, warmupRuns: 0 },
+    });
   });
   after(async () => srv?.close());
 
   test('status names, not numbers, in every client command; an error that is not about one image is printed once', async () => {
-    const detect = await runCli(['detect', '--image', imagePath('bus.jpg'), imagePath('zidane.jpg'), '--model', 'nosuch', '--server', srv.address]);
+    const detect = await runCli([
+      'detect',
+      '--image',
+      imagePath('bus.jpg'),
+      imagePath('zidane.jpg'),
+      '--model',
+      'nosuch',
+      '--server',
+      srv.address,
+    ]);
     assert.equal(detect.code, 1);
     assert.equal(lines(detect.stderr).length, 1);
     assert.match(detect.stderr, /^sightline: NOT_FOUND: .*nosuch/);
@@ -177,7 +228,10 @@ describe('gRPC errors from a running server', { skip: !haveData }, () => {
   test('a file the server refuses is reported for that image, and the other images are still answered', async () => {
     const r = await runCli(['detect', '--image', cocoLabelsFile, imagePath('bus.jpg'), '--server', srv.address]);
     assert.equal(r.code, 1);
-    assert.deepEqual(lines(r.stderr).map((l) => l.replace(/: INVALID_ARGUMENT: .*/, ': INVALID_ARGUMENT')), [`${cocoLabelsFile}: INVALID_ARGUMENT`]);
+    assert.deepEqual(
+      lines(r.stderr).map((l) => l.replace(/: INVALID_ARGUMENT: .*/, ': INVALID_ARGUMENT')),
+      [`${cocoLabelsFile}: INVALID_ARGUMENT`],
+    );
     assert.match(r.stdout, /bus\.jpg: 810x1080, model det v1, \d+ detections/);
   });
 });

@@ -29,7 +29,11 @@ describe('Detect accuracy on real models', { skip: !haveData }, () => {
   let srv: TestServer;
   before(async () => {
     srv = await startTestServer({
-      models: MODELS.map((m) => ({ name: m.name, path: modelPath(m.file), ...('labels' in m ? { labels: m.labels } : {}) })),
+      models: MODELS.map((m) => ({
+        name: m.name,
+        path: modelPath(m.file),
+        ...('labels' in m ? { labels: m.labels } : {}),
+      })),
       pool: { workers: 2, intraOpThreads: 1, warmupRuns: 1 },
     });
   });
@@ -46,13 +50,20 @@ describe('Detect accuracy on real models', { skip: !haveData }, () => {
         assert.equal(r.frameId, 42n);
         assert.deepEqual([r.imageWidth, r.imageHeight], image === 'bus.jpg' ? [810, 1080] : [1280, 720]);
         const where = `${m.name}/${image}`;
-        assertMatchesReference(r.detections, expectedFor(m.file, image), where, { ...MATCH, ...MATCH_OVERRIDES[where] });
+        assertMatchesReference(r.detections, expectedFor(m.file, image), where, {
+          ...MATCH,
+          ...MATCH_OVERRIDES[where],
+        });
         for (const d of r.detections) {
-          assert.ok(d.xMin >= 0 && d.yMin >= 0 && d.xMax <= r.imageWidth && d.yMax <= r.imageHeight, 'box clipped to the image');
+          assert.ok(
+            d.xMin >= 0 && d.yMin >= 0 && d.xMax <= r.imageWidth && d.yMax <= r.imageHeight,
+            'box clipped to the image',
+          );
           assert.ok(d.xMin <= d.xMax && d.yMin <= d.yMax);
         }
         const t = r.timing!;
-        for (const k of ['decodeMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'postprocessMs', 'totalMs'] as const) assert.ok(t[k] >= 0, k);
+        for (const k of ['decodeMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'postprocessMs', 'totalMs'] as const)
+          assert.ok(t[k] >= 0, k);
         assert.ok(t.totalMs >= t.inferenceMs && t.inferenceMs > 0);
       });
     }
@@ -63,7 +74,10 @@ describe('Detect accuracy on real models', { skip: !haveData }, () => {
     const all = await srv.detect({ image: bus });
     assert.equal(all.model, 'yolov8n_int8');
     const onlyBus = await srv.detect({ image: bus, classes: [5] });
-    assert.deepEqual(onlyBus.detections.map((d) => d.label), ['bus']);
+    assert.deepEqual(
+      onlyBus.detections.map((d) => d.label),
+      ['bus'],
+    );
     const top2 = await srv.detect({ image: bus, maxDetections: 2 });
     assert.equal(top2.detections.length, 2);
     assert.ok(top2.detections[0]!.confidence >= top2.detections[1]!.confidence);

@@ -44,11 +44,17 @@ describe('Detect input handling', { skip: !haveData }, () => {
   });
   test('truncated JPEG', async () => {
     const z = readFileSync(imagePath('zidane.jpg'));
-    await rejectsWith(srv.detect({ image: z.subarray(0, 5000) }), status.INVALID_ARGUMENT, /decode|truncat|corrupt|premature/i);
+    await rejectsWith(
+      srv.detect({ image: z.subarray(0, 5000) }),
+      status.INVALID_ARGUMENT,
+      /decode|truncat|corrupt|premature/i,
+    );
     await stillServes();
   });
   test('SVG is refused before any decoder runs', async () => {
-    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100"/></svg>');
+    const svg = Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100"/></svg>',
+    );
     await rejectsWith(srv.detect({ image: svg }), status.INVALID_ARGUMENT, /format/i);
     await rejectsWith(srv.detect({ image: Buffer.from('%PDF-1.7\n%...') }), status.INVALID_ARGUMENT, /format/i);
   });
@@ -57,7 +63,9 @@ describe('Detect input handling', { skip: !haveData }, () => {
     await stillServes();
   });
   test('over the pixel limit, and a decompression bomb', async () => {
-    const big = await sharp({ create: { width: 1200, height: 1000, channels: 3, background: '#808080' } }).png().toBuffer();
+    const big = await sharp({ create: { width: 1200, height: 1000, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
     await rejectsWith(srv.detect({ image: big }), status.INVALID_ARGUMENT, /pixel/i);
     const bomb = await pngDeclaring(50_000, 50_000);
     const rss0 = process.memoryUsage().rss;
@@ -67,10 +75,22 @@ describe('Detect input handling', { skip: !haveData }, () => {
   });
   test('thresholds and limits out of range say which field', async () => {
     const z = readFileSync(imagePath('zidane.jpg'));
-    await rejectsWith(srv.detect({ image: z, confidenceThreshold: 1.5 }), status.INVALID_ARGUMENT, /confidence_threshold/);
-    await rejectsWith(srv.detect({ image: z, confidenceThreshold: -0.1 }), status.INVALID_ARGUMENT, /confidence_threshold/);
+    await rejectsWith(
+      srv.detect({ image: z, confidenceThreshold: 1.5 }),
+      status.INVALID_ARGUMENT,
+      /confidence_threshold/,
+    );
+    await rejectsWith(
+      srv.detect({ image: z, confidenceThreshold: -0.1 }),
+      status.INVALID_ARGUMENT,
+      /confidence_threshold/,
+    );
     await rejectsWith(srv.detect({ image: z, iouThreshold: 2 }), status.INVALID_ARGUMENT, /iou_threshold/);
-    await rejectsWith(srv.detect({ image: z, confidenceThreshold: Number.NaN }), status.INVALID_ARGUMENT, /confidence_threshold/);
+    await rejectsWith(
+      srv.detect({ image: z, confidenceThreshold: Number.NaN }),
+      status.INVALID_ARGUMENT,
+      /confidence_threshold/,
+    );
     await rejectsWith(srv.detect({ image: z, maxDetections: 100_000 }), status.INVALID_ARGUMENT, /max_detections/);
     await rejectsWith(srv.detect({ image: z, classes: [80] }), status.INVALID_ARGUMENT, /classes/);
     await stillServes();
@@ -82,7 +102,10 @@ describe('Detect input handling', { skip: !haveData }, () => {
   });
   test('a deadline that has passed is DEADLINE_EXCEEDED', async () => {
     const z = readFileSync(imagePath('zidane.jpg'));
-    await assert.rejects(srv.detect({ image: z }, { deadlineMs: 1 }), (e: ServiceError) => e.code === status.DEADLINE_EXCEEDED);
+    await assert.rejects(
+      srv.detect({ image: z }, { deadlineMs: 1 }),
+      (e: ServiceError) => e.code === status.DEADLINE_EXCEEDED,
+    );
     await stillServes();
   });
 
@@ -96,7 +119,15 @@ describe('Detect input handling', { skip: !haveData }, () => {
       .trim()
       .split('\n')
       .map((l) => l.split(' ').map(Number))
-      .map(([c, cx, cy, w, h]) => ({ c: c!, box: [(cx! - w! / 2) * meta.width!, (cy! - h! / 2) * meta.height!, (cx! + w! / 2) * meta.width!, (cy! + h! / 2) * meta.height!] }));
+      .map(([c, cx, cy, w, h]) => ({
+        c: c!,
+        box: [
+          (cx! - w! / 2) * meta.width!,
+          (cy! - h! / 2) * meta.height!,
+          (cx! + w! / 2) * meta.width!,
+          (cy! + h! / 2) * meta.height!,
+        ],
+      }));
     for (const g of gt.filter((g) => g.c === 0 || g.c === 3)) {
       const best = Math.max(0, ...r.detections.filter((d) => d.classId === g.c).map((d) => iou(boxOf(d), g.box)));
       assert.ok(best >= 0.5, `class ${g.c} found with IoU ${best.toFixed(2)}`);
@@ -122,7 +153,9 @@ describe('Detect input handling', { skip: !haveData }, () => {
     const check = () =>
       new Promise<number>((resolve, reject) => {
         const t0 = performance.now();
-        health.check({ service: '' }, (err, res) => (err ? reject(err) : (assert.equal(res!.status, 1), resolve(performance.now() - t0))));
+        health.check({ service: '' }, (err, res) =>
+          err ? reject(err) : (assert.equal(res!.status, 1), resolve(performance.now() - t0)),
+        );
       });
     await check();
     let done = false;

@@ -14,7 +14,13 @@ import sharp from 'sharp';
 import { buildProfile, formatDriftReport } from '../../src/cli/commands/drift.js';
 import { monitoringClient } from '../../src/cli/client.js';
 import { call } from '../../src/cli/client.js';
-import { DriftVerdict, ProfileSource, type DriftReport, type FeatureDrift, type MonitoringClient } from '../../src/generated/sightline/v1/monitoring.js';
+import {
+  DriftVerdict,
+  ProfileSource,
+  type DriftReport,
+  type FeatureDrift,
+  type MonitoringClient,
+} from '../../src/generated/sightline/v1/monitoring.js';
 import { pick, scrape } from '../observability/support.js';
 import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
@@ -96,7 +102,9 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
   let running: Running | undefined;
 
   before(() => {
-    names = readdirSync(IMAGES).filter((n) => n.endsWith('.jpg')).sort();
+    names = readdirSync(IMAGES)
+      .filter((n) => n.endsWith('.jpg'))
+      .sort();
     assert.equal(names.length, 128);
     rest = names.slice(64).map((n) => readFileSync(join(IMAGES, n)));
   });
@@ -119,7 +127,10 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
     assert.equal(summary.size, 64);
     assert.equal(summary.skipped, 0);
     assert.equal(summary.features.length, 12);
-    assert.ok(summary.classes.some((c) => c.label === 'person' && c.reference > 0), 'class mix from real detections');
+    assert.ok(
+      summary.classes.some((c) => c.label === 'person' && c.reference > 0),
+      'class mix from real detections',
+    );
 
     await send(running.srv, rest);
     await settle();
@@ -129,7 +140,11 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
     assert.equal(rep.profile?.size, 64);
     assert.equal(rep.windowSize, 64, 'calibration images are not traffic');
     for (const name of ['brightness', 'saturation', 'contrast']) {
-      assert.equal(feature(rep, name).verdict, DriftVerdict.DRIFT_VERDICT_STABLE, `${name} stable: psi ${feature(rep, name).psi} p ${feature(rep, name).pValue}`);
+      assert.equal(
+        feature(rep, name).verdict,
+        DriftVerdict.DRIFT_VERDICT_STABLE,
+        `${name} stable: psi ${feature(rep, name).psi} p ${feature(rep, name).pValue}`,
+      );
     }
     await assertGaugesMatch(running, rep, ['brightness', 'saturation']);
   });
@@ -138,11 +153,18 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
     await stop(running);
     running = await start(dataDir);
     const fresh = await report(running);
-    assert.equal(fresh.profile?.source, ProfileSource.PROFILE_SOURCE_CALIBRATION, 'profile read back from the registry');
+    assert.equal(
+      fresh.profile?.source,
+      ProfileSource.PROFILE_SOURCE_CALIBRATION,
+      'profile read back from the registry',
+    );
     assert.equal(fresh.profile?.size, 64);
     assert.equal(fresh.windowSize, 0);
 
-    await send(running.srv, await Promise.all(rest.map((b) => sharp(b).linear(0.4, 0).jpeg({ quality: 90 }).toBuffer())));
+    await send(
+      running.srv,
+      await Promise.all(rest.map((b) => sharp(b).linear(0.4, 0).jpeg({ quality: 90 }).toBuffer())),
+    );
     await settle();
     const rep = await report(running);
     log(t, 'darkened x0.4', rep);
@@ -167,18 +189,33 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
     await assertGaugesMatch(running, rep, ['brightness', 'saturation']);
 
     const port = running.srv.app.admin!.port;
-    const anomalies = async () => pick((await scrape(port)).exposition, 'sightline_anomalies_total', { sightline_model: MODEL, sightline_model_version: '1' }).reduce((a, x) => a + x.value, 0);
+    const anomalies = async () =>
+      pick((await scrape(port)).exposition, 'sightline_anomalies_total', {
+        sightline_model: MODEL,
+        sightline_model_version: '1',
+      }).reduce((a, x) => a + x.value, 0);
     const countBefore = await anomalies();
     const reportedBefore = Number(rep.anomalies);
     // A black 4000x200 strip: far outside the reference's sizes and aspect ratios. (Its brightness, 0, is
     // not: the fence p01 − 1.5·IQR of coco128's brightness lies below 0, so a black frame of a usual size
     // is no anomaly by itself; it shows as drift once many arrive.)
-    const strip = await sharp({ create: { width: 4000, height: 200, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer();
+    const strip = await sharp({ create: { width: 4000, height: 200, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+      .png()
+      .toBuffer();
     await running.srv.detect({ model: MODEL, image: strip });
-    const byFeature = pick((await scrape(port)).exposition, 'sightline_anomalies_total', { sightline_model: MODEL, sightline_model_version: '1' });
-    t.diagnostic(`anomalies by feature: ${byFeature.map((x) => `${x.labels.sightline_feature}=${x.value}`).join(', ')}`);
+    const byFeature = pick((await scrape(port)).exposition, 'sightline_anomalies_total', {
+      sightline_model: MODEL,
+      sightline_model_version: '1',
+    });
+    t.diagnostic(
+      `anomalies by feature: ${byFeature.map((x) => `${x.labels.sightline_feature}=${x.value}`).join(', ')}`,
+    );
     assert.ok((await anomalies()) > countBefore, 'sightline_anomalies_total grew');
-    for (const f of ['width', 'aspectRatio']) assert.ok(byFeature.some((x) => x.labels.sightline_feature === f && x.value >= 1), `anomaly on ${f}`);
+    for (const f of ['width', 'aspectRatio'])
+      assert.ok(
+        byFeature.some((x) => x.labels.sightline_feature === f && x.value >= 1),
+        `anomaly on ${f}`,
+      );
     assert.equal(Number((await report(running)).anomalies), reportedBefore + 1, 'one anomalous request');
   });
 
@@ -190,7 +227,11 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
     assert.match(table.stdout, /^saturation .* drift$/m);
     const json = await runCli(['drift', MODEL, '--version', '1', '--server', r.srv.address, '--json']);
     assert.equal(json.code, 0, json.stderr);
-    const parsed = JSON.parse(json.stdout) as { verdict: string; profile: { source: string }; features: { name: string; verdict: string }[] };
+    const parsed = JSON.parse(json.stdout) as {
+      verdict: string;
+      profile: { source: string };
+      features: { name: string; verdict: string }[];
+    };
     assert.equal(parsed.verdict, 'drift');
     assert.equal(parsed.profile.source, 'calibration');
     assert.equal(parsed.features.find((f) => f.name === 'saturation')?.verdict, 'drift');
@@ -228,7 +269,11 @@ describe('drift monitoring on a real server', { skip: !haveData }, () => {
       log(t, 'traffic profile', rep);
       assert.equal(rep.profile?.source, ProfileSource.PROFILE_SOURCE_TRAFFIC);
       assert.equal(rep.profile?.size, TRAFFIC_PROFILE_SIZE);
-      assert.equal(rep.windowSize, rest.length - TRAFFIC_PROFILE_SIZE, 'the window holds the requests after the profile');
+      assert.equal(
+        rep.windowSize,
+        rest.length - TRAFFIC_PROFILE_SIZE,
+        'the window holds the requests after the profile',
+      );
       assert.equal(rep.features.length, 12);
     } finally {
       await stop(r);

@@ -15,7 +15,10 @@ describe('Admission control and deadlines', { skip: !haveData }, () => {
   let bus: Buffer;
   before(async () => {
     bus = readFileSync(imagePath('bus.jpg'));
-    srv = await startTestServer({ models: [{ name: 'yolov8n', path: modelPath('yolov8n_int8.onnx') }], pool: { workers: 1, maxQueue: 2, warmupRuns: 1 } });
+    srv = await startTestServer({
+      models: [{ name: 'yolov8n', path: modelPath('yolov8n_int8.onnx') }],
+      pool: { workers: 1, maxQueue: 2, warmupRuns: 1 },
+    });
   });
   after(() => srv?.close());
 
@@ -24,22 +27,34 @@ describe('Admission control and deadlines', { skip: !haveData }, () => {
     let trailer: string | undefined;
     let pushback: string | undefined;
     const results = await Promise.all(
-      Array.from({ length: 20 }, () =>
-        new Promise<'ok' | 'exhausted'>((resolve, reject) => {
-          const call = srv.client.detect(
-            { model: '', version: '', image: bus, confidenceThreshold: 0, iouThreshold: 0, maxDetections: 0, classes: [], agnosticNms: false, frameId: 0n },
-            (err: ServiceError | null, res) => {
-              if (!err) return resolve(res!.detections.some((d) => d.label === 'bus') ? 'ok' : 'exhausted');
-              if (err.code !== status.RESOURCE_EXHAUSTED) return reject(err);
-              assert.match(err.details, /capacity/);
-              resolve('exhausted');
-            },
-          );
-          call.on('status', (s) => {
-            trailer ??= s.metadata.get('retry-after-ms')[0]?.toString();
-            pushback ??= s.metadata.get('grpc-retry-pushback-ms')[0]?.toString();
-          });
-        }),
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<'ok' | 'exhausted'>((resolve, reject) => {
+            const call = srv.client.detect(
+              {
+                model: '',
+                version: '',
+                image: bus,
+                confidenceThreshold: 0,
+                iouThreshold: 0,
+                maxDetections: 0,
+                classes: [],
+                agnosticNms: false,
+                frameId: 0n,
+              },
+              (err: ServiceError | null, res) => {
+                if (!err) return resolve(res!.detections.some((d) => d.label === 'bus') ? 'ok' : 'exhausted');
+                if (err.code !== status.RESOURCE_EXHAUSTED) return reject(err);
+                assert.match(err.details, /capacity/);
+                resolve('exhausted');
+              },
+            );
+            call.on('status', (s) => {
+              trailer ??= s.metadata.get('retry-after-ms')[0]?.toString();
+              pushback ??= s.metadata.get('grpc-retry-pushback-ms')[0]?.toString();
+            });
+          }),
       ),
     );
     const ok = results.filter((r) => r === 'ok').length;
@@ -56,7 +71,10 @@ describe('Admission control and deadlines', { skip: !haveData }, () => {
 
   test('a 1 ms deadline gets DEADLINE_EXCEEDED without running inference', async () => {
     const ran = srv.app.pool.stats().runsStarted;
-    await assert.rejects(srv.detect({ image: bus }, { deadlineMs: 1 }), (e: ServiceError) => e.code === status.DEADLINE_EXCEEDED);
+    await assert.rejects(
+      srv.detect({ image: bus }, { deadlineMs: 1 }),
+      (e: ServiceError) => e.code === status.DEADLINE_EXCEEDED,
+    );
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(srv.app.pool.stats().runsStarted, ran);
   });

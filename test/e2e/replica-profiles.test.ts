@@ -28,7 +28,10 @@ describe('drift profiles across inference replicas', { skip: !haveData }, () => 
     const procs: ServedProcess[] = [];
     const monitors: MonitoringClient[] = [];
     const replica = async (address: string, cache: string) => {
-      const p = await serveProcess(['--role', 'inference', '--registry', address, '--workers', '1'], { SIGHTLINE_REGISTRY__CACHE_DIR: cache, SIGHTLINE_POOL__WARMUP_RUNS: '1' });
+      const p = await serveProcess(['--role', 'inference', '--registry', address, '--workers', '1'], {
+        SIGHTLINE_REGISTRY__CACHE_DIR: cache,
+        SIGHTLINE_POOL__WARMUP_RUNS: '1',
+      });
       procs.push(p);
       const m = monitoringClient(p.address);
       monitors.push(m);
@@ -38,18 +41,39 @@ describe('drift profiles across inference replicas', { skip: !haveData }, () => 
     const profileOn = (m: MonitoringClient) =>
       call(m, m.getDriftReport, { model: 'det', version: 0 }).then(
         (r) => r.profile,
-        (e: ServiceError) => (e.code === status.UNAVAILABLE || e.code === status.NOT_FOUND ? undefined : Promise.reject(e)),
+        (e: ServiceError) =>
+          e.code === status.UNAVAILABLE || e.code === status.NOT_FOUND ? undefined : Promise.reject(e),
       );
     try {
-      const registry = await serveProcess(['--role', 'registry', '--data-dir', regDir, '--model', modelPath('yolo11n_int8_320.onnx'), '--name', 'det']);
+      const registry = await serveProcess([
+        '--role',
+        'registry',
+        '--data-dir',
+        regDir,
+        '--model',
+        modelPath('yolo11n_int8_320.onnx'),
+        '--name',
+        'det',
+      ]);
       procs.push(registry);
       const reg = registryClient(registry.address);
       const a = await replica(registry.address, caches[0]);
       const b = await replica(registry.address, caches[1]);
-      for (const m of [a, b]) await waitFor(() => profileOn(m).then((p) => p?.source === ProfileSource.PROFILE_SOURCE_NONE), 20_000, 'a replica monitoring version 1');
-      await assert.rejects(call(reg, reg.getProfile, { model: 'det', version: 1 }), (e: ServiceError) => e.code === status.NOT_FOUND && /no drift reference profile/.test(e.details));
+      for (const m of [a, b])
+        await waitFor(
+          () => profileOn(m).then((p) => p?.source === ProfileSource.PROFILE_SOURCE_NONE),
+          20_000,
+          'a replica monitoring version 1',
+        );
+      await assert.rejects(
+        call(reg, reg.getProfile, { model: 'det', version: 1 }),
+        (e: ServiceError) => e.code === status.NOT_FOUND && /no drift reference profile/.test(e.details),
+      );
 
-      const names = readdirSync(IMAGES).filter((n) => n.endsWith('.jpg')).sort().slice(0, CALIBRATION);
+      const names = readdirSync(IMAGES)
+        .filter((n) => n.endsWith('.jpg'))
+        .sort()
+        .slice(0, CALIBRATION);
       const built = await buildProfile(a, { model: 'det', version: 0 }, IMAGES, names);
       assert.equal(built.size, CALIBRATION);
 
@@ -58,16 +82,32 @@ describe('drift profiles across inference replicas', { skip: !haveData }, () => 
       assert.deepEqual([body.source, body.n], ['calibration', CALIBRATION], 'stored in the registry');
       assert.ok(stored.storedAt.length > 0);
 
-      const seen = await waitFor(() => profileOn(b).then((p) => p?.source === ProfileSource.PROFILE_SOURCE_CALIBRATION && p.size === CALIBRATION), 10_000, 'the other replica to use the stored profile');
+      const seen = await waitFor(
+        () =>
+          profileOn(b).then((p) => p?.source === ProfileSource.PROFILE_SOURCE_CALIBRATION && p.size === CALIBRATION),
+        10_000,
+        'the other replica to use the stored profile',
+      );
       console.log(`# the other replica used the new profile after ${seen.ms} ms`);
 
       // Started after the fact: the profile is read from the registry, no traffic profile is collected.
       const c = await replica(registry.address, caches[2]);
-      await waitFor(() => profileOn(c).then((p) => p?.source === ProfileSource.PROFILE_SOURCE_CALIBRATION && p.size === CALIBRATION), 20_000, 'a new replica to read the stored profile');
+      await waitFor(
+        () =>
+          profileOn(c).then((p) => p?.source === ProfileSource.PROFILE_SOURCE_CALIBRATION && p.size === CALIBRATION),
+        20_000,
+        'a new replica to read the stored profile',
+      );
 
       // The registry checks what it is sent.
-      await assert.rejects(call(reg, reg.putProfile, { model: 'det', version: 1, profileJson: '{"version":1}' }), (e: ServiceError) => e.code === status.INVALID_ARGUMENT && /invalid reference profile/.test(e.details));
-      await assert.rejects(call(reg, reg.putProfile, { model: 'det', version: 9, profileJson: stored.profileJson }), (e: ServiceError) => e.code === status.NOT_FOUND);
+      await assert.rejects(
+        call(reg, reg.putProfile, { model: 'det', version: 1, profileJson: '{"version":1}' }),
+        (e: ServiceError) => e.code === status.INVALID_ARGUMENT && /invalid reference profile/.test(e.details),
+      );
+      await assert.rejects(
+        call(reg, reg.putProfile, { model: 'det', version: 9, profileJson: stored.profileJson }),
+        (e: ServiceError) => e.code === status.NOT_FOUND,
+      );
       reg.close();
     } finally {
       for (const m of monitors) m.close();

@@ -24,12 +24,27 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
     const procs: ServedProcess[] = [];
     const clients: DetectorClient[] = [];
     const startRegistry = async (port = 0) => {
-      const p = await serveProcess(['--role', 'registry', '--data-dir', regDir, '--port', String(port), '--model', modelPath('yolo11n_int8_320.onnx'), '--name', 'det']);
+      const p = await serveProcess([
+        '--role',
+        'registry',
+        '--data-dir',
+        regDir,
+        '--port',
+        String(port),
+        '--model',
+        modelPath('yolo11n_int8_320.onnx'),
+        '--name',
+        'det',
+      ]);
       procs.push(p);
       return p;
     };
     const startReplica = async (address: string, cache: string) => {
-      const p = await serveProcess(['--role', 'inference', '--registry', address, '--workers', '1'], { SIGHTLINE_REGISTRY__CACHE_DIR: cache, SIGHTLINE_POOL__WARMUP_RUNS: '1', SIGHTLINE_POOL__MAX_QUEUE: '32' });
+      const p = await serveProcess(['--role', 'inference', '--registry', address, '--workers', '1'], {
+        SIGHTLINE_REGISTRY__CACHE_DIR: cache,
+        SIGHTLINE_POOL__WARMUP_RUNS: '1',
+        SIGHTLINE_POOL__MAX_QUEUE: '32',
+      });
       procs.push(p);
       return p;
     };
@@ -43,15 +58,22 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
       let ca = detectorClient(a.address);
       const cb = detectorClient(b.address);
       clients.push(ca, cb);
-      for (const c of [ca, cb]) await waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'a replica serving version 1');
+      for (const c of [ca, cb])
+        await waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'a replica serving version 1');
 
       // Promote: every replica swaps within seconds.
       await uploadFile(reg, modelPath('yolov8n_int8.onnx'), { model: 'det' });
       await call(reg, reg.promote, { model: 'det', version: 2, reason: 'replicas test' });
-      const reached = await Promise.all([ca, cb].map((c) => waitFor(() => versionOf(c).then((v) => v === '2'), 20_000, 'version 2 on a replica')));
+      const reached = await Promise.all(
+        [ca, cb].map((c) => waitFor(() => versionOf(c).then((v) => v === '2'), 20_000, 'version 2 on a replica')),
+      );
       await call(reg, reg.rollback, { model: 'det', reason: 'replicas test' });
-      const back = await Promise.all([ca, cb].map((c) => waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'version 1 after rollback')));
-      console.log(`# promote reached the replicas in ${reached.map((r) => r.ms).join(', ')} ms; rollback in ${back.map((r) => r.ms).join(', ')} ms`);
+      const back = await Promise.all(
+        [ca, cb].map((c) => waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'version 1 after rollback')),
+      );
+      console.log(
+        `# promote reached the replicas in ${reached.map((r) => r.ms).join(', ')} ms; rollback in ${back.map((r) => r.ms).join(', ')} ms`,
+      );
 
       // A replica killed mid-way catches up when it comes back.
       await a.kill('SIGKILL');
@@ -61,7 +83,10 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
       ca = detectorClient(a.address);
       clients.push(ca);
       await waitFor(() => versionOf(ca).then((v) => v === '2'), 20_000, 'the restarted replica on version 2');
-      assert.ok(a.logs.every((l) => l.event !== 'blob_fetched'), 'the restarted replica reused its cache');
+      assert.ok(
+        a.logs.every((l) => l.event !== 'blob_fetched'),
+        'the restarted replica reused its cache',
+      );
       reg.close();
 
       // The registry goes away: Detect on the replicas goes on without a single failure.
@@ -88,7 +113,8 @@ describe('registry and inference replicas', { skip: !haveData }, () => {
       registry = await startRegistry(regPort);
       const reg2 = registryClient(registry.address);
       await call(reg2, reg2.rollback, { model: 'det', reason: 'after the outage' });
-      for (const c of [ca, cb]) await waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'version 1 after the registry came back');
+      for (const c of [ca, cb])
+        await waitFor(() => versionOf(c).then((v) => v === '1'), 20_000, 'version 1 after the registry came back');
       reg2.close();
     } finally {
       for (const c of clients) c.close();

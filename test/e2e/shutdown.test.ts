@@ -15,14 +15,18 @@ import { credentials } from '@grpc/grpc-js';
 const haveData = sharedDataOrSkip('shutdown');
 
 /** `sightline serve` in its own process, with a registry directory of its own. */
-const serve = (args: string[], env: Record<string, string> = {}) => serveProcess(args, { SIGHTLINE_REGISTRY__DATA_DIR: tempDataDir(), ...env });
+const serve = (args: string[], env: Record<string, string> = {}) =>
+  serveProcess(args, { SIGHTLINE_REGISTRY__DATA_DIR: tempDataDir(), ...env });
 
 describe('graceful shutdown', { skip: !haveData }, () => {
   test('SIGTERM during unary calls and open streams: every accepted call completes, exit 0', async () => {
     const bus = readFileSync(imagePath('bus.jpg'));
     // 26 inferences of ~60 ms on 2 workers are ~0.8 s of work: the 5 s grace leaves room for a
     // machine several times slower before accepted calls are cut off (which would be correct then).
-    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], { SIGHTLINE_SHUTDOWN_GRACE_MS: '5000', SIGHTLINE_POOL__MAX_QUEUE: '16' });
+    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], {
+      SIGHTLINE_SHUTDOWN_GRACE_MS: '5000',
+      SIGHTLINE_POOL__MAX_QUEUE: '16',
+    });
     const client = detectorClient(s.address);
     const health = new HealthClient(s.address, credentials.createInsecure());
     const statuses: number[] = [];
@@ -44,16 +48,27 @@ describe('graceful shutdown', { skip: !haveData }, () => {
       }
       const results = await Promise.allSettled(unary);
       const failed = results.filter((r) => r.status === 'rejected');
-      assert.equal(failed.length, 0, `accepted unary calls failed: ${failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; ')}`);
+      assert.equal(
+        failed.length,
+        0,
+        `accepted unary calls failed: ${failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; ')}`,
+      );
       for (const st of streams.slice(0, 2)) {
         assert.equal(await st.done, null, 'a stream the client closed ends OK');
         assert.equal(st.responses.length, 5, 'every frame of a closed stream was answered');
       }
       const camera = await streams[2]!.done;
-      assert.equal(camera?.code, status.UNAVAILABLE, 'a stream still open at the end of the grace period is told to reconnect');
+      assert.equal(
+        camera?.code,
+        status.UNAVAILABLE,
+        'a stream still open at the end of the grace period is told to reconnect',
+      );
       assert.equal(streams[2]!.responses.length, 4, 'after answering every frame it had received');
       assert.equal(await s.exit, 0);
-      assert.ok(statuses.includes(2 /* NOT_SERVING */) || s.logs.some((l) => l.event === 'shutdown_started'), 'health turned NOT_SERVING');
+      assert.ok(
+        statuses.includes(2 /* NOT_SERVING */) || s.logs.some((l) => l.event === 'shutdown_started'),
+        'health turned NOT_SERVING',
+      );
       assert.ok(s.logs.some((l) => l.event === 'shutdown_complete'));
     } finally {
       client.close();
@@ -63,7 +78,9 @@ describe('graceful shutdown', { skip: !haveData }, () => {
   });
 
   test('a second signal exits at once, with code 1 even while inferences run', async () => {
-    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], { SIGHTLINE_POOL__MAX_QUEUE: '16' });
+    const s = await serve(['--model', modelPath('yolov8n_int8.onnx'), '--workers', '2'], {
+      SIGHTLINE_POOL__MAX_QUEUE: '16',
+    });
     const client = detectorClient(s.address);
     const bus = readFileSync(imagePath('bus.jpg'));
     try {

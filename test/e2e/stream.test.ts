@@ -18,7 +18,10 @@ describe('Detect stream', { skip: !haveData }, () => {
   before(async () => {
     bus = readFileSync(imagePath('bus.jpg'));
     zidane = readFileSync(imagePath('zidane.jpg'));
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 2, warmupRuns: 1 } });
+    srv = await startTestServer({
+      models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }],
+      pool: { workers: 2, warmupRuns: 1 },
+    });
   });
   after(() => srv?.close());
 
@@ -27,7 +30,10 @@ describe('Detect stream', { skip: !haveData }, () => {
     for (let i = 1; i <= 16; i++) s.send(i, i % 2 ? bus : zidane);
     s.call.end();
     assert.equal(await s.done, null);
-    assert.deepEqual(s.responses.map((r) => Number(r.frameId)), Array.from({ length: 16 }, (_, i) => i + 1));
+    assert.deepEqual(
+      s.responses.map((r) => Number(r.frameId)),
+      Array.from({ length: 16 }, (_, i) => i + 1),
+    );
     for (const r of s.responses) {
       assert.equal(r.dropped, false);
       const hasBus = r.detections.some((d) => d.label === 'bus');
@@ -50,7 +56,10 @@ describe('Detect stream', { skip: !haveData }, () => {
     for (let i = 0; i < 30; i++) s.send(i, bus);
     s.call.end();
     assert.equal(await s.done, null);
-    assert.deepEqual(s.responses.map((r) => Number(r.frameId)), Array.from({ length: 30 }, (_, i) => i));
+    assert.deepEqual(
+      s.responses.map((r) => Number(r.frameId)),
+      Array.from({ length: 30 }, (_, i) => i),
+    );
     const dropped = s.responses.filter((r) => r.dropped);
     const delivered = s.responses.filter((r) => !r.dropped);
     assert.ok(dropped.length > 0, 'some frames were dropped under overload');
@@ -60,7 +69,9 @@ describe('Detect stream', { skip: !haveData }, () => {
   });
 
   test('the policy can be chosen in metadata; a bad policy is INVALID_ARGUMENT', async () => {
-    const s = openStream(srv.client, { metadata: { 'x-sightline-drop-policy': 'latest', 'x-sightline-max-in-flight': '1' } });
+    const s = openStream(srv.client, {
+      metadata: { 'x-sightline-drop-policy': 'latest', 'x-sightline-max-in-flight': '1' },
+    });
     for (let i = 0; i < 20; i++) s.send(i, bus);
     s.call.end();
     assert.equal(await s.done, null);
@@ -78,10 +89,14 @@ describe('Detect stream', { skip: !haveData }, () => {
     await waitFor(() => a.responses.length >= 1, 10_000, 'a first response');
     a.call.cancel();
     await a.done;
-    await waitFor(() => {
-      const st = srv.app.pool.stats();
-      return st.admitted === 0 && st.queued === 0 && st.busyWorkers === 0;
-    }, 2_000, 'the pool to be idle after the cancel');
+    await waitFor(
+      () => {
+        const st = srv.app.pool.stats();
+        return st.admitted === 0 && st.queued === 0 && st.busyWorkers === 0;
+      },
+      2_000,
+      'the pool to be idle after the cancel',
+    );
     const ran = srv.app.pool.stats().runsStarted;
     const b = openStream(srv.client, { policy: 'block', maxInFlight: 2 });
     for (let i = 0; i < 6; i++) b.send(i, zidane);
@@ -101,7 +116,10 @@ describe('Detect stream', { skip: !haveData }, () => {
     const err = await s.done;
     assert.equal(err?.code, status.INVALID_ARGUMENT);
     assert.match(err!.details, /frame_id 3/);
-    assert.deepEqual(s.responses.map((r) => Number(r.frameId)), [1, 2]);
+    assert.deepEqual(
+      s.responses.map((r) => Number(r.frameId)),
+      [1, 2],
+    );
   });
 
   test('unary Detect callers are served while streams run', async () => {

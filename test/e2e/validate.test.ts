@@ -26,17 +26,36 @@ describe('sightline validate on coco128', { skip: !haveData }, () => {
       const r = await runCli(['validate', '--model', modelPath(c.file), '--dataset', coco128Dir, '--json', ...c.args]);
       assert.equal(r.code, 0, r.stderr);
       const rep = JSON.parse(r.stdout) as Report;
-      console.log(`# ${c.file}: mAP@0.5 ${rep.metrics.map50.toFixed(3)}, mAP@0.5:0.95 ${rep.metrics.map5095.toFixed(3)} on ${rep.images} images`);
+      console.log(
+        `# ${c.file}: mAP@0.5 ${rep.metrics.map50.toFixed(3)}, mAP@0.5:0.95 ${rep.metrics.map5095.toFixed(3)} on ${rep.images} images`,
+      );
       assert.equal(rep.images, 128);
       assert.equal(rep.metrics.numGt, 929);
       assert.equal(rep.model.family, c.family);
       assert.ok(rep.metrics.map50 >= c.min50, `mAP@0.5 ${rep.metrics.map50}`);
-      assert.ok(rep.metrics.map5095 > 0.3 && rep.metrics.map5095 < rep.metrics.map50, `mAP@0.5:0.95 ${rep.metrics.map5095}`);
+      assert.ok(
+        rep.metrics.map5095 > 0.3 && rep.metrics.map5095 < rep.metrics.map50,
+        `mAP@0.5:0.95 ${rep.metrics.map5095}`,
+      );
       assert.deepEqual([rep.settings.applyIccProfile, rep.settings.decoder], [false, 'auto']);
     });
   }
   test('--icc --decoder sharp scores with profiles applied and every image decoded by sharp', async () => {
-    const r = await runCli(['validate', '--model', modelPath('yolox_nano.onnx'), '--labels', cocoLabelsFile, '--dataset', coco128Dir, '--limit', '16', '--icc', '--decoder', 'sharp', '--json']);
+    const r = await runCli([
+      'validate',
+      '--model',
+      modelPath('yolox_nano.onnx'),
+      '--labels',
+      cocoLabelsFile,
+      '--dataset',
+      coco128Dir,
+      '--limit',
+      '16',
+      '--icc',
+      '--decoder',
+      'sharp',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const rep = JSON.parse(r.stdout) as Report;
     assert.equal(rep.images, 16);

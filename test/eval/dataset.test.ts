@@ -20,7 +20,11 @@ describe('loadYoloDataset on coco128', () => {
       ds.images.filter((i) => i.labelPath === null).map((i) => basename(i.path)),
       ['000000000250.jpg', '000000000508.jpg'],
     );
-    assert.deepEqual([...ds.images].map((i) => i.path), [...ds.images].map((i) => i.path).sort(), 'sorted');
+    assert.deepEqual(
+      [...ds.images].map((i) => i.path),
+      [...ds.images].map((i) => i.path).sort(),
+      'sorted',
+    );
     assert.equal(ds.names?.length, 80);
     assert.equal(ds.names?.[0], 'person');
     assert.equal(ds.names?.[79], 'toothbrush');
@@ -45,7 +49,12 @@ describe('loadYoloDataset on coco128', () => {
     const g = readYoloLabels(await readFile(img.labelPath, 'utf8'), width, height);
     // first line: 45 0.479492 0.688771 0.955609 0.5955
     assert.equal(g.classes[0], 45);
-    const want = [(0.479492 - 0.955609 / 2) * width, (0.688771 - 0.5955 / 2) * height, (0.479492 + 0.955609 / 2) * width, (0.688771 + 0.5955 / 2) * height];
+    const want = [
+      (0.479492 - 0.955609 / 2) * width,
+      (0.688771 - 0.5955 / 2) * height,
+      (0.479492 + 0.955609 / 2) * width,
+      (0.688771 + 0.5955 / 2) * height,
+    ];
     want.forEach((v, k) => assert.ok(Math.abs(g.boxes[k] - v) < 1e-3, `${g.boxes[k]} vs ${v}`));
   });
 });
@@ -61,7 +70,10 @@ describe('readYoloLabels', () => {
 
   test('segmentation polygons reduce to their bounding box', () => {
     const g = readYoloLabels('1 0.1 0.2 0.5 0.1 0.3 0.6', 10, 10);
-    assert.deepEqual(Array.from(g.boxes).map((v) => Math.round(v * 1000) / 1000), [1, 1, 5, 6]);
+    assert.deepEqual(
+      Array.from(g.boxes).map((v) => Math.round(v * 1000) / 1000),
+      [1, 1, 5, 6],
+    );
   });
 
   test('empty text is a background image; malformed lines are refused with their line number', () => {
@@ -108,7 +120,10 @@ describe('loadYoloDataset on a temp folder', () => {
   test('no names source gives null; no images folder is refused', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'sightline-ds-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    await assert.rejects(loadYoloDataset(dir), (e: unknown) => e instanceof SightlineError && e.code === 'INVALID_INPUT' && /images/.test(e.message));
+    await assert.rejects(
+      loadYoloDataset(dir),
+      (e: unknown) => e instanceof SightlineError && e.code === 'INVALID_INPUT' && /images/.test(e.message),
+    );
     await mkdir(join(dir, 'images'));
     assert.deepEqual(await loadYoloDataset(dir), { images: [], names: null });
   });

@@ -1,7 +1,12 @@
 /** COCO-style metrics on hand-computable cases. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { evaluateDetections, type ImageGroundTruth, type ImagePredictions, IOU_THRESHOLDS } from '../../src/eval/map.js';
+import {
+  evaluateDetections,
+  type ImageGroundTruth,
+  type ImagePredictions,
+  IOU_THRESHOLDS,
+} from '../../src/eval/map.js';
 
 type Box = [number, number, number, number];
 const gt = (list: { box: Box; cls?: number }[]): ImageGroundTruth => ({
@@ -29,7 +34,13 @@ describe('evaluateDetections', () => {
 
   test('perfect predictions score 1 everywhere', () => {
     const m = evaluateDetections(
-      [pred([{ box: A, score: 0.9 }, { box: B, score: 0.8, cls: 1 }]), pred([{ box: C, score: 0.7 }])],
+      [
+        pred([
+          { box: A, score: 0.9 },
+          { box: B, score: 0.8, cls: 1 },
+        ]),
+        pred([{ box: C, score: 0.7 }]),
+      ],
       [gt([{ box: A }, { box: B, cls: 1 }]), gt([{ box: C }])],
     );
     assert.equal(m.map50, 1);
@@ -46,7 +57,15 @@ describe('evaluateDetections', () => {
 
   test('one false positive ranked above the true positive halves AP', () => {
     // precision 0, 1/2 at recall 0, 1 -> envelope 1/2 at every recall point
-    const m = evaluateDetections([pred([{ box: FAR, score: 0.9 }, { box: A, score: 0.8 }])], [gt([{ box: A }])]);
+    const m = evaluateDetections(
+      [
+        pred([
+          { box: FAR, score: 0.9 },
+          { box: A, score: 0.8 },
+        ]),
+      ],
+      [gt([{ box: A }])],
+    );
     close(m.map50, 0.5, 'map50');
     close(m.map5095, 0.5, 'map5095');
     close(m.precision, 0.5, 'precision');
@@ -54,7 +73,15 @@ describe('evaluateDetections', () => {
   });
 
   test('a false positive ranked below the true positive costs nothing', () => {
-    const m = evaluateDetections([pred([{ box: A, score: 0.9 }, { box: FAR, score: 0.8 }])], [gt([{ box: A }])]);
+    const m = evaluateDetections(
+      [
+        pred([
+          { box: A, score: 0.9 },
+          { box: FAR, score: 0.8 },
+        ]),
+      ],
+      [gt([{ box: A }])],
+    );
     close(m.map50, 1, 'map50');
     close(m.precision, 0.5, 'precision');
   });
@@ -95,7 +122,10 @@ describe('evaluateDetections', () => {
 
   test('the ranking spans images, not one image at a time', () => {
     // image 1: FP 0.9; image 2: TP 0.8 -> same as an FP ranked first
-    const m = evaluateDetections([pred([{ box: FAR, score: 0.9 }]), pred([{ box: A, score: 0.8 }])], [gt([]), gt([{ box: A }])]);
+    const m = evaluateDetections(
+      [pred([{ box: FAR, score: 0.9 }]), pred([{ box: A, score: 0.8 }])],
+      [gt([]), gt([{ box: A }])],
+    );
     close(m.map50, 0.5, 'map50');
   });
 
@@ -117,22 +147,46 @@ describe('evaluateDetections', () => {
     const m = evaluateDetections([pred([{ box: A, score: 0.9, cls: 1 }])], [gt([{ box: A, cls: 0 }])]);
     assert.equal(m.map50, 0);
     assert.equal(m.precision, 0);
-    assert.deepEqual(m.perClass.map((c) => c.classId), [0], 'class 1 has no GT: left out');
+    assert.deepEqual(
+      m.perClass.map((c) => c.classId),
+      [0],
+      'class 1 has no GT: left out',
+    );
   });
 
   test('classes with GT but no predictions count as 0; classes without GT are excluded', () => {
     const m = evaluateDetections(
-      [pred([{ box: A, score: 0.9 }, { box: C, score: 0.95, cls: 7 }])],
+      [
+        pred([
+          { box: A, score: 0.9 },
+          { box: C, score: 0.95, cls: 7 },
+        ]),
+      ],
       [gt([{ box: A }, { box: B, cls: 1 }])],
     );
     close(m.map50, 0.5, 'mean of 1 and 0');
-    assert.deepEqual(m.perClass.map((c) => [c.classId, c.ap50]), [[0, 1], [1, 0]]);
+    assert.deepEqual(
+      m.perClass.map((c) => [c.classId, c.ap50]),
+      [
+        [0, 1],
+        [1, 0],
+      ],
+    );
     close(m.precision, 0.5, 'class 7 prediction is a false positive');
     close(m.recall, 0.5, 'recall');
   });
 
   test('precision and recall use only predictions at or above the confidence', () => {
-    const m = evaluateDetections([pred([{ box: A, score: 0.9 }, { box: B, score: 0.1 }])], [gt([{ box: A }, { box: B }])], { confThreshold: 0.5 });
+    const m = evaluateDetections(
+      [
+        pred([
+          { box: A, score: 0.9 },
+          { box: B, score: 0.1 },
+        ]),
+      ],
+      [gt([{ box: A }, { box: B }])],
+      { confThreshold: 0.5 },
+    );
     close(m.precision, 1, 'precision');
     close(m.recall, 0.5, 'recall');
     close(m.map50, 1, 'mAP still counts every prediction');
@@ -147,15 +201,23 @@ describe('evaluateDetections', () => {
 
   test('128 images × 300 predictions evaluate quickly', () => {
     let seed = 1;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const box = (): Box => {
       const x = rnd() * 600;
       const y = rnd() * 600;
       return [x, y, x + 20 + rnd() * 100, y + 20 + rnd() * 100];
     };
-    const gts = Array.from({ length: 128 }, () => gt(Array.from({ length: 8 }, () => ({ box: box(), cls: Math.floor(rnd() * 80) }))));
+    const gts = Array.from({ length: 128 }, () =>
+      gt(Array.from({ length: 8 }, () => ({ box: box(), cls: Math.floor(rnd() * 80) }))),
+    );
     const preds = gts.map((g) =>
-      pred(Array.from({ length: 300 }, (_, k) => (k < g.count ? { box: Array.from(g.boxes.subarray(k * 4, k * 4 + 4)) as Box, score: 0.9, cls: g.classes[k] } : { box: box(), score: rnd() * 0.8, cls: Math.floor(rnd() * 80) }))),
+      pred(
+        Array.from({ length: 300 }, (_, k) =>
+          k < g.count
+            ? { box: Array.from(g.boxes.subarray(k * 4, k * 4 + 4)) as Box, score: 0.9, cls: g.classes[k] }
+            : { box: box(), score: rnd() * 0.8, cls: Math.floor(rnd() * 80) },
+        ),
+      ),
     );
     const started = performance.now();
     const m = evaluateDetections(preds, gts);

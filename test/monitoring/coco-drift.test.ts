@@ -35,7 +35,11 @@ async function labelDetections(name: string): Promise<{ classId: number; confide
     .map((l) => ({ classId: Number(l.split(' ')[0]), confidence: 1 }));
 }
 
-async function letterboxSample(bytes: Buffer, variant: Variant, dets: { classId: number; confidence: number }[]): Promise<FeatureSample> {
+async function letterboxSample(
+  bytes: Buffer,
+  variant: Variant,
+  dets: { classId: number; confidence: number }[],
+): Promise<FeatureSample> {
   const meta = await sharp(bytes).metadata();
   const w = meta.width;
   const h = meta.height;
@@ -47,7 +51,12 @@ async function letterboxSample(bytes: Buffer, variant: Variant, dets: { classId:
   let img = sharp(bytes).resize(nw, nh, { fit: 'fill' });
   if (variant === 'dark') img = img.linear(0.4, 0);
   // Rec.601 luma into all three channels (sharp's greyscale() would leave one channel in raw output).
-  if (variant === 'grey') img = img.recomb([[0.299, 0.587, 0.114], [0.299, 0.587, 0.114], [0.299, 0.587, 0.114]]);
+  if (variant === 'grey')
+    img = img.recomb([
+      [0.299, 0.587, 0.114],
+      [0.299, 0.587, 0.114],
+      [0.299, 0.587, 0.114],
+    ]);
   const { data, info } = await img
     .extend({ left, top, right: SIZE - nw - left, bottom: SIZE - nh - top, background: { r: 114, g: 114, b: 114 } })
     .removeAlpha()
@@ -65,7 +74,17 @@ async function letterboxSample(bytes: Buffer, variant: Variant, dets: { classId:
   return featureSample(input, outputFeatures(dets));
 }
 
-const INPUT: FeatureName[] = ['brightness', 'contrast', 'meanR', 'meanG', 'meanB', 'saturation', 'width', 'height', 'aspectRatio'];
+const INPUT: FeatureName[] = [
+  'brightness',
+  'contrast',
+  'meanR',
+  'meanG',
+  'meanB',
+  'saturation',
+  'width',
+  'height',
+  'aspectRatio',
+];
 /** Two-sample KS critical value at the 5% level for 64 vs 64: 1.358·√(2/64). */
 const KS_CRIT_64 = 1.358 * Math.sqrt(2 / 64);
 
@@ -80,7 +99,9 @@ test('coco128: reference from 64 images; the other 64 are stable, darkened → b
   const dir = join(coco128Dir, 'images', 'train2017');
   const names = (await readdir(dir)).filter((n) => n.endsWith('.jpg')).sort();
   assert.equal(names.length, 128);
-  const files = await Promise.all(names.map(async (n) => ({ bytes: await readFile(join(dir, n)), dets: await labelDetections(n) })));
+  const files = await Promise.all(
+    names.map(async (n) => ({ bytes: await readFile(join(dir, n)), dets: await labelDetections(n) })),
+  );
   const ref = files.slice(0, 64);
   const cur = files.slice(64);
 

@@ -81,7 +81,11 @@ const windowOf = (samples: FeatureSample[], capacity = 500): DriftWindow => {
 };
 
 test('buildProfile: sorted capped samples, edges and counts, summaries; JSON round trip', () => {
-  const p = buildProfile(traffic(1000, 1), 'calibration', { sampleCap: 200, createdAt: new Date(0), modelVersion: 'v3' });
+  const p = buildProfile(traffic(1000, 1), 'calibration', {
+    sampleCap: 200,
+    createdAt: new Date(0),
+    modelVersion: 'v3',
+  });
   assert.equal(p.n, 1000);
   assert.equal(p.source, 'calibration');
   assert.equal(p.createdAt, '1970-01-01T00:00:00.000Z');
@@ -89,11 +93,17 @@ test('buildProfile: sorted capped samples, edges and counts, summaries; JSON rou
   for (const name of FEATURE_NAMES) {
     const f = p.features[name];
     assert.ok(f.sample.length <= 200, name);
-    assert.ok(f.sample.every((v, i) => i === 0 || f.sample[i - 1] <= v), `${name} sorted`);
+    assert.ok(
+      f.sample.every((v, i) => i === 0 || f.sample[i - 1] <= v),
+      `${name} sorted`,
+    );
     assert.equal(f.sample[0], f.summary.min, `${name} keeps the min`);
     assert.equal(f.sample[f.sample.length - 1], f.summary.max, `${name} keeps the max`);
     assert.equal(f.counts.length, f.edges.length + 1);
-    assert.equal(f.counts.reduce((a, b) => a + b, 0), 1000);
+    assert.equal(
+      f.counts.reduce((a, b) => a + b, 0),
+      1000,
+    );
     assert.ok(f.p01 <= f.p25 && f.p25 <= f.p75 && f.p75 <= f.p99);
   }
   assert.equal(p.features.brightness.sample.length, 200);
@@ -229,5 +239,7 @@ test('anomalies: outside [p01 − k·IQR, p99 + k·IQR] of the reference', () =>
   const edge = { ...normal, brightness: f.p99 + 1 };
   assert.deepEqual(anomalies(edge, profile, { k: 0, features: ['brightness'] }), ['brightness']);
   assert.deepEqual(anomalies(edge, profile, { features: ['brightness'] }), []);
-  assert.deepEqual(anomalies({ ...normal, saturation: Number.NaN }, profile, { features: ['saturation'] }), ['saturation']);
+  assert.deepEqual(anomalies({ ...normal, saturation: Number.NaN }, profile, { features: ['saturation'] }), [
+    'saturation',
+  ]);
 });

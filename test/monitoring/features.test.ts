@@ -1,13 +1,25 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { FEATURE_NAMES, featureSample, inputFeatures, outputFeatures, type Region } from '../../src/monitoring/index.js';
+import {
+  FEATURE_NAMES,
+  featureSample,
+  inputFeatures,
+  outputFeatures,
+  type Region,
+} from '../../src/monitoring/index.js';
 
 const close = (actual: number, expected: number, tol: number, what = ''): void =>
   assert.ok(Math.abs(actual - expected) <= tol, `${what} ${actual} vs ${expected} (±${tol})`);
 
 /** w×h RGB image filled with pad, with the region painted by paint(x, y). */
-function image(w: number, h: number, region: Region, paint: (x: number, y: number) => [number, number, number], pad = 114): Uint8Array {
+function image(
+  w: number,
+  h: number,
+  region: Region,
+  paint: (x: number, y: number) => [number, number, number],
+  pad = 114,
+): Uint8Array {
   const px = new Uint8Array(w * h * 3).fill(pad);
   for (let y = region.top; y < region.top + region.height; y++) {
     for (let x = region.left; x < region.left + region.width; x++) px.set(paint(x, y), (y * w + x) * 3);
@@ -18,22 +30,50 @@ function image(w: number, h: number, region: Region, paint: (x: number, y: numbe
 const full = (w: number, h: number): Region => ({ left: 0, top: 0, width: w, height: h });
 
 test('solid colours: Rec.601 brightness, zero contrast, HSV saturation', () => {
-  const red = inputFeatures(image(64, 64, full(64, 64), () => [255, 0, 0]), 64, 64, 64, 64, full(64, 64));
+  const red = inputFeatures(
+    image(64, 64, full(64, 64), () => [255, 0, 0]),
+    64,
+    64,
+    64,
+    64,
+    full(64, 64),
+  );
   close(red.brightness, 0.299 * 255, 1e-9);
   assert.equal(red.contrast, 0);
   assert.equal(red.saturation, 1);
   assert.deepEqual([red.meanR, red.meanG, red.meanB], [255, 0, 0]);
 
-  const grey = inputFeatures(image(64, 64, full(64, 64), () => [128, 128, 128]), 64, 64, 64, 64, full(64, 64));
+  const grey = inputFeatures(
+    image(64, 64, full(64, 64), () => [128, 128, 128]),
+    64,
+    64,
+    64,
+    64,
+    full(64, 64),
+  );
   close(grey.brightness, 128, 1e-9);
   assert.equal(grey.saturation, 0);
 
-  const black = inputFeatures(image(64, 64, full(64, 64), () => [0, 0, 0]), 64, 64, 64, 64, full(64, 64));
+  const black = inputFeatures(
+    image(64, 64, full(64, 64), () => [0, 0, 0]),
+    64,
+    64,
+    64,
+    64,
+    full(64, 64),
+  );
   assert.equal(black.brightness, 0);
   assert.equal(black.saturation, 0, 'black has no hue; max = 0 counts as saturation 0');
 
   // (200 − 100) / 200 = 0.5
-  const muted = inputFeatures(image(64, 64, full(64, 64), () => [200, 100, 150]), 64, 64, 64, 64, full(64, 64));
+  const muted = inputFeatures(
+    image(64, 64, full(64, 64), () => [200, 100, 150]),
+    64,
+    64,
+    64,
+    64,
+    full(64, 64),
+  );
   close(muted.saturation, 0.5, 1e-12);
 });
 
@@ -94,7 +134,12 @@ test('FEATURE_NAMES are the numeric fields of a sample, in a stable order', () =
   assert.equal(FEATURE_NAMES[0], 'brightness');
   assert.equal(new Set(FEATURE_NAMES).size, FEATURE_NAMES.length);
   for (const name of FEATURE_NAMES) assert.equal(typeof s[name], 'number', name);
-  assert.deepEqual(Object.keys(s).filter((k) => k !== 'classCounts').sort(), [...FEATURE_NAMES].sort());
+  assert.deepEqual(
+    Object.keys(s)
+      .filter((k) => k !== 'classCounts')
+      .sort(),
+    [...FEATURE_NAMES].sort(),
+  );
 });
 
 test('cost of inputFeatures at 640x640 (full frame, the worst case; step 4)', (t) => {
@@ -113,7 +158,9 @@ test('cost of inputFeatures at 640x640 (full frame, the worst case; step 4)', (t
   times.sort((a, b) => a - b);
   const median = times[times.length >> 1];
   const p99 = times[Math.floor(times.length * 0.99)];
-  t.diagnostic(`inputFeatures 640x640 full frame, step 4: median ${(median * 1000).toFixed(0)} µs, p99 ${(p99 * 1000).toFixed(0)} µs`);
+  t.diagnostic(
+    `inputFeatures 640x640 full frame, step 4: median ${(median * 1000).toFixed(0)} µs, p99 ${(p99 * 1000).toFixed(0)} µs`,
+  );
   // The budget is "well under 1 ms"; the assertion leaves room for a loaded CI machine.
   assert.ok(median < 2, `median ${median} ms`);
 });

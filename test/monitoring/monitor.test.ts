@@ -50,7 +50,8 @@ function sample(i: number, over: Partial<FeatureSample> = {}): FeatureSample {
 function fakes() {
   const stored = new Map<string, unknown>();
   const store: ProfileStore = {
-    getProfile: (m, v, k) => (stored.has(`${m}/${v}/${k}`) ? { body: JSON.parse(JSON.stringify(stored.get(`${m}/${v}/${k}`))) } : undefined),
+    getProfile: (m, v, k) =>
+      stored.has(`${m}/${v}/${k}`) ? { body: JSON.parse(JSON.stringify(stored.get(`${m}/${v}/${k}`))) } : undefined,
     putProfile: (m, v, k, body) => stored.set(`${m}/${v}/${k}`, body),
   };
   const gauges: { feature: string; psi: number; ks: number }[] = [];
@@ -99,7 +100,14 @@ test('gauges: none under minSamples; flush publishes only changed windows; the r
   const f = fakes();
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    await m.setProfile('det', 3, buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile(
+      'det',
+      3,
+      buildProfile(
+        Array.from({ length: 40 }, (_, i) => sample(i)),
+        'calibration',
+      ),
+    );
     for (let i = 0; i < 9; i++) m.onSample(TARGET, sample(i));
     m.flush();
     assert.equal(f.gauges.length, 0, '9 < minSamples');
@@ -122,7 +130,14 @@ test('anomalies: counted per feature on every request, logged at most once per i
   const f = fakes();
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    await m.setProfile('det', 3, buildProfile(Array.from({ length: 40 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile(
+      'det',
+      3,
+      buildProfile(
+        Array.from({ length: 40 }, (_, i) => sample(i)),
+        'calibration',
+      ),
+    );
     m.onSample(TARGET, sample(1));
     assert.equal(f.anomalies.length, 0, 'a normal request');
     const odd = sample(2, { width: 8000, aspectRatio: 16 });
@@ -147,7 +162,14 @@ test('a calibration profile replaces one being collected; a bad stored profile i
   const m = new DriftMonitor(SETTINGS, { store: f.store, metrics: f.metrics, log: f.log, now: f.now });
   try {
     for (let i = 0; i < 5; i++) m.onSample(TARGET, sample(i));
-    await m.setProfile('det', 3, buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration'));
+    await m.setProfile(
+      'det',
+      3,
+      buildProfile(
+        Array.from({ length: 30 }, (_, i) => sample(i)),
+        'calibration',
+      ),
+    );
     for (let i = 0; i < 30; i++) m.onSample(TARGET, sample(i));
     const v = m.view('det', 3);
     assert.equal(v.profile?.source, 'calibration');
@@ -179,7 +201,8 @@ test('a replica: the registry profile replaces a traffic one; a read that starte
   const puts: (string | undefined)[] = [];
   // The registry over the network: reads answer when the test says so.
   const remote = {
-    getProfile: (model: string, version: number) => new Promise<unknown>((resolve) => pending.push(() => resolve(stored.get(`${model}/${version}`) ?? null))),
+    getProfile: (model: string, version: number) =>
+      new Promise<unknown>((resolve) => pending.push(() => resolve(stored.get(`${model}/${version}`) ?? null))),
     putProfile: async (model: string, version: number, profile: unknown, authorization: string | undefined) => {
       if (authorization === 'Bearer wrong') throw new Error('PERMISSION_DENIED');
       puts.push(authorization);
@@ -192,7 +215,10 @@ test('a replica: the registry profile replaces a traffic one; a read that starte
   };
   const m = new DriftMonitor(SETTINGS, { remote, metrics: f.metrics, log: f.log, now: f.now });
   try {
-    const older = buildProfile(Array.from({ length: 12 }, (_, i) => sample(i)), 'calibration');
+    const older = buildProfile(
+      Array.from({ length: 12 }, (_, i) => sample(i)),
+      'calibration',
+    );
     stored.set('det/3', older);
     m.activate('det', 3);
     assert.equal(m.view('det', 3).profile, null, 'collecting a traffic profile until the registry answers');
@@ -201,7 +227,10 @@ test('a replica: the registry profile replaces a traffic one; a read that starte
 
     // A read starts (another replica stored something), then this replica sets a newer profile first.
     m.onModelChange({ type: 'profile_updated', model: 'det', version: 3, activeVersion: 3 });
-    const newer = buildProfile(Array.from({ length: 30 }, (_, i) => sample(i)), 'calibration');
+    const newer = buildProfile(
+      Array.from({ length: 30 }, (_, i) => sample(i)),
+      'calibration',
+    );
     await m.setProfile('det', 3, newer, 'Bearer caller');
     assert.deepEqual(puts, ['Bearer caller'], "stored with the caller's credentials");
     stored.set('det/3', older); // what the read that started earlier answers

@@ -49,10 +49,16 @@ test('quantileEdges: a constant feature gets a bin of its own and still sees mov
 test('quantileEdges: a point mass (40% zeros) is separated from its neighbours', () => {
   const sample = [0, 0, 0, 0, 1, 2, 3, 4, 5, 6];
   const edges = quantileEdges(sample, 10);
-  assert.ok(edges.every((e, i) => i === 0 || edges[i - 1] < e), 'strictly ascending');
+  assert.ok(
+    edges.every((e, i) => i === 0 || edges[i - 1] < e),
+    'strictly ascending',
+  );
   const counts = histogram(sample, edges);
   assert.equal(counts[edges.indexOf(0)], 4, 'the zeros sit alone in the bin ending at 0');
-  assert.equal(counts.reduce((a, b) => a + b, 0), 10);
+  assert.equal(
+    counts.reduce((a, b) => a + b, 0),
+    10,
+  );
 });
 
 test('histogram bins are right-closed', () => {

@@ -24,7 +24,11 @@ test("onnxruntime-node's CUDA download is skipped on npm 10 (.npmrc) and npm 11 
 });
 
 test('no document runs `npx sightline` (outside a checkout it fetches an unrelated registry package)', () => {
-  const docs = ['README.md', 'helm/sightline/templates/NOTES.txt', ...readdirSync(join(repoRoot, 'docs')).map((f) => `docs/${f}`)];
+  const docs = [
+    'README.md',
+    'helm/sightline/templates/NOTES.txt',
+    ...readdirSync(join(repoRoot, 'docs')).map((f) => `docs/${f}`),
+  ];
   for (const doc of docs) {
     const line = read(doc)
       .split('\n')
@@ -36,7 +40,10 @@ test('no document runs `npx sightline` (outside a checkout it fetches an unrelat
 test("the README quotes the Dockerfile's ENTRYPOINT and the chart's config file path", () => {
   const readme = read('README.md');
   const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile'))![1]!;
-  assert.ok(readme.includes(`\`ENTRYPOINT ${JSON.stringify(JSON.parse(entrypoint)).replaceAll(',', ', ')}\``), `README quotes ENTRYPOINT ${entrypoint}`);
+  assert.ok(
+    readme.includes(`\`ENTRYPOINT ${JSON.stringify(JSON.parse(entrypoint)).replaceAll(',', ', ')}\``),
+    `README quotes ENTRYPOINT ${entrypoint}`,
+  );
   const configPath = /name: SIGHTLINE_CONFIG\s+value: (\S+)/.exec(read('helm/sightline/templates/_helpers.tpl'))![1]!;
   assert.ok(readme.includes(`\`${configPath}\``), `README names ${configPath}`);
   assert.ok(read('helm/sightline/values.yaml').includes(configPath), `values.yaml names ${configPath}`);

@@ -40,7 +40,9 @@ interface Method {
 }
 
 const SERVICES = [DetectorService, RegistryService, MonitoringService, GRPCInferenceServiceService] as const;
-const methods: Method[] = SERVICES.flatMap((s) => Object.values(s).map((m) => ({ path: m.path, requestStream: m.requestStream, responseStream: m.responseStream })));
+const methods: Method[] = SERVICES.flatMap((s) =>
+  Object.values(s).map((m) => ({ path: m.path, requestStream: m.requestStream, responseStream: m.responseStream })),
+);
 
 /** Calls any method with an empty message and returns the status code it ends with. */
 function statusOf(client: Client, m: Method, token: string | null): Promise<status> {
@@ -51,7 +53,8 @@ function statusOf(client: Client, m: Method, token: string | null): Promise<stat
   const deadline = Date.now() + 5000;
   return new Promise((resolve) => {
     const done = (e: ServiceError | null) => resolve(e ? e.code : status.OK);
-    if (!m.requestStream && !m.responseStream) return void client.makeUnaryRequest(m.path, ser, de, Buffer.alloc(0), md, { deadline }, (e) => done(e));
+    if (!m.requestStream && !m.responseStream)
+      return void client.makeUnaryRequest(m.path, ser, de, Buffer.alloc(0), md, { deadline }, (e) => done(e));
     if (m.requestStream && !m.responseStream) {
       const c = client.makeClientStreamRequest(m.path, ser, de, md, { deadline }, (e) => done(e));
       return void c.end();
@@ -61,7 +64,10 @@ function statusOf(client: Client, m: Method, token: string | null): Promise<stat
     // An allowed stream may run forever (WatchModels): its first message, or no quick refusal, proves it passed the check.
     const timer = setTimeout(() => (c.cancel(), resolve(status.OK)), 400);
     c.on('data', () => (clearTimeout(timer), c.cancel(), resolve(status.OK)));
-    c.on('error', (e: ServiceError) => (clearTimeout(timer), resolve(e.code === status.CANCELLED ? status.OK : e.code)));
+    c.on(
+      'error',
+      (e: ServiceError) => (clearTimeout(timer), resolve(e.code === status.CANCELLED ? status.OK : e.code)),
+    );
     c.on('end', () => (clearTimeout(timer), resolve(status.OK)));
     bidi?.end();
   });
@@ -81,7 +87,17 @@ describe('authentication and roles', { skip: !haveData }, () => {
       pool: { workers: 1, warmupRuns: 0 },
     });
     for (const role of ROLES) {
-      const r = await runCli(['token', 'create', '--name', `t-${role}`, '--role', role, '--json', '--data-dir', srv.dataDir]);
+      const r = await runCli([
+        'token',
+        'create',
+        '--name',
+        `t-${role}`,
+        '--role',
+        role,
+        '--json',
+        '--data-dir',
+        srv.dataDir,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       tokens[role] = (JSON.parse(r.stdout) as { token: string }).token;
     }
@@ -103,8 +119,13 @@ describe('authentication and roles', { skip: !haveData }, () => {
       const need = RPC_CAPABILITY[m.path]!;
       for (const role of PRINCIPALS) {
         const code = await statusOf(client, m, tokens[role]!);
-        const allowed = need === 'public' || (typeof need === 'string' ? [need] : need).some((c) => GRANTS[role].includes(c));
-        if (allowed) assert.ok(code !== status.PERMISSION_DENIED && code !== status.UNAUTHENTICATED, `${role} may call ${m.path} but got ${status[code]}`);
+        const allowed =
+          need === 'public' || (typeof need === 'string' ? [need] : need).some((c) => GRANTS[role].includes(c));
+        if (allowed)
+          assert.ok(
+            code !== status.PERMISSION_DENIED && code !== status.UNAUTHENTICATED,
+            `${role} may call ${m.path} but got ${status[code]}`,
+          );
         else assert.equal(code, status.PERMISSION_DENIED, `${role} must not call ${m.path}`);
         rows.push(`${m.path.split('/').pop()}:${role}=${allowed ? 'allowed' : 'denied'}`);
       }
@@ -114,7 +135,11 @@ describe('authentication and roles', { skip: !haveData }, () => {
         continue;
       }
       assert.equal(await statusOf(client, m, null), status.UNAUTHENTICATED, `${m.path} without a token`);
-      assert.equal(await statusOf(client, m, 'sl_0000000000000000_notarealsecretnotarealsecretnotarealsecr'), status.UNAUTHENTICATED, `${m.path} with a made-up token`);
+      assert.equal(
+        await statusOf(client, m, 'sl_0000000000000000_notarealsecretnotarealsecretnotarealsecr'),
+        status.UNAUTHENTICATED,
+        `${m.path} with a made-up token`,
+      );
     }
     console.log(`# role matrix: ${methods.length} RPCs x ${PRINCIPALS.length} principals checked`);
   });
@@ -135,23 +160,46 @@ describe('authentication and roles', { skip: !haveData }, () => {
     const size = statSync(modelPath('yolo11n_int8_320.onnx')).size;
     assert.deepEqual(await fetch('replica'), { bytes: size });
     assert.deepEqual(await fetch('admin'), { bytes: size });
-    for (const role of ['viewer', 'inferencer', 'publisher'] as const) assert.deepEqual(await fetch(role), { code: status.PERMISSION_DENIED }, role);
+    for (const role of ['viewer', 'inferencer', 'publisher'] as const)
+      assert.deepEqual(await fetch(role), { code: status.PERMISSION_DENIED }, role);
   });
 
   test('health checks need no token (probes)', async () => {
-    const code = await statusOf(client, { path: '/grpc.health.v1.Health/Check', requestStream: false, responseStream: false }, null);
+    const code = await statusOf(
+      client,
+      { path: '/grpc.health.v1.Health/Check', requestStream: false, responseStream: false },
+      null,
+    );
     assert.equal(code, status.OK);
   });
 
   test('expired and revoked tokens are refused with the same message as unknown ones', async () => {
     const store = RegistryStore.open(srv.dataDir, defaultMigrationsDir());
     // Created an hour ago with a 30-minute lifetime.
-    const ts = new TokenStore(store.database, { audit: new AuditLog(store.database), now: () => new Date(Date.now() - 3_600_000) });
-    const expired = ts.create({ name: 'short-lived', role: 'admin', expiresAt: new Date(Date.now() - 1_800_000), createdBy: 'test' }).token;
+    const ts = new TokenStore(store.database, {
+      audit: new AuditLog(store.database),
+      now: () => new Date(Date.now() - 3_600_000),
+    });
+    const expired = ts.create({
+      name: 'short-lived',
+      role: 'admin',
+      expiresAt: new Date(Date.now() - 1_800_000),
+      createdBy: 'test',
+    }).token;
     store.close();
     const list: Method = { path: '/sightline.v1.Registry/ListModels', requestStream: false, responseStream: false };
     assert.equal(await statusOf(client, list, expired), status.UNAUTHENTICATED);
-    const ok = await runCli(['token', 'create', '--name', 'to-revoke', '--role', 'viewer', '--json', '--data-dir', srv.dataDir]);
+    const ok = await runCli([
+      'token',
+      'create',
+      '--name',
+      'to-revoke',
+      '--role',
+      'viewer',
+      '--json',
+      '--data-dir',
+      srv.dataDir,
+    ]);
     const tok = (JSON.parse(ok.stdout) as { token: string }).token;
     assert.equal(await statusOf(client, list, tok), status.OK);
     const rv = await runCli(['token', 'revoke', 'to-revoke', '--data-dir', srv.dataDir]);
@@ -172,20 +220,49 @@ describe('authentication and roles', { skip: !haveData }, () => {
     // --token-file: how an operator uses the chart's mounted admin token (kubectl exec … -- sightline …).
     const tokenFile = join(srv.dataDir, 'admin-token');
     writeFileSync(tokenFile, `${tokens.admin}\n`);
-    const r = await runCli(['registry', 'promote', 'det', '1', '--server', srv.address, '--token-file', tokenFile, '--reason', 'audit test']);
+    const r = await runCli([
+      'registry',
+      'promote',
+      'det',
+      '1',
+      '--server',
+      srv.address,
+      '--token-file',
+      tokenFile,
+      '--reason',
+      'audit test',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const log = await runCli(['audit', '--data-dir', srv.dataDir, '--json', '--verify']);
     assert.equal(log.code, 0, log.stderr);
-    const entries = log.stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; outcome: string; principal: string; target: string });
-    assert.ok(entries.some((e) => e.outcome === 'denied' && e.action === '/sightline.v1.Registry/Promote' && e.principal === 't-viewer'));
-    assert.ok(entries.some((e) => e.outcome === 'ok' && e.action === 'promote' && e.principal === 't-admin' && e.target === 'det@1'));
-    assert.ok(entries.some((e) => e.action.startsWith('token.') || e.action.includes('token')), 'token changes are audited');
+    const entries = log.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action: string; outcome: string; principal: string; target: string });
+    assert.ok(
+      entries.some(
+        (e) => e.outcome === 'denied' && e.action === '/sightline.v1.Registry/Promote' && e.principal === 't-viewer',
+      ),
+    );
+    assert.ok(
+      entries.some(
+        (e) => e.outcome === 'ok' && e.action === 'promote' && e.principal === 't-admin' && e.target === 'det@1',
+      ),
+    );
+    assert.ok(
+      entries.some((e) => e.action.startsWith('token.') || e.action.includes('token')),
+      'token changes are audited',
+    );
     assert.match(log.stderr, /audit chain intact/);
     // Edit one row behind the server's back (dropping the trigger that forbids it first).
     const db = new Database(join(srv.dataDir, 'registry.db'));
-    const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'").all() as { name: string }[];
+    const triggers = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'")
+      .all() as { name: string }[];
     for (const t of triggers) db.exec(`DROP TRIGGER ${t.name}`);
-    const victim = db.prepare("SELECT seq FROM audit WHERE outcome = 'denied' ORDER BY seq LIMIT 1").get() as { seq: number };
+    const victim = db.prepare("SELECT seq FROM audit WHERE outcome = 'denied' ORDER BY seq LIMIT 1").get() as {
+      seq: number;
+    };
     db.prepare("UPDATE audit SET outcome = 'ok' WHERE seq = ?").run(victim.seq);
     db.close();
     const v = await runCli(['audit', '--data-dir', srv.dataDir, '--verify']);
@@ -196,9 +273,22 @@ describe('authentication and roles', { skip: !haveData }, () => {
 
 describe('rate limiting of failed authentication', { skip: !haveData }, () => {
   test('after N failures from one address even a valid token is refused for the rest of the minute', async () => {
-    const srv = await startTestServer({ auth: { enabled: true, maxFailuresPerMinute: 3 }, pool: { workers: 1, warmupRuns: 0 } });
+    const srv = await startTestServer({
+      auth: { enabled: true, maxFailuresPerMinute: 3 },
+      pool: { workers: 1, warmupRuns: 0 },
+    });
     try {
-      const r = await runCli(['token', 'create', '--name', 'good', '--role', 'viewer', '--json', '--data-dir', srv.dataDir]);
+      const r = await runCli([
+        'token',
+        'create',
+        '--name',
+        'good',
+        '--role',
+        'viewer',
+        '--json',
+        '--data-dir',
+        srv.dataDir,
+      ]);
       const good = (JSON.parse(r.stdout) as { token: string }).token;
       const client = new (makeGenericClientConstructor({}, ''))(srv.address, credentials.createInsecure());
       const list: Method = { path: '/sightline.v1.Registry/ListModels', requestStream: false, responseStream: false };

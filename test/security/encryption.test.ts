@@ -21,7 +21,12 @@ describe('model encryption at rest', { skip: !haveData }, () => {
     writeFileSync(k2, generateKey().toString('base64'));
     const model = readFileSync(modelPath('yolo11n_int8_320.onnx'));
     const bus = readFileSync(imagePath('bus.jpg'));
-    const cfg = (keyFile?: string) => ({ registry: { dataDir }, models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], encryption: keyFile ? { keyFile } : {}, pool: { workers: 1, warmupRuns: 0 } });
+    const cfg = (keyFile?: string) => ({
+      registry: { dataDir },
+      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
+      encryption: keyFile ? { keyFile } : {},
+      pool: { workers: 1, warmupRuns: 0 },
+    });
     try {
       let srv = await startTestServer(cfg(k1));
       assert.ok((await srv.detect({ image: bus })).detections.some((d) => d.label === 'bus'));
@@ -39,7 +44,11 @@ describe('model encryption at rest', { skip: !haveData }, () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /1 rewritten/);
       const again = await runCli(['key', 'rotate', '--data-dir', dataDir, '--from-key-file', k1, '--to-key-file', k2]);
-      assert.match(again.stdout, /1 already done/, 'rotation is idempotent, so an interrupted one is resumed by running it again');
+      assert.match(
+        again.stdout,
+        /1 already done/,
+        'rotation is idempotent, so an interrupted one is resumed by running it again',
+      );
       srv = await startTestServer(cfg(k2));
       assert.ok((await srv.detect({ image: bus })).detections.some((d) => d.label === 'bus'));
       await srv.close();
@@ -58,21 +67,40 @@ describe('model encryption at rest', { skip: !haveData }, () => {
     writeFileSync(k2, generateKey().toString('hex'));
     const bus = readFileSync(imagePath('bus.jpg'));
     // Later starts serve what the registry holds: no `models`, whose file would be stored again under the current key.
-    const cfg = (encryption: Record<string, unknown>, models: { name: string; path: string }[] = []) => ({ registry: { dataDir }, models, encryption, pool: { workers: 1, warmupRuns: 0 } });
+    const cfg = (encryption: Record<string, unknown>, models: { name: string; path: string }[] = []) => ({
+      registry: { dataDir },
+      models,
+      encryption,
+      pool: { workers: 1, warmupRuns: 0 },
+    });
     const blobDir = join(dataDir, 'blobs', 'sha256');
     /** The key id each blob's header names (bytes 6..14 after the magic). */
-    const keyIds = () => readdirSync(blobDir).map((n) => readFileSync(join(blobDir, n)).subarray(6, 14).toString('hex')).sort();
+    const keyIds = () =>
+      readdirSync(blobDir)
+        .map((n) => readFileSync(join(blobDir, n)).subarray(6, 14).toString('hex'))
+        .sort();
     try {
-      await (await startTestServer(cfg({ keyFile: k1 }, [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }]))).close();
+      await (
+        await startTestServer(cfg({ keyFile: k1 }, [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }]))
+      ).close();
       const [underK1] = keyIds();
-      await assert.rejects(startTestServer(cfg({ keyFile: k2, previousKeyFiles: [join(dataDir, 'no-such-key')] })), /encryption key file .*no-such-key cannot be read/);
+      await assert.rejects(
+        startTestServer(cfg({ keyFile: k2, previousKeyFiles: [join(dataDir, 'no-such-key')] })),
+        /encryption key file .*no-such-key cannot be read/,
+      );
 
       // Step 1: the new key, with the old one as a previous key: old files are served, new ones use the new key.
       const srv = await startTestServer(cfg({ keyFile: k2, previousKeyFiles: [k1] }));
       try {
-        assert.ok((await srv.detect({ image: bus })).detections.some((d) => d.label === 'bus'), 'a file under the previous key is served');
+        assert.ok(
+          (await srv.detect({ image: bus })).detections.some((d) => d.label === 'bus'),
+          'a file under the previous key is served',
+        );
         const reg = registryClient(srv.address);
-        await uploadFile(reg, modelPath('yolox_nano.onnx'), { model: 'det', labels: readFileSync(cocoLabelsFile, 'utf8').trim().split('\n') });
+        await uploadFile(reg, modelPath('yolox_nano.onnx'), {
+          model: 'det',
+          labels: readFileSync(cocoLabelsFile, 'utf8').trim().split('\n'),
+        });
         reg.close();
         const ids = keyIds();
         assert.equal(ids.length, 2);
@@ -84,7 +112,10 @@ describe('model encryption at rest', { skip: !haveData }, () => {
         assert.match(r.stdout, /1 rewritten/);
         assert.match(r.stdout, /1 already done/);
         assert.deepEqual(keyIds(), [underK2, underK2]);
-        assert.ok((await srv.detect({ image: bus })).detections.some((d) => d.label === 'bus'), 'still serving during and after the rotation');
+        assert.ok(
+          (await srv.detect({ image: bus })).detections.some((d) => d.label === 'bus'),
+          'still serving during and after the rotation',
+        );
       } finally {
         await srv.close();
       }

@@ -79,13 +79,29 @@ async function makeSeeds(): Promise<Seed[]> {
     { name: 'bus.jpg', format: 'jpeg', bytes: bus },
     { name: 'zidane.jpg', format: 'jpeg', bytes: zidane },
     { name: 'bus-small.jpg', format: 'jpeg', bytes: await small(bus, 160).jpeg({ quality: 80 }).toBuffer() },
-    { name: 'zidane-progressive.jpg', format: 'jpeg', bytes: await small(zidane, 192).jpeg({ progressive: true }).toBuffer() },
+    {
+      name: 'zidane-progressive.jpg',
+      format: 'jpeg',
+      bytes: await small(zidane, 192).jpeg({ progressive: true }).toBuffer(),
+    },
     { name: 'bus-grey.jpg', format: 'jpeg', bytes: await small(bus, 120).greyscale().jpeg().toBuffer() },
     { name: 'bus.png', format: 'png', bytes: await small(bus, 128).png().toBuffer() },
-    { name: 'zidane-alpha-interlaced.png', format: 'png', bytes: await small(zidane, 128).ensureAlpha(0.5).png({ progressive: true }).toBuffer() },
-    { name: 'bus-palette.png', format: 'png', bytes: await small(bus, 96).png({ palette: true, colours: 16 }).toBuffer() },
+    {
+      name: 'zidane-alpha-interlaced.png',
+      format: 'png',
+      bytes: await small(zidane, 128).ensureAlpha(0.5).png({ progressive: true }).toBuffer(),
+    },
+    {
+      name: 'bus-palette.png',
+      format: 'png',
+      bytes: await small(bus, 96).png({ palette: true, colours: 16 }).toBuffer(),
+    },
     { name: 'bus.webp', format: 'webp', bytes: await small(bus, 128).webp({ quality: 70 }).toBuffer() },
-    { name: 'zidane-lossless.webp', format: 'webp', bytes: await small(zidane, 96).webp({ lossless: true }).toBuffer() },
+    {
+      name: 'zidane-lossless.webp',
+      format: 'webp',
+      bytes: await small(zidane, 96).webp({ lossless: true }).toBuffer(),
+    },
     { name: 'zidane-alpha.webp', format: 'webp', bytes: await small(zidane, 96).ensureAlpha(0.5).webp().toBuffer() },
     { name: 'bus.gif', format: 'gif', bytes: await small(bus, 96).gif().toBuffer() },
     { name: 'bus.tiff', format: 'tiff', bytes: await small(bus, 96).tiff().toBuffer() },
@@ -99,10 +115,25 @@ async function makeSeeds(): Promise<Seed[]> {
 // Mutations. Each returns a new buffer; header mutations return null when the structure is not there.
 // ---------------------------------------------------------------------------------------------------
 
-
 /** A declared dimension: zero, tiny, huge, or random, within what the field can hold. */
 function dimension(r: Prng, maxField: number): number {
-  const choices = [0, 1, 2, 65535, 65535, 65500, 32768, 16384, 8000, r.int(1, 70000), r.int(1, 5000), 0xffff_ffff, 2 ** 31 - 1, 2 ** 31, 100_000];
+  const choices = [
+    0,
+    1,
+    2,
+    65535,
+    65535,
+    65500,
+    32768,
+    16384,
+    8000,
+    r.int(1, 70000),
+    r.int(1, 5000),
+    0xffff_ffff,
+    2 ** 31 - 1,
+    2 ** 31,
+    100_000,
+  ];
   return Math.min(r.pick(choices), maxField);
 }
 
@@ -130,7 +161,12 @@ function overwrite(r: Prng, src: Buffer): Buffer {
 function truncate(r: Prng, src: Buffer): Buffer {
   // Mostly inside the header region or anywhere; sometimes just the last few bytes (missing EOI/IEND).
   const where = r.pick(['header', 'anywhere', 'tail']);
-  const cut = where === 'header' ? r.int(0, Math.min(src.length, 300)) : where === 'tail' ? src.length - r.int(1, 16) : r.int(0, src.length);
+  const cut =
+    where === 'header'
+      ? r.int(0, Math.min(src.length, 300))
+      : where === 'tail'
+        ? src.length - r.int(1, 16)
+        : r.int(0, src.length);
   return Buffer.from(src.subarray(0, Math.max(0, cut)));
 }
 
@@ -228,7 +264,7 @@ function gifHeader(r: Prng, src: Buffer): Buffer | null {
 
 /** Offset of a RIFF chunk's fourcc inside a WebP file, or -1. */
 function webpChunk(b: Buffer, fourcc: string): number {
-  for (let i = 12; i + 8 <= b.length; ) {
+  for (let i = 12; i + 8 <= b.length;) {
     if (b.toString('latin1', i, i + 4) === fourcc) return i;
     i += 8 + b.readUInt32LE(i + 4) + (b.readUInt32LE(i + 4) & 1);
   }
@@ -291,7 +327,10 @@ function tiffHeader(r: Prng, src: Buffer): Buffer | null {
     if (e + 12 > b.length) break;
     const tag = u16(e);
     if (!wanted.includes(tag)) continue;
-    const v = tag === 256 || tag === 257 ? dimension(r, 0xffff_ffff) : r.pick([0, 1, 2, 3, 5, 7, 16, 32, 0xffff, 0xffff_ffff, r.int(0, b.length * 2)]);
+    const v =
+      tag === 256 || tag === 257
+        ? dimension(r, 0xffff_ffff)
+        : r.pick([0, 1, 2, 3, 5, 7, 16, 32, 0xffff, 0xffff_ffff, r.int(0, b.length * 2)]);
     // A value over 16 bits needs the LONG type (4) to be stored in full.
     if (v > 0xffff) w16(4, e + 2);
     if (u16(e + 2) === 3) w16(v & 0xffff, e + 8);
@@ -439,13 +478,21 @@ function invalidResponse(r: DetectResponse): string | null {
   if (!(Number.isInteger(r.imageWidth) && r.imageWidth > 0 && Number.isInteger(r.imageHeight) && r.imageHeight > 0)) {
     return `image size ${r.imageWidth}x${r.imageHeight}`;
   }
-  if (r.imageWidth * r.imageHeight > MAX_PIXELS) return `image size ${r.imageWidth}x${r.imageHeight} is over the pixel limit`;
+  if (r.imageWidth * r.imageHeight > MAX_PIXELS)
+    return `image size ${r.imageWidth}x${r.imageHeight} is over the pixel limit`;
   if (!r.model || !r.version) return `model '${r.model}' version '${r.version}'`;
   const eps = 1e-3;
   for (const d of r.detections) {
     const nums = [d.xMin, d.yMin, d.xMax, d.yMax, d.confidence];
     if (!nums.every(Number.isFinite)) return `non-finite detection ${JSON.stringify(d)}`;
-    if (d.xMin < -eps || d.yMin < -eps || d.xMax > r.imageWidth + eps || d.yMax > r.imageHeight + eps || d.xMin > d.xMax + eps || d.yMin > d.yMax + eps) {
+    if (
+      d.xMin < -eps ||
+      d.yMin < -eps ||
+      d.xMax > r.imageWidth + eps ||
+      d.yMax > r.imageHeight + eps ||
+      d.xMin > d.xMax + eps ||
+      d.yMin > d.yMax + eps
+    ) {
       return `box [${d.xMin}, ${d.yMin}, ${d.xMax}, ${d.yMax}] outside the ${r.imageWidth}x${r.imageHeight} image`;
     }
     if (!(d.confidence > 0 && d.confidence <= 1)) return `confidence ${d.confidence}`;
@@ -465,7 +512,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function healthCheck(address: string, service: string): Promise<HealthCheckResponse_ServingStatus> {
   const health = new HealthClient(address, credentials.createInsecure());
   return new Promise<HealthCheckResponse_ServingStatus>((resolve, reject) =>
-    health.check({ service }, { deadline: new Date(Date.now() + 5000) } as never, (err, res) => (err ? reject(err) : resolve(res!.status))),
+    health.check({ service }, { deadline: new Date(Date.now() + 5000) } as never, (err, res) =>
+      err ? reject(err) : resolve(res!.status),
+    ),
   ).finally(() => health.close());
 }
 
@@ -474,207 +523,268 @@ function healthCheck(address: string, service: string): Promise<HealthCheckRespo
 // ---------------------------------------------------------------------------------------------------
 
 describe('hostile input fuzzing', { skip: !haveData }, () => {
-  test('mutated images and random bytes through Detect and Stream: no crash, no hang, OK or INVALID_ARGUMENT, no memory growth over replays', { timeout: 300_000 }, async (t) => {
-    const runSeed = seedFromEnv();
-    const unaryCases = positiveIntFromEnv('SIGHTLINE_FUZZ_CASES', 400);
-    const frameCases = Math.round(unaryCases / 4);
-    // The server reads every SIGHTLINE_* variable as config and refuses unknown keys: keep these two
-    // from its environment (serveProcess passes this process's environment on).
-    delete process.env.SIGHTLINE_FUZZ_SEED;
-    delete process.env.SIGHTLINE_FUZZ_CASES;
-    console.log(`# fuzz seed=${runSeed} (replay with SIGHTLINE_FUZZ_SEED=${runSeed}) unary=${unaryCases} frames=${frameCases}`);
-    const t0 = performance.now();
+  test(
+    'mutated images and random bytes through Detect and Stream: no crash, no hang, OK or INVALID_ARGUMENT, no memory growth over replays',
+    { timeout: 300_000 },
+    async (t) => {
+      const runSeed = seedFromEnv();
+      const unaryCases = positiveIntFromEnv('SIGHTLINE_FUZZ_CASES', 400);
+      const frameCases = Math.round(unaryCases / 4);
+      // The server reads every SIGHTLINE_* variable as config and refuses unknown keys: keep these two
+      // from its environment (serveProcess passes this process's environment on).
+      delete process.env.SIGHTLINE_FUZZ_SEED;
+      delete process.env.SIGHTLINE_FUZZ_CASES;
+      console.log(
+        `# fuzz seed=${runSeed} (replay with SIGHTLINE_FUZZ_SEED=${runSeed}) unary=${unaryCases} frames=${frameCases}`,
+      );
+      const t0 = performance.now();
 
-    const seeds = await makeSeeds();
-    const dataDir = tempDataDir();
-    let srv: ServedProcess | undefined;
-    let client: DetectorClient | undefined;
-    t.after(async () => {
-      client?.close();
-      if (srv && srv.child.exitCode === null && srv.child.signalCode === null) await srv.kill('SIGKILL');
-      rmSync(dataDir, { recursive: true, force: true });
-    });
-    srv = await serveProcess(['--model', modelPath('yolo11n_int8_320.onnx'), '--workers', '2', '--threads', '1'], {
-      SIGHTLINE_REGISTRY__DATA_DIR: dataDir,
-      SIGHTLINE_LIMITS__MAX_IMAGE_PIXELS: String(MAX_PIXELS),
-      SIGHTLINE_POOL__MAX_QUEUE: '32',
-      SIGHTLINE_POOL__WARMUP_RUNS: '1',
-      // As in the Docker image: glibc's per-thread arenas otherwise keep freed decode buffers of every
-      // libvips and worker thread, and RSS measures fragmentation rather than leaks.
-      MALLOC_ARENA_MAX: '2',
-    });
-    const server = srv;
-    const pid = server.child.pid!;
-    const alive = () => server.child.exitCode === null && server.child.signalCode === null;
-    const c = (client = detectorClient(server.address));
+      const seeds = await makeSeeds();
+      const dataDir = tempDataDir();
+      let srv: ServedProcess | undefined;
+      let client: DetectorClient | undefined;
+      t.after(async () => {
+        client?.close();
+        if (srv && srv.child.exitCode === null && srv.child.signalCode === null) await srv.kill('SIGKILL');
+        rmSync(dataDir, { recursive: true, force: true });
+      });
+      srv = await serveProcess(['--model', modelPath('yolo11n_int8_320.onnx'), '--workers', '2', '--threads', '1'], {
+        SIGHTLINE_REGISTRY__DATA_DIR: dataDir,
+        SIGHTLINE_LIMITS__MAX_IMAGE_PIXELS: String(MAX_PIXELS),
+        SIGHTLINE_POOL__MAX_QUEUE: '32',
+        SIGHTLINE_POOL__WARMUP_RUNS: '1',
+        // As in the Docker image: glibc's per-thread arenas otherwise keep freed decode buffers of every
+        // libvips and worker thread, and RSS measures fragmentation rather than leaks.
+        MALLOC_ARENA_MAX: '2',
+      });
+      const server = srv;
+      const pid = server.child.pid!;
+      const alive = () => server.child.exitCode === null && server.child.signalCode === null;
+      const c = (client = detectorClient(server.address));
 
-    // Warm-up: every decoder loaded, the sessions at their working size, and the allocator at the
-    // high-water mark of legitimate work (near-limit images, UNARY_CONCURRENCY at once).
-    for (let i = 0; i < WARMUP_REQUESTS; i++) {
-      const s = seeds[i % seeds.length]!;
-      const res = await detect(c, { image: s.bytes }, { deadlineMs: CALL_DEADLINE_MS });
-      assert.equal(invalidResponse(res), null, `warm-up ${s.name}`);
-    }
-    const big = [
-      await sharp({ create: { width: BIG_SIDE, height: BIG_SIDE, channels: 3, background: '#567' } }).jpeg().toBuffer(),
-      await sharp({ create: { width: BIG_SIDE, height: BIG_SIDE, channels: 4, background: '#56789a80' } }).png({ compressionLevel: 1 }).toBuffer(),
-    ];
-    for (let round = 0; round < 2; round++) {
-      await Promise.all(Array.from({ length: UNARY_CONCURRENCY }, (_, i) => detect(c, { image: big[i % big.length]! }, { deadlineMs: CALL_DEADLINE_MS })));
-    }
-    await sleep(500);
-    const rssBefore = vmRssMb(pid);
+      // Warm-up: every decoder loaded, the sessions at their working size, and the allocator at the
+      // high-water mark of legitimate work (near-limit images, UNARY_CONCURRENCY at once).
+      for (let i = 0; i < WARMUP_REQUESTS; i++) {
+        const s = seeds[i % seeds.length]!;
+        const res = await detect(c, { image: s.bytes }, { deadlineMs: CALL_DEADLINE_MS });
+        assert.equal(invalidResponse(res), null, `warm-up ${s.name}`);
+      }
+      const big = [
+        await sharp({ create: { width: BIG_SIDE, height: BIG_SIDE, channels: 3, background: '#567' } })
+          .jpeg()
+          .toBuffer(),
+        await sharp({ create: { width: BIG_SIDE, height: BIG_SIDE, channels: 4, background: '#56789a80' } })
+          .png({ compressionLevel: 1 })
+          .toBuffer(),
+      ];
+      for (let round = 0; round < 2; round++) {
+        await Promise.all(
+          Array.from({ length: UNARY_CONCURRENCY }, (_, i) =>
+            detect(c, { image: big[i % big.length]! }, { deadlineMs: CALL_DEADLINE_MS }),
+          ),
+        );
+      }
+      await sleep(500);
+      const rssBefore = vmRssMb(pid);
 
-    const failures: string[] = [];
-    const fail = (what: string, k: Case, detail: string) => {
-      const file = join(tmpdir(), `sightline-fuzz-${runSeed}-${what}-${k.index}.bin`);
-      writeFileSync(file, k.bytes);
-      failures.push(`${what} case ${k.index} [${k.seed}, ${k.bytes.length} bytes, saved to ${file}]: ${detail}`);
-    };
-    let slowestMs = 0;
-    const counts = { ok: 0, invalid: 0, exhausted: 0, streams: 0, streamOk: 0, streamInvalid: 0, frames: 0, frameOk: 0, frameInvalid: 0 };
-    const kindCounts = new Map<string, { ok: number; invalid: number }>();
-    const tally = (k: Kind, ok: boolean) => {
-      const e = kindCounts.get(k) ?? { ok: 0, invalid: 0 };
-      if (ok) e.ok++;
-      else e.invalid++;
-      kindCounts.set(k, e);
-    };
+      const failures: string[] = [];
+      const fail = (what: string, k: Case, detail: string) => {
+        const file = join(tmpdir(), `sightline-fuzz-${runSeed}-${what}-${k.index}.bin`);
+        writeFileSync(file, k.bytes);
+        failures.push(`${what} case ${k.index} [${k.seed}, ${k.bytes.length} bytes, saved to ${file}]: ${detail}`);
+      };
+      let slowestMs = 0;
+      const counts = {
+        ok: 0,
+        invalid: 0,
+        exhausted: 0,
+        streams: 0,
+        streamOk: 0,
+        streamInvalid: 0,
+        frames: 0,
+        frameOk: 0,
+        frameInvalid: 0,
+      };
+      const kindCounts = new Map<string, { ok: number; invalid: number }>();
+      const tally = (k: Kind, ok: boolean) => {
+        const e = kindCounts.get(k) ?? { ok: 0, invalid: 0 };
+        if (ok) e.ok++;
+        else e.invalid++;
+        kindCounts.set(k, e);
+      };
 
-    // --- Unary: UNARY_CONCURRENCY calls in flight, each with a deadline ----------------------------
-    let nextUnary = 0;
-    const unaryWorker = async () => {
-      while (nextUnary < unaryCases && failures.length < 20) {
-        const k = makeCase(runSeed, 0, nextUnary++, seeds);
-        for (let attempt = 0; ; attempt++) {
-          const started = performance.now();
-          try {
-            const res = await detect(c, { image: k.bytes }, { deadlineMs: CALL_DEADLINE_MS });
-            slowestMs = Math.max(slowestMs, performance.now() - started);
+      // --- Unary: UNARY_CONCURRENCY calls in flight, each with a deadline ----------------------------
+      let nextUnary = 0;
+      const unaryWorker = async () => {
+        while (nextUnary < unaryCases && failures.length < 20) {
+          const k = makeCase(runSeed, 0, nextUnary++, seeds);
+          for (let attempt = 0; ; attempt++) {
+            const started = performance.now();
+            try {
+              const res = await detect(c, { image: k.bytes }, { deadlineMs: CALL_DEADLINE_MS });
+              slowestMs = Math.max(slowestMs, performance.now() - started);
+              const bad = invalidResponse(res);
+              if (bad) fail('unary', k, `OK with an invalid response: ${bad}`);
+              else {
+                counts.ok++;
+                tally(k.kind, true);
+              }
+            } catch (e) {
+              const err = e as ServiceError;
+              slowestMs = Math.max(slowestMs, performance.now() - started);
+              if (err.code === status.RESOURCE_EXHAUSTED && attempt < MAX_RETRIES) {
+                counts.exhausted++;
+                await sleep(Number(err.metadata?.get('retry-after-ms')[0] ?? 50) || 50);
+                continue;
+              }
+              if (
+                err.code === status.INVALID_ARGUMENT &&
+                typeof err.details === 'string' &&
+                err.details.trim() !== ''
+              ) {
+                counts.invalid++;
+                tally(k.kind, false);
+              } else
+                fail(
+                  'unary',
+                  k,
+                  `${status[err.code] ?? err.code}: ${err.details ?? err.message}${alive() ? '' : ' (server process is dead)'}`,
+                );
+            }
+            break;
+          }
+        }
+      };
+
+      // --- Stream: policy block, max_in_flight 2; a bad frame ends the stream, the rest go to a new one --
+      let frameId = 0;
+      const streamRun = async () => {
+        const pending: Case[] = Array.from({ length: frameCases }, (_, i) =>
+          makeCase(runSeed, 1, i, seeds, STREAM_VALID_SHARE),
+        );
+        while (pending.length > 0 && failures.length < 20) {
+          const batch = pending.splice(0, FRAMES_PER_STREAM);
+          const ids = batch.map(() => ++frameId);
+          const run = openStream(c, { policy: 'block', maxInFlight: 2 });
+          counts.streams++;
+          let hung = false;
+          const watchdog = setTimeout(() => ((hung = true), run.call.cancel()), STREAM_WATCHDOG_MS);
+          let ended = false;
+          const done = run.done.then((e) => ((ended = true), e));
+          for (let i = 0; i < batch.length && !ended; i++) {
+            if (!run.send(ids[i]!, batch[i]!.bytes))
+              await Promise.race([new Promise((r) => run.call.once('drain', r)), done]);
+          }
+          if (!ended) run.call.end();
+          const err = await done;
+          clearTimeout(watchdog);
+          // Responses arrive in frame order, one per frame, none dropped under the block policy.
+          const answered = run.responses.length;
+          run.responses.forEach((res, i) => {
+            const k = batch[i];
+            if (!k)
+              return fail(
+                'stream',
+                batch[batch.length - 1]!,
+                `more responses (${answered}) than frames (${batch.length})`,
+              );
+            if (res.frameId !== BigInt(ids[i]!) || res.dropped)
+              return fail(
+                'stream',
+                k,
+                `response ${i} is frame_id ${res.frameId} (dropped=${res.dropped}), expected ${ids[i]}`,
+              );
             const bad = invalidResponse(res);
-            if (bad) fail('unary', k, `OK with an invalid response: ${bad}`);
-            else {
-              counts.ok++;
-              tally(k.kind, true);
-            }
-          } catch (e) {
-            const err = e as ServiceError;
-            slowestMs = Math.max(slowestMs, performance.now() - started);
-            if (err.code === status.RESOURCE_EXHAUSTED && attempt < MAX_RETRIES) {
-              counts.exhausted++;
-              await sleep(Number(err.metadata?.get('retry-after-ms')[0] ?? 50) || 50);
-              continue;
-            }
-            if (err.code === status.INVALID_ARGUMENT && typeof err.details === 'string' && err.details.trim() !== '') {
-              counts.invalid++;
-              tally(k.kind, false);
-            } else fail('unary', k, `${status[err.code] ?? err.code}: ${err.details ?? err.message}${alive() ? '' : ' (server process is dead)'}`);
-          }
-          break;
-        }
-      }
-    };
-
-    // --- Stream: policy block, max_in_flight 2; a bad frame ends the stream, the rest go to a new one --
-    let frameId = 0;
-    const streamRun = async () => {
-      const pending: Case[] = Array.from({ length: frameCases }, (_, i) => makeCase(runSeed, 1, i, seeds, STREAM_VALID_SHARE));
-      while (pending.length > 0 && failures.length < 20) {
-        const batch = pending.splice(0, FRAMES_PER_STREAM);
-        const ids = batch.map(() => ++frameId);
-        const run = openStream(c, { policy: 'block', maxInFlight: 2 });
-        counts.streams++;
-        let hung = false;
-        const watchdog = setTimeout(() => ((hung = true), run.call.cancel()), STREAM_WATCHDOG_MS);
-        let ended = false;
-        const done = run.done.then((e) => ((ended = true), e));
-        for (let i = 0; i < batch.length && !ended; i++) {
-          if (!run.send(ids[i]!, batch[i]!.bytes)) await Promise.race([new Promise((r) => run.call.once('drain', r)), done]);
-        }
-        if (!ended) run.call.end();
-        const err = await done;
-        clearTimeout(watchdog);
-        // Responses arrive in frame order, one per frame, none dropped under the block policy.
-        const answered = run.responses.length;
-        run.responses.forEach((res, i) => {
-          const k = batch[i];
-          if (!k) return fail('stream', batch[batch.length - 1]!, `more responses (${answered}) than frames (${batch.length})`);
-          if (res.frameId !== BigInt(ids[i]!) || res.dropped) return fail('stream', k, `response ${i} is frame_id ${res.frameId} (dropped=${res.dropped}), expected ${ids[i]}`);
-          const bad = invalidResponse(res);
-          if (bad) return fail('stream', k, `frame OK with an invalid response: ${bad}`);
-          counts.frames++;
-          counts.frameOk++;
-          tally(k.kind, true);
-        });
-        const culprit = batch[answered];
-        if (hung) {
-          fail('stream', culprit ?? batch[0]!, `stream still open after ${STREAM_WATCHDOG_MS} ms (a hang)`);
-        } else if (err === null) {
-          counts.streamOk++;
-          if (answered !== batch.length) fail('stream', culprit ?? batch[0]!, `stream ended OK after ${answered} of ${batch.length} frames`);
-        } else if (err.code === status.RESOURCE_EXHAUSTED) {
-          counts.exhausted++;
-          pending.unshift(...batch.slice(answered));
-          await sleep(50);
-        } else if (err.code === status.INVALID_ARGUMENT && culprit) {
-          counts.streamInvalid++;
-          if (!err.details.includes(`frame_id ${ids[answered]}`)) fail('stream', culprit, `INVALID_ARGUMENT does not name frame_id ${ids[answered]}: ${err.details}`);
-          else {
+            if (bad) return fail('stream', k, `frame OK with an invalid response: ${bad}`);
             counts.frames++;
-            counts.frameInvalid++;
-            tally(culprit.kind, false);
+            counts.frameOk++;
+            tally(k.kind, true);
+          });
+          const culprit = batch[answered];
+          if (hung) {
+            fail('stream', culprit ?? batch[0]!, `stream still open after ${STREAM_WATCHDOG_MS} ms (a hang)`);
+          } else if (err === null) {
+            counts.streamOk++;
+            if (answered !== batch.length)
+              fail('stream', culprit ?? batch[0]!, `stream ended OK after ${answered} of ${batch.length} frames`);
+          } else if (err.code === status.RESOURCE_EXHAUSTED) {
+            counts.exhausted++;
+            pending.unshift(...batch.slice(answered));
+            await sleep(50);
+          } else if (err.code === status.INVALID_ARGUMENT && culprit) {
+            counts.streamInvalid++;
+            if (!err.details.includes(`frame_id ${ids[answered]}`))
+              fail('stream', culprit, `INVALID_ARGUMENT does not name frame_id ${ids[answered]}: ${err.details}`);
+            else {
+              counts.frames++;
+              counts.frameInvalid++;
+              tally(culprit.kind, false);
+            }
+            pending.unshift(...batch.slice(answered + 1)); // never processed to the end: replay on a new stream
+          } else {
+            fail(
+              'stream',
+              culprit ?? batch[0]!,
+              `stream ended ${status[err.code] ?? err.code}: ${err.details}${alive() ? '' : ' (server process is dead)'}`,
+            );
           }
-          pending.unshift(...batch.slice(answered + 1)); // never processed to the end: replay on a new stream
-        } else {
-          fail('stream', culprit ?? batch[0]!, `stream ended ${status[err.code] ?? err.code}: ${err.details}${alive() ? '' : ' (server process is dead)'}`);
         }
+      };
+
+      // RSS after a pass: the lowest of a few readings, so memory the allocator is just handing back
+      // does not count.
+      const settledRss = async () => {
+        let low = vmRssMb(pid);
+        for (let i = 0; i < 4; i++) {
+          await sleep(400);
+          low = Math.min(low, vmRssMb(pid));
+        }
+        return low;
+      };
+      const rssAfterPass: number[] = [];
+      for (let pass = 0; pass < PASSES && failures.length === 0; pass++) {
+        nextUnary = 0;
+        await Promise.all([...Array.from({ length: UNARY_CONCURRENCY }, unaryWorker), streamRun()]);
+        rssAfterPass.push(await settledRss());
       }
-    };
+      const seconds = (performance.now() - t0) / 1000;
 
-    // RSS after a pass: the lowest of a few readings, so memory the allocator is just handing back
-    // does not count.
-    const settledRss = async () => {
-      let low = vmRssMb(pid);
-      for (let i = 0; i < 4; i++) {
-        await sleep(400);
-        low = Math.min(low, vmRssMb(pid));
-      }
-      return low;
-    };
-    const rssAfterPass: number[] = [];
-    for (let pass = 0; pass < PASSES && failures.length === 0; pass++) {
-      nextUnary = 0;
-      await Promise.all([...Array.from({ length: UNARY_CONCURRENCY }, unaryWorker), streamRun()]);
-      rssAfterPass.push(await settledRss());
-    }
-    const seconds = (performance.now() - t0) / 1000;
+      // --- Afterwards: alive, healthy, still right, no growth -------------------------------------
+      assert.ok(
+        alive(),
+        `the server process died (exit ${server.child.exitCode ?? server.child.signalCode}); failures: ${failures.slice(0, 5).join('\n')}`,
+      );
+      assert.equal(await healthCheck(server.address, ''), HealthCheckResponse_ServingStatus.SERVING);
+      assert.equal(
+        await healthCheck(server.address, 'sightline.v1.Detector'),
+        HealthCheckResponse_ServingStatus.SERVING,
+      );
+      const bus = await detect(c, { image: seeds[0]!.bytes }, { deadlineMs: CALL_DEADLINE_MS });
+      assert.ok(
+        bus.detections.some((d) => d.label === 'bus'),
+        `bus.jpg after the run: ${bus.detections.map((d) => d.label).join(', ')}`,
+      );
 
-    // --- Afterwards: alive, healthy, still right, no growth -------------------------------------
-    assert.ok(alive(), `the server process died (exit ${server.child.exitCode ?? server.child.signalCode}); failures: ${failures.slice(0, 5).join('\n')}`);
-    assert.equal(await healthCheck(server.address, ''), HealthCheckResponse_ServingStatus.SERVING);
-    assert.equal(await healthCheck(server.address, 'sightline.v1.Detector'), HealthCheckResponse_ServingStatus.SERVING);
-    const bus = await detect(c, { image: seeds[0]!.bytes }, { deadlineMs: CALL_DEADLINE_MS });
-    assert.ok(bus.detections.some((d) => d.label === 'bus'), `bus.jpg after the run: ${bus.detections.map((d) => d.label).join(', ')}`);
+      const perKind = [...kindCounts].map(([k, v]) => `${k}:${v.ok}/${v.invalid}`).join(' ');
+      console.log(
+        `# fuzz seed=${runSeed} cases=${counts.ok + counts.invalid} ok=${counts.ok} invalid_argument=${counts.invalid} ` +
+          `resource_exhausted_retried=${counts.exhausted} streams=${counts.streams} frames=${counts.frames} ` +
+          `rss_before=${rssBefore.toFixed(0)}MB rss_after_pass=${rssAfterPass.map((r) => r.toFixed(0)).join('/')}MB passes=${PASSES} ` +
+          `streams_ok=${counts.streamOk} streams_invalid_argument=${counts.streamInvalid} frames_ok=${counts.frameOk} frames_invalid_argument=${counts.frameInvalid} slowest_unary=${slowestMs.toFixed(0)}ms time=${seconds.toFixed(1)}s`,
+      );
+      console.log(`# fuzz per kind, unary and frames (ok/invalid_argument): ${perKind}`);
 
-    const perKind = [...kindCounts].map(([k, v]) => `${k}:${v.ok}/${v.invalid}`).join(' ');
-    console.log(
-      `# fuzz seed=${runSeed} cases=${counts.ok + counts.invalid} ok=${counts.ok} invalid_argument=${counts.invalid} ` +
-        `resource_exhausted_retried=${counts.exhausted} streams=${counts.streams} frames=${counts.frames} ` +
-        `rss_before=${rssBefore.toFixed(0)}MB rss_after_pass=${rssAfterPass.map((r) => r.toFixed(0)).join('/')}MB passes=${PASSES} ` +
-        `streams_ok=${counts.streamOk} streams_invalid_argument=${counts.streamInvalid} frames_ok=${counts.frameOk} frames_invalid_argument=${counts.frameInvalid} slowest_unary=${slowestMs.toFixed(0)}ms time=${seconds.toFixed(1)}s`,
-    );
-    console.log(`# fuzz per kind, unary and frames (ok/invalid_argument): ${perKind}`);
-
-    assert.deepEqual(failures, [], `${failures.length} fuzz failure(s) (seed ${runSeed})`);
-    assert.equal(counts.ok + counts.invalid, PASSES * unaryCases, 'every unary case was answered');
-    assert.equal(counts.frames, PASSES * frameCases, 'every frame was answered');
-    const [first, previous, last] = [rssAfterPass[0]!, rssAfterPass.at(-2)!, rssAfterPass.at(-1)!];
-    assert.ok(
-      last - first <= RSS_MARGIN_MB || last - previous <= RSS_MARGIN_MB / 4,
-      `server RSS grew from ${first.toFixed(0)} MB after the first pass to ${last.toFixed(0)} MB after ${PASSES - 1} replays of the same cases ` +
-        `(margin ${RSS_MARGIN_MB} MB), and by ${(last - previous).toFixed(0)} MB in the last replay alone (margin ${RSS_MARGIN_MB / 4} MB)`,
-    );
-  });
+      assert.deepEqual(failures, [], `${failures.length} fuzz failure(s) (seed ${runSeed})`);
+      assert.equal(counts.ok + counts.invalid, PASSES * unaryCases, 'every unary case was answered');
+      assert.equal(counts.frames, PASSES * frameCases, 'every frame was answered');
+      const [first, previous, last] = [rssAfterPass[0]!, rssAfterPass.at(-2)!, rssAfterPass.at(-1)!];
+      assert.ok(
+        last - first <= RSS_MARGIN_MB || last - previous <= RSS_MARGIN_MB / 4,
+        `server RSS grew from ${first.toFixed(0)} MB after the first pass to ${last.toFixed(0)} MB after ${PASSES - 1} replays of the same cases ` +
+          `(margin ${RSS_MARGIN_MB} MB), and by ${(last - previous).toFixed(0)} MB in the last replay alone (margin ${RSS_MARGIN_MB / 4} MB)`,
+      );
+    },
+  );
 });
 
 describe('decoder memory', () => {
@@ -683,25 +793,45 @@ describe('decoder memory', () => {
   // 320x320, for valid images too. The server grew without bound under steady traffic. Both decoders
   // (libjpeg-turbo's reused buffer, sharp's freed output) are held to it.
   for (const decoder of ['auto', 'sharp'] as const)
-  test(`preprocessing (decoder ${decoder}) frees its decoder output: 400 decodes leave RSS flat`, { skip: !haveData }, async () => {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
-    const image = await sharp(readFileSync(imagePath('bus.jpg'))).resize({ width: 160 }).jpeg().toBuffer();
-    const target: PrepareTarget = {
-      width: 320,
-      height: 320,
-      spec: { placement: 'center', padValue: 114, channelOrder: 'rgb', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] },
-    };
-    const limits = { maxBytes: 1 << 20, maxPixels: MAX_PIXELS };
-    const run = async (n: number) => {
-      for (let i = 0; i < n; i++) assert.equal((await prepareTensor(image, target, limits, { applyIccProfile: false, decoder })).tensor.length, 3 * 320 * 320);
-    };
-    const rss = () => (gc(), process.memoryUsage().rss / 2 ** 20);
-    await run(50);
-    const before = rss();
-    await run(400); // leaking the output would hold 400 x 300 KB = 117 MB
-    const grown = rss() - before;
-    console.log(`# preprocessing (${decoder}) x400: RSS ${before.toFixed(0)} MB -> ${(before + grown).toFixed(0)} MB`);
-    assert.ok(grown < 40, `RSS grew ${grown.toFixed(0)} MB over 400 decodes: the decoder output is not freed`);
-  });
+    test(
+      `preprocessing (decoder ${decoder}) frees its decoder output: 400 decodes leave RSS flat`,
+      { skip: !haveData },
+      async () => {
+        setFlagsFromString('--expose-gc');
+        const gc = runInNewContext('gc') as () => void;
+        const image = await sharp(readFileSync(imagePath('bus.jpg')))
+          .resize({ width: 160 })
+          .jpeg()
+          .toBuffer();
+        const target: PrepareTarget = {
+          width: 320,
+          height: 320,
+          spec: {
+            placement: 'center',
+            padValue: 114,
+            channelOrder: 'rgb',
+            scale: 1 / 255,
+            mean: [0, 0, 0],
+            std: [1, 1, 1],
+          },
+        };
+        const limits = { maxBytes: 1 << 20, maxPixels: MAX_PIXELS };
+        const run = async (n: number) => {
+          for (let i = 0; i < n; i++)
+            assert.equal(
+              (await prepareTensor(image, target, limits, { applyIccProfile: false, decoder })).tensor.length,
+              3 * 320 * 320,
+            );
+        };
+        const rss = () => (gc(), process.memoryUsage().rss / 2 ** 20);
+        await run(50);
+        const before = rss();
+        await run(400); // leaking the output would hold 400 x 300 KB = 117 MB
+        const grown = rss() - before;
+        console.log(
+          `# preprocessing (${decoder}) x400: RSS ${before.toFixed(0)} MB -> ${(before + grown).toFixed(0)} MB`,
+        );
+        assert.ok(grown < 40, `RSS grew ${grown.toFixed(0)} MB over 400 decodes: the decoder output is not freed`);
+      },
+    );
 });

@@ -82,7 +82,8 @@ export function seedFromEnv(name = 'SIGHTLINE_FUZZ_SEED'): number {
   if (!raw) return DEFAULT_FUZZ_SEED;
   if (raw === 'random') return randomInt(0, 2 ** 32);
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`${name} must be an integer in [0, 2^32), got "${raw}"`);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
+    throw new Error(`${name} must be an integer in [0, 2^32), got "${raw}"`);
   return n >>> 0;
 }
 

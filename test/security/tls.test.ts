@@ -26,7 +26,11 @@ describe('TLS', { skip: !haveData }, () => {
     const key = `${a.dir}/live.key`;
     copyFileSync(a.serverCert, cert);
     copyFileSync(a.serverKey, key);
-    const srv = await startTestServer({ models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], tls: { enabled: true, certFile: cert, keyFile: key, reloadCheckMs: 200 }, pool: { workers: 1, warmupRuns: 0 } });
+    const srv = await startTestServer({
+      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
+      tls: { enabled: true, certFile: cert, keyFile: key, reloadCheckMs: 200 },
+      pool: { workers: 1, warmupRuns: 0 },
+    });
     try {
       const good = detectorClient(srv.address, { caFile: a.caCert });
       assert.equal((await ok(good)).model, 'det');
@@ -39,7 +43,8 @@ describe('TLS', { skip: !haveData }, () => {
       wrongCa.close();
       // --tls-server-name: the certificate names localhost, the CLI dials 127.0.0.1 (as inside a pod, where
       // the chart's certificate names the Services).
-      const cli = (...args: string[]) => runCli(['detect', '--image', imagePath('zidane.jpg'), '--server', srv.address, '--ca-file', a.caCert, ...args]);
+      const cli = (...args: string[]) =>
+        runCli(['detect', '--image', imagePath('zidane.jpg'), '--server', srv.address, '--ca-file', a.caCert, ...args]);
       assert.equal((await cli('--tls-server-name', 'localhost')).code, 0);
       const other = await cli('--tls-server-name', 'sightline-registry');
       assert.notEqual(other.code, 0, 'a name the certificate does not hold is refused');
@@ -53,7 +58,11 @@ describe('TLS', { skip: !haveData }, () => {
       assert.equal((await ok(rotated)).model, 'det', 'new connections get the new certificate');
       rotated.close();
       const stale = detectorClient(srv.address, { caFile: a.caCert });
-      await assert.rejects(ok(stale), (e: ServiceError) => e.code === status.UNAVAILABLE, 'the old certificate is gone');
+      await assert.rejects(
+        ok(stale),
+        (e: ServiceError) => e.code === status.UNAVAILABLE,
+        'the old certificate is gone',
+      );
       stale.close();
     } finally {
       await srv.close();
@@ -70,20 +79,29 @@ describe('TLS', { skip: !haveData }, () => {
       pool: { workers: 1, warmupRuns: 0 },
     });
     try {
-      const withCert = new DetectorClient(srv.address, credentials.createSsl(pem(p.caCert), pem(p.clientKey), pem(p.clientCert)));
+      const withCert = new DetectorClient(
+        srv.address,
+        credentials.createSsl(pem(p.caCert), pem(p.clientKey), pem(p.clientCert)),
+      );
       assert.equal((await ok(withCert)).model, 'det');
       withCert.close();
       const noCert = detectorClient(srv.address, { caFile: p.caCert });
       await assert.rejects(ok(noCert), (e: ServiceError) => e.code === status.UNAVAILABLE);
       noCert.close();
       // The certificate subject is recorded as who changed the registry.
-      const r = new RegistryClient(srv.address, credentials.createSsl(pem(p.caCert), pem(p.clientKey), pem(p.clientCert)));
+      const r = new RegistryClient(
+        srv.address,
+        credentials.createSsl(pem(p.caCert), pem(p.clientKey), pem(p.clientCert)),
+      );
       await call(r, r.promote, { model: 'det', version: 1, reason: 'mtls identity' });
       r.close();
       const store = RegistryStore.open(srv.dataDir, defaultMigrationsDir());
       const entries = new AuditLog(store.database).list({});
       store.close();
-      assert.ok(entries.some((e) => e.action === 'promote' && e.principal === 'cert:camera-7'), `audit principals: ${entries.map((e) => e.principal).join(', ')}`);
+      assert.ok(
+        entries.some((e) => e.action === 'promote' && e.principal === 'cert:camera-7'),
+        `audit principals: ${entries.map((e) => e.principal).join(', ')}`,
+      );
     } finally {
       await srv.close();
       rmSync(p.dir, { recursive: true, force: true });

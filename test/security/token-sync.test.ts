@@ -36,7 +36,13 @@ function registry() {
 test('on-demand syncs: at once after the gap, else one trailing sync at its end; never two at a time', async (t) => {
   const reg = registry();
   let applied = 0;
-  const sync = new TokenSync({ fetch: reg.fetch, apply: () => applied++, intervalMs: 60_000, minGapMs: GAP, log: createLogger('silent') });
+  const sync = new TokenSync({
+    fetch: reg.fetch,
+    apply: () => applied++,
+    intervalMs: 60_000,
+    minGapMs: GAP,
+    log: createLogger('silent'),
+  });
   t.after(() => sync.stop());
   await sync.start();
   assert.deepEqual([reg.calls.length, applied], [1, 1], 'the first sync runs at start');
@@ -68,11 +74,21 @@ test('on-demand syncs: at once after the gap, else one trailing sync at its end;
 test('a failed sync keeps the last copy and is retried on the next request; stop() cancels a pending one', async (t) => {
   const reg = registry();
   const copies: TokenDigest[][] = [];
-  const sync = new TokenSync({ fetch: reg.fetch, apply: (d) => copies.push(d), intervalMs: 60_000, minGapMs: GAP, log: createLogger('silent') });
+  const sync = new TokenSync({
+    fetch: reg.fetch,
+    apply: (d) => copies.push(d),
+    intervalMs: 60_000,
+    minGapMs: GAP,
+    log: createLogger('silent'),
+  });
   t.after(() => sync.stop());
   reg.failing(true);
   await sync.start();
-  assert.deepEqual([reg.calls.length, copies.length], [1, 0], 'a failed first sync leaves the copy as it was, and start() does not throw');
+  assert.deepEqual(
+    [reg.calls.length, copies.length],
+    [1, 0],
+    'a failed first sync leaves the copy as it was, and start() does not throw',
+  );
   reg.failing(false);
   await sleep(GAP + 10);
   sync.request();

@@ -21,7 +21,11 @@ const haveData = sharedDataOrSkip('fleet rollout');
 interface StatusJson {
   activeVersion: number;
   rollbackVersion: number;
-  replicas: { replica: string; servingVersion: number; versions: { version: number; state: string; error: string }[] }[];
+  replicas: {
+    replica: string;
+    servingVersion: number;
+    versions: { version: number; state: string; error: string }[];
+  }[];
   rollout: { version: number; phase: string } | null;
 }
 
@@ -34,9 +38,20 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
     const bus = readFileSync(imagePath('bus.jpg'));
     // replica-b downloads files up to 3.6 MB: yolov8n_int8 (3.50 MB) fits, yolox_nano (3.71 MB) does not.
     const limitB = 3_600_000;
-    assert.ok(statSync(modelPath('yolov8n_int8.onnx')).size < limitB && statSync(modelPath('yolox_nano.onnx')).size > limitB);
+    assert.ok(
+      statSync(modelPath('yolov8n_int8.onnx')).size < limitB && statSync(modelPath('yolox_nano.onnx')).size > limitB,
+    );
     try {
-      const registry = await serveProcess(['--role', 'registry', '--data-dir', regDir, '--model', modelPath('yolo11n_int8_320.onnx'), '--name', 'det']);
+      const registry = await serveProcess([
+        '--role',
+        'registry',
+        '--data-dir',
+        regDir,
+        '--model',
+        modelPath('yolo11n_int8_320.onnx'),
+        '--name',
+        'det',
+      ]);
       procs.push(registry);
       const replica = async (name: string, cache: string, env: Record<string, string> = {}) => {
         const p = await serveProcess(['--role', 'inference', '--registry', registry.address, '--workers', '1'], {
@@ -55,10 +70,17 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       const b = await replica('replica-b', cacheB, { SIGHTLINE_REGISTRY__MAX_UPLOAD_BYTES: String(limitB) });
       const cli = (...args: string[]) => runCli([...args, '--server', registry.address]);
       // As an operator uploads through `kubectl exec -i POD -- sightline registry upload - … < FILE`.
-      const uploadStdin = (file: string) => runCli(['registry', 'upload', '-', '--model', 'det', '--server', registry.address], { input: readFileSync(modelPath(file)) });
+      const uploadStdin = (file: string) =>
+        runCli(['registry', 'upload', '-', '--model', 'det', '--server', registry.address], {
+          input: readFileSync(modelPath(file)),
+        });
       const status = async () => JSON.parse((await cli('registry', 'status', 'det', '--json')).stdout) as StatusJson;
       const serving = (s: StatusJson) => s.replicas.map((r) => `${r.replica}:${r.servingVersion}`).join(',');
-      await waitFor(async () => serving(await status()) === 'replica-a:1,replica-b:1', 60_000, 'both replicas serving version 1 in the fleet view');
+      await waitFor(
+        async () => serving(await status()) === 'replica-a:1,replica-b:1',
+        60_000,
+        'both replicas serving version 1 in the fleet view',
+      );
 
       // 1. A promote every replica can follow: --wait returns once both serve it.
       assert.match((await uploadStdin('yolov8n_int8.onnx')).stdout, /uploaded det version 2/);
@@ -81,13 +103,25 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       });
 
       // 3. A version replica-b refuses: --wait names it and its reason; --auto-rollback brings version 2 back.
-      assert.match((await cli('registry', 'upload', modelPath('yolox_nano.onnx'), '--model', 'det')).stdout, /uploaded det version 3/);
+      assert.match(
+        (await cli('registry', 'upload', modelPath('yolox_nano.onnx'), '--model', 'det')).stdout,
+        /uploaded det version 3/,
+      );
       const bad = await cli('registry', 'promote', 'det', '3', '--wait', '120s', '--auto-rollback');
       assert.equal(bad.code, 1, `the failed rollout exits 1: ${bad.stdout}`);
       const reason = `replica-b: its file is ${statSync(modelPath('yolox_nano.onnx')).size} bytes, over this replica's limit of ${limitB} (registry.maxUploadBytes)`;
-      assert.match(bad.stderr, new RegExp(`^sightline: rollout \\d+ \\(promote of det to version 3 by [^)]+\\): failed: ${escape(reason)}; rolled back to version 2\\n`));
+      assert.match(
+        bad.stderr,
+        new RegExp(
+          `^sightline: rollout \\d+ \\(promote of det to version 3 by [^)]+\\): failed: ${escape(reason)}; rolled back to version 2\\n`,
+        ),
+      );
       assert.match(bad.stderr, new RegExp(`\\n  ${escape(reason)}\\n`), 'the failing replica on a line of its own');
-      assert.match(bad.stdout, /\nrollout \d+ \(rollback of det to version 2 by [^)]+\): succeeded: 2\/2 replica\(s\) serve version 2 after \d+\.\d s\n$/, 'then the rollback, followed to its end');
+      assert.match(
+        bad.stdout,
+        /\nrollout \d+ \(rollback of det to version 2 by [^)]+\): succeeded: 2\/2 replica\(s\) serve version 2 after \d+\.\d s\n$/,
+        'then the rollback, followed to its end',
+      );
 
       const after = await status();
       assert.deepEqual([after.activeVersion, after.rollbackVersion, serving(after)], [2, 3, 'replica-a:2,replica-b:2']);
@@ -99,15 +133,28 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       await Promise.all(traffic);
       assert.deepEqual(seen.failed, [], 'no Detect call failed during the rollout and the automatic rollback');
       assert.ok(seen.ok >= 6, `${seen.ok} calls served`);
-      console.log(`# ${seen.ok} Detect calls during the failed rollout and its rollback, versions served: ${[...seen.versions].sort().join(', ')}; 0 failed`);
+      console.log(
+        `# ${seen.ok} Detect calls during the failed rollout and its rollback, versions served: ${[...seen.versions].sort().join(', ')}; 0 failed`,
+      );
 
       // 4. The audit log has the rollouts' outcomes, the automatic rollback, and serve --model's registration.
       const audit = await runCli(['audit', '--data-dir', regDir, '--json']);
       assert.equal(audit.code, 0, audit.stderr);
-      const entries = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { principal: string; action: string; target: string; outcome: string; reason: string });
+      const entries = audit.stdout
+        .trim()
+        .split('\n')
+        .map(
+          (l) =>
+            JSON.parse(l) as { principal: string; action: string; target: string; outcome: string; reason: string },
+        );
       const line = (e: (typeof entries)[number]) => `${e.principal} ${e.action} ${e.target} ${e.outcome}`;
       const lines = entries.map(line);
-      for (const expected of ['sightline serve upload det ok', 'sightline serve promote det@1 ok', 'sightline serve rollout det@1 ok']) assert.ok(lines.includes(expected), `${expected} in ${JSON.stringify(lines)}`);
+      for (const expected of [
+        'sightline serve upload det ok',
+        'sightline serve promote det@1 ok',
+        'sightline serve rollout det@1 ok',
+      ])
+        assert.ok(lines.includes(expected), `${expected} in ${JSON.stringify(lines)}`);
       const rollouts = entries.filter((e) => e.action === 'rollout' && e.target !== 'det@1');
       assert.deepEqual(
         rollouts.map((e) => [e.target, e.outcome]),
@@ -119,11 +166,19 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       );
       assert.match(rollouts[1]!.reason, new RegExp(`^failed: ${escape(reason)}; rolling back to version 2$`));
       const rollback = entries.find((e) => e.action === 'rollback')!;
-      assert.deepEqual([rollback.outcome, rollback.principal], ['ok', rollouts[1]!.principal], 'the automatic rollback, under the name of whoever started the rollout');
+      assert.deepEqual(
+        [rollback.outcome, rollback.principal],
+        ['ok', rollouts[1]!.principal],
+        'the automatic rollback, under the name of whoever started the rollout',
+      );
 
       // 5. A replica that shuts down leaves the fleet view at once, not after fleet.replicaTimeoutMs (15 s).
       void procs[2]!.kill('SIGTERM');
-      const gone = await waitFor(async () => serving(await status()) === 'replica-a:2', 10_000, 'replica-b gone from the fleet view');
+      const gone = await waitFor(
+        async () => serving(await status()) === 'replica-a:2',
+        10_000,
+        'replica-b gone from the fleet view',
+      );
       console.log(`# replica-b left the fleet view ${gone.ms} ms after SIGTERM`);
     } finally {
       for (const c of clients) c.close();

@@ -4,25 +4,58 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Fleet, Rollouts, type ReplicaReport, type Rollout, type RolloutOptions, type VersionState } from '../../src/serving/index.js';
+import {
+  Fleet,
+  Rollouts,
+  type ReplicaReport,
+  type Rollout,
+  type RolloutOptions,
+  type VersionState,
+} from '../../src/serving/index.js';
 
 const caller = { actor: 'ops', peer: 'ipv4:10.0.0.1:5000' };
 
 /** A replica's report of model det: the version it serves, the active version it has heard of, its versions' states. */
-function report(replica: string, serving: number | null, heard: number | null, versions: [number, VersionState, string?][]): ReplicaReport {
+function report(
+  replica: string,
+  serving: number | null,
+  heard: number | null,
+  versions: [number, VersionState, string?][],
+): ReplicaReport {
   return {
     replica,
-    models: [{ model: 'det', servingVersion: serving, activeVersion: heard, versions: versions.map(([version, state, error]) => ({ version, state, error: error ?? null, inflight: 0, provider: 'cpu' })) }],
+    models: [
+      {
+        model: 'det',
+        servingVersion: serving,
+        activeVersion: heard,
+        versions: versions.map(([version, state, error]) => ({
+          version,
+          state,
+          error: error ?? null,
+          inflight: 0,
+          provider: 'cpu',
+        })),
+      },
+    ],
   };
 }
 
-function setup(t: { after(fn: () => void): void }, o: { rollBack?: (r: Rollout) => Promise<number>; realClock?: boolean } = {}) {
+function setup(
+  t: { after(fn: () => void): void },
+  o: { rollBack?: (r: Rollout) => Promise<number>; realClock?: boolean } = {},
+) {
   let now = 1_000_000;
   const clock = o.realClock ? Date.now : () => now;
   const fleet = new Fleet({ replicaTimeoutMs: 15_000, now: clock });
   const ended: Rollout[] = [];
   const updates: Rollout[] = [];
-  const rollouts = new Rollouts(fleet, { defaultTimeoutMs: 60_000, rollBack: o.rollBack ?? (() => Promise.reject(new Error('no rollback here'))), onEnd: (r) => ended.push(r), now: clock });
+  const rollouts = new Rollouts(fleet, {
+    defaultTimeoutMs: 60_000,
+    rollBack: o.rollBack ?? (() => Promise.reject(new Error('no rollback here'))),
+    onEnd: (r) => ended.push(r),
+    now: clock,
+  });
   t.after(() => (rollouts.close(), fleet.close()));
   const start = (version: number, o: RolloutOptions = {}) => {
     const r = rollouts.start('det', version, version - 1, 'promote', caller, o);
@@ -38,10 +71,25 @@ test('succeeds when every live replica serves the version; progress is ready/tot
   fleet.report(report('b', 1, 1, [[1, 'serving']]));
   const r = start(2);
   assert.deepEqual([r.phase, r.ready, r.total], ['in_progress', 0, 2]);
-  fleet.report(report('a', 1, 2, [[1, 'serving'], [2, 'loading']]));
-  fleet.report(report('a', 2, 2, [[1, 'ready'], [2, 'serving']]));
+  fleet.report(
+    report('a', 1, 2, [
+      [1, 'serving'],
+      [2, 'loading'],
+    ]),
+  );
+  fleet.report(
+    report('a', 2, 2, [
+      [1, 'ready'],
+      [2, 'serving'],
+    ]),
+  );
   assert.equal(ended.length, 0);
-  fleet.report(report('b', 2, 2, [[1, 'ready'], [2, 'serving']]));
+  fleet.report(
+    report('b', 2, 2, [
+      [1, 'ready'],
+      [2, 'serving'],
+    ]),
+  );
   assert.equal(ended.length, 1);
   assert.equal(ended[0]!.phase, 'succeeded');
   assert.match(ended[0]!.reason, /^2\/2 replica\(s\) serve version 2 after/);
@@ -59,12 +107,27 @@ test('succeeds when every live replica serves the version; progress is ready/tot
 test('fails on a replica that heard of the version and cannot load it, naming it and its reason', (t) => {
   const { fleet, ended, start } = setup(t);
   fleet.report(report('a', 1, 1, [[1, 'serving']]));
-  fleet.report(report('b', 1, 1, [[1, 'serving'], [2, 'failed', 'an earlier attempt']]));
+  fleet.report(
+    report('b', 1, 1, [
+      [1, 'serving'],
+      [2, 'failed', 'an earlier attempt'],
+    ]),
+  );
   start(2);
   // b still shows the failure of an attempt made before it heard of this rollout: not counted.
-  fleet.report(report('a', 2, 2, [[1, 'ready'], [2, 'serving']]));
+  fleet.report(
+    report('a', 2, 2, [
+      [1, 'ready'],
+      [2, 'serving'],
+    ]),
+  );
   assert.equal(ended.length, 0, 'a failure from before the replica heard of the rollout does not fail it');
-  fleet.report(report('b', 1, 2, [[1, 'serving'], [2, 'failed', 'its file is 3504119 bytes, over this replica\'s limit']]));
+  fleet.report(
+    report('b', 1, 2, [
+      [1, 'serving'],
+      [2, 'failed', "its file is 3504119 bytes, over this replica's limit"],
+    ]),
+  );
   assert.equal(ended.length, 1);
   assert.equal(ended[0]!.phase, 'failed');
   assert.equal(ended[0]!.reason, "b: its file is 3504119 bytes, over this replica's limit");
@@ -73,12 +136,25 @@ test('fails on a replica that heard of the version and cannot load it, naming it
 
 test('times out with the replicas still pending, and with no replica at all', async (t) => {
   const { fleet, ended, start, advance } = setup(t);
-  fleet.report(report('a', 1, 2, [[1, 'serving'], [2, 'warming']]));
+  fleet.report(
+    report('a', 1, 2, [
+      [1, 'serving'],
+      [2, 'warming'],
+    ]),
+  );
   start(2, { timeoutMs: 5_000 });
   advance(5_000);
-  fleet.report(report('a', 1, 2, [[1, 'serving'], [2, 'warming']]));
+  fleet.report(
+    report('a', 1, 2, [
+      [1, 'serving'],
+      [2, 'warming'],
+    ]),
+  );
   assert.equal(ended[0]?.phase, 'failed');
-  assert.match(ended[0]!.reason, /^timed out after 5\.0 s: 0\/1 replica\(s\) serve version 2; waiting for a \(warming\)$/);
+  assert.match(
+    ended[0]!.reason,
+    /^timed out after 5\.0 s: 0\/1 replica\(s\) serve version 2; waiting for a \(warming\)$/,
+  );
   const { ended: none, start: startAlone, advance: later, fleet: empty } = setup(t);
   startAlone(3, { timeoutMs: 1_000 });
   later(1_000);
@@ -120,7 +196,11 @@ test('autoRollback: onEnd hears the failure first; the rollback starts before wa
   let rollbackId = 0;
   const { fleet, rollouts, ended, updates, start } = setup(t, {
     rollBack: async (failed) => {
-      assert.deepEqual(ended.map((e) => e.reason), ['b: cannot load; rolling back to version 1'], 'the audit log hears of the failure before the rollback');
+      assert.deepEqual(
+        ended.map((e) => e.reason),
+        ['b: cannot load; rolling back to version 1'],
+        'the audit log hears of the failure before the rollback',
+      );
       assert.equal(updates.at(-1)!.phase, 'in_progress', 'watchers wait for the rollback');
       rollbackId = rollouts.start('det', failed.fromVersion!, failed.version, 'rollback', failed.caller).id;
       return rollbackId;
@@ -129,15 +209,34 @@ test('autoRollback: onEnd hears the failure first; the rollback starts before wa
   fleet.report(report('a', 1, 1, [[1, 'serving']]));
   fleet.report(report('b', 1, 1, [[1, 'serving']]));
   const r = start(2, { autoRollback: true });
-  fleet.report(report('a', 2, 2, [[1, 'ready'], [2, 'serving']]));
-  fleet.report(report('b', 1, 2, [[1, 'serving'], [2, 'failed', 'cannot load']]));
+  fleet.report(
+    report('a', 2, 2, [
+      [1, 'ready'],
+      [2, 'serving'],
+    ]),
+  );
+  fleet.report(
+    report('b', 1, 2, [
+      [1, 'serving'],
+      [2, 'failed', 'cannot load'],
+    ]),
+  );
   await new Promise((resolve) => setImmediate(resolve));
   const last = updates.at(-1)!;
   assert.deepEqual([last.id, last.phase, last.rolledBackBy], [r.id, 'failed', rollbackId]);
   assert.equal(last.reason, 'b: cannot load; rolled back to version 1');
-  assert.deepEqual(ended.map((e) => e.id), [r.id], 'the rollback is a rollout of its own, still running (a serves 2)');
+  assert.deepEqual(
+    ended.map((e) => e.id),
+    [r.id],
+    'the rollback is a rollout of its own, still running (a serves 2)',
+  );
   assert.deepEqual([rollouts.latest('det')!.id, rollouts.latest('det')!.ready], [rollbackId, 1]);
-  fleet.report(report('a', 1, 1, [[1, 'serving'], [2, 'ready']]));
+  fleet.report(
+    report('a', 1, 1, [
+      [1, 'serving'],
+      [2, 'ready'],
+    ]),
+  );
   assert.deepEqual(
     ended.map((e) => [e.action, e.phase]),
     [

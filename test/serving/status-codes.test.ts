@@ -32,13 +32,24 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
   /** Where Detect is called, and where the registry is, per role. */
   const roles: Record<'all' | 'inference', { detect: TestServer; registry: string }> = {} as never;
   before(async () => {
-    const all = await startTestServer({ models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], pool: POOL });
-    const registry = await startTestServer({ role: 'registry', models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], pool: POOL });
+    const all = await startTestServer({
+      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
+      pool: POOL,
+    });
+    const registry = await startTestServer({
+      role: 'registry',
+      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
+      pool: POOL,
+    });
     const replica = await startTestServer({ role: 'inference', registry: { address: registry.address }, pool: POOL });
     servers.push(all, registry, replica);
     roles.all = { detect: all, registry: all.address };
     roles.inference = { detect: replica, registry: registry.address };
-    await waitFor(() => outcome(replica, 'det').then((o) => o === 'OK v1'), 30_000, 'the replica serving det version 1');
+    await waitFor(
+      () => outcome(replica, 'det').then((o) => o === 'OK v1'),
+      30_000,
+      'the replica serving det version 1',
+    );
     // A second version of det, never promoted, and a model with no active version, in both registries.
     for (const r of Object.values(roles)) {
       const reg = registryClient(r.registry);
@@ -55,15 +66,25 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
     test(`role ${role}: NOT_FOUND for an unknown model or version, FAILED_PRECONDITION for an unloaded version or a model with no active version`, async () => {
       const srv = roles[role].detect;
       // The replica hears of the uploads over WatchModels: wait until it has.
-      await waitFor(() => outcome(srv, 'idle').then((o) => !o.startsWith('NOT_FOUND')), 10_000, 'the uploads announced');
+      await waitFor(
+        () => outcome(srv, 'idle').then((o) => !o.startsWith('NOT_FOUND')),
+        10_000,
+        'the uploads announced',
+      );
       assert.equal(await outcome(srv, 'det'), 'OK v1');
       assert.equal(await outcome(srv, ''), 'OK v1', 'the default model');
       assert.equal(await outcome(srv, 'det', '1'), 'OK v1', 'a pinned, loaded version');
       assert.equal(await outcome(srv, 'nope'), 'NOT_FOUND: unknown model "nope"');
       assert.equal(await outcome(srv, 'det', '99'), 'NOT_FOUND: model "det" has no version 99');
       assert.equal(await outcome(srv, 'det', 'v2'), 'NOT_FOUND: model "det" has no version "v2": versions are numbers');
-      assert.equal(await outcome(srv, 'det', '2'), 'FAILED_PRECONDITION: model "det" version 2 exists but is not loaded; promote it or pin a loaded version');
-      assert.equal(await outcome(srv, 'idle'), 'FAILED_PRECONDITION: model "idle" has no active version; promote one with `sightline registry promote idle VERSION`');
+      assert.equal(
+        await outcome(srv, 'det', '2'),
+        'FAILED_PRECONDITION: model "det" version 2 exists but is not loaded; promote it or pin a loaded version',
+      );
+      assert.equal(
+        await outcome(srv, 'idle'),
+        'FAILED_PRECONDITION: model "idle" has no active version; promote one with `sightline registry promote idle VERSION`',
+      );
       // In a stream, a frame naming no version ends it with that status after the frames before it are answered.
       const s = openStream(srv.client, { maxInFlight: 2 });
       s.send(1, bus);
@@ -71,18 +92,31 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
       s.send(3, bus);
       s.call.end();
       const end = await s.done;
-      assert.deepEqual(s.responses.map((r) => [Number(r.frameId), r.version]), [[1, '1']]);
-      assert.equal(`${status[end!.code]}: ${end!.details}`, 'NOT_FOUND: the default model has no version "v2": versions are numbers');
+      assert.deepEqual(
+        s.responses.map((r) => [Number(r.frameId), r.version]),
+        [[1, '1']],
+      );
+      assert.equal(
+        `${status[end!.code]}: ${end!.details}`,
+        'NOT_FOUND: the default model has no version "v2": versions are numbers',
+      );
     });
   }
 
   test('a replica that has not reached its registry answers UNAVAILABLE (retry), not NOT_FOUND', async () => {
     const lonely = await startTestServer({ role: 'inference', registry: { address: '127.0.0.1:1' }, pool: POOL });
     servers.push(lonely);
-    assert.equal(await outcome(lonely, 'det'), 'UNAVAILABLE: model "det" is not loaded: this server has not heard from the registry yet');
+    assert.equal(
+      await outcome(lonely, 'det'),
+      'UNAVAILABLE: model "det" is not loaded: this server has not heard from the registry yet',
+    );
     const reg = registryClient(roles.inference.registry);
     const st = await call(reg, reg.getModelStatus, { model: 'det' });
     reg.close();
-    assert.deepEqual(st.replicas.map((r) => r.servingVersion), [1], 'the fleet view lists the one replica that reports to the registry');
+    assert.deepEqual(
+      st.replicas.map((r) => r.servingVersion),
+      [1],
+      'the fleet view lists the one replica that reports to the registry',
+    );
   });
 });

@@ -16,7 +16,11 @@ export function crc32(buf: Uint8Array): number {
 
 /** A real small PNG with its IHDR rewritten (and re-checksummed) to declare width × height. */
 export async function pngDeclaring(width: number, height: number): Promise<Buffer> {
-  const png = Buffer.from(await sharp({ create: { width: 64, height: 64, channels: 3, background: '#000' } }).png().toBuffer());
+  const png = Buffer.from(
+    await sharp({ create: { width: 64, height: 64, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer(),
+  );
   // Signature (8) + length (4) + "IHDR" (4), then width and height; the CRC covers type + data (17 bytes).
   png.writeUInt32BE(width, 16);
   png.writeUInt32BE(height, 20);

@@ -18,11 +18,65 @@ const ssl = (args: string[], cwd: string) => execFileSync('openssl', args, { cwd
 /** A CA and leaf certificates signed by it; `cn` names the client (its certificate subject). */
 export function makePki(name = 'test', clientCn = 'camera-7'): TestPki {
   const dir = mkdtempSync(join(tmpdir(), `sightline-pki-${name}-`));
-  ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${name} CA`, '-keyout', 'ca.key', '-out', 'ca.crt'], dir);
+  ssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name} CA`,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+    ],
+    dir,
+  );
   const leaf = (base: string, cn: string, ext: string) => {
     writeFileSync(join(dir, `${base}.ext`), ext);
-    ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${base}.key`, '-out', `${base}.csr`], dir);
-    ssl(['x509', '-req', '-in', `${base}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.crt`], dir);
+    ssl(
+      [
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-subj',
+        `/CN=${cn}`,
+        '-keyout',
+        `${base}.key`,
+        '-out',
+        `${base}.csr`,
+      ],
+      dir,
+    );
+    ssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-extfile',
+        `${base}.ext`,
+        '-out',
+        `${base}.crt`,
+      ],
+      dir,
+    );
   };
   leaf('server', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   leaf('client', clientCn, 'extendedKeyUsage=clientAuth\n');

@@ -6,7 +6,10 @@ import { repoRoot } from './shared.js';
 export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'launch.cjs');
 
 /** `input`: piped to the command's standard input. */
-export function runCli(args: string[], opts: { timeoutMs?: number; input?: Buffer } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  opts: { timeoutMs?: number; input?: Buffer } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: [opts.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (opts.input) child.stdin!.end(opts.input);

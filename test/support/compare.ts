@@ -11,7 +11,6 @@ export interface RefDet {
   box: [number, number, number, number];
 }
 
-
 export function iou(a: readonly number[], b: readonly number[]): number {
   const ix = Math.max(0, Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!));
   const iy = Math.max(0, Math.min(a[3]!, b[3]!) - Math.max(a[1]!, b[1]!));
@@ -48,13 +47,27 @@ export interface MatchOptions {
  * Same class set and count, and a one-to-one match where each reference detection has a detection of
  * the same class with |score difference| <= scoreTol and IoU >= iouMin (among those >= minScore).
  */
-export function assertMatchesReference(gotAll: readonly Detection[], wantAll: readonly RefDet[], where: string, opts: MatchOptions = {}): void {
+export function assertMatchesReference(
+  gotAll: readonly Detection[],
+  wantAll: readonly RefDet[],
+  where: string,
+  opts: MatchOptions = {},
+): void {
   const { scoreTol = 0.05, iouMin = 0.85, minScore = 0 } = opts;
   const got = gotAll.filter((d) => d.confidence >= minScore);
   const want = wantAll.filter((d) => d.score >= minScore);
-  const describe = (ds: readonly Detection[]) => ds.map((d) => `${d.label} ${d.confidence.toFixed(3)} [${boxOf(d).map(Math.round).join(',')}]`).join('; ');
-  assert.deepEqual([...new Set(got.map((d) => d.classId))].sort(), [...new Set(want.map((d) => d.classId))].sort(), `${where}: class set differs; got ${describe(got)}`);
-  assert.equal(got.length, want.length, `${where}: ${got.length} detections, expected ${want.length}; got ${describe(got)}`);
+  const describe = (ds: readonly Detection[]) =>
+    ds.map((d) => `${d.label} ${d.confidence.toFixed(3)} [${boxOf(d).map(Math.round).join(',')}]`).join('; ');
+  assert.deepEqual(
+    [...new Set(got.map((d) => d.classId))].sort(),
+    [...new Set(want.map((d) => d.classId))].sort(),
+    `${where}: class set differs; got ${describe(got)}`,
+  );
+  assert.equal(
+    got.length,
+    want.length,
+    `${where}: ${got.length} detections, expected ${want.length}; got ${describe(got)}`,
+  );
   const used = new Set<number>();
   for (const w of want) {
     let best = -1;
@@ -64,7 +77,10 @@ export function assertMatchesReference(gotAll: readonly Detection[], wantAll: re
       const v = iou(boxOf(g), w.box);
       if (v > bestIou) [best, bestIou] = [i, v];
     });
-    assert.ok(best >= 0 && bestIou >= iouMin, `${where}: no match for ${w.label} ${w.score} [${w.box.join(',')}] (best IoU ${bestIou.toFixed(3)}); got ${describe(got)}`);
+    assert.ok(
+      best >= 0 && bestIou >= iouMin,
+      `${where}: no match for ${w.label} ${w.score} [${w.box.join(',')}] (best IoU ${bestIou.toFixed(3)}); got ${describe(got)}`,
+    );
     assert.equal(got[best]!.label, w.label, `${where}: label`);
     used.add(best);
   }

@@ -15,7 +15,10 @@ const START_TIMEOUT_MS = 60_000;
 
 /** Starts `sightline serve ARGS` and resolves once it logs `serving` (or rejects if it exits first). */
 export function serveProcess(args: string[], env: Record<string, string> = {}): Promise<ServedProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   const logs: Record<string, unknown>[] = [];
   const exit = new Promise<number | null>((r) => child.on('exit', (code, sig) => r(code ?? (sig ? -1 : null))));
   return new Promise((resolve, reject) => {
@@ -51,7 +54,11 @@ export function serveProcess(args: string[], env: Record<string, string> = {}): 
     // A server that never says it is serving fails the test instead of hanging the suite.
     timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`server did not start serving within ${START_TIMEOUT_MS} ms; last log lines: ${JSON.stringify(logs.slice(-3))}`));
+      reject(
+        new Error(
+          `server did not start serving within ${START_TIMEOUT_MS} ms; last log lines: ${JSON.stringify(logs.slice(-3))}`,
+        ),
+      );
     }, START_TIMEOUT_MS);
     timer.unref();
     void exit.finally(() => clearTimeout(timer));

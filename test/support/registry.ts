@@ -6,12 +6,22 @@ import type { ModelVersion, RegistryClient, UploadMetadata } from '../../src/gen
 
 export { call, registryClient };
 
-export function uploadFile(client: RegistryClient, file: string, meta: Partial<UploadMetadata> & { model: string }, chunkBytes = 256 * 1024): Promise<ModelVersion> {
+export function uploadFile(
+  client: RegistryClient,
+  file: string,
+  meta: Partial<UploadMetadata> & { model: string },
+  chunkBytes = 256 * 1024,
+): Promise<ModelVersion> {
   const bytes = readFileSync(file);
   return uploadBytes(client, bytes, { sourceName: basename(file), ...meta }, chunkBytes);
 }
 
-export function uploadBytes(client: RegistryClient, bytes: Buffer, meta: Partial<UploadMetadata> & { model: string }, chunkBytes = 256 * 1024): Promise<ModelVersion> {
+export function uploadBytes(
+  client: RegistryClient,
+  bytes: Buffer,
+  meta: Partial<UploadMetadata> & { model: string },
+  chunkBytes = 256 * 1024,
+): Promise<ModelVersion> {
   return new Promise((resolve, reject) => {
     const s = client.uploadVersion((err, res) => (err ? reject(err) : resolve(res!)));
     s.write({ metadata: { notes: '', expectedSha256: '', labels: [], family: '', sourceName: '', ...meta } });

@@ -1,7 +1,12 @@
 /** A Detect stream driven from a test: send frames, collect responses, observe how the call ended. */
 import { Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { detectRequest } from '../../src/cli/client.js';
-import { DropPolicy, type DetectorClient, type DetectRequest, type DetectResponse } from '../../src/generated/sightline/v1/detector.js';
+import {
+  DropPolicy,
+  type DetectorClient,
+  type DetectRequest,
+  type DetectResponse,
+} from '../../src/generated/sightline/v1/detector.js';
 
 export interface StreamRun {
   call: ClientDuplexStream<DetectRequest, DetectResponse>;
@@ -13,7 +18,10 @@ export interface StreamRun {
   send(frameId: number, image: Buffer, extra?: Partial<DetectRequest>): boolean;
 }
 
-export function openStream(client: DetectorClient, opts: { policy?: 'block' | 'latest'; maxInFlight?: number; metadata?: Record<string, string> } = {}): StreamRun {
+export function openStream(
+  client: DetectorClient,
+  opts: { policy?: 'block' | 'latest'; maxInFlight?: number; metadata?: Record<string, string> } = {},
+): StreamRun {
   const md = new Metadata();
   for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
   const call = client.stream(md);
@@ -37,7 +45,12 @@ export function openStream(client: DetectorClient, opts: { policy?: 'block' | 'l
       const req = detectRequest({ image, frameId: BigInt(frameId), ...extra });
       if (first && (opts.policy || opts.maxInFlight)) {
         req.streamOptions = {
-          dropPolicy: opts.policy === 'latest' ? DropPolicy.DROP_POLICY_LATEST : opts.policy === 'block' ? DropPolicy.DROP_POLICY_BLOCK : DropPolicy.DROP_POLICY_UNSPECIFIED,
+          dropPolicy:
+            opts.policy === 'latest'
+              ? DropPolicy.DROP_POLICY_LATEST
+              : opts.policy === 'block'
+                ? DropPolicy.DROP_POLICY_BLOCK
+                : DropPolicy.DROP_POLICY_UNSPECIFIED,
           maxInFlight: opts.maxInFlight ?? 0,
         };
       }

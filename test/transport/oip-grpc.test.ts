@@ -23,13 +23,27 @@ import { parseExposition, pick } from '../observability/support.js';
 const haveData = sharedDataOrSkip('oip grpc');
 const PROTO = join(repoRoot, 'proto', 'inference', 'open_inference_grpc.proto');
 
-type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: any) => void) => void;
+type Unary = (
+  req: object,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (e: grpc.ServiceError | null, r: any) => void,
+) => void;
 type OipClient = grpc.Client & Record<string, Unary>;
 
 function oipClient(address: string): OipClient {
-  const def = protoLoader.loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const def = protoLoader.loadSync(PROTO, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   const pkg = grpc.loadPackageDefinition(def) as any;
-  return new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 }) as OipClient;
+  return new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 << 20,
+    'grpc.max_send_message_length': 64 << 20,
+  }) as OipClient;
 }
 
 interface Outcome {
@@ -37,9 +51,20 @@ interface Outcome {
   err?: grpc.ServiceError;
 }
 
-function callOip(c: OipClient, method: string, req: object, opts: { md?: grpc.Metadata; deadlineMs?: number } = {}): Promise<Outcome> {
+function callOip(
+  c: OipClient,
+  method: string,
+  req: object,
+  opts: { md?: grpc.Metadata; deadlineMs?: number } = {},
+): Promise<Outcome> {
   return new Promise((resolve) =>
-    c[method]!.call(c, req, opts.md ?? new grpc.Metadata(), { deadline: Date.now() + (opts.deadlineMs ?? 60_000) }, (err, res) => resolve(err ? { err } : { res })),
+    c[method]!.call(
+      c,
+      req,
+      opts.md ?? new grpc.Metadata(),
+      { deadline: Date.now() + (opts.deadlineMs ?? 60_000) },
+      (err, res) => resolve(err ? { err } : { res }),
+    ),
   );
 }
 
@@ -55,16 +80,29 @@ function lengthPrefixed(elements: Buffer[]): Buffer {
 }
 
 /** Reads an output tensor from raw_output_contents. */
-function rawOutput(res: any, name: string): { shape: number[]; datatype: string; fp32?: Float32Array; int32?: Int32Array; bytes?: string[] } {
+function rawOutput(
+  res: any,
+  name: string,
+): { shape: number[]; datatype: string; fp32?: Float32Array; int32?: Int32Array; bytes?: string[] } {
   const i = res.outputs.findIndex((o: any) => o.name === name);
   assert.ok(i >= 0, `output ${name} in the answer`);
   const o = res.outputs[i];
   const raw: Buffer = res.raw_output_contents[i];
   const shape = o.shape.map(Number);
-  if (o.datatype === 'FP32') return { shape, datatype: o.datatype, fp32: new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)) };
-  if (o.datatype === 'INT32') return { shape, datatype: o.datatype, int32: new Int32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)) };
+  if (o.datatype === 'FP32')
+    return {
+      shape,
+      datatype: o.datatype,
+      fp32: new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)),
+    };
+  if (o.datatype === 'INT32')
+    return {
+      shape,
+      datatype: o.datatype,
+      int32: new Int32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)),
+    };
   const bytes: string[] = [];
-  for (let p = 0; p < raw.length; ) {
+  for (let p = 0; p < raw.length;) {
     const n = raw.readUInt32LE(p);
     bytes.push(raw.subarray(p + 4, p + 4 + n).toString('utf8'));
     p += 4 + n;
@@ -82,19 +120,37 @@ function detectionsOf(res: any, i: number) {
   const k = boxes.shape[1]!;
   return Array.from({ length: counts[i]! }, (_, j) => {
     const at = i * k + j;
-    return { classId: classes[at], label: labels[at], confidence: scores[at], box: Array.from(boxes.fp32!.subarray(at * 4, at * 4 + 4)) };
+    return {
+      classId: classes[at],
+      label: labels[at],
+      confidence: scores[at],
+      box: Array.from(boxes.fp32!.subarray(at * 4, at * 4 + 4)),
+    };
   });
 }
 
 const f32 = (x: number) => Math.fround(x);
-const asExpected = (d: { classId: number; label: string; confidence: number; xMin: number; yMin: number; xMax: number; yMax: number }) => ({
+const asExpected = (d: {
+  classId: number;
+  label: string;
+  confidence: number;
+  xMin: number;
+  yMin: number;
+  xMax: number;
+  yMax: number;
+}) => ({
   classId: d.classId,
   label: d.label,
   confidence: f32(d.confidence),
   box: [d.xMin, d.yMin, d.xMax, d.yMax].map(f32),
 });
 
-const imageInput = (shape: number[], contents?: object) => ({ name: 'IMAGE', datatype: 'BYTES', shape, ...(contents ? { contents } : {}) });
+const imageInput = (shape: number[], contents?: object) => ({
+  name: 'IMAGE',
+  datatype: 'BYTES',
+  shape,
+  ...(contents ? { contents } : {}),
+});
 
 describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
   let srv: TestServer;
@@ -103,7 +159,10 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
   const bus = readFileSync(imagePath('bus.jpg'));
   const zidane = readFileSync(imagePath('zidane.jpg'));
   before(async () => {
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 } }, { spanExporter: spans });
+    srv = await startTestServer(
+      { models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 } },
+      { spanExporter: spans },
+    );
     c = oipClient(srv.address);
   });
   after(async () => {
@@ -119,7 +178,11 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
     assert.equal((await ok(c, 'ModelReady', { name: 'yolo11n', version: '7' })).ready, false);
     assert.equal((await ok(c, 'ModelReady', { name: 'nope' })).ready, false);
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
-    assert.deepEqual(await ok(c, 'ServerMetadata', {}), { name: 'sightline', version: pkg.version, extensions: ['model_repository'] });
+    assert.deepEqual(await ok(c, 'ServerMetadata', {}), {
+      name: 'sightline',
+      version: pkg.version,
+      extensions: ['model_repository'],
+    });
     const m = await ok(c, 'ModelMetadata', { name: 'yolo11n' });
     assert.equal(m.name, 'yolo11n');
     assert.deepEqual(m.versions, ['1']);
@@ -149,16 +212,26 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
 
   test('ModelInfer with BYTES images in typed contents answers what Detect answers, per image, padded', async () => {
     const [a, b] = await Promise.all([srv.detect({ image: bus }), srv.detect({ image: zidane })]);
-    const res = await ok(c, 'ModelInfer', { model_name: 'yolo11n', id: 'req-1', inputs: [imageInput([2], { bytes_contents: [bus, zidane] })] });
+    const res = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      id: 'req-1',
+      inputs: [imageInput([2], { bytes_contents: [bus, zidane] })],
+    });
     assert.equal(res.model_name, 'yolo11n');
     assert.equal(res.model_version, '1');
     assert.equal(res.id, 'req-1');
-    assert.deepEqual(res.outputs.map((o: any) => o.name), ['BOXES', 'SCORES', 'CLASSES', 'LABELS', 'COUNTS']);
+    assert.deepEqual(
+      res.outputs.map((o: any) => o.name),
+      ['BOXES', 'SCORES', 'CLASSES', 'LABELS', 'COUNTS'],
+    );
     const k = Math.max(a.detections.length, b.detections.length);
     assert.deepEqual(rawOutput(res, 'BOXES').shape, [2, k, 4]);
     assert.deepEqual(rawOutput(res, 'SCORES').shape, [2, k]);
     assert.deepEqual(rawOutput(res, 'COUNTS').int32, Int32Array.of(a.detections.length, b.detections.length));
-    assert.ok(a.detections.length > 0 && b.detections.length > 0 && a.detections.length !== b.detections.length, 'the two images have different counts, so one is padded');
+    assert.ok(
+      a.detections.length > 0 && b.detections.length > 0 && a.detections.length !== b.detections.length,
+      'the two images have different counts, so one is padded',
+    );
     assert.deepEqual(detectionsOf(res, 0), a.detections.map(asExpected));
     assert.deepEqual(detectionsOf(res, 1), b.detections.map(asExpected));
     // Padding rows of the shorter image are zero, with empty labels.
@@ -170,11 +243,22 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
   });
 
   test('ModelInfer with BYTES images in raw contents (4-byte little-endian length prefixes) answers the same', async () => {
-    const typed = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([2], { bytes_contents: [zidane, bus] })] });
-    const raw = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([2])], raw_input_contents: [lengthPrefixed([zidane, bus])] });
+    const typed = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      inputs: [imageInput([2], { bytes_contents: [zidane, bus] })],
+    });
+    const raw = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      inputs: [imageInput([2])],
+      raw_input_contents: [lengthPrefixed([zidane, bus])],
+    });
     assert.deepEqual(detectionsOf(raw, 0), detectionsOf(typed, 0));
     assert.deepEqual(detectionsOf(raw, 1), detectionsOf(typed, 1));
-    const one = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1])], raw_input_contents: [lengthPrefixed([bus])] });
+    const one = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      inputs: [imageInput([1])],
+      raw_input_contents: [lengthPrefixed([bus])],
+    });
     assert.deepEqual(detectionsOf(one, 0), detectionsOf(typed, 1));
   });
 
@@ -182,15 +266,29 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
     const want = await srv.detect({ image: bus, confidenceThreshold: 0.5, classes: [0], maxDetections: 3 });
     const res = await ok(c, 'ModelInfer', {
       model_name: 'yolo11n',
-      parameters: { confidence_threshold: { double_param: 0.5 }, classes: { string_param: '0' }, max_detections: { int64_param: '3' } },
+      parameters: {
+        confidence_threshold: { double_param: 0.5 },
+        classes: { string_param: '0' },
+        max_detections: { int64_param: '3' },
+      },
       inputs: [imageInput([1], { bytes_contents: [bus] })],
       outputs: [{ name: 'COUNTS' }, { name: 'LABELS' }],
     });
-    assert.deepEqual(res.outputs.map((o: any) => o.name), ['COUNTS', 'LABELS']);
+    assert.deepEqual(
+      res.outputs.map((o: any) => o.name),
+      ['COUNTS', 'LABELS'],
+    );
     assert.equal(rawOutput(res, 'COUNTS').int32![0], want.detections.length);
     assert.ok(want.detections.length > 0 && want.detections.length <= 3);
-    assert.deepEqual(rawOutput(res, 'LABELS').bytes, want.detections.map(() => 'person'));
-    const bad = await callOip(c, 'ModelInfer', { model_name: 'yolo11n', parameters: { confidence_threshold: { double_param: 2 } }, inputs: [imageInput([1], { bytes_contents: [bus] })] });
+    assert.deepEqual(
+      rawOutput(res, 'LABELS').bytes,
+      want.detections.map(() => 'person'),
+    );
+    const bad = await callOip(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      parameters: { confidence_threshold: { double_param: 2 } },
+      inputs: [imageInput([1], { bytes_contents: [bus] })],
+    });
     assert.equal(bad.err?.code, grpc.status.INVALID_ARGUMENT);
     assert.match(bad.err!.details, /confidence_threshold must be in \(0, 1\]/);
   });
@@ -198,13 +296,28 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
   test("ModelInfer with the model's own FP32 tensor answers its raw outputs, as ONNX Runtime computes them", async () => {
     const dims = [1, 3, 320, 320];
     const input = Float32Array.from({ length: 3 * 320 * 320 }, (_, i) => ((i * 7919) % 256) / 255);
-    const session = await ort.InferenceSession.create(modelPath('yolo11n_int8_320.onnx'), { intraOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential' });
-    const expected = (await session.run({ images: new ort.Tensor('float32', input, dims) })).output0!.data as Float32Array;
+    const session = await ort.InferenceSession.create(modelPath('yolo11n_int8_320.onnx'), {
+      intraOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+    });
+    const expected = (await session.run({ images: new ort.Tensor('float32', input, dims) })).output0!
+      .data as Float32Array;
     await session.release();
-    const raw = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [{ name: 'images', datatype: 'FP32', shape: dims }], raw_input_contents: [Buffer.from(input.buffer)] });
-    const typed = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [{ name: 'images', datatype: 'FP32', shape: dims, contents: { fp32_contents: Array.from(input) } }] });
+    const raw = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      inputs: [{ name: 'images', datatype: 'FP32', shape: dims }],
+      raw_input_contents: [Buffer.from(input.buffer)],
+    });
+    const typed = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      inputs: [{ name: 'images', datatype: 'FP32', shape: dims, contents: { fp32_contents: Array.from(input) } }],
+    });
     for (const res of [raw, typed]) {
-      assert.deepEqual(res.outputs.map((o: any) => o.name), ['output0']);
+      assert.deepEqual(
+        res.outputs.map((o: any) => o.name),
+        ['output0'],
+      );
       const out = rawOutput(res, 'output0');
       assert.deepEqual(out.shape, [1, 84, 2100]);
       assert.equal(out.fp32!.length, expected.length);
@@ -216,16 +329,72 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
 
   test('bad requests get INVALID_ARGUMENT or NOT_FOUND with a message saying what is wrong', async () => {
     const cases: [object, grpc.status, RegExp][] = [
-      [{ model_name: 'yolo11n', inputs: [{ name: 'images', datatype: 'FP32', shape: [1, 3, 640, 640] }], raw_input_contents: [Buffer.alloc(3 * 640 * 640 * 4)] }, grpc.status.INVALID_ARGUMENT, /has shape \[1, 3, 320, 320\]; got \[1, 3, 640, 640\]/],
-      [{ model_name: 'yolo11n', inputs: [{ name: 'images', datatype: 'INT32', shape: [1] }], raw_input_contents: [Buffer.alloc(4)] }, grpc.status.INVALID_ARGUMENT, /datatype INT32 is not accepted/],
-      [{ model_name: 'yolo11n', inputs: [imageInput([1])], raw_input_contents: [Buffer.from([200, 0, 0, 0, 1, 2])] }, grpc.status.INVALID_ARGUMENT, /runs past the end/],
-      [{ model_name: 'yolo11n', inputs: [imageInput([2])], raw_input_contents: [lengthPrefixed([bus])] }, grpc.status.INVALID_ARGUMENT, /shape \[2\] holds 2 element\(s\), but the contents hold 1/],
-      [{ model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })], raw_input_contents: [lengthPrefixed([bus])] }, grpc.status.INVALID_ARGUMENT, /no input may also carry typed contents/],
-      [{ model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [Buffer.from('not an image')] })] }, grpc.status.INVALID_ARGUMENT, /image/],
-      [{ model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })], outputs: [{ name: 'MASKS' }] }, grpc.status.INVALID_ARGUMENT, /no output MASKS.*BOXES, SCORES/],
-      [{ model_name: 'yolo11n', inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1] }], raw_input_contents: [Buffer.alloc(4)] }, grpc.status.INVALID_ARGUMENT, /send IMAGE .* or images \(FP32 \[1, 3, 320, 320\]\)/],
-      [{ model_name: 'nope', inputs: [imageInput([1], { bytes_contents: [bus] })] }, grpc.status.NOT_FOUND, /unknown model "nope"/],
-      [{ model_name: 'yolo11n', model_version: '9', inputs: [imageInput([1], { bytes_contents: [bus] })] }, grpc.status.NOT_FOUND, /no version 9\b/],
+      [
+        {
+          model_name: 'yolo11n',
+          inputs: [{ name: 'images', datatype: 'FP32', shape: [1, 3, 640, 640] }],
+          raw_input_contents: [Buffer.alloc(3 * 640 * 640 * 4)],
+        },
+        grpc.status.INVALID_ARGUMENT,
+        /has shape \[1, 3, 320, 320\]; got \[1, 3, 640, 640\]/,
+      ],
+      [
+        {
+          model_name: 'yolo11n',
+          inputs: [{ name: 'images', datatype: 'INT32', shape: [1] }],
+          raw_input_contents: [Buffer.alloc(4)],
+        },
+        grpc.status.INVALID_ARGUMENT,
+        /datatype INT32 is not accepted/,
+      ],
+      [
+        { model_name: 'yolo11n', inputs: [imageInput([1])], raw_input_contents: [Buffer.from([200, 0, 0, 0, 1, 2])] },
+        grpc.status.INVALID_ARGUMENT,
+        /runs past the end/,
+      ],
+      [
+        { model_name: 'yolo11n', inputs: [imageInput([2])], raw_input_contents: [lengthPrefixed([bus])] },
+        grpc.status.INVALID_ARGUMENT,
+        /shape \[2\] holds 2 element\(s\), but the contents hold 1/,
+      ],
+      [
+        {
+          model_name: 'yolo11n',
+          inputs: [imageInput([1], { bytes_contents: [bus] })],
+          raw_input_contents: [lengthPrefixed([bus])],
+        },
+        grpc.status.INVALID_ARGUMENT,
+        /no input may also carry typed contents/,
+      ],
+      [
+        { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [Buffer.from('not an image')] })] },
+        grpc.status.INVALID_ARGUMENT,
+        /image/,
+      ],
+      [
+        { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })], outputs: [{ name: 'MASKS' }] },
+        grpc.status.INVALID_ARGUMENT,
+        /no output MASKS.*BOXES, SCORES/,
+      ],
+      [
+        {
+          model_name: 'yolo11n',
+          inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1] }],
+          raw_input_contents: [Buffer.alloc(4)],
+        },
+        grpc.status.INVALID_ARGUMENT,
+        /send IMAGE .* or images \(FP32 \[1, 3, 320, 320\]\)/,
+      ],
+      [
+        { model_name: 'nope', inputs: [imageInput([1], { bytes_contents: [bus] })] },
+        grpc.status.NOT_FOUND,
+        /unknown model "nope"/,
+      ],
+      [
+        { model_name: 'yolo11n', model_version: '9', inputs: [imageInput([1], { bytes_contents: [bus] })] },
+        grpc.status.NOT_FOUND,
+        /no version 9\b/,
+      ],
     ];
     for (const [req, code, message] of cases) {
       const r = await callOip(c, 'ModelInfer', req);
@@ -236,29 +405,54 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
 
   test('a full server refuses ModelInfer before reading it: RESOURCE_EXHAUSTED with a retry-after-ms trailer', async () => {
     // Take every place in the admission budget (workers + maxQueue), as that many requests in flight would.
-    const tickets = Array.from({ length: srv.app.config.pool.workers + srv.app.config.pool.maxQueue }, () => srv.app.pool.admit());
+    const tickets = Array.from({ length: srv.app.config.pool.workers + srv.app.config.pool.maxQueue }, () =>
+      srv.app.pool.admit(),
+    );
     try {
-      const r = await callOip(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] });
+      const r = await callOip(c, 'ModelInfer', {
+        model_name: 'yolo11n',
+        inputs: [imageInput([1], { bytes_contents: [bus] })],
+      });
       assert.equal(r.err?.code, grpc.status.RESOURCE_EXHAUSTED);
       assert.ok(Number(r.err!.metadata.get('retry-after-ms')[0]) > 0, 'a retry-after-ms trailer');
     } finally {
       for (const t of tickets) t.release();
     }
-    assert.ok((await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] })).outputs.length);
+    assert.ok(
+      (await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] }))
+        .outputs.length,
+    );
   });
 
   test('a deadline that passes while images wait ends the call with DEADLINE_EXCEEDED', async () => {
-    const r = await callOip(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([8], { bytes_contents: Array(8).fill(bus) })] }, { deadlineMs: 30 });
+    const r = await callOip(
+      c,
+      'ModelInfer',
+      { model_name: 'yolo11n', inputs: [imageInput([8], { bytes_contents: Array(8).fill(bus) })] },
+      { deadlineMs: 30 },
+    );
     assert.equal(r.err?.code, grpc.status.DEADLINE_EXCEEDED);
   });
 
   test('metrics and spans: rpc.* with rpc.service inference.GRPCInferenceService and rpc.method ModelInfer', async () => {
     await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] });
     const e = parseExposition(await srv.app.metrics.scrape());
-    const calls = pick(e, 'rpc_server_call_duration_seconds_count', { rpc_service: 'inference.GRPCInferenceService', rpc_method: 'ModelInfer', rpc_grpc_status_code: '0', sightline_model: 'yolo11n' });
+    const calls = pick(e, 'rpc_server_call_duration_seconds_count', {
+      rpc_service: 'inference.GRPCInferenceService',
+      rpc_method: 'ModelInfer',
+      rpc_grpc_status_code: '0',
+      sightline_model: 'yolo11n',
+    });
     assert.ok(calls.length === 1 && calls[0]!.value >= 1, 'ModelInfer calls are counted');
-    assert.ok(pick(e, 'rpc_server_call_duration_seconds_count', { rpc_method: 'ModelInfer', rpc_grpc_status_code: '8' }).length === 1, 'the early refusal is counted');
-    assert.ok(pick(e, 'sightline_images_total', { rpc_method: 'ModelInfer', sightline_model: 'yolo11n' })[0]!.value >= 1, 'its images are counted');
+    assert.ok(
+      pick(e, 'rpc_server_call_duration_seconds_count', { rpc_method: 'ModelInfer', rpc_grpc_status_code: '8' })
+        .length === 1,
+      'the early refusal is counted',
+    );
+    assert.ok(
+      pick(e, 'sightline_images_total', { rpc_method: 'ModelInfer', sightline_model: 'yolo11n' })[0]!.value >= 1,
+      'its images are counted',
+    );
     await srv.app.tracing.forceFlush();
     const span = spans.getFinishedSpans().find((s) => s.name === 'inference.GRPCInferenceService/ModelInfer');
     assert.ok(span, 'a SERVER span per ModelInfer call');
@@ -280,13 +474,28 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
     const req = Buffer.concat([field(1, Buffer.from('yolo11n')), field(5, tensor), field(7, lengthPrefixed([bus]))]);
     const raw = new grpc.Client(srv.address, grpc.credentials.createInsecure());
     const res = await new Promise<Buffer>((resolve, reject) =>
-      raw.makeUnaryRequest('/inference.GRPCInferenceService/ModelInfer', (b: Buffer) => b, (b: Buffer) => b, req, (e, r) => (e ? reject(e) : resolve(r!))),
+      raw.makeUnaryRequest(
+        '/inference.GRPCInferenceService/ModelInfer',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        req,
+        (e, r) => (e ? reject(e) : resolve(r!)),
+      ),
     );
     raw.close();
     // The answer, decoded by protobufjs from the proto file: model_name = 1, outputs = 5, raw_output_contents = 6.
-    const decoded = protobuf.loadSync(PROTO).lookupType('inference.ModelInferResponse').toObject(protobuf.loadSync(PROTO).lookupType('inference.ModelInferResponse').decode(res), { longs: String, defaults: true }) as any;
+    const decoded = protobuf
+      .loadSync(PROTO)
+      .lookupType('inference.ModelInferResponse')
+      .toObject(protobuf.loadSync(PROTO).lookupType('inference.ModelInferResponse').decode(res), {
+        longs: String,
+        defaults: true,
+      }) as any;
     assert.equal(decoded.modelName, 'yolo11n');
-    assert.deepEqual(decoded.outputs.map((o: any) => o.name), ['BOXES', 'SCORES', 'CLASSES', 'LABELS', 'COUNTS']);
+    assert.deepEqual(
+      decoded.outputs.map((o: any) => o.name),
+      ['BOXES', 'SCORES', 'CLASSES', 'LABELS', 'COUNTS'],
+    );
     assert.equal(decoded.rawOutputContents.length, 5);
     assert.ok(Buffer.from(decoded.rawOutputContents[3]).includes(Buffer.from('bus')), 'LABELS name the bus');
   });
@@ -301,14 +510,24 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
         ['yolo11n', '2', 'UNAVAILABLE', 'not loaded'],
       ],
     );
-    assert.deepEqual((await ok(c, 'RepositoryIndex', { ready: true })).models.map((m: any) => m.version), ['1']);
+    assert.deepEqual(
+      (await ok(c, 'RepositoryIndex', { ready: true })).models.map((m: any) => m.version),
+      ['1'],
+    );
     await ok(c, 'RepositoryModelLoad', { model_name: 'yolo11n', parameters: { version: { string_param: '2' } } });
-    const res = await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] });
+    const res = await ok(c, 'ModelInfer', {
+      model_name: 'yolo11n',
+      inputs: [imageInput([1], { bytes_contents: [bus] })],
+    });
     assert.equal(res.model_version, '2', 'the loaded version serves');
     assert.equal(srv.app.registry!.status('yolo11n').activeVersion, 2);
     await ok(c, 'RepositoryModelUnload', { model_name: 'yolo11n' });
     assert.equal(srv.app.registry!.status('yolo11n').activeVersion, 1, 'unload rolled back to version 1');
-    assert.equal((await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] })).model_version, '1');
+    assert.equal(
+      (await ok(c, 'ModelInfer', { model_name: 'yolo11n', inputs: [imageInput([1], { bytes_contents: [bus] })] }))
+        .model_version,
+      '1',
+    );
     const unknown = await callOip(c, 'RepositoryModelLoad', { model_name: 'nope' });
     assert.equal(unknown.err?.code, grpc.status.NOT_FOUND);
   });
@@ -323,7 +542,14 @@ describe('Open Inference Protocol over gRPC', { skip: !haveData }, () => {
         ['yolo11n', '2', 'READY', 'loaded'],
       ],
     );
-    await assert.rejects(repo.load('yolo11n', {}, { actor: 'someone', peer: '' }), (e: Error & { code?: string }) => e.code === 'PRECONDITION' && /inference replica.*sightline registry promote/.test(e.message));
-    await assert.rejects(repo.unload('yolo11n', { actor: 'someone', peer: '' }), (e: Error & { code?: string }) => e.code === 'PRECONDITION');
+    await assert.rejects(
+      repo.load('yolo11n', {}, { actor: 'someone', peer: '' }),
+      (e: Error & { code?: string }) =>
+        e.code === 'PRECONDITION' && /inference replica.*sightline registry promote/.test(e.message),
+    );
+    await assert.rejects(
+      repo.unload('yolo11n', { actor: 'someone', peer: '' }),
+      (e: Error & { code?: string }) => e.code === 'PRECONDITION',
+    );
   });
 });

@@ -24,7 +24,7 @@ export function readJournal(path: string): ResultLine[] {
   const text = readFileSync(path, 'utf8');
   const lines: ResultLine[] = [];
   let validEnd = 0;
-  for (let start = 0; start < text.length; ) {
+  for (let start = 0; start < text.length;) {
     const nl = text.indexOf('\n', start);
     if (nl < 0) break; // an incomplete last line
     const line = text.slice(start, nl);

@@ -49,15 +49,19 @@ export async function runBatch(o: RunnerOptions): Promise<BatchStats> {
     try {
       bytes = await readFile(path);
     } catch (e) {
-      stats.failed.push({ image: path, reason: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+      stats.failed.push({
+        image: path,
+        reason: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      });
       return;
     }
-    for (let unavailable = 0; ; ) {
+    for (let unavailable = 0; ;) {
       try {
         const res = await o.call(bytes);
         await o.onResult(path, bytes, res);
         stats.done++;
-        for (const d of res.detections) stats.detectionsPerClass.set(d.label, (stats.detectionsPerClass.get(d.label) ?? 0) + 1);
+        for (const d of res.detections)
+          stats.detectionsPerClass.set(d.label, (stats.detectionsPerClass.get(d.label) ?? 0) + 1);
         return;
       } catch (e) {
         const err = e as Partial<ServiceError>;

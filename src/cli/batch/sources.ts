@@ -27,12 +27,15 @@ async function walk(dir: string): Promise<string[]> {
 export async function expandSources(sources: readonly string[]): Promise<string[]> {
   const found = new Set<string>();
   for (const src of sources) {
-    if (VIDEO_EXTENSIONS.has(extname(src).toLowerCase())) throw new SightlineError('INVALID_INPUT', `${src}: ${VIDEO_NOTE}`);
+    if (VIDEO_EXTENSIONS.has(extname(src).toLowerCase()))
+      throw new SightlineError('INVALID_INPUT', `${src}: ${VIDEO_NOTE}`);
     const s = await stat(src).catch(() => null);
     if (s?.isDirectory()) for (const p of await walk(resolve(src))) found.add(p);
     else if (s?.isFile()) found.add(resolve(src));
-    else if (isDynamicPattern(src)) for (const p of await glob(src, { absolute: true, onlyFiles: true })) if (isImage(p)) found.add(resolve(p));
-    else throw new SightlineError('INVALID_INPUT', `${src}: no such file, folder or glob pattern`);
+    else if (isDynamicPattern(src))
+      for (const p of await glob(src, { absolute: true, onlyFiles: true }))
+        if (isImage(p)) found.add(resolve(p));
+        else throw new SightlineError('INVALID_INPUT', `${src}: no such file, folder or glob pattern`);
   }
   return [...found].sort();
 }

@@ -33,7 +33,12 @@ async function readStdin(): Promise<Buffer> {
 
 export function detectCommand(): Command {
   return connectionOptions(
-    new Command('detect').description('detect objects in images with a running server').requiredOption('--image <files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF); - reads one from standard input'),
+    new Command('detect')
+      .description('detect objects in images with a running server')
+      .requiredOption(
+        '--image <files...>',
+        'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF); - reads one from standard input',
+      ),
   )
     .option('--model <name>', 'model name (default: the server default)', '')
     .option('--version <v>', 'model version (default: active)', '')
@@ -55,19 +60,36 @@ export function detectCommand(): Command {
           try {
             const r = await detect(
               client,
-              { image, model: f.model, version: f.version, confidenceThreshold: f.conf ?? 0, iouThreshold: f.iou ?? 0, maxDetections: f.maxDet ?? 0, classes: f.classes ?? [], agnosticNms: !!f.agnostic },
+              {
+                image,
+                model: f.model,
+                version: f.version,
+                confidenceThreshold: f.conf ?? 0,
+                iouThreshold: f.iou ?? 0,
+                maxDetections: f.maxDet ?? 0,
+                classes: f.classes ?? [],
+                agnosticNms: !!f.agnostic,
+              },
               { deadlineMs: f.timeout },
             );
             if (f.json) {
               process.stdout.write(JSON.stringify({ image: file, ...r, frameId: r.frameId.toString() }) + '\n');
             } else {
               const t = r.timing!;
-              console.log(`${file}: ${r.imageWidth}x${r.imageHeight}, model ${r.model} v${r.version}, ${r.detections.length} detections, ${t.totalMs.toFixed(1)} ms (decode ${t.decodeMs.toFixed(1)}, preprocess ${t.preprocessMs.toFixed(1)}, queue ${t.queueMs.toFixed(1)}, inference ${t.inferenceMs.toFixed(1)}, postprocess ${t.postprocessMs.toFixed(1)})`);
+              console.log(
+                `${file}: ${r.imageWidth}x${r.imageHeight}, model ${r.model} v${r.version}, ${r.detections.length} detections, ${t.totalMs.toFixed(1)} ms (decode ${t.decodeMs.toFixed(1)}, preprocess ${t.preprocessMs.toFixed(1)}, queue ${t.queueMs.toFixed(1)}, inference ${t.inferenceMs.toFixed(1)}, postprocess ${t.postprocessMs.toFixed(1)})`,
+              );
               if (r.detections.length) console.log('  label            conf     x_min   y_min   x_max   y_max');
-              for (const d of r.detections) console.log(`  ${d.label.padEnd(15).slice(0, 15)} ${d.confidence.toFixed(3)} ${fmt(d.xMin)} ${fmt(d.yMin)} ${fmt(d.xMax)} ${fmt(d.yMax)}`);
+              for (const d of r.detections)
+                console.log(
+                  `  ${d.label.padEnd(15).slice(0, 15)} ${d.confidence.toFixed(3)} ${fmt(d.xMin)} ${fmt(d.yMin)} ${fmt(d.xMax)} ${fmt(d.yMax)}`,
+                );
             }
             if (f.annotate) {
-              const out = f.image.length === 1 ? f.annotate : f.annotate.replace(new RegExp(`${extname(f.annotate)}$`), `-${i}${extname(f.annotate)}`);
+              const out =
+                f.image.length === 1
+                  ? f.annotate
+                  : f.annotate.replace(new RegExp(`${extname(f.annotate)}$`), `-${i}${extname(f.annotate)}`);
               await annotate(image, r.detections, out);
               if (!f.json) console.log(`  annotated image written to ${out}`);
             }

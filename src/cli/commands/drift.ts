@@ -15,7 +15,13 @@ import {
   type DriftReport as ProtoDriftReport,
   type ProfileSummary,
 } from '../../generated/sightline/v1/monitoring.js';
-import { formatReport, type DriftReport, type FeatureName, type Summary, type Verdict } from '../../monitoring/index.js';
+import {
+  formatReport,
+  type DriftReport,
+  type FeatureName,
+  type Summary,
+  type Verdict,
+} from '../../monitoring/index.js';
 import { SightlineError } from '../../errors.js';
 import { intArg } from '../args.js';
 import { call, connectionOptions, monitoringClient, type ConnectionFlags } from '../client.js';
@@ -29,9 +35,11 @@ interface Common extends ConnectionFlags {
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 export const verdictName = (v: DriftVerdict): Verdict | 'unspecified' =>
-  (DriftVerdict[v] ?? 'DRIFT_VERDICT_UNSPECIFIED').replace('DRIFT_VERDICT_', '').toLowerCase() as Verdict | 'unspecified';
+  (DriftVerdict[v] ?? 'DRIFT_VERDICT_UNSPECIFIED').replace('DRIFT_VERDICT_', '').toLowerCase() as
+    Verdict | 'unspecified';
 
-export const sourceName = (s: ProfileSource): string => (ProfileSource[s] ?? 'PROFILE_SOURCE_NONE').replace('PROFILE_SOURCE_', '').toLowerCase();
+export const sourceName = (s: ProfileSource): string =>
+  (ProfileSource[s] ?? 'PROFILE_SOURCE_NONE').replace('PROFILE_SOURCE_', '').toLowerCase();
 
 const NO_SUMMARY: Summary = { n: 0, mean: NaN, std: NaN, p05: NaN, p50: NaN, p95: NaN, min: NaN, max: NaN };
 
@@ -96,17 +104,25 @@ export function formatDriftReport(r: ProtoDriftReport): string {
     `${head}${sourceName(p.source)} reference profile of ${p.size} images (${p.createdAt}); ${Number(r.anomalies)} anomalous request(s)`,
     formatReport(fromProtoReport(r)),
   ];
-  const top = [...(r.classMix?.classes ?? [])].sort((a, b) => b.reference + b.current - (a.reference + a.current)).slice(0, 8);
-  if (top.length) lines.push(`top classes (reference / current detections): ${top.map((c) => `${c.label || c.classId} ${c.reference}/${c.current}`).join(', ')}`);
+  const top = [...(r.classMix?.classes ?? [])]
+    .sort((a, b) => b.reference + b.current - (a.reference + a.current))
+    .slice(0, 8);
+  if (top.length)
+    lines.push(
+      `top classes (reference / current detections): ${top.map((c) => `${c.label || c.classId} ${c.reference}/${c.current}`).join(', ')}`,
+    );
   return lines.join('\n');
 }
 
-const printJson = (v: unknown) => process.stdout.write(JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2) + '\n');
+const printJson = (v: unknown) =>
+  process.stdout.write(JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2) + '\n');
 
 export function driftCommand(): Command {
   return connectionOptions(
     new Command('drift')
-      .description('drift report of a model version on a running server: per feature reference vs current, PSI, KS and a verdict')
+      .description(
+        'drift report of a model version on a running server: per feature reference vs current, PSI, KS and a verdict',
+      )
       .argument('<model>', 'model name')
       .option('--version <n>', 'model version (default: the active version)', intArg, 0),
   )
@@ -182,9 +198,17 @@ export function formatProfileSummary(s: ProfileSummary): string {
     rows.push([f.name, fmt(x.mean), fmt(x.std), fmt(x.p05), fmt(x.p50), fmt(x.p95)]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  lines.push(...rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()));
+  lines.push(
+    ...rows.map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    ),
+  );
   const top = [...s.classes].sort((a, b) => b.reference - a.reference).slice(0, 8);
-  if (top.length) lines.push(`top classes (detections): ${top.map((c) => `${c.label || c.classId} ${c.reference}`).join(', ')}`);
+  if (top.length)
+    lines.push(`top classes (detections): ${top.map((c) => `${c.label || c.classId} ${c.reference}`).join(', ')}`);
   return lines.join('\n');
 }
 
@@ -192,7 +216,9 @@ export function formatProfileSummary(s: ProfileSummary): string {
 export function profileCommand(): Command {
   return connectionOptions(
     new Command('profile')
-      .description("build a version's reference profile for drift monitoring from a calibration image set (every image file in DIR)")
+      .description(
+        "build a version's reference profile for drift monitoring from a calibration image set (every image file in DIR)",
+      )
       .argument('<model>', 'model name')
       .argument('<version>', 'model version (0: the active version); it must be loaded on the server')
       .requiredOption('--images <dir>', 'folder of calibration images (jpg, png, webp, gif, tiff, avif)'),
@@ -203,10 +229,22 @@ export function profileCommand(): Command {
       let bar: SingleBar | null = null;
       try {
         const files = await listImages(o.images);
-        if (!files.length) throw new SightlineError('INVALID_INPUT', `--images ${o.images}: no image files (${[...IMAGE_EXTENSIONS].join(', ')})`);
-        bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'profile [{bar}] {value}/{total} images', hideCursor: true }, Presets.shades_classic) : null;
+        if (!files.length)
+          throw new SightlineError(
+            'INVALID_INPUT',
+            `--images ${o.images}: no image files (${[...IMAGE_EXTENSIONS].join(', ')})`,
+          );
+        bar =
+          process.stderr.isTTY && !o.json
+            ? new SingleBar(
+                { format: 'profile [{bar}] {value}/{total} images', hideCursor: true },
+                Presets.shades_classic,
+              )
+            : null;
         bar?.start(files.length, 0);
-        const s = await buildProfile(client, { model, version: intArg(version) }, o.images, files, (n) => bar?.update(n));
+        const s = await buildProfile(client, { model, version: intArg(version) }, o.images, files, (n) =>
+          bar?.update(n),
+        );
         bar?.stop();
         bar = null;
         if (o.json) printJson({ ...s, source: sourceName(s.source) });

@@ -31,7 +31,12 @@ interface ServeFlags {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('start the gRPC server (config: --config file, then SIGHTLINE_* environment, then these flags)')
-    .addOption(new Option('--role <role>', 'all: registry + inference in one process; registry; inference (follows --registry)').choices([...SERVER_ROLES]))
+    .addOption(
+      new Option(
+        '--role <role>',
+        'all: registry + inference in one process; registry; inference (follows --registry)',
+      ).choices([...SERVER_ROLES]),
+    )
     .option('--registry <addr>', 'role inference: the registry to follow (host:port)')
     .option('--data-dir <dir>', 'registry database and model files (default ./registry)')
     .option('--model <file>', 'ONNX model to serve')
@@ -47,7 +52,8 @@ export function serveCommand(): Command {
     .option('--admin-port <n>', 'admin HTTP port: /metrics, /healthz, /readyz (default 9464)', intArg)
     .action(async (f: ServeFlags) => {
       // Only flags actually given override the file and the environment.
-      const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+      const defined = (o: Record<string, unknown>) =>
+        Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
       const overrides: Record<string, unknown> = {
         role: f.role,
         registry: defined({ address: f.registry, dataDir: f.dataDir }),
@@ -57,7 +63,14 @@ export function serveCommand(): Command {
         admin: defined({ port: f.adminPort }),
       };
       if (f.model) {
-        overrides.models = [defined({ name: f.name ?? basename(f.model, extname(f.model)), path: f.model, labels: f.labels, family: f.family })];
+        overrides.models = [
+          defined({
+            name: f.name ?? basename(f.model, extname(f.model)),
+            path: f.model,
+            labels: f.labels,
+            family: f.family,
+          }),
+        ];
       }
       const config = loadConfig({ file: f.config, overrides });
       // A wrong path is the user's to fix: said in one line, before anything starts or listens.
@@ -69,14 +82,24 @@ export function serveCommand(): Command {
       }
       const log = createLogger(config.log.level);
       // grpc-js writes its own messages to stderr as plain text: keep them in the JSON log instead.
-      const grpcLog = (level: 'warn' | 'debug') => (...args: unknown[]) => log[level]({ event: 'grpc_js' }, args.join(' '));
+      const grpcLog =
+        (level: 'warn' | 'debug') =>
+        (...args: unknown[]) =>
+          log[level]({ event: 'grpc_js' }, args.join(' '));
       setLogger({ error: grpcLog('warn'), info: grpcLog('debug'), debug: grpcLog('debug') });
-      if (config.models.length === 0) log.warn({ event: 'no_models' }, 'no model configured (use --model FILE or models: in the config); Detect answers UNAVAILABLE');
+      if (config.models.length === 0)
+        log.warn(
+          { event: 'no_models' },
+          'no model configured (use --model FILE or models: in the config); Detect answers UNAVAILABLE',
+        );
       const app = await startSightline(config, log);
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         if (++signals > 1) {
-          log.warn({ event: 'shutdown_immediate', signal: sig }, 'second signal: exiting once the running inferences end (at most 3 s)');
+          log.warn(
+            { event: 'shutdown_immediate', signal: sig },
+            'second signal: exiting once the running inferences end (at most 3 s)',
+          );
           // Exiting while a worker is inside ONNX Runtime aborts the process (SIGABRT): stop them first.
           const exit = () => process.exit(1);
           app.pool.close(IMMEDIATE_EXIT_WAIT_MS).then(exit, exit);

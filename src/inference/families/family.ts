@@ -15,5 +15,10 @@ export interface Family {
    * Decode raw output tensors (same order as `outputs`) into candidates in model-input pixels.
    * Must not allocate per candidate; may reuse internal buffers between calls of the same instance.
    */
-  decode(data: readonly Float32Array[], outputs: readonly TensorInfo[], meta: ModelMeta, opts: DecodeOptions): Candidates;
+  decode(
+    data: readonly Float32Array[],
+    outputs: readonly TensorInfo[],
+    meta: ModelMeta,
+    opts: DecodeOptions,
+  ): Candidates;
 }

@@ -18,7 +18,6 @@ const FACTORIES: Readonly<Record<FamilyName, () => CheckedFamily>> = {
   yolox: createYoloxFamily,
 };
 
-
 const SUPPORTED =
   'supported layouts: ultralytics (YOLOv8/YOLO11) one output [1, 4+C, N] with 4+C < N; ' +
   'yolov5 one output [1, 3×G, 5+C]; yolox one output [1, G, 5+C]; ' +

@@ -43,7 +43,12 @@ export class UltralyticsFamily implements CheckedFamily {
     return outputs[0].dims[1] - BOX_ROWS;
   }
 
-  decode(data: readonly Float32Array[], outputs: readonly TensorInfo[], _meta: ModelMeta, opts: DecodeOptions): Candidates {
+  decode(
+    data: readonly Float32Array[],
+    outputs: readonly TensorInfo[],
+    _meta: ModelMeta,
+    opts: DecodeOptions,
+  ): Candidates {
     const t = data[0];
     const numClasses = this.numClasses(outputs);
     const n = rowsOf(t, BOX_ROWS + numClasses, this.name);

@@ -49,7 +49,12 @@ export class Yolov5Family implements CheckedFamily {
     return outputs[0].dims[2] - HEAD;
   }
 
-  decode(data: readonly Float32Array[], outputs: readonly TensorInfo[], _meta: ModelMeta, opts: DecodeOptions): Candidates {
+  decode(
+    data: readonly Float32Array[],
+    outputs: readonly TensorInfo[],
+    _meta: ModelMeta,
+    opts: DecodeOptions,
+  ): Candidates {
     const numClasses = this.numClasses(outputs);
     const n = rowsOf(data[0], HEAD + numClasses, this.name);
     if (this.mask.length < numClasses) this.mask = new Uint8Array(numClasses);

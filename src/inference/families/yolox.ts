@@ -62,7 +62,12 @@ export class YoloxFamily implements CheckedFamily {
     return outputs[0].dims[2] - HEAD;
   }
 
-  decode(data: readonly Float32Array[], outputs: readonly TensorInfo[], meta: ModelMeta, opts: DecodeOptions): Candidates {
+  decode(
+    data: readonly Float32Array[],
+    outputs: readonly TensorInfo[],
+    meta: ModelMeta,
+    opts: DecodeOptions,
+  ): Candidates {
     const numClasses = this.numClasses(outputs);
     const n = rowsOf(data[0], HEAD + numClasses, this.name);
     const grid = this.gridFor(meta.inputWidth, meta.inputHeight);

@@ -62,7 +62,8 @@ function sortByScore(scores: Float32Array, n: number): number {
   for (let i = 0; i < n; i++) {
     const u = bits[i];
     let rank: number;
-    if (scores[i] !== scores[i]) rank = 0; // NaN sorts last
+    if (scores[i] !== scores[i])
+      rank = 0; // NaN sorts last
     else rank = u & 0x80000000 ? ~u >>> 0 : (u | 0x80000000) >>> 0;
     keys[i] = -(rank * INDEX_SPACE + (INDEX_MAX - i)); // negated: ascending sort = best first
   }

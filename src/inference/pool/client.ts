@@ -59,7 +59,8 @@ export class WorkerClient {
   }
 
   request<M extends WithoutId<ToWorker>>(msg: M, transfer: ArrayBuffer[] = []): Promise<WorkerReplies[M['type']]> {
-    if (!this.alive) return Promise.reject(new SightlineError('NOT_READY', `inference worker ${this.index} is not running`));
+    if (!this.alive)
+      return Promise.reject(new SightlineError('NOT_READY', `inference worker ${this.index} is not running`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });

@@ -82,7 +82,12 @@ function diagnose(reason: string): string {
 
 const isPixelLimitError = (e: unknown): boolean => e instanceof Error && /pixel limit/i.test(e.message);
 
-function tooManyPixels(width: number, height: number, maxPixels: number, fields: Record<string, unknown>): SightlineError {
+function tooManyPixels(
+  width: number,
+  height: number,
+  maxPixels: number,
+  fields: Record<string, unknown>,
+): SightlineError {
   return invalid(`image is ${width}x${height} (${width * height} pixels), over the limit of ${maxPixels} pixels`, {
     ...fields,
     width,
@@ -95,7 +100,12 @@ function tooManyPixels(width: number, height: number, maxPixels: number, fields:
  * sharp refused the header for its pixel count without saying the size. Read the header again with no
  * limit (metadata never allocates pixels) so the message can state the dimensions.
  */
-async function pixelLimitError(bytes: Uint8Array, maxPixels: number, fields: Record<string, unknown>, cause: unknown): Promise<SightlineError> {
+async function pixelLimitError(
+  bytes: Uint8Array,
+  maxPixels: number,
+  fields: Record<string, unknown>,
+  cause: unknown,
+): Promise<SightlineError> {
   try {
     const m = await sharp(bytes, { limitInputPixels: false, pages: 1, autoOrient: true }).metadata();
     return tooManyPixels(m.autoOrient?.width ?? m.width, m.autoOrient?.height ?? m.height, maxPixels, fields);
@@ -105,7 +115,13 @@ async function pixelLimitError(bytes: Uint8Array, maxPixels: number, fields: Rec
 }
 
 /** Wraps anything sharp threw; SightlineErrors pass through unchanged. */
-async function wrapDecodeError(e: unknown, bytes: Uint8Array, format: RasterFormat, maxPixels: number, fields: Record<string, unknown>): Promise<SightlineError> {
+async function wrapDecodeError(
+  e: unknown,
+  bytes: Uint8Array,
+  format: RasterFormat,
+  maxPixels: number,
+  fields: Record<string, unknown>,
+): Promise<SightlineError> {
   if (e instanceof SightlineError) return e;
   if (isPixelLimitError(e)) return pixelLimitError(bytes, maxPixels, fields, e);
   const reason = decoderReason(e);
@@ -116,7 +132,10 @@ async function wrapDecodeError(e: unknown, bytes: Uint8Array, format: RasterForm
 function checkBytes(bytes: Uint8Array, maxBytes: number): RasterFormat {
   if (bytes.length === 0) throw invalid('image is empty (0 bytes)', { bytes: 0 });
   if (bytes.length > maxBytes) {
-    throw invalid(`image is ${bytes.length} bytes, over the limit of ${maxBytes} bytes`, { bytes: bytes.length, maxBytes });
+    throw invalid(`image is ${bytes.length} bytes, over the limit of ${maxBytes} bytes`, {
+      bytes: bytes.length,
+      maxBytes,
+    });
   }
   const format = sniffFormat(bytes);
   if (format === null || !ACCEPTED_FORMATS.includes(format)) {
@@ -131,7 +150,8 @@ function checkBytes(bytes: Uint8Array, maxBytes: number): RasterFormat {
 
 /** A displayed size checked against zero and the pixel limit (only the first frame counts: pages 1). */
 function checkSize(width: number, height: number, format: RasterFormat, maxPixels: number): void {
-  if (!(width > 0) || !(height > 0)) throw invalid(`image has a zero dimension (${width ?? 0}x${height ?? 0})`, { format, width, height });
+  if (!(width > 0) || !(height > 0))
+    throw invalid(`image has a zero dimension (${width ?? 0}x${height ?? 0})`, { format, width, height });
   if (width * height > maxPixels) throw tooManyPixels(width, height, maxPixels, { format });
 }
 
@@ -141,7 +161,12 @@ function checkSize(width: number, height: number, format: RasterFormat, maxPixel
  * them (and their colour) fully.
  */
 export function turboCanDecode(h: JpegHeader, applyIccProfile: boolean): boolean {
-  return (h.process === 'baseline' || h.process === 'progressive') && h.precision === 8 && (h.components === 1 || h.components === 3) && !(applyIccProfile && h.hasIccProfile);
+  return (
+    (h.process === 'baseline' || h.process === 'progressive') &&
+    h.precision === 8 &&
+    (h.components === 1 || h.components === 3) &&
+    !(applyIccProfile && h.hasIccProfile)
+  );
 }
 
 /** The memory guards every sharp instance here carries. */
@@ -200,10 +225,25 @@ async function decodeWithSharp(
   try {
     const image = open(!(applyIccProfile && meta.hasProfile));
     if (k >= 2) image.resize({ ...out, fit: 'fill', kernel: 'linear' });
-    const { data, info } = await image.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== out.width || info.height !== out.height || data.length !== out.width * out.height * 3) {
+    const { data, info } = await image
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (
+      info.channels !== 3 ||
+      info.width !== out.width ||
+      info.height !== out.height ||
+      data.length !== out.width * out.height * 3
+    ) {
       // Not the caller's fault: our pipeline produced something other than what it promises.
-      throw new SightlineError('INTERNAL', 'decoding produced an unexpected pixel layout', { ...fields, width: info.width, height: info.height, channels: info.channels, length: data.length });
+      throw new SightlineError('INTERNAL', 'decoding produced an unexpected pixel layout', {
+        ...fields,
+        width: info.width,
+        height: info.height,
+        channels: info.channels,
+        length: data.length,
+      });
     }
     // Not toUint8Array(): sharp 0.35.5 copies libvips' output into the Uint8Array but never frees the
     // original (src/pipeline.cc passes it to FreeCallback as the ignored first argument), leaking the
@@ -220,18 +260,30 @@ async function decodeWithSharp(
  * decode are passed on undecoded (a copy the worker can own); everything else is decoded here by
  * sharp. Geometry is computed from the displayed (EXIF-oriented) size.
  */
-export async function prepareSource(bytes: Uint8Array, target: PrepareTarget, limits: PrepareLimits, options: PrepareOptions): Promise<PreparedSource> {
+export async function prepareSource(
+  bytes: Uint8Array,
+  target: PrepareTarget,
+  limits: PrepareLimits,
+  options: PrepareOptions,
+): Promise<PreparedSource> {
   const t0 = performance.now();
   const format = checkBytes(bytes, limits.maxBytes);
   const maxPixels = Math.max(1, Math.floor(limits.maxPixels));
-  const letterbox = (w: number, h: number) => computeLetterbox(w, h, target.width, target.height, target.spec.placement);
+  const letterbox = (w: number, h: number) =>
+    computeLetterbox(w, h, target.width, target.height, target.spec.placement);
 
   const header = format === 'jpeg' && options.decoder !== 'sharp' ? readJpegHeader(bytes) : null;
   if (header && turboCanDecode(header, options.applyIccProfile)) {
     const shown = orientedSize(header.width, header.height, header.orientation);
     checkSize(shown.width, shown.height, format, maxPixels);
     return {
-      source: { kind: 'jpeg', bytes: new Uint8Array(bytes), width: header.width, height: header.height, orientation: header.orientation },
+      source: {
+        kind: 'jpeg',
+        bytes: new Uint8Array(bytes),
+        width: header.width,
+        height: header.height,
+        orientation: header.orientation,
+      },
       geometry: letterbox(shown.width, shown.height),
       format,
       decoder: 'libjpeg-turbo',

@@ -4,6 +4,14 @@ export { readJpegHeader, orientedSize, type JpegHeader, type Orientation } from 
 export { letterboxToTensor, sampleLetterboxed, orientationStrides, type RgbImage } from './resample.js';
 export { JpegDecoder, turboRefused } from './jpeg-turbo.js';
 export { transferOf, type Decoder, type ImageSource } from './source.js';
-export { ACCEPTED_FORMATS, prepareSource, turboCanDecode, type PreparedSource, type PrepareLimits, type PrepareOptions, type PrepareTarget } from './decode.js';
+export {
+  ACCEPTED_FORMATS,
+  prepareSource,
+  turboCanDecode,
+  type PreparedSource,
+  type PrepareLimits,
+  type PrepareOptions,
+  type PrepareTarget,
+} from './decode.js';
 export { sourceToTensor, type TensorTiming } from './to-tensor.js';
 export { prepareTensor, withDecoderFallback, type PreparedTensor } from './pipeline.js';

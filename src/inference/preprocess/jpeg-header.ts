@@ -57,7 +57,10 @@ export function exifOrientation(b: Uint8Array, at: number, len: number): Orienta
   const little = b[tiff] === 0x49 && b[tiff + 1] === 0x49;
   if (!little && !(b[tiff] === 0x4d && b[tiff + 1] === 0x4d)) return 1;
   const u16 = (o: number) => (little ? b[o]! | (b[o + 1]! << 8) : (b[o]! << 8) | b[o + 1]!);
-  const u32 = (o: number) => (little ? (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16)) + b[o + 3]! * 0x1000000 : b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!));
+  const u32 = (o: number) =>
+    little
+      ? (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16)) + b[o + 3]! * 0x1000000
+      : b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
   const ifd = tiff + u32(tiff + 4);
   if (ifd + 2 > end) return 1;
   const count = u16(ifd);

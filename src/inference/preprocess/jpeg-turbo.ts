@@ -12,7 +12,11 @@ import type { RgbImage } from './resample.js';
 
 interface JpegTurbo {
   FORMAT_RGB: number;
-  decompressSync(image: Buffer, out: Buffer, options: { format: number }): { data: Buffer; width: number; height: number };
+  decompressSync(
+    image: Buffer,
+    out: Buffer,
+    options: { format: number },
+  ): { data: Buffer; width: number; height: number };
 }
 const turbo = createRequire(import.meta.url)('@julusian/jpeg-turbo') as JpegTurbo;
 
@@ -46,12 +50,23 @@ export class JpegDecoder {
     } catch (e) {
       // Truncated data, corrupt entropy coding, a header that disagrees with ours: libvips decides
       // what such a file is (some are readable with warnings) and words the refusal.
-      throw new SightlineError('INVALID_INPUT', `libjpeg-turbo could not decode the image (${decoderReason(e)})`, { fallback: TURBO_REFUSED });
+      throw new SightlineError('INVALID_INPUT', `libjpeg-turbo could not decode the image (${decoderReason(e)})`, {
+        fallback: TURBO_REFUSED,
+      });
     }
     if (r.width !== source.width || r.height !== source.height) {
-      throw new SightlineError('INVALID_INPUT', `libjpeg-turbo decoded ${r.width}x${r.height}, the header said ${source.width}x${source.height}`, { fallback: TURBO_REFUSED });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `libjpeg-turbo decoded ${r.width}x${r.height}, the header said ${source.width}x${source.height}`,
+        { fallback: TURBO_REFUSED },
+      );
     }
-    return { pixels: out.subarray(0, need), width: source.width, height: source.height, orientation: source.orientation };
+    return {
+      pixels: out.subarray(0, need),
+      width: source.width,
+      height: source.height,
+      orientation: source.orientation,
+    };
   }
 }
 

@@ -6,7 +6,13 @@
  * code, for tools and measurements.
  */
 import type { LetterboxGeometry } from '../types.js';
-import { prepareSource, type PreparedSource, type PrepareLimits, type PrepareOptions, type PrepareTarget } from './decode.js';
+import {
+  prepareSource,
+  type PreparedSource,
+  type PrepareLimits,
+  type PrepareOptions,
+  type PrepareTarget,
+} from './decode.js';
 import { JpegDecoder, turboRefused } from './jpeg-turbo.js';
 import type { RasterFormat } from './sniff.js';
 import type { Decoder } from './source.js';
@@ -16,7 +22,13 @@ import { sourceToTensor, type TensorTiming } from './to-tensor.js';
  * Prepares `bytes` and hands the result to `use`; when libjpeg-turbo refuses the JPEG (use throws its
  * refusal), prepares it again with sharp, which either decodes it or says what is wrong with it.
  */
-export async function withDecoderFallback<T>(bytes: Uint8Array, target: PrepareTarget, limits: PrepareLimits, options: PrepareOptions, use: (p: PreparedSource) => Promise<T>): Promise<T> {
+export async function withDecoderFallback<T>(
+  bytes: Uint8Array,
+  target: PrepareTarget,
+  limits: PrepareLimits,
+  options: PrepareOptions,
+  use: (p: PreparedSource) => Promise<T>,
+): Promise<T> {
   const first = await prepareSource(bytes, target, limits, options);
   try {
     return await use(first);
@@ -38,12 +50,24 @@ export interface PreparedTensor {
 let sharedDecoder: JpegDecoder | null = null;
 
 /** Both halves in the calling thread (tools, tests, benchmarks): exactly the worker's computation. */
-export function prepareTensor(bytes: Uint8Array, target: PrepareTarget, limits: PrepareLimits, options: PrepareOptions, out?: Float32Array): Promise<PreparedTensor> {
+export function prepareTensor(
+  bytes: Uint8Array,
+  target: PrepareTarget,
+  limits: PrepareLimits,
+  options: PrepareOptions,
+  out?: Float32Array,
+): Promise<PreparedTensor> {
   const decoder = (sharedDecoder ??= new JpegDecoder());
   const n = 3 * target.width * target.height;
   const tensor = out?.length === n ? out : new Float32Array(n);
   return withDecoderFallback(bytes, target, limits, options, async (p) => {
     const t = sourceToTensor(p.source, p.geometry, target.spec, tensor, decoder);
-    return { tensor, geometry: p.geometry, format: p.format, decoder: p.decoder, timing: { decodeMs: p.decodeMs + t.decodeMs, preprocessMs: t.preprocessMs } };
+    return {
+      tensor,
+      geometry: p.geometry,
+      format: p.format,
+      decoder: p.decoder,
+      timing: { decodeMs: p.decodeMs + t.decodeMs, preprocessMs: t.preprocessMs },
+    };
   });
 }

@@ -23,19 +23,31 @@ export interface RgbImage {
  * Where displayed pixel (u, v) lives in the stored image: byte offset base + u*du + v*dv. One table
  * covers all eight EXIF orientations (mirrors, rotations, transpositions).
  */
-export function orientationStrides(o: Orientation, width: number, height: number): { base: number; du: number; dv: number } {
+export function orientationStrides(
+  o: Orientation,
+  width: number,
+  height: number,
+): { base: number; du: number; dv: number } {
   const row = width * 3;
   const lastRow = (height - 1) * row;
   const lastCol = (width - 1) * 3;
   switch (o) {
-    case 1: return { base: 0, du: 3, dv: row };
-    case 2: return { base: lastCol, du: -3, dv: row };
-    case 3: return { base: lastRow + lastCol, du: -3, dv: -row };
-    case 4: return { base: lastRow, du: 3, dv: -row };
-    case 5: return { base: 0, du: row, dv: 3 };
-    case 6: return { base: lastRow, du: -row, dv: 3 };
-    case 7: return { base: lastRow + lastCol, du: -row, dv: -3 };
-    case 8: return { base: lastCol, du: row, dv: -3 };
+    case 1:
+      return { base: 0, du: 3, dv: row };
+    case 2:
+      return { base: lastCol, du: -3, dv: row };
+    case 3:
+      return { base: lastRow + lastCol, du: -3, dv: -row };
+    case 4:
+      return { base: lastRow, du: 3, dv: -row };
+    case 5:
+      return { base: 0, du: row, dv: 3 };
+    case 6:
+      return { base: lastRow, du: -row, dv: 3 };
+    case 7:
+      return { base: lastRow + lastCol, du: -row, dv: -3 };
+    case 8:
+      return { base: lastCol, du: row, dv: -3 };
   }
 }
 
@@ -43,7 +55,11 @@ export function orientationStrides(o: Orientation, width: number, height: number
  * tensor = pixel * mul + add per source channel (R, G, B), and the plane each channel goes to: plane 0
  * holds R for RGB and B for BGR; plane 1 is always G. mean and std are in the tensor's channel order.
  */
-function affine(spec: LetterboxSpec): { mul: [number, number, number]; add: [number, number, number]; plane: [number, number, number] } {
+function affine(spec: LetterboxSpec): {
+  mul: [number, number, number];
+  add: [number, number, number];
+  plane: [number, number, number];
+} {
   const { scale, mean, std } = spec;
   const plane: [number, number, number] = spec.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
   const mul = plane.map((p) => scale / std[p]) as [number, number, number];
@@ -79,7 +95,15 @@ function taps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Fl
 }
 
 /** Fills plane rows [y0, y1) x columns [x0, x1) with one value per plane. */
-function fillRect(out: Float32Array, g: LetterboxGeometry, values: readonly number[], x0: number, x1: number, y0: number, y1: number): void {
+function fillRect(
+  out: Float32Array,
+  g: LetterboxGeometry,
+  values: readonly number[],
+  x0: number,
+  x1: number,
+  y0: number,
+  y1: number,
+): void {
   if (x1 <= x0 || y1 <= y0) return;
   const plane = g.dstWidth * g.dstHeight;
   for (let c = 0; c < 3; c++) {
@@ -99,7 +123,10 @@ function fillRect(out: Float32Array, g: LetterboxGeometry, values: readonly numb
 export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: LetterboxSpec, out: Float32Array): void {
   const plane = g.dstWidth * g.dstHeight;
   if (out.length !== 3 * plane) throw new RangeError(`tensor holds ${out.length} floats, expected ${3 * plane}`);
-  if (img.pixels.length < img.width * img.height * 3) throw new RangeError(`expected ${img.width * img.height * 3} bytes for ${img.width}x${img.height}x3, got ${img.pixels.length}`);
+  if (img.pixels.length < img.width * img.height * 3)
+    throw new RangeError(
+      `expected ${img.width * img.height * 3} bytes for ${img.width}x${img.height}x3, got ${img.pixels.length}`,
+    );
   const shown = img.orientation >= 5 ? { w: img.height, h: img.width } : { w: img.width, h: img.height };
   // The image may be the source itself or a shrunk copy of it (decode.ts): either way it has the
   // source's proportions, within the rounding of its sides.
@@ -166,7 +193,12 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
  * monitoring samples), back as RGB uint8: a thumbnail for input features, so they need neither the
  * full pixels nor this module's tensor layout.
  */
-export function sampleLetterboxed(tensor: Float32Array, g: LetterboxGeometry, spec: LetterboxSpec, step: number): { pixels: Uint8Array; width: number; height: number } {
+export function sampleLetterboxed(
+  tensor: Float32Array,
+  g: LetterboxGeometry,
+  spec: LetterboxSpec,
+  step: number,
+): { pixels: Uint8Array; width: number; height: number } {
   const { mul, add, plane: from } = affine(spec);
   const plane = g.dstWidth * g.dstHeight;
   const x0 = g.padLeft + Math.min(step >> 1, g.resizedWidth - 1);

@@ -9,13 +9,26 @@ import type { Orientation } from './jpeg-header.js';
  * already decoded in the calling thread (RGB, 3 bytes per pixel, oriented). Plain data.
  */
 export type ImageSource =
-  | { readonly kind: 'jpeg'; readonly bytes: Uint8Array; readonly width: number; readonly height: number; readonly orientation: Orientation }
-  | { readonly kind: 'rgb'; readonly pixels: Uint8Array; readonly width: number; readonly height: number; readonly orientation: 1 };
+  | {
+      readonly kind: 'jpeg';
+      readonly bytes: Uint8Array;
+      readonly width: number;
+      readonly height: number;
+      readonly orientation: Orientation;
+    }
+  | {
+      readonly kind: 'rgb';
+      readonly pixels: Uint8Array;
+      readonly width: number;
+      readonly height: number;
+      readonly orientation: 1;
+    };
 
 export type Decoder = 'libjpeg-turbo' | 'sharp';
 
 /** The buffer to hand to postMessage's transfer list (the source owns it: decode.ts made it so). */
-export const transferOf = (s: ImageSource): ArrayBuffer => (s.kind === 'jpeg' ? s.bytes.buffer : s.pixels.buffer) as ArrayBuffer;
+export const transferOf = (s: ImageSource): ArrayBuffer =>
+  (s.kind === 'jpeg' ? s.bytes.buffer : s.pixels.buffer) as ArrayBuffer;
 
 /** First line of a decoder error, without a dangling colon: the rest is libvips' repeated trace. */
 export function decoderReason(e: unknown): string {

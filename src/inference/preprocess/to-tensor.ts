@@ -15,7 +15,13 @@ export interface TensorTiming {
   preprocessMs: number;
 }
 
-export function sourceToTensor(source: ImageSource, g: LetterboxGeometry, spec: LetterboxSpec, out: Float32Array, decoder: JpegDecoder): TensorTiming {
+export function sourceToTensor(
+  source: ImageSource,
+  g: LetterboxGeometry,
+  spec: LetterboxSpec,
+  out: Float32Array,
+  decoder: JpegDecoder,
+): TensorTiming {
   const t0 = performance.now();
   const rgb = decoder.decode(source);
   const t1 = performance.now();

@@ -17,7 +17,19 @@ import { JpegDecoder } from '../preprocess/jpeg-turbo.js';
 import { sourceToTensor } from '../preprocess/to-tensor.js';
 import { sampleLetterboxed } from '../preprocess/resample.js';
 import { lowerThreadPriority } from './priority.js';
-import type { FromWorker, LoadOptions, ModelInfo, RequestType, RunInput, RunOutput, TensorInput, TensorRunOutput, ToWorker, WorkerReplies, ExecutionProvider } from '../pool/messages.js';
+import type {
+  FromWorker,
+  LoadOptions,
+  ModelInfo,
+  RequestType,
+  RunInput,
+  RunOutput,
+  TensorInput,
+  TensorRunOutput,
+  ToWorker,
+  WorkerReplies,
+  ExecutionProvider,
+} from '../pool/messages.js';
 import type { Detection, ModelMeta, TensorInfo } from '../types.js';
 
 interface Loaded {
@@ -49,7 +61,11 @@ const now = () => performance.now();
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
 
-async function createSession(model: Uint8Array, opts: LoadOptions, threads = opts.intraOpThreads): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
+async function createSession(
+  model: Uint8Array,
+  opts: LoadOptions,
+  threads = opts.intraOpThreads,
+): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
   const base: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -72,7 +88,10 @@ async function createSession(model: Uint8Array, opts: LoadOptions, threads = opt
     }
   }
   if (!opts.executionProviders.includes('cpu')) {
-    throw new SightlineError('UNSUPPORTED_MODEL', `no configured execution provider could load the model (${errors.join('; ')})`);
+    throw new SightlineError(
+      'UNSUPPORTED_MODEL',
+      `no configured execution provider could load the model (${errors.join('; ')})`,
+    );
   }
   throw new SightlineError('UNSUPPORTED_MODEL', `ONNX Runtime cannot load the model: ${errors.join('; ')}`);
 }
@@ -99,7 +118,8 @@ async function load(key: string, model: Uint8Array, opts: LoadOptions): Promise<
     }
     const input = inputs[0]!;
     const [, c, h, w] = input.dims as [number, number, number, number];
-    if (c !== 3) throw new SightlineError('UNSUPPORTED_MODEL', `input ${input.name} has ${c} channels; 3 (RGB/BGR) are supported`);
+    if (c !== 3)
+      throw new SightlineError('UNSUPPORTED_MODEL', `input ${input.name} has ${c} channels; 3 (RGB/BGR) are supported`);
     // A dynamic spatial size falls back to Ultralytics' imgsz metadata.
     const [inputHeight, inputWidth] = h > 0 && w > 0 ? [h, w] : imgszFromProps(props, input);
     const meta: ModelMeta = { props, inputWidth, inputHeight };
@@ -122,8 +142,16 @@ async function load(key: string, model: Uint8Array, opts: LoadOptions): Promise<
       loadMs,
       warmupMs: 0,
     };
-    if ((opts.latencyThreads ?? 0) > opts.intraOpThreads) wide = (await createSession(model, opts, opts.latencyThreads)).session;
-    const loaded: Loaded = { session, wide, family, info, meta, tensorBuf: new Float32Array(3 * inputWidth * inputHeight) };
+    if ((opts.latencyThreads ?? 0) > opts.intraOpThreads)
+      wide = (await createSession(model, opts, opts.latencyThreads)).session;
+    const loaded: Loaded = {
+      session,
+      wide,
+      family,
+      info,
+      meta,
+      tensorBuf: new Float32Array(3 * inputWidth * inputHeight),
+    };
     info.warmupMs = await warm(loaded, opts.warmupRuns);
     const old = sessions.get(key);
     sessions.set(key, loaded);
@@ -173,10 +201,21 @@ function imgszFromProps(props: Record<string, string>, input: TensorInfo): [numb
 async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
   const { inputWidth: w, inputHeight: h } = m.info;
   if (input.geometry.dstWidth !== w || input.geometry.dstHeight !== h) {
-    throw new SightlineError('INTERNAL', `geometry is for a ${input.geometry.dstWidth}x${input.geometry.dstHeight} input, the model takes ${w}x${h}`);
+    throw new SightlineError(
+      'INTERNAL',
+      `geometry is for a ${input.geometry.dstWidth}x${input.geometry.dstHeight} input, the model takes ${w}x${h}`,
+    );
   }
-  const { decodeMs, preprocessMs } = sourceToTensor(input.source, input.geometry, m.family.letterbox, m.tensorBuf, jpeg);
-  const sample = input.sampleStep ? sampleLetterboxed(m.tensorBuf, input.geometry, m.family.letterbox, input.sampleStep) : undefined;
+  const { decodeMs, preprocessMs } = sourceToTensor(
+    input.source,
+    input.geometry,
+    m.family.letterbox,
+    m.tensorBuf,
+    jpeg,
+  );
+  const sample = input.sampleStep
+    ? sampleLetterboxed(m.tensorBuf, input.geometry, m.family.letterbox, input.sampleStep)
+    : undefined;
   const t0 = now();
   const feeds = { [m.info.inputName]: new ort.Tensor('float32', m.tensorBuf, [1, 3, h, w]) };
   const latencySession = !!(input.wide && m.wide);
@@ -184,7 +223,8 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
   const t1 = now();
   const data = m.info.outputs.map((o) => {
     const t = results[o.name];
-    if (!t || !(t.data instanceof Float32Array)) throw new SightlineError('INTERNAL', `output ${o.name} is missing or not float32`);
+    if (!t || !(t.data instanceof Float32Array))
+      throw new SightlineError('INTERNAL', `output ${o.name} is missing or not float32`);
     return t.data;
   });
   const cands = m.family.decode(data, m.info.outputs, m.meta, input.decode);
@@ -208,7 +248,12 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
     };
   }
   for (const t of Object.values(results)) t.dispose?.();
-  return { detections, timing: { decodeMs, preprocessMs, inferenceMs: t1 - t0, postprocessMs: now() - t1 }, latencySession, ...(sample ? { sample } : {}) };
+  return {
+    detections,
+    timing: { decodeMs, preprocessMs, inferenceMs: t1 - t0, postprocessMs: now() - t1 },
+    latencySession,
+    ...(sample ? { sample } : {}),
+  };
 }
 
 /** The raw-tensor path: the caller's own input tensor through the session, the raw outputs back. */
@@ -218,7 +263,8 @@ async function infer(m: Loaded, input: TensorInput): Promise<TensorRunOutput> {
   const inferenceMs = now() - t0;
   const outputs = m.info.outputs.map((o) => {
     const t = results[o.name];
-    if (!t || !(t.data instanceof Float32Array)) throw new SightlineError('INTERNAL', `output ${o.name} is missing or not float32`);
+    if (!t || !(t.data instanceof Float32Array))
+      throw new SightlineError('INTERNAL', `output ${o.name} is missing or not float32`);
     // A copy: the session's buffers are released below, the copy is cloned to the main thread.
     return { name: o.name, dims: [...t.dims], data: t.data.slice() };
   });
@@ -257,8 +303,10 @@ const sampleBuffers = (v: unknown): ArrayBuffer[] => {
 port.on('message', (msg: ToWorker) => {
   handle(msg).then(
     // A run's pixel sample moves back instead of being copied.
-    (value) => port.postMessage({ type: 'result', id: msg.id, ok: true, value } satisfies FromWorker, sampleBuffers(value)),
-    (e: unknown) => port.postMessage({ type: 'result', id: msg.id, ok: false, error: serializeError(e) } satisfies FromWorker),
+    (value) =>
+      port.postMessage({ type: 'result', id: msg.id, ok: true, value } satisfies FromWorker, sampleBuffers(value)),
+    (e: unknown) =>
+      port.postMessage({ type: 'result', id: msg.id, ok: false, error: serializeError(e) } satisfies FromWorker),
   );
 });
 port.postMessage({ type: 'ready', priority } satisfies FromWorker);

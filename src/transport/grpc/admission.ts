@@ -22,7 +22,12 @@ const ADMITTED: Readonly<Record<string, RpcMethod>> = {
 /** Answer a held refusal this long before the call's deadline, so the client sees RESOURCE_EXHAUSTED. */
 const DEADLINE_MARGIN_MS = 5;
 
-export function admissionInterceptor(detect: DetectService, telemetry: DetectorTelemetry | undefined, log: Logger, refusalHoldMaxMs: number): ServerInterceptor {
+export function admissionInterceptor(
+  detect: DetectService,
+  telemetry: DetectorTelemetry | undefined,
+  log: Logger,
+  refusalHoldMaxMs: number,
+): ServerInterceptor {
   const pacer = new RefusalPacer(refusalHoldMaxMs);
   return (method, call) => {
     let held: NodeJS.Timeout | null = null;
@@ -36,7 +41,14 @@ export function admissionInterceptor(detect: DetectService, telemetry: DetectorT
             const s = toStatus(refusal, log);
             const refuse = () => {
               held = null;
-              if (rpc === 'Detect') telemetry?.metrics.observeRequest({ method: rpc, model: UNKNOWN, version: UNKNOWN, grpcCode: s.code!, totalSeconds: 0 });
+              if (rpc === 'Detect')
+                telemetry?.metrics.observeRequest({
+                  method: rpc,
+                  model: UNKNOWN,
+                  version: UNKNOWN,
+                  grpcCode: s.code!,
+                  totalSeconds: 0,
+                });
               else telemetry?.metrics.observeCall(rpc, UNKNOWN, UNKNOWN, s.code!, 0);
               call.sendStatus({ code: s.code!, details: s.details!, metadata: s.metadata ?? new Metadata() });
             };

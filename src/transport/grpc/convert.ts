@@ -4,7 +4,8 @@ import type { DetectRequest, DetectResponse } from '../../generated/sightline/v1
 import { parseVersion } from '../version.js';
 
 /** DetectRequest.version is text in the contract; in the server a version is the registry's number. */
-export const requestedVersion = (r: Pick<DetectRequest, 'model' | 'version'>): number => parseVersion(r.model, r.version);
+export const requestedVersion = (r: Pick<DetectRequest, 'model' | 'version'>): number =>
+  parseVersion(r.model, r.version);
 
 export const fromDetectRequest = (r: DetectRequest): DetectInput => ({
   model: r.model,

@@ -10,7 +10,8 @@ export function signalFor(call: ServerSurfaceCall): { signal: AbortSignal; dispo
   const d = call.getDeadline();
   const at = d instanceof Date ? d.getTime() : d;
   if (Number.isFinite(at)) {
-    const abortDeadline = () => ac.abort(new SightlineError('DEADLINE', 'the deadline passed before the work finished'));
+    const abortDeadline = () =>
+      ac.abort(new SightlineError('DEADLINE', 'the deadline passed before the work finished'));
     const ms = at - Date.now();
     if (ms <= 0) abortDeadline();
     else timer = setTimeout(abortDeadline, ms);

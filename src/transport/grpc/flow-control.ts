@@ -25,7 +25,10 @@ export function applyReceiveWindow(server: Server, bytes: number, log: Logger): 
   if (bytes <= DEFAULT_HTTP2_WINDOW) return true;
   const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
   if (!(servers instanceof Map) || servers.size === 0) {
-    log.warn({ event: 'flow_control_window_not_applied', bytes }, 'grpc.flowControlWindowBytes not applied: this grpc-js version does not expose its http2 servers; using the 64 KiB default');
+    log.warn(
+      { event: 'flow_control_window_not_applied', bytes },
+      'grpc.flowControlWindowBytes not applied: this grpc-js version does not expose its http2 servers; using the 64 KiB default',
+    );
     return false;
   }
   for (const h2 of servers.keys() as IterableIterator<Http2Server>) {
@@ -36,7 +39,10 @@ export function applyReceiveWindow(server: Server, bytes: number, log: Logger): 
       try {
         session.setLocalWindowSize(bytes);
       } catch (e) {
-        log.warn({ event: 'flow_control_window_not_applied', bytes, err: (e as Error).message }, 'could not raise the connection window');
+        log.warn(
+          { event: 'flow_control_window_not_applied', bytes, err: (e as Error).message },
+          'could not raise the connection window',
+        );
       }
     });
   }

@@ -14,13 +14,15 @@ export async function splitHeadStream<M, H, B>(
   const it = stream[Symbol.asyncIterator]();
   const first = await it.next();
   const head = first.done ? undefined : headOf(first.value);
-  if (head === undefined) throw new SightlineError('INVALID_INPUT', `the first ${what.message} must carry the ${what.head}`);
+  if (head === undefined)
+    throw new SightlineError('INVALID_INPUT', `the first ${what.message} must carry the ${what.head}`);
   const rest: AsyncIterable<B> = {
     [Symbol.asyncIterator]: () => ({
       async next(): Promise<IteratorResult<B>> {
         const n = await it.next();
         if (n.done) return { done: true, value: undefined };
-        if (headOf(n.value) !== undefined) throw new SightlineError('INVALID_INPUT', `only the first ${what.message} may carry the ${what.head}`);
+        if (headOf(n.value) !== undefined)
+          throw new SightlineError('INVALID_INPUT', `only the first ${what.message} may carry the ${what.head}`);
         return { done: false, value: bodyOf(n.value) };
       },
     }),

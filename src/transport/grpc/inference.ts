@@ -14,7 +14,18 @@ import type {
 import { SightlineError } from '../../errors.js';
 import type { AccessControl, DetectService } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { fromRaw, toRaw, toShape, unsupportedDatatype, type InputTensor, type ModelRepository, type OpenInference, type Params, type ParamValue, type TensorData } from '../oip/index.js';
+import {
+  fromRaw,
+  toRaw,
+  toShape,
+  unsupportedDatatype,
+  type InputTensor,
+  type ModelRepository,
+  type OpenInference,
+  type Params,
+  type ParamValue,
+  type TensorData,
+} from '../oip/index.js';
 import { signalFor } from './deadline.js';
 import { noTelemetry, ObservedCall, requestIdMetadata, type DetectorTelemetry } from './observe.js';
 import { callerOf, unary } from './registry.js';
@@ -38,7 +49,13 @@ const OIP_EXTENSIONS = ['model_repository'];
 
 function paramValue(p: InferParameter | ModelRepositoryParameter): ParamValue | undefined {
   if ('bytesParam' in p && p.bytesParam !== undefined) return Buffer.from(p.bytesParam).toString('utf8');
-  return p.boolParam ?? p.int64Param ?? p.stringParam ?? ('doubleParam' in p ? p.doubleParam : undefined) ?? ('uint64Param' in p ? p.uint64Param : undefined);
+  return (
+    p.boolParam ??
+    p.int64Param ??
+    p.stringParam ??
+    ('doubleParam' in p ? p.doubleParam : undefined) ??
+    ('uint64Param' in p ? p.uint64Param : undefined)
+  );
 }
 
 export function fromParams(ps: { [key: string]: InferParameter | ModelRepositoryParameter }): Params {
@@ -57,16 +74,23 @@ function typedContents(t: ModelInferRequest_InferInputTensor): TensorData {
   throw unsupportedDatatype(t.name, t.datatype);
 }
 
-const hasTypedContents = (t: ModelInferRequest_InferInputTensor) => !!t.contents && Object.values(t.contents).some((v) => Array.isArray(v) && v.length > 0);
+const hasTypedContents = (t: ModelInferRequest_InferInputTensor) =>
+  !!t.contents && Object.values(t.contents).some((v) => Array.isArray(v) && v.length > 0);
 
 /** The request's inputs, from raw contents (one entry per input) or typed contents, never both. */
 export function inputsOf(req: ModelInferRequest): InputTensor[] {
   const raw = req.rawInputContents;
   if (raw.length > 0 && req.inputs.some(hasTypedContents)) {
-    throw new SightlineError('INVALID_INPUT', 'raw_input_contents is set, so no input may also carry typed contents', { field: 'raw_input_contents' });
+    throw new SightlineError('INVALID_INPUT', 'raw_input_contents is set, so no input may also carry typed contents', {
+      field: 'raw_input_contents',
+    });
   }
   if (raw.length > 0 && raw.length !== req.inputs.length) {
-    throw new SightlineError('INVALID_INPUT', `raw_input_contents has ${raw.length} entries for ${req.inputs.length} input(s): one per input, in order`, { field: 'raw_input_contents' });
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `raw_input_contents has ${raw.length} entries for ${req.inputs.length} input(s): one per input, in order`,
+      { field: 'raw_input_contents' },
+    );
   }
   return req.inputs.map((t, i) => ({
     name: t.name,
@@ -77,7 +101,11 @@ export function inputsOf(req: ModelInferRequest): InputTensor[] {
   }));
 }
 
-export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telemetry: DetectorTelemetry = noTelemetry()): GRPCInferenceServiceServer {
+export function inferenceHandlers(
+  deps: InferenceServiceDeps,
+  log: Logger,
+  telemetry: DetectorTelemetry = noTelemetry(),
+): GRPCInferenceServiceServer {
   const { oip, repository } = deps;
   return {
     serverLive: unary(log, () => ({ live: true })),
@@ -86,7 +114,11 @@ export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telem
     serverMetadata: unary(log, () => ({ name: 'sightline', version: deps.serverVersion, extensions: OIP_EXTENSIONS })),
     modelMetadata: unary(log, (req) => {
       const m = oip.metadata(req.name, req.version);
-      return { ...m, inputs: m.inputs.map((t) => ({ ...t, shape: t.shape.map(BigInt) })), outputs: m.outputs.map((t) => ({ ...t, shape: t.shape.map(BigInt) })) };
+      return {
+        ...m,
+        inputs: m.inputs.map((t) => ({ ...t, shape: t.shape.map(BigInt) })),
+        outputs: m.outputs.map((t) => ({ ...t, shape: t.shape.map(BigInt) })),
+      };
     }),
 
     modelInfer(call: ServerUnaryCall<ModelInferRequest, ModelInferResponse>, cb: sendUnaryData<ModelInferResponse>) {
@@ -96,7 +128,17 @@ export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telem
       const req = call.request;
       Promise.resolve()
         .then(() =>
-          oip.infer({ model: req.modelName, version: req.modelVersion, id: req.id, parameters: fromParams(req.parameters), inputs: inputsOf(req), outputs: req.outputs }, signal),
+          oip.infer(
+            {
+              model: req.modelName,
+              version: req.modelVersion,
+              id: req.id,
+              parameters: fromParams(req.parameters),
+              inputs: inputsOf(req),
+              outputs: req.outputs,
+            },
+            signal,
+          ),
         )
         .then(
           (r) => {
@@ -105,19 +147,39 @@ export function inferenceHandlers(deps: InferenceServiceDeps, log: Logger, telem
               modelVersion: String(r.version),
               id: r.id,
               parameters: {},
-              outputs: r.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape.map(BigInt), parameters: {}, contents: undefined })),
+              outputs: r.outputs.map((o) => ({
+                name: o.name,
+                datatype: o.datatype,
+                shape: o.shape.map(BigInt),
+                parameters: {},
+                contents: undefined,
+              })),
               rawOutputContents: r.outputs.map((o) => toRaw(o.data)),
             });
             for (const img of r.images) obs.image(img, img.timing.totalMs / 1000);
             const detections = r.images.reduce((a, img) => a + img.detections.length, 0);
             obs.end(0, r, { 'sightline.images': r.images.length, 'sightline.detections': detections });
-            obs.log(log, { model: r.model, version: r.version, code: 0, images: r.images.length, detections }, 'model infer');
+            obs.log(
+              log,
+              { model: r.model, version: r.version, code: 0, images: r.images.length, detections },
+              'model infer',
+            );
           },
           (e: unknown) => {
             const code = grpcCodeOf(e);
             const labels = labelsOf(deps.detect, req.modelName, req.modelVersion);
             obs.end(code, labels, {}, (e as Error).message);
-            obs.log(log, { model: req.modelName, version: labels?.version ?? null, requestedVersion: req.modelVersion, code, err: (e as Error).message }, 'model infer failed');
+            obs.log(
+              log,
+              {
+                model: req.modelName,
+                version: labels?.version ?? null,
+                requestedVersion: req.modelVersion,
+                code,
+                err: (e as Error).message,
+              },
+              'model infer failed',
+            );
             cb(toStatus(e, log));
           },
         )

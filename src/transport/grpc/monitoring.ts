@@ -13,7 +13,15 @@ import {
   type ProfileSummary,
 } from '../../generated/sightline/v1/monitoring.js';
 import type { Summary, Verdict } from '../../monitoring/index.js';
-import { calibrate, type AccessControl, type CalibrationImage, type CalibrationResult, type DetectService, type DriftMonitor, type DriftView } from '../../serving/index.js';
+import {
+  calibrate,
+  type AccessControl,
+  type CalibrationImage,
+  type CalibrationResult,
+  type DetectService,
+  type DriftMonitor,
+  type DriftView,
+} from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { signalFor } from './deadline.js';
 import { principalOf } from './auth.js';
@@ -27,16 +35,37 @@ const VERDICT: Record<Verdict, DriftVerdict> = {
   drift: DriftVerdict.DRIFT_VERDICT_DRIFT,
 };
 
-const SOURCE = { calibration: ProfileSource.PROFILE_SOURCE_CALIBRATION, traffic: ProfileSource.PROFILE_SOURCE_TRAFFIC } as const;
+const SOURCE = {
+  calibration: ProfileSource.PROFILE_SOURCE_CALIBRATION,
+  traffic: ProfileSource.PROFILE_SOURCE_TRAFFIC,
+} as const;
 
-const toSummary = (s: Summary): FeatureSummary => ({ n: s.n, mean: s.mean, std: s.std, p05: s.p05, p50: s.p50, p95: s.p95, min: s.min, max: s.max });
+const toSummary = (s: Summary): FeatureSummary => ({
+  n: s.n,
+  mean: s.mean,
+  std: s.std,
+  p05: s.p05,
+  p50: s.p50,
+  p95: s.p95,
+  min: s.min,
+  max: s.max,
+});
 
 /** `null` (not computed) becomes an absent optional field. */
 const opt = (v: number | null): number | undefined => (v === null ? undefined : v);
 
-function classCounts(reference: Readonly<Record<string, number>>, current: Readonly<Record<string, number>>, names: readonly string[]): ClassCount[] {
+function classCounts(
+  reference: Readonly<Record<string, number>>,
+  current: Readonly<Record<string, number>>,
+  names: readonly string[],
+): ClassCount[] {
   const ids = [...new Set([...Object.keys(reference), ...Object.keys(current)])].map(Number).sort((a, b) => a - b);
-  return ids.map((id) => ({ classId: id, label: names[id] ?? '', reference: reference[id] ?? 0, current: current[id] ?? 0 }));
+  return ids.map((id) => ({
+    classId: id,
+    label: names[id] ?? '',
+    reference: reference[id] ?? 0,
+    current: current[id] ?? 0,
+  }));
 }
 
 export function toDriftReport(v: DriftView): DriftReport {
@@ -93,7 +122,9 @@ export function toProfileSummary(r: CalibrationResult): ProfileSummary {
 }
 
 /** The first message's target, then the images of the later ones. */
-async function splitProfileStream(call: ServerReadableStream<ProfileImage, ProfileSummary>): Promise<{ model: string; version: number; images: AsyncIterable<CalibrationImage> }> {
+async function splitProfileStream(
+  call: ServerReadableStream<ProfileImage, ProfileSummary>,
+): Promise<{ model: string; version: number; images: AsyncIterable<CalibrationImage> }> {
   const { head, rest } = await splitHeadStream(
     call as AsyncIterable<ProfileImage>,
     (m) => m.target,
@@ -103,12 +134,21 @@ async function splitProfileStream(call: ServerReadableStream<ProfileImage, Profi
   return { model: head.model, version: head.version, images: rest };
 }
 
-export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor | undefined, log: Logger, access?: AccessControl): MonitoringServer {
+export function monitoringHandlers(
+  detect: DetectService,
+  monitor: DriftMonitor | undefined,
+  log: Logger,
+  access?: AccessControl,
+): MonitoringServer {
   return {
     getDriftReport(call: ServerUnaryCall<GetDriftReportRequest, DriftReport>, cb: sendUnaryData<DriftReport>) {
       Promise.resolve()
         .then(() => {
-          if (!monitor?.enabled) throw new SightlineError('PRECONDITION', 'drift monitoring is disabled on this server (drift.enabled: false)');
+          if (!monitor?.enabled)
+            throw new SightlineError(
+              'PRECONDITION',
+              'drift monitoring is disabled on this server (drift.enabled: false)',
+            );
           // Resolving first means only loaded versions ever get monitoring state, whatever clients ask.
           const v = detect.resolve(call.request.model, call.request.version);
           return toDriftReport(monitor.view(v.model, v.version, v.names));
@@ -123,7 +163,8 @@ export function monitoringHandlers(detect: DetectService, monitor: DriftMonitor 
       const { signal, dispose } = signalFor(call);
       let target = '';
       // A stored reference profile is a registry change: audited like the others.
-      const audit = (outcome: 'ok' | 'error', reason = '') => access?.record(principalOf(call), call.getPeer(), 'profile', target, outcome, reason);
+      const audit = (outcome: 'ok' | 'error', reason = '') =>
+        access?.record(principalOf(call), call.getPeer(), 'profile', target, outcome, reason);
       splitProfileStream(call)
         .then(({ model, version, images }) => {
           target = `${model}@${version || 'active'}`;

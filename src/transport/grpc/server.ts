@@ -58,8 +58,16 @@ export interface GrpcServer {
 }
 
 function reflection(): ReflectionService {
-  const files = ['sightline/v1/detector.proto', 'sightline/v1/registry.proto', 'sightline/v1/monitoring.proto', 'inference/open_inference_grpc.proto'];
-  const pkg = protoLoader.loadSync([...files.map((f) => join(PROTO_DIR, f)), healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true });
+  const files = [
+    'sightline/v1/detector.proto',
+    'sightline/v1/registry.proto',
+    'sightline/v1/monitoring.proto',
+    'inference/open_inference_grpc.proto',
+  ];
+  const pkg = protoLoader.loadSync([...files.map((f) => join(PROTO_DIR, f)), healthProtoPath], {
+    includeDirs: [PROTO_DIR],
+    keepCase: true,
+  });
   return new ReflectionService(pkg);
 }
 
@@ -77,18 +85,31 @@ export interface GrpcServices {
   oip?: { service: OpenInference; repository: ModelRepository; serverVersion: string };
 }
 
-export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: StreamConfig, services: GrpcServices, log: Logger): Promise<GrpcServer> {
+export async function startGrpcServer(
+  opts: GrpcServerOptions,
+  streamCfg: StreamConfig,
+  services: GrpcServices,
+  log: Logger,
+): Promise<GrpcServer> {
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes,
     'grpc.max_send_message_length': opts.maxSendMessageBytes,
     // Long-lived HTTP/2 connections pin a client to one replica; ending them after a while (with a
     // grace period for calls in flight) lets clients rebalance when replicas are added.
-    ...(opts.maxConnectionAgeMs > 0 && { 'grpc.max_connection_age_ms': opts.maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs }),
+    ...(opts.maxConnectionAgeMs > 0 && {
+      'grpc.max_connection_age_ms': opts.maxConnectionAgeMs,
+      'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs,
+    }),
     'grpc.keepalive_time_ms': opts.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': 20_000,
     // Authentication first (a stranger learns nothing, not even that the server is busy), then the
     // early refusal of Detect calls while at capacity.
-    interceptors: [...(services.access ? [authInterceptor(services.access, log)] : []), ...(services.detect ? [admissionInterceptor(services.detect, services.telemetry, log, opts.refusalHoldMaxMs)] : [])],
+    interceptors: [
+      ...(services.access ? [authInterceptor(services.access, log)] : []),
+      ...(services.detect
+        ? [admissionInterceptor(services.detect, services.telemetry, log, opts.refusalHoldMaxMs)]
+        : []),
+    ],
   });
   const serviceNames: string[] = [];
   const detector = services.detect ? detectorHandlers(services.detect, streamCfg, log, services.telemetry) : null;
@@ -103,24 +124,42 @@ export async function startGrpcServer(opts: GrpcServerOptions, streamCfg: Stream
   // Readiness as grpc.health.v1 reports it for "" (OIP ServerReady and ModelReady answer the same).
   let serving: ServingStatus = 'NOT_SERVING';
   if (services.detect && services.oip) {
-    const deps = { oip: services.oip.service, repository: services.oip.repository, detect: services.detect, isServing: () => serving === 'SERVING', serverVersion: services.oip.serverVersion, access: services.access };
+    const deps = {
+      oip: services.oip.service,
+      repository: services.oip.repository,
+      detect: services.detect,
+      isServing: () => serving === 'SERVING',
+      serverVersion: services.oip.serverVersion,
+      access: services.access,
+    };
     server.addService(GRPCInferenceServiceService, inferenceHandlers(deps, log, services.telemetry));
     serviceNames.push('inference.GRPCInferenceService');
   }
-  const registry = services.registry ? registryHandlers(services.registry, log, () => services.access?.tokenDigests() ?? []) : null;
+  const registry = services.registry
+    ? registryHandlers(services.registry, log, () => services.access?.tokenDigests() ?? [])
+    : null;
   if (registry) {
     server.addService(RegistryService, registry.impl);
     serviceNames.push('sightline.v1.Registry');
   }
   // "liveness": SERVING whenever the process answers (for liveness and startup probes); "" and each
   // service: SERVING only when ready to take traffic.
-  const health = new HealthImplementation({ liveness: 'SERVING', '': 'NOT_SERVING', ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])) });
+  const health = new HealthImplementation({
+    liveness: 'SERVING',
+    '': 'NOT_SERVING',
+    ...Object.fromEntries(serviceNames.map((s) => [s, 'NOT_SERVING'])),
+  });
   health.addToServer(server);
   reflection().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, serverCredentials(opts.tls, opts.host, log), (err, p) =>
-      err ? reject(listenError(err, 'gRPC', `${opts.host}:${opts.port}`, '--port, grpc.port or SIGHTLINE_GRPC__PORT')) : resolve(p),
+    server.bindAsync(
+      `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`,
+      serverCredentials(opts.tls, opts.host, log),
+      (err, p) =>
+        err
+          ? reject(listenError(err, 'gRPC', `${opts.host}:${opts.port}`, '--port, grpc.port or SIGHTLINE_GRPC__PORT'))
+          : resolve(p),
     ),
   );
   applyReceiveWindow(server, opts.flowControlWindowBytes, log);

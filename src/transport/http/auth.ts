@@ -32,7 +32,8 @@ export function routeKey(req: FastifyRequest): string {
 }
 
 /** The peer as grpc-js writes it, so failures from one address are counted together on both ports. */
-const peerOf = (req: FastifyRequest) => `${isIPv6(req.ip) ? `ipv6:[${req.ip}]` : `ipv4:${req.ip}`}:${req.socket.remotePort ?? 0}`;
+const peerOf = (req: FastifyRequest) =>
+  `${isIPv6(req.ip) ? `ipv6:[${req.ip}]` : `ipv4:${req.ip}`}:${req.socket.remotePort ?? 0}`;
 
 function certSubject(req: FastifyRequest): string | null {
   const socket = req.socket as Partial<TLSSocket>;
@@ -47,7 +48,12 @@ export function authorize(access: AccessControl, log: Logger) {
     const key = routeKey(req);
     if (!key) return; // no route: 404 follows
     const decision = access.authorize(
-      { method: `HTTP ${key}`, peer: peerOf(req), authorization: req.headers.authorization, certSubject: certSubject(req) },
+      {
+        method: `HTTP ${key}`,
+        peer: peerOf(req),
+        authorization: req.headers.authorization,
+        certSubject: certSubject(req),
+      },
       ROUTE_CAPABILITY[key] ?? 'administer',
     );
     if (decision.ok) return;

@@ -9,7 +9,18 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SightlineError } from '../../errors.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { observeImage } from '../image-metrics.js';
-import { fromRaw, IMAGE_INPUT, toRaw, unsupportedDatatype, type InferRequest, type InputTensor, type OpenInference, type OutputTensor, type Params, type ParamValue } from '../oip/index.js';
+import {
+  fromRaw,
+  IMAGE_INPUT,
+  toRaw,
+  unsupportedDatatype,
+  type InferRequest,
+  type InputTensor,
+  type OpenInference,
+  type OutputTensor,
+  type Params,
+  type ParamValue,
+} from '../oip/index.js';
 
 const BINARY_HEADER = 'inference-header-content-length';
 
@@ -29,7 +40,8 @@ function params(v: unknown, where: string): Params {
   if (v === undefined) return {};
   if (!isObject(v)) throw bad(`${where}.parameters must be an object`);
   for (const [k, p] of Object.entries(v)) {
-    if (!['boolean', 'number', 'string'].includes(typeof p)) throw bad(`${where}.parameters.${k} must be a boolean, a number or a string`);
+    if (!['boolean', 'number', 'string'].includes(typeof p))
+      throw bad(`${where}.parameters.${k} must be a boolean, a number or a string`);
   }
   return v as Record<string, ParamValue>;
 }
@@ -50,7 +62,10 @@ function jsonData(name: string, datatype: string, data: unknown, where: string):
     // Encoded images cannot be JSON strings as they are: IMAGE elements in JSON are base64.
     return values.map((x) => {
       if (typeof x !== 'string') throw bad(`${where}.data: BYTES elements must be strings`);
-      if (name === IMAGE_INPUT && !/^[A-Za-z0-9+/_-]*={0,2}$/.test(x)) throw bad(`${where}.data: ${IMAGE_INPUT} elements in JSON are base64-encoded images (or send them as binary data)`);
+      if (name === IMAGE_INPUT && !/^[A-Za-z0-9+/_-]*={0,2}$/.test(x))
+        throw bad(
+          `${where}.data: ${IMAGE_INPUT} elements in JSON are base64-encoded images (or send them as binary data)`,
+        );
       return name === IMAGE_INPUT ? Buffer.from(x, 'base64') : Buffer.from(x, 'utf8');
     });
   }
@@ -68,7 +83,11 @@ function parseInferBody(body: Buffer, headerLength: string | undefined, model: s
   let jsonEnd = body.length;
   if (headerLength !== undefined) {
     jsonEnd = Number(headerLength);
-    if (!Number.isInteger(jsonEnd) || jsonEnd < 0 || jsonEnd > body.length) throw bad(`Inference-Header-Content-Length ${headerLength} is not a length within the body (${body.length} bytes)`, 'headers');
+    if (!Number.isInteger(jsonEnd) || jsonEnd < 0 || jsonEnd > body.length)
+      throw bad(
+        `Inference-Header-Content-Length ${headerLength} is not a length within the body (${body.length} bytes)`,
+        'headers',
+      );
   }
   let json: unknown;
   try {
@@ -81,9 +100,11 @@ function parseInferBody(body: Buffer, headerLength: string | undefined, model: s
   let offset = jsonEnd;
   const inputs: InputTensor[] = json.inputs.map((t: unknown, i: number) => {
     const where = `inputs[${i}]`;
-    if (!isObject(t) || typeof t.name !== 'string' || typeof t.datatype !== 'string' || !Array.isArray(t.shape)) throw bad(`${where} must have a name, a datatype and a shape`);
+    if (!isObject(t) || typeof t.name !== 'string' || typeof t.datatype !== 'string' || !Array.isArray(t.shape))
+      throw bad(`${where} must have a name, a datatype and a shape`);
     const shape = t.shape.map((d) => {
-      if (!Number.isSafeInteger(d) || (d as number) < 0) throw bad(`${where}.shape must hold non-negative integers`, 'shape');
+      if (!Number.isSafeInteger(d) || (d as number) < 0)
+        throw bad(`${where}.shape must hold non-negative integers`, 'shape');
       return d as number;
     });
     const p = params(t.parameters, where);
@@ -91,7 +112,9 @@ function parseInferBody(body: Buffer, headerLength: string | undefined, model: s
     let data: InputTensor['data'];
     if (size !== undefined) {
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || offset + size > body.length) {
-        throw bad(`${where}.parameters.binary_data_size ${String(size)} does not fit the ${body.length - offset} binary bytes left in the body`);
+        throw bad(
+          `${where}.parameters.binary_data_size ${String(size)} does not fit the ${body.length - offset} binary bytes left in the body`,
+        );
       }
       data = fromRaw(t.name, t.datatype, body.subarray(offset, offset + size));
       offset += size;
@@ -100,11 +123,20 @@ function parseInferBody(body: Buffer, headerLength: string | undefined, model: s
   });
   const reqParams = params(json.parameters, 'request');
   const outputs = json.outputs === undefined ? [] : json.outputs;
-  if (!Array.isArray(outputs) || !outputs.every((o) => isObject(o) && typeof o.name === 'string')) throw bad('"outputs" must be an array of { "name": ... }');
+  if (!Array.isArray(outputs) || !outputs.every((o) => isObject(o) && typeof o.name === 'string'))
+    throw bad('"outputs" must be an array of { "name": ... }');
   const binary = new Set<string>(reqParams.binary_data_output === true ? ['*'] : []);
-  for (const [i, o] of (outputs as Record<string, unknown>[]).entries()) if (params(o.parameters, `outputs[${i}]`).binary_data === true) binary.add(o.name as string);
+  for (const [i, o] of (outputs as Record<string, unknown>[]).entries())
+    if (params(o.parameters, `outputs[${i}]`).binary_data === true) binary.add(o.name as string);
   return {
-    request: { model, version, id: typeof json.id === 'string' ? json.id : '', parameters: reqParams, inputs, outputs: (outputs as { name: string }[]).map((o) => ({ name: o.name })) },
+    request: {
+      model,
+      version,
+      id: typeof json.id === 'string' ? json.id : '',
+      parameters: reqParams,
+      inputs,
+      outputs: (outputs as { name: string }[]).map((o) => ({ name: o.name })),
+    },
     binary,
   };
 }
@@ -115,7 +147,10 @@ function jsonOutput(t: OutputTensor): unknown[] {
 }
 
 /** The response: JSON only, or JSON followed by the binary data of the outputs asked for as binary. */
-function inferResponseBody(r: { model: string; version: number; id: string; outputs: OutputTensor[] }, binary: ReadonlySet<string>): { body: Buffer; headerLength?: number } {
+function inferResponseBody(
+  r: { model: string; version: number; id: string; outputs: OutputTensor[] },
+  binary: ReadonlySet<string>,
+): { body: Buffer; headerLength?: number } {
   const parts: Buffer[] = [];
   const outputs = r.outputs.map((t) => {
     const head = { name: t.name, datatype: t.datatype, shape: t.shape };
@@ -124,7 +159,9 @@ function inferResponseBody(r: { model: string; version: number; id: string; outp
     parts.push(raw);
     return { ...head, parameters: { binary_data_size: raw.length } };
   });
-  const json = Buffer.from(JSON.stringify({ model_name: r.model, model_version: String(r.version), ...(r.id ? { id: r.id } : {}), outputs }));
+  const json = Buffer.from(
+    JSON.stringify({ model_name: r.model, model_version: String(r.version), ...(r.id ? { id: r.id } : {}), outputs }),
+  );
   return parts.length ? { body: Buffer.concat([json, ...parts]), headerLength: json.length } : { body: json };
 }
 
@@ -134,7 +171,9 @@ export function oipRoutes(app: FastifyInstance, deps: OipRouteDeps): void {
   const modelOf = (req: FastifyRequest) => (req.params as { model: string }).model;
 
   app.get('/v2/health/live', async () => ({ live: true }));
-  app.get('/v2/health/ready', async (_req, reply) => (deps.isReady() ? { ready: true } : reply.code(503).send({ ready: false })));
+  app.get('/v2/health/ready', async (_req, reply) =>
+    deps.isReady() ? { ready: true } : reply.code(503).send({ ready: false }),
+  );
   app.get('/v2', async () => ({ name: 'sightline', version: deps.serverVersion, extensions: ['binary_tensor_data'] }));
   const metadata = async (req: FastifyRequest) => oip.metadata(modelOf(req), versionOf(req));
   app.get('/v2/models/:model', metadata);
@@ -149,7 +188,12 @@ export function oipRoutes(app: FastifyInstance, deps: OipRouteDeps): void {
   const infer = async (req: FastifyRequest, reply: FastifyReply) => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const header = req.headers[BINARY_HEADER];
-    const { request, binary } = parseInferBody(body, Array.isArray(header) ? header[0] : header, modelOf(req), versionOf(req));
+    const { request, binary } = parseInferBody(
+      body,
+      Array.isArray(header) ? header[0] : header,
+      modelOf(req),
+      versionOf(req),
+    );
     const r = await oip.infer(request, deps.signalOf(req));
     for (const img of r.images) observeImage(deps.metrics, 'ModelInfer', img, img.timing.totalMs / 1000, 'http');
     const out = inferResponseBody(r, binary);

@@ -53,15 +53,34 @@ const ADMITTED = new Set(Object.keys(ROUTE_CAPABILITY).filter((k) => k.startsWit
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** TLS options for node:https from the same PEM files as gRPC (mutual TLS when clientCaFile is set). */
-function secureContext(tls: TlsOptions): { key: Buffer; cert: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean } {
-  for (const [what, file] of [['tls.certFile', tls.certFile], ['tls.keyFile', tls.keyFile]] as const) {
+function secureContext(tls: TlsOptions): {
+  key: Buffer;
+  cert: Buffer;
+  ca?: Buffer;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+} {
+  for (const [what, file] of [
+    ['tls.certFile', tls.certFile],
+    ['tls.keyFile', tls.keyFile],
+  ] as const) {
     if (!file) throw new SightlineError('INVALID_INPUT', `tls.enabled needs ${what}`);
   }
   const ca = tls.clientCaFile ? readFileSync(tls.clientCaFile) : undefined;
-  return { key: readFileSync(tls.keyFile!), cert: readFileSync(tls.certFile!), ...(ca ? { ca } : {}), requestCert: !!ca, rejectUnauthorized: !!ca };
+  return {
+    key: readFileSync(tls.keyFile!),
+    cert: readFileSync(tls.certFile!),
+    ...(ca ? { ca } : {}),
+    requestCert: !!ca,
+    rejectUnauthorized: !!ca,
+  };
 }
 
-export async function startHttpServer(opts: HttpServerOptions, services: HttpServices, log: Logger): Promise<HttpServer> {
+export async function startHttpServer(
+  opts: HttpServerOptions,
+  services: HttpServices,
+  log: Logger,
+): Promise<HttpServer> {
   const signals = new WeakMap<FastifyRequest, AbortSignal>();
   const app = Fastify({
     logger: false,
@@ -79,7 +98,16 @@ export async function startHttpServer(opts: HttpServerOptions, services: HttpSer
 
   app.addHook('onRequest', async (req, reply) => {
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new SightlineError('DEADLINE', `the request took longer than ${opts.requestTimeoutMs} ms (http.requestTimeoutMs)`)), opts.requestTimeoutMs);
+    const timer = setTimeout(
+      () =>
+        ac.abort(
+          new SightlineError(
+            'DEADLINE',
+            `the request took longer than ${opts.requestTimeoutMs} ms (http.requestTimeoutMs)`,
+          ),
+        ),
+      opts.requestTimeoutMs,
+    );
     timer.unref();
     signals.set(req, ac.signal);
     // The response closes once sent, or when the client closed the connection first: a cancellation, as on gRPC.
@@ -100,29 +128,64 @@ export async function startHttpServer(opts: HttpServerOptions, services: HttpSer
     await reply.code(e.status).headers(e.headers).send(e.body);
   });
   app.addHook('onResponse', async (req, reply) => {
-    services.metrics.observeHttp({ method: req.method, route: req.routeOptions.url ?? '', status: reply.statusCode, scheme, seconds: reply.elapsedTime / 1000 });
-    if (log.isLevelEnabled('debug')) log.debug({ event: 'http', requestId: req.id, method: req.method, route: req.routeOptions.url ?? req.url.split('?')[0], status: reply.statusCode, ms: reply.elapsedTime }, 'http request');
+    services.metrics.observeHttp({
+      method: req.method,
+      route: req.routeOptions.url ?? '',
+      status: reply.statusCode,
+      scheme,
+      seconds: reply.elapsedTime / 1000,
+    });
+    if (log.isLevelEnabled('debug'))
+      log.debug(
+        {
+          event: 'http',
+          requestId: req.id,
+          method: req.method,
+          route: req.routeOptions.url ?? req.url.split('?')[0],
+          status: reply.statusCode,
+          ms: reply.elapsedTime,
+        },
+        'http request',
+      );
   });
   app.setErrorHandler(async (err: unknown, _req: FastifyRequest, reply: FastifyReply) => {
     const e = toHttpError(err, log);
     return reply.code(e.status).headers(e.headers).send(e.body);
   });
   app.setNotFoundHandler(async (req, reply) =>
-    reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}: the HTTP port serves /v2/... (Open Inference Protocol) and POST /v1/detect` }),
+    reply.code(404).send({
+      error: `no route ${req.method} ${req.url.split('?')[0]}: the HTTP port serves /v2/... (Open Inference Protocol) and POST /v1/detect`,
+    }),
   );
 
-  oipRoutes(app, { oip: services.oip, isReady: services.isReady, serverVersion: services.serverVersion, metrics: services.metrics, signalOf });
+  oipRoutes(app, {
+    oip: services.oip,
+    isReady: services.isReady,
+    serverVersion: services.serverVersion,
+    metrics: services.metrics,
+    signalOf,
+  });
   detectRoute(app, { detect: services.detect, metrics: services.metrics, maxBodyBytes: opts.maxBodyBytes, signalOf });
 
   await app.listen({ host: opts.host, port: opts.port });
   const port = (app.server.address() as AddressInfo).port;
-  if (!opts.tls.enabled && !/^(127\.|localhost$|::1$)/.test(opts.host)) log.warn({ event: 'plaintext_http', host: opts.host }, `HTTP is plaintext on ${opts.host}: enable tls in production`);
-  log.info({ event: 'http_listening', host: opts.host, port, tls: opts.tls.enabled }, `HTTP (Open Inference Protocol REST, /v1/detect) on ${scheme}://${opts.host}:${port}`);
+  if (!opts.tls.enabled && !/^(127\.|localhost$|::1$)/.test(opts.host))
+    log.warn(
+      { event: 'plaintext_http', host: opts.host },
+      `HTTP is plaintext on ${opts.host}: enable tls in production`,
+    );
+  log.info(
+    { event: 'http_listening', host: opts.host, port, tls: opts.tls.enabled },
+    `HTTP (Open Inference Protocol REST, /v1/detect) on ${scheme}://${opts.host}:${port}`,
+  );
 
   // The PEM files are re-read when they change (a rotated Kubernetes Secret), as on the gRPC port.
   let reload: NodeJS.Timeout | undefined;
   if (opts.tls.enabled) {
-    const stamp = () => [opts.tls.certFile, opts.tls.keyFile, opts.tls.clientCaFile].map((f) => (f ? statSync(f, { throwIfNoEntry: false })?.mtimeMs : 0)).join('/');
+    const stamp = () =>
+      [opts.tls.certFile, opts.tls.keyFile, opts.tls.clientCaFile]
+        .map((f) => (f ? statSync(f, { throwIfNoEntry: false })?.mtimeMs : 0))
+        .join('/');
     let last = stamp();
     reload = setInterval(() => {
       const now = stamp();
@@ -132,7 +195,10 @@ export async function startHttpServer(opts: HttpServerOptions, services: HttpSer
         last = now;
         log.info({ event: 'http_tls_reloaded' }, 'HTTP TLS certificate reloaded');
       } catch (e) {
-        log.warn({ event: 'http_tls_reload_failed', err: (e as Error).message }, 'HTTP TLS files changed but could not be loaded; keeping the previous ones');
+        log.warn(
+          { event: 'http_tls_reload_failed', err: (e as Error).message },
+          'HTTP TLS files changed but could not be loaded; keeping the previous ones',
+        );
       }
     }, opts.tls.reloadCheckMs);
     reload.unref();

@@ -46,7 +46,8 @@ export function toHttpError(e: unknown, log: Logger): HttpError {
   }
   // Errors of the HTTP framework itself (a body over the limit, malformed JSON, a bad content type) carry a 4xx status.
   const status = (e as { statusCode?: unknown } | null)?.statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) return { status, body: { error: (e as Error).message }, headers: {} };
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return { status, body: { error: (e as Error).message }, headers: {} };
   log.error({ err: e }, 'unmapped error');
   return { status: 500, body: { error: 'internal error' }, headers: {} };
 }

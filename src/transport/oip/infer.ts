@@ -70,7 +70,10 @@ function numberParam(name: string, v: ParamValue | undefined): number {
   if (v === undefined) return 0;
   const n = typeof v === 'string' ? Number(v) : typeof v === 'boolean' ? NaN : Number(v);
   if (typeof v === 'string' && v.trim() === '') return 0;
-  if (!Number.isFinite(n)) throw new SightlineError('INVALID_INPUT', `parameter ${name} must be a number; got ${JSON.stringify(String(v))}`, { field: name });
+  if (!Number.isFinite(n))
+    throw new SightlineError('INVALID_INPUT', `parameter ${name} must be a number; got ${JSON.stringify(String(v))}`, {
+      field: name,
+    });
   return n;
 }
 
@@ -79,7 +82,12 @@ function classesParam(v: ParamValue | undefined): number[] {
   const parts = typeof v === 'string' ? v.split(',') : [String(v)];
   return parts.map((p) => {
     const n = Number(p.trim());
-    if (typeof v === 'boolean' || !Number.isInteger(n) || n < 0) throw new SightlineError('INVALID_INPUT', `parameter classes must be class ids separated by commas, like "0,5"; got ${JSON.stringify(String(v))}`, { field: 'classes' });
+    if (typeof v === 'boolean' || !Number.isInteger(n) || n < 0)
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `parameter classes must be class ids separated by commas, like "0,5"; got ${JSON.stringify(String(v))}`,
+        { field: 'classes' },
+      );
     return n;
   });
 }
@@ -89,13 +97,26 @@ function boolParam(name: string, v: ParamValue | undefined): boolean {
   if (typeof v === 'boolean') return v;
   if (v === 'true' || v === '1' || v === 1 || v === 1n) return true;
   if (v === 'false' || v === '0' || v === 0 || v === 0n) return false;
-  throw new SightlineError('INVALID_INPUT', `parameter ${name} must be a boolean; got ${JSON.stringify(String(v))}`, { field: name });
+  throw new SightlineError('INVALID_INPUT', `parameter ${name} must be a boolean; got ${JSON.stringify(String(v))}`, {
+    field: name,
+  });
 }
 
 /** The thresholds and filters of the image signature, from the request's parameters (unknown ones are ignored). */
-export function detectParams(p: Params): { confidenceThreshold: number; iouThreshold: number; maxDetections: number; classes: number[]; agnosticNms: boolean } {
+export function detectParams(p: Params): {
+  confidenceThreshold: number;
+  iouThreshold: number;
+  maxDetections: number;
+  classes: number[];
+  agnosticNms: boolean;
+} {
   const maxDetections = numberParam('max_detections', p.max_detections);
-  if (!Number.isInteger(maxDetections) || maxDetections < 0) throw new SightlineError('INVALID_INPUT', `parameter max_detections must be a non-negative integer; got ${String(p.max_detections)}`, { field: 'max_detections' });
+  if (!Number.isInteger(maxDetections) || maxDetections < 0)
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `parameter max_detections must be a non-negative integer; got ${String(p.max_detections)}`,
+      { field: 'max_detections' },
+    );
   return {
     confidenceThreshold: numberParam('confidence_threshold', p.confidence_threshold),
     iouThreshold: numberParam('iou_threshold', p.iou_threshold),
@@ -138,13 +159,23 @@ function selectOutputs(all: OutputTensor[], wanted: readonly { name: string }[],
   if (wanted.length === 0) return all;
   return wanted.map(({ name }) => {
     const t = all.find((o) => o.name === name);
-    if (!t) throw new SightlineError('INVALID_INPUT', `model ${model} has no output ${name} for this input; it answers ${all.map((o) => o.name).join(', ')}`, { field: 'outputs' });
+    if (!t)
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `model ${model} has no output ${name} for this input; it answers ${all.map((o) => o.name).join(', ')}`,
+        { field: 'outputs' },
+      );
     return t;
   });
 }
 
 /** Runs `fn` over `items` with at most `lanes` at once; the first failure aborts the rest and is thrown. */
-async function inLanes<T, R>(items: readonly T[], lanes: number, signal: AbortSignal, fn: (item: T, i: number, signal: AbortSignal) => Promise<R>): Promise<R[]> {
+async function inLanes<T, R>(
+  items: readonly T[],
+  lanes: number,
+  signal: AbortSignal,
+  fn: (item: T, i: number, signal: AbortSignal) => Promise<R>,
+): Promise<R[]> {
   const ac = new AbortController();
   const onAbort = () => ac.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
@@ -183,7 +214,10 @@ export class OpenInference {
       name: d.model,
       versions: d.versions.map(String),
       platform: PLATFORM,
-      inputs: [{ name: IMAGE_INPUT, datatype: 'BYTES', shape: [-1] }, { name: d.input.name, datatype: 'FP32', shape: d.input.dims }],
+      inputs: [
+        { name: IMAGE_INPUT, datatype: 'BYTES', shape: [-1] },
+        { name: d.input.name, datatype: 'FP32', shape: d.input.dims },
+      ],
       outputs: [...DETECTION_METADATA, ...d.outputs.map((o) => ({ name: o.name, datatype: 'FP32', shape: o.dims }))],
     };
   }
@@ -199,7 +233,11 @@ export class OpenInference {
   /** One inference: the input's name and datatype choose the signature. */
   async infer(req: InferRequest, signal: AbortSignal): Promise<InferResponse> {
     if (req.inputs.length !== 1) {
-      throw new SightlineError('INVALID_INPUT', `one input is expected (${IMAGE_INPUT} as BYTES, or the model's own input as FP32); got ${req.inputs.length}`, { field: 'inputs' });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `one input is expected (${IMAGE_INPUT} as BYTES, or the model's own input as FP32); got ${req.inputs.length}`,
+        { field: 'inputs' },
+      );
     }
     const input = req.inputs[0]!;
     checkElementCount(input);
@@ -207,8 +245,19 @@ export class OpenInference {
     const d: ModelDescription = this.tensors.describe(req.model, parseVersion(req.model, req.version));
     if (input.name === d.input.name && input.data instanceof Float32Array) {
       const r = await this.tensors.run(d.model, d.version, input.data, input.shape, signal);
-      const outputs: OutputTensor[] = r.outputs.map((o) => ({ name: o.name, datatype: 'FP32', shape: o.dims, data: o.data }));
-      return { model: r.model, version: r.version, id: req.id, outputs: selectOutputs(outputs, req.outputs, r.model), images: [] };
+      const outputs: OutputTensor[] = r.outputs.map((o) => ({
+        name: o.name,
+        datatype: 'FP32',
+        shape: o.dims,
+        data: o.data,
+      }));
+      return {
+        model: r.model,
+        version: r.version,
+        id: req.id,
+        outputs: selectOutputs(outputs, req.outputs, r.model),
+        images: [],
+      };
     }
     throw new SightlineError(
       'INVALID_INPUT',
@@ -218,9 +267,14 @@ export class OpenInference {
   }
 
   private async images(req: InferRequest, images: Uint8Array[], signal: AbortSignal): Promise<InferResponse> {
-    if (images.length === 0) throw new SightlineError('INVALID_INPUT', `input ${IMAGE_INPUT} holds no image`, { field: 'shape' });
+    if (images.length === 0)
+      throw new SightlineError('INVALID_INPUT', `input ${IMAGE_INPUT} holds no image`, { field: 'shape' });
     if (images.length > this.limits.maxImagesPerRequest) {
-      throw new SightlineError('INVALID_INPUT', `input ${IMAGE_INPUT} holds ${images.length} images; at most ${this.limits.maxImagesPerRequest} per request (oip.maxImagesPerRequest)`, { field: 'shape' });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `input ${IMAGE_INPUT} holds ${images.length} images; at most ${this.limits.maxImagesPerRequest} per request (oip.maxImagesPerRequest)`,
+        { field: 'shape' },
+      );
     }
     const p = detectParams(req.parameters);
     // Every image of a request is served by the same version, even if a promotion lands meanwhile.

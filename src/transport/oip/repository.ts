@@ -42,7 +42,9 @@ export class ModelRepository {
 
   index(readyOnly: boolean): RepositoryEntry[] {
     const loaded = this.tensors.loaded();
-    const entries = this.modelRegistry ? this.registryIndex(loaded) : loaded.map((l) => this.entry(l, l.active ? 'active' : 'loaded'));
+    const entries = this.modelRegistry
+      ? this.registryIndex(loaded)
+      : loaded.map((l) => this.entry(l, l.active ? 'active' : 'loaded'));
     return readyOnly ? entries.filter((e) => e.state === 'READY') : entries;
   }
 
@@ -53,11 +55,17 @@ export class ModelRepository {
     let version: number;
     if (v === undefined || v === '') {
       const versions = registry.listVersions(model).filter((r) => r.state !== 'corrupt');
-      if (versions.length === 0) throw new SightlineError('NOT_FOUND', `model "${model}" has no servable version`, { model });
+      if (versions.length === 0)
+        throw new SightlineError('NOT_FOUND', `model "${model}" has no servable version`, { model });
       version = Math.max(...versions.map((r) => r.version));
     } else {
       version = Number(v);
-      if (typeof v === 'boolean' || !Number.isInteger(version) || version < 1) throw new SightlineError('INVALID_INPUT', `parameter version must be a version number like "3"; got ${JSON.stringify(String(v))}`, { field: 'version' });
+      if (typeof v === 'boolean' || !Number.isInteger(version) || version < 1)
+        throw new SightlineError(
+          'INVALID_INPUT',
+          `parameter version must be a version number like "3"; got ${JSON.stringify(String(v))}`,
+          { field: 'version' },
+        );
     }
     await registry.promote(model, version, caller, 'RepositoryModelLoad (Open Inference Protocol)');
     return version;
@@ -68,7 +76,11 @@ export class ModelRepository {
     const registry = this.registry();
     const status = registry.status(model);
     if (status.rollbackVersion === null) {
-      throw new SightlineError('PRECONDITION', `model ${model} has no rollback target: the registry never leaves a model without an active version (promote another version instead)`, { model });
+      throw new SightlineError(
+        'PRECONDITION',
+        `model ${model} has no rollback target: the registry never leaves a model without an active version (promote another version instead)`,
+        { model },
+      );
     }
     await registry.rollback(model, caller, 'RepositoryModelUnload (Open Inference Protocol)');
   }
@@ -82,16 +94,34 @@ export class ModelRepository {
     const registry = this.modelRegistry!;
     return registry.listModels().flatMap((m) =>
       registry.listVersions(m.name).map((r) => {
-        const role = r.version === m.activeVersion ? 'active' : r.version === m.rollbackVersion ? 'rollback target' : '';
+        const role =
+          r.version === m.activeVersion ? 'active' : r.version === m.rollbackVersion ? 'rollback target' : '';
         const l = loaded.find((x) => x.model === m.name && x.version === r.version);
-        if (r.state === 'corrupt') return { name: m.name, version: String(r.version), state: 'UNAVAILABLE' as const, reason: `corrupt: ${r.corruptReason ?? 'blob verification failed'}` };
-        if (!l) return { name: m.name, version: String(r.version), state: 'UNAVAILABLE' as const, reason: role ? `${role}, not loaded` : 'not loaded' };
+        if (r.state === 'corrupt')
+          return {
+            name: m.name,
+            version: String(r.version),
+            state: 'UNAVAILABLE' as const,
+            reason: `corrupt: ${r.corruptReason ?? 'blob verification failed'}`,
+          };
+        if (!l)
+          return {
+            name: m.name,
+            version: String(r.version),
+            state: 'UNAVAILABLE' as const,
+            reason: role ? `${role}, not loaded` : 'not loaded',
+          };
         return this.entry(l, role || 'loaded');
       }),
     );
   }
 
   private entry(l: LoadedVersionView, role: string): RepositoryEntry {
-    return { name: l.model, version: String(l.version), state: STATE[l.state], reason: l.state === 'failed' ? `load failed: ${l.error ?? ''}` : STATE[l.state] === 'READY' ? role : l.state };
+    return {
+      name: l.model,
+      version: String(l.version),
+      state: STATE[l.state],
+      reason: l.state === 'failed' ? `load failed: ${l.error ?? ''}` : STATE[l.state] === 'READY' ? role : l.state,
+    };
   }
 }

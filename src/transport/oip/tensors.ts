@@ -33,24 +33,41 @@ const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) =
 export function toShape(dims: readonly (bigint | number)[], what: string): number[] {
   return dims.map((d) => {
     const n = Number(d);
-    if (!Number.isSafeInteger(n) || n < 0) throw new SightlineError('INVALID_INPUT', `${what}: shape dimension ${String(d)} is not a non-negative integer`, { field: 'shape' });
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new SightlineError('INVALID_INPUT', `${what}: shape dimension ${String(d)} is not a non-negative integer`, {
+        field: 'shape',
+      });
     return n;
   });
 }
 
 export function unsupportedDatatype(name: string, datatype: string): SightlineError {
-  return new SightlineError('INVALID_INPUT', `input ${name}: datatype ${datatype || '(empty)'} is not accepted; IMAGE takes BYTES (encoded images) and the model's own input takes FP32`, { field: 'datatype' });
+  return new SightlineError(
+    'INVALID_INPUT',
+    `input ${name}: datatype ${datatype || '(empty)'} is not accepted; IMAGE takes BYTES (encoded images) and the model's own input takes FP32`,
+    { field: 'datatype' },
+  );
 }
 
 /** Splits raw BYTES contents into their elements (each a 4-byte little-endian length, then the bytes). */
 function splitBytes(raw: Uint8Array, what: string): Uint8Array[] {
   const out: Uint8Array[] = [];
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  for (let o = 0; o < raw.byteLength; ) {
-    if (o + 4 > raw.byteLength) throw new SightlineError('INVALID_INPUT', `${what}: raw BYTES contents end inside a 4-byte length prefix (at byte ${o} of ${raw.byteLength})`, { field: 'raw_input_contents' });
+  for (let o = 0; o < raw.byteLength;) {
+    if (o + 4 > raw.byteLength)
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `${what}: raw BYTES contents end inside a 4-byte length prefix (at byte ${o} of ${raw.byteLength})`,
+        { field: 'raw_input_contents' },
+      );
     const n = view.getUint32(o, true);
     o += 4;
-    if (o + n > raw.byteLength) throw new SightlineError('INVALID_INPUT', `${what}: a BYTES element of ${n} bytes runs past the end of the raw contents (${raw.byteLength - o} left)`, { field: 'raw_input_contents' });
+    if (o + n > raw.byteLength)
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `${what}: a BYTES element of ${n} bytes runs past the end of the raw contents (${raw.byteLength - o} left)`,
+        { field: 'raw_input_contents' },
+      );
     out.push(raw.subarray(o, o + n));
     o += n;
   }
@@ -61,7 +78,12 @@ function splitBytes(raw: Uint8Array, what: string): Uint8Array[] {
 export function fromRaw(name: string, datatype: string, raw: Uint8Array): TensorData {
   if (datatype === 'BYTES') return splitBytes(raw, `input ${name}`);
   if (datatype === 'FP32') {
-    if (raw.byteLength % 4 !== 0) throw new SightlineError('INVALID_INPUT', `input ${name}: raw FP32 contents of ${raw.byteLength} bytes are not a whole number of 4-byte elements`, { field: 'raw_input_contents' });
+    if (raw.byteLength % 4 !== 0)
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `input ${name}: raw FP32 contents of ${raw.byteLength} bytes are not a whole number of 4-byte elements`,
+        { field: 'raw_input_contents' },
+      );
     // A copy: aligned, and in the host's byte order (little-endian on every platform Node supports).
     const out = new Float32Array(raw.byteLength / 4);
     new Uint8Array(out.buffer).set(raw);
@@ -89,6 +111,10 @@ export function toRaw(data: TensorData): Buffer {
 export function checkElementCount(t: InputTensor): void {
   const want = elementCount(t.shape);
   if (t.data.length !== want) {
-    throw new SightlineError('INVALID_INPUT', `input ${t.name}: shape [${t.shape.join(', ')}] holds ${want} element(s), but the contents hold ${t.data.length}`, { field: 'shape' });
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `input ${t.name}: shape [${t.shape.join(', ')}] holds ${want} element(s), but the contents hold ${t.data.length}`,
+      { field: 'shape' },
+    );
   }
 }

@@ -13,7 +13,14 @@ import {
   type Family,
   resolveFamily,
 } from '../../../src/inference/families/index.js';
-import type { Candidates, DecodeOptions, FamilyName, LetterboxSpec, ModelMeta, TensorInfo } from '../../../src/inference/types.js';
+import type {
+  Candidates,
+  DecodeOptions,
+  FamilyName,
+  LetterboxSpec,
+  ModelMeta,
+  TensorInfo,
+} from '../../../src/inference/types.js';
 
 /** A box to encode, in model-input pixels. `extra` adds a second class score at the same anchor. */
 interface Truth {
@@ -39,7 +46,8 @@ const STRIDES = [8, 16, 32];
 /** (gx, gy, stride) of every anchor point, levels in stride order, row-major: written independently of src. */
 function anchorPoints(w: number, h: number): { gx: number; gy: number; s: number }[] {
   const pts: { gx: number; gy: number; s: number }[] = [];
-  for (const s of STRIDES) for (let y = 0; y < h / s; y++) for (let x = 0; x < w / s; x++) pts.push({ gx: x, gy: y, s });
+  for (const s of STRIDES)
+    for (let y = 0; y < h / s; y++) for (let x = 0; x < w / s; x++) pts.push({ gx: x, gy: y, s });
   return pts;
 }
 
@@ -49,7 +57,14 @@ const anchorFor = (k: number, n: number): number => (k === 0 ? n - 1 : Math.floo
 const ultralyticsCase: FamilyCase = {
   name: 'ultralytics',
   create: createUltralyticsFamily,
-  letterbox: { placement: 'center', padValue: 114, channelOrder: 'rgb', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] },
+  letterbox: {
+    placement: 'center',
+    padValue: 114,
+    channelOrder: 'rgb',
+    scale: 1 / 255,
+    mean: [0, 0, 0],
+    std: [1, 1, 1],
+  },
   outputs: (m, c) => [{ name: 'output0', dims: [1, 4 + c, anchorPoints(m.inputWidth, m.inputHeight).length] }],
   encode(truths, m, c) {
     const n = anchorPoints(m.inputWidth, m.inputHeight).length;
@@ -138,7 +153,12 @@ const TRUTHS: readonly Truth[] = [
   { cx: 160, cy: 128, w: 300, h: 240, cls: 2, score: 0.2 },
 ];
 
-const opts = (o: Partial<DecodeOptions> = {}): DecodeOptions => ({ confThreshold: 0.25, classFilter: null, multiLabel: false, ...o });
+const opts = (o: Partial<DecodeOptions> = {}): DecodeOptions => ({
+  confThreshold: 0.25,
+  classFilter: null,
+  multiLabel: false,
+  ...o,
+});
 
 interface Row {
   box: number[];
@@ -147,7 +167,8 @@ interface Row {
 }
 function rows(c: Candidates): Row[] {
   const out: Row[] = [];
-  for (let i = 0; i < c.count; i++) out.push({ box: Array.from(c.boxes.subarray(i * 4, i * 4 + 4)), score: c.scores[i], cls: c.classes[i] });
+  for (let i = 0; i < c.count; i++)
+    out.push({ box: Array.from(c.boxes.subarray(i * 4, i * 4 + 4)), score: c.scores[i], cls: c.classes[i] });
   return out.sort((a, b) => b.score - a.score || a.cls - b.cls);
 }
 const expected = (truths: readonly Truth[]): Row[] =>
@@ -179,7 +200,11 @@ for (const fc of CASES) {
 
     test('confidence threshold keeps scores >= threshold and drops the rest', () => {
       const f = fc.create();
-      assertRows(rows(f.decode(data, outputs, META, opts({ confThreshold: 0.6 }))), expected(TRUTHS.filter((b) => b.score >= 0.6)), 'conf 0.6');
+      assertRows(
+        rows(f.decode(data, outputs, META, opts({ confThreshold: 0.6 }))),
+        expected(TRUTHS.filter((b) => b.score >= 0.6)),
+        'conf 0.6',
+      );
       assertRows(rows(f.decode(data, outputs, META, opts({ confThreshold: 0.1 }))), expected(TRUTHS), 'conf 0.1');
       assert.equal(f.decode(data, outputs, META, opts({ confThreshold: 0.95 })).count, 0);
     });
@@ -225,7 +250,11 @@ for (const fc of CASES) {
       const f = fc.create();
       for (const other of CASES) {
         const shapes = other.outputs(META, NUM_CLASSES);
-        assert.equal(f.matches(shapes, META), other.name === fc.name, `${fc.name}.matches(${other.name} shapes ${JSON.stringify(shapes)})`);
+        assert.equal(
+          f.matches(shapes, META),
+          other.name === fc.name,
+          `${fc.name}.matches(${other.name} shapes ${JSON.stringify(shapes)})`,
+        );
       }
       assert.equal(f.matches([], META), false);
       assert.equal(f.matches([...outputs, ...outputs], META), false, 'two outputs');

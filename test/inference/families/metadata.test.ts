@@ -63,7 +63,10 @@ describe('readOnnxMetadata', () => {
     assert.throws(() => readOnnxMetadata(Buffer.from('{"not": "onnx"}')), notOnnx);
     assert.throws(() => readOnnxMetadata(Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0, 16])), notOnnx);
     // a length running past the end, and a truncated varint
-    assert.throws(() => readOnnxMetadata(Uint8Array.from([...varint(7 * 8 + 2), ...varint(1000), 1, 2])), /runs past the end/);
+    assert.throws(
+      () => readOnnxMetadata(Uint8Array.from([...varint(7 * 8 + 2), ...varint(1000), 1, 2])),
+      /runs past the end/,
+    );
     assert.throws(() => readOnnxMetadata(Uint8Array.from([0x80, 0x80])), /truncated varint/);
   });
 

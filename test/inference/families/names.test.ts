@@ -5,16 +5,18 @@ import { labelFor, parseLabelsFile, parseUltralyticsNames } from '../../../src/i
 
 describe('parseUltralyticsNames', () => {
   test('Python dict literal with single quotes', () => {
-    assert.deepEqual(parseUltralyticsNames("{0: 'person', 1: 'bicycle', 2: 'traffic light'}"), ['person', 'bicycle', 'traffic light']);
+    assert.deepEqual(parseUltralyticsNames("{0: 'person', 1: 'bicycle', 2: 'traffic light'}"), [
+      'person',
+      'bicycle',
+      'traffic light',
+    ]);
   });
 
   test('double quotes, escaped quotes and backslashes', () => {
-    assert.deepEqual(parseUltralyticsNames(`{0: "a 'quoted' one", 1: 'it\\'s', 2: "say \\"hi\\"", 3: 'back\\\\slash'}`), [
-      "a 'quoted' one",
-      "it's",
-      'say "hi"',
-      'back\\slash',
-    ]);
+    assert.deepEqual(
+      parseUltralyticsNames(`{0: "a 'quoted' one", 1: 'it\\'s', 2: "say \\"hi\\"", 3: 'back\\\\slash'}`),
+      ["a 'quoted' one", "it's", 'say "hi"', 'back\\slash'],
+    );
   });
 
   test('\\x and \\u escapes, as Python repr writes non-ASCII names', () => {
@@ -33,7 +35,18 @@ describe('parseUltralyticsNames', () => {
   });
 
   test('refuses what it cannot read faithfully', () => {
-    for (const bad of ['', 'person', '{0: person}', "{0: 'a', 2: 'c'}", "{0: 'a', 0: 'b'}", "{0: 'a'", "['a' 'b']", "{0: 'a'} x", "{-1: 'a'}", "{'x': 'a'}"]) {
+    for (const bad of [
+      '',
+      'person',
+      '{0: person}',
+      "{0: 'a', 2: 'c'}",
+      "{0: 'a', 0: 'b'}",
+      "{0: 'a'",
+      "['a' 'b']",
+      "{0: 'a'} x",
+      "{-1: 'a'}",
+      "{'x': 'a'}",
+    ]) {
       assert.equal(parseUltralyticsNames(bad), null, JSON.stringify(bad));
     }
   });

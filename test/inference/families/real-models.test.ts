@@ -37,7 +37,13 @@ async function prepare(file: string, size: number, centred: boolean): Promise<Pr
   const { data, info } = await sharp(file)
     .removeAlpha()
     .resize(rw, rh, { fit: 'fill', kernel: 'linear' })
-    .extend({ left: padLeft, top: padTop, right: size - rw - padLeft, bottom: size - rh - padTop, background: { r: 114, g: 114, b: 114 } })
+    .extend({
+      left: padLeft,
+      top: padTop,
+      right: size - rw - padLeft,
+      bottom: size - rh - padTop,
+      background: { r: 114, g: 114, b: 114 },
+    })
     .raw()
     .toBuffer({ resolveWithObject: true });
   assert.equal(info.channels, 3);
@@ -73,7 +79,10 @@ async function detect(model: string, labelsText?: string): Promise<Detection[]> 
     assert.ok(input.isTensor);
     const [, , h, w] = dimsOf(input.shape);
     const meta: ModelMeta = { props, inputWidth: w, inputHeight: h };
-    const outputs: TensorInfo[] = session.outputMetadata.map((o) => ({ name: o.name, dims: o.isTensor ? dimsOf(o.shape) : [] }));
+    const outputs: TensorInfo[] = session.outputMetadata.map((o) => ({
+      name: o.name,
+      dims: o.isTensor ? dimsOf(o.shape) : [],
+    }));
     const family = resolveFamily(outputs, meta);
     const names = resolveNames(props, family.numClasses(outputs), labelsText);
 

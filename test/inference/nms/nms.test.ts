@@ -97,7 +97,10 @@ describe('nms', () => {
   });
 
   test('stops at maxDetections, keeping the best', () => {
-    const list = Array.from({ length: 20 }, (_, i) => ({ box: [i * 20, 0, i * 20 + 10, 10] as Box, score: (i + 1) / 21 }));
+    const list = Array.from({ length: 20 }, (_, i) => ({
+      box: [i * 20, 0, i * 20 + 10, 10] as Box,
+      score: (i + 1) / 21,
+    }));
     assert.deepEqual(kept(cands(list), { ...classWise, maxDetections: 3 }), [19, 18, 17]);
     assert.deepEqual(kept(cands(list), { ...classWise, maxDetections: 0 }), []);
   });
@@ -123,7 +126,7 @@ describe('nms', () => {
 
   test('agrees with a brute-force greedy NMS on random clustered candidates', () => {
     let seed = 7;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let round = 0; round < 10; round++) {
       const list = Array.from({ length: 250 }, () => {
         const x = Math.floor(rnd() * 8) * 40 + rnd() * 10;

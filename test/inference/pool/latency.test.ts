@@ -12,7 +12,10 @@ import { cocoLabelsFile, imagePath, modelPath } from '../../support/shared.js';
 const haveData = sharedDataOrSkip('latency session');
 const never = new AbortController().signal;
 const PREP = { limits: { maxBytes: 1 << 24, maxPixels: 40_000_000 }, options: { applyIccProfile: false } };
-const REQ = { decode: { confThreshold: 0.25, classFilter: null, multiLabel: false }, nms: { iouThreshold: 0.45, maxDetections: 300, agnostic: false } };
+const REQ = {
+  decode: { confThreshold: 0.25, classFilter: null, multiLabel: false },
+  nms: { iouThreshold: 0.45, maxDetections: 300, agnostic: false },
+};
 
 describe('latency session', { skip: !haveData }, () => {
   let pool: InferencePool;
@@ -23,7 +26,13 @@ describe('latency session', { skip: !haveData }, () => {
   before(async () => {
     pool = await InferencePool.create({ workers: 2, maxQueue: 16 });
     const model = new Uint8Array(readFileSync(modelPath('yolox_nano.onnx')));
-    const base = { labelsText: readFileSync(cocoLabelsFile, 'utf8'), intraOpThreads: 1, executionProviders: ['cpu' as const], warmupRuns: 1, cpuMemArena: false };
+    const base = {
+      labelsText: readFileSync(cocoLabelsFile, 'utf8'),
+      intraOpThreads: 1,
+      executionProviders: ['cpu' as const],
+      warmupRuns: 1,
+      cpuMemArena: false,
+    };
     info = await pool.load('m', model, { ...base, latencyThreads: 2 });
     await pool.load('narrow', model, { ...base, latencyThreads: 0 });
     bus = readFileSync(imagePath('bus.jpg'));

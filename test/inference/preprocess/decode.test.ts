@@ -61,7 +61,9 @@ test('truncated and corrupt data are wrapped, never raw sharp errors', async (t)
   const bus = readBus();
   await rejects(bus.subarray(0, 100_000), [/jpeg image could not be decoded/, /truncated/]);
   await rejects(bus.subarray(0, 10), [/jpeg image could not be decoded/]);
-  const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png().toBuffer();
+  const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } })
+    .png()
+    .toBuffer();
   await rejects(Buffer.concat([png.subarray(0, 8), Buffer.alloc(64, 7)]), [/png image could not be decoded/, /header/]);
   await rejects(pngDeclaring(100, 100), [/png image could not be decoded/]); // IDAT far too short
 });

@@ -1,6 +1,13 @@
 /** Specs, limits and small helpers shared by the preprocess tests. */
 import zlib from 'node:zlib';
-import { prepareTensor, type Decoder, type PrepareLimits, type PrepareOptions, type PrepareTarget, type RasterFormat } from '../../../src/inference/preprocess/index.js';
+import {
+  prepareTensor,
+  type Decoder,
+  type PrepareLimits,
+  type PrepareOptions,
+  type PrepareTarget,
+  type RasterFormat,
+} from '../../../src/inference/preprocess/index.js';
 import type { LetterboxGeometry, LetterboxSpec } from '../../../src/inference/types.js';
 
 /** Ultralytics / YOLOv5: RGB, /255, centered, pad 114. */
@@ -61,7 +68,7 @@ export function pngDeclaring(width: number, height: number): Buffer {
 /** Copy of a baseline/progressive JPEG with its SOF frame size rewritten (the header lies). */
 export function jpegDeclaring(jpeg: Uint8Array, width: number, height: number): Buffer {
   const out = Buffer.from(jpeg);
-  for (let i = 2; i + 9 < out.length; ) {
+  for (let i = 2; i + 9 < out.length;) {
     if (out[i] !== 0xff) throw new Error('not at a JPEG marker');
     const marker = out[i + 1];
     const len = out.readUInt16BE(i + 2);
@@ -90,11 +97,25 @@ export interface PreparedImage {
  * The real preprocessing (prepareTensor: the worker's code run in this thread) with the target's
  * placement and pad value but an identity RGB 0-255 normalisation, read back as HWC bytes.
  */
-export async function prepareImage(bytes: Uint8Array, target: PrepareTarget, limits: PrepareLimits, options: Partial<PrepareOptions> = {}): Promise<PreparedImage> {
+export async function prepareImage(
+  bytes: Uint8Array,
+  target: PrepareTarget,
+  limits: PrepareLimits,
+  options: Partial<PrepareOptions> = {},
+): Promise<PreparedImage> {
   const spec: LetterboxSpec = { ...target.spec, channelOrder: 'rgb', scale: 1, mean: [0, 0, 0], std: [1, 1, 1] };
   const r = await prepareTensor(bytes, { ...target, spec }, limits, { applyIccProfile: false, ...options });
   const n = target.width * target.height;
   const pixels = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) pixels[i * 3 + c] = Math.min(255, Math.max(0, Math.round(r.tensor[c * n + i]!)));
-  return { pixels, width: target.width, height: target.height, geometry: r.geometry, format: r.format, decoder: r.decoder, timing: r.timing };
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < 3; c++) pixels[i * 3 + c] = Math.min(255, Math.max(0, Math.round(r.tensor[c * n + i]!)));
+  return {
+    pixels,
+    width: target.width,
+    height: target.height,
+    geometry: r.geometry,
+    format: r.format,
+    decoder: r.decoder,
+    timing: r.timing,
+  };
 }

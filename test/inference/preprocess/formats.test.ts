@@ -11,7 +11,9 @@ const TARGET = { width: 64, height: 64, spec: ULTRA };
 
 /** A solid 32x16 image: letterboxed into 64x64 it fills rows 16..47, pad 16 above and below. */
 const solid = (rgb: [number, number, number], channels: 3 | 4 = 3, alpha = 255): Sharp =>
-  sharp({ create: { width: 32, height: 16, channels, background: { r: rgb[0], g: rgb[1], b: rgb[2], alpha: alpha / 255 } } });
+  sharp({
+    create: { width: 32, height: 16, channels, background: { r: rgb[0], g: rgb[1], b: rgb[2], alpha: alpha / 255 } },
+  });
 
 function assertLayout(r: PreparedImage, format: RasterFormat): void {
   assert.equal(r.format, format);
@@ -31,11 +33,29 @@ function assertNear(actual: number[], expected: number[], tol: number, what: str
 const CENTER = (r: PreparedImage): number[] => rgbAt(r.pixels, 64, 32, 32);
 
 const cases: { name: string; format: RasterFormat; make: () => Promise<Buffer>; expect: number[]; tol: number }[] = [
-  { name: 'jpeg', format: 'jpeg', make: () => solid([200, 40, 90]).jpeg({ quality: 95 }).toBuffer(), expect: [200, 40, 90], tol: 4 },
+  {
+    name: 'jpeg',
+    format: 'jpeg',
+    make: () => solid([200, 40, 90]).jpeg({ quality: 95 }).toBuffer(),
+    expect: [200, 40, 90],
+    tol: 4,
+  },
   { name: 'png', format: 'png', make: () => solid([200, 40, 90]).png().toBuffer(), expect: [200, 40, 90], tol: 0 },
-  { name: 'webp lossless', format: 'webp', make: () => solid([200, 40, 90]).webp({ lossless: true }).toBuffer(), expect: [200, 40, 90], tol: 0 },
+  {
+    name: 'webp lossless',
+    format: 'webp',
+    make: () => solid([200, 40, 90]).webp({ lossless: true }).toBuffer(),
+    expect: [200, 40, 90],
+    tol: 0,
+  },
   { name: 'tiff', format: 'tiff', make: () => solid([200, 40, 90]).tiff().toBuffer(), expect: [200, 40, 90], tol: 1 },
-  { name: 'avif', format: 'avif', make: () => solid([200, 40, 90]).avif({ quality: 90 }).toBuffer(), expect: [200, 40, 90], tol: 8 },
+  {
+    name: 'avif',
+    format: 'avif',
+    make: () => solid([200, 40, 90]).avif({ quality: 90 }).toBuffer(),
+    expect: [200, 40, 90],
+    tol: 8,
+  },
   {
     name: 'grayscale jpeg',
     format: 'jpeg',
@@ -98,7 +118,9 @@ test('alpha is dropped before the resize, exactly like decode-then-drop (cv2.IMR
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) raw.set(x < w / 2 ? [220, 20, 20, 255] : [20, 220, 20, 0], (y * w + x) * 4);
   }
-  const png = await sharp(raw, { raw: { width: w, height: h, channels: 4 } }).png().toBuffer();
+  const png = await sharp(raw, { raw: { width: w, height: h, channels: 4 } })
+    .png()
+    .toBuffer();
   const r = await prepareImage(png, TARGET, LIMITS);
   // The same colours without an alpha channel at all: what decode-then-drop must give.
   const rgb = await sharp(png).removeAlpha().png().toBuffer();
@@ -112,7 +134,11 @@ test('input colour models really are what the cases claim', async () => {
     const m = await sharp(await b).metadata();
     return [m.space, m.channels, m.depth];
   };
-  assert.deepEqual(await meta(solid([90, 90, 90]).greyscale().toColourspace('b-w').jpeg().toBuffer()), ['b-w', 1, 'uchar']);
+  assert.deepEqual(await meta(solid([90, 90, 90]).greyscale().toColourspace('b-w').jpeg().toBuffer()), [
+    'b-w',
+    1,
+    'uchar',
+  ]);
   assert.deepEqual(await meta(solid([1, 2, 3]).toColourspace('rgb16').png().toBuffer()), ['rgb16', 3, 'ushort']);
   assert.deepEqual(await meta(solid([1, 2, 3]).toColourspace('cmyk').jpeg().toBuffer()), ['cmyk', 4, 'uchar']);
   assert.deepEqual(await meta(solid([1, 2, 3], 4, 0).png().toBuffer()), ['srgb', 4, 'uchar']);
@@ -121,7 +147,9 @@ test('input colour models really are what the cases claim', async () => {
 test('animated GIF: first frame only, one frame high', async () => {
   const red = await solid([255, 0, 0]).gif().toBuffer();
   const blue = await solid([0, 0, 255]).gif().toBuffer();
-  const anim = await sharp([red, blue, red], { join: { animated: true } }).gif().toBuffer();
+  const anim = await sharp([red, blue, red], { join: { animated: true } })
+    .gif()
+    .toBuffer();
   assert.equal((await sharp(anim).metadata()).pages, 3);
   const r = await prepareImage(anim, TARGET, LIMITS);
   assertLayout(r, 'gif');
@@ -144,7 +172,11 @@ test('every EXIF orientation: displayed size swaps for 5-8', async () => {
     assert.equal((await sharp(jpeg).metadata()).orientation, orientation);
     const r = await prepareImage(jpeg, TARGET, LIMITS);
     const swapped = orientation >= 5;
-    assert.deepEqual([r.geometry.srcWidth, r.geometry.srcHeight], swapped ? [16, 32] : [32, 16], `orientation ${orientation}`);
+    assert.deepEqual(
+      [r.geometry.srcWidth, r.geometry.srcHeight],
+      swapped ? [16, 32] : [32, 16],
+      `orientation ${orientation}`,
+    );
   }
 });
 
@@ -185,7 +217,13 @@ test('EXIF orientation: a rotated bus.jpg tagged to display upright equals the o
   const diff = meanAbsDiff(tagged.pixels, upright.pixels);
   assert.ok(diff < 3, `mean abs diff ${diff.toFixed(2)} vs the upright original`);
   // Ignoring the tag would give a very different buffer: make sure the measure can tell.
-  const ignored = await sharp(bus).rotate(90).resize(640, 480, { kernel: 'linear' }).extend({ top: 80, bottom: 80, background: '#727272' }).removeAlpha().raw().toBuffer();
+  const ignored = await sharp(bus)
+    .rotate(90)
+    .resize(640, 480, { kernel: 'linear' })
+    .extend({ top: 80, bottom: 80, background: '#727272' })
+    .removeAlpha()
+    .raw()
+    .toBuffer();
   assert.ok(meanAbsDiff(ignored, upright.pixels) > 20);
 });
 
@@ -213,13 +251,19 @@ test('a PNG three times the input is shrunk by libvips before it crosses to the 
   const w = 1920;
   const h = 960;
   const raw = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw.set([x < w / 2 ? 200 : 30, (y * 255) / h, 90], (y * w + x) * 3);
-  const png = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) raw.set([x < w / 2 ? 200 : 30, (y * 255) / h, 90], (y * w + x) * 3);
+  const png = await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
   const target = { width: 640, height: 640, spec: ULTRA };
   const p = await prepareSource(png, target, LIMITS, { applyIccProfile: false });
   assert.equal(p.decoder, 'sharp');
   assert.deepEqual([p.source.width, p.source.height], [640, 320], 'shrunk 3x: what crosses to the worker');
-  assert.deepEqual([p.geometry.srcWidth, p.geometry.srcHeight, p.geometry.resizedWidth, p.geometry.resizedHeight], [1920, 960, 640, 320]);
+  assert.deepEqual(
+    [p.geometry.srcWidth, p.geometry.srcHeight, p.geometry.resizedWidth, p.geometry.resizedHeight],
+    [1920, 960, 640, 320],
+  );
   const r = await prepareImage(png, target, LIMITS);
   assertNear(rgbAt(r.pixels, 640, 100, 320), [200, 128, 90], 3, 'left half, middle row');
   assertNear(rgbAt(r.pixels, 640, 540, 320), [30, 128, 90], 3, 'right half, middle row');

@@ -34,7 +34,10 @@ async function p3Photo(): Promise<Buffer> {
     }
   }
   // withIccProfile converts the sRGB pixels into P3 values and embeds the P3 profile.
-  return sharp(raw, { raw: { width: W, height: H, channels: 3 } }).withIccProfile('p3').jpeg({ quality: 95 }).toBuffer();
+  return sharp(raw, { raw: { width: W, height: H, channels: 3 } })
+    .withIccProfile('p3')
+    .jpeg({ quality: 95 })
+    .toBuffer();
 }
 
 const meanAbsDiff = (a: Uint8Array, b: Uint8Array): number => {
@@ -59,7 +62,8 @@ test('a Display P3 photo: profile ignored by default (libjpeg-turbo), converted 
   const t = new Float32Array(3 * 640 * 640);
   letterboxToTensor({ pixels: managed, width: W, height: H, orientation: 1 }, g, spec, t);
   const reference = new Uint8Array(640 * 640 * 3);
-  for (let i = 0; i < 640 * 640; i++) for (let c = 0; c < 3; c++) reference[i * 3 + c] = Math.round(t[c * 640 * 640 + i]!);
+  for (let i = 0; i < 640 * 640; i++)
+    for (let c = 0; c < 3; c++) reference[i * 3 + c] = Math.round(t[c * 640 * 640 + i]!);
 
   const vsReference = meanAbsDiff(got.pixels, reference);
   const vsIgnored = meanAbsDiff(got.pixels, ignored.pixels);

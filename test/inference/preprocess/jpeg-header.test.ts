@@ -15,7 +15,10 @@ test('size, components, process and orientation agree with sharp.metadata for ev
       const m = await sharp(bytes).metadata();
       const h = readJpegHeader(bytes);
       assert.ok(h);
-      assert.deepEqual([h.width, h.height, h.components, h.precision, h.orientation], [m.width, m.height, m.channels, 8, m.orientation ?? 1]);
+      assert.deepEqual(
+        [h.width, h.height, h.components, h.precision, h.orientation],
+        [m.width, m.height, m.channels, 8, m.orientation ?? 1],
+      );
       assert.equal(h.process, progressive ? 'progressive' : 'baseline');
     }
   }
@@ -37,7 +40,14 @@ test('grey, CMYK and profile-tagged JPEGs are recognised; which ones libjpeg-tur
 test('bus.jpg: 810x1080, YCbCr, with an embedded profile', (t) => {
   if (!requireShared(t, 'images', 'bus.jpg')) return;
   const h = readJpegHeader(readFileSync(imagePath('bus.jpg')));
-  assert.deepEqual(h && [h.width, h.height, h.components, h.process, h.orientation, h.hasIccProfile], [810, 1080, 3, 'baseline', 1, true]);
+  assert.deepEqual(h && [h.width, h.height, h.components, h.process, h.orientation, h.hasIccProfile], [
+    810,
+    1080,
+    3,
+    'baseline',
+    1,
+    true,
+  ]);
 });
 
 test('broken marker structure gives null, never an exception or a loop', () => {
@@ -49,6 +59,10 @@ test('broken marker structure gives null, never an exception or a loop', () => {
   fills[1] = 0xd8;
   assert.equal(readJpegHeader(fills), null);
   // A corrupt EXIF block reads as orientation 1, as decoders treat an unreadable tag.
-  const exif = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe1, 0x00, 0x10]), Buffer.from('Exif\0\0MM\0\x2a\xff\xff\xff\xff', 'latin1'), Buffer.from([0xff, 0xc0, 0x00, 0x11, 8, 0, 2, 0, 3, 3])]);
+  const exif = Buffer.concat([
+    Buffer.from([0xff, 0xd8, 0xff, 0xe1, 0x00, 0x10]),
+    Buffer.from('Exif\0\0MM\0\x2a\xff\xff\xff\xff', 'latin1'),
+    Buffer.from([0xff, 0xc0, 0x00, 0x11, 8, 0, 2, 0, 3, 3]),
+  ]);
   assert.equal(readJpegHeader(exif)?.orientation, 1);
 });

@@ -5,11 +5,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { computeLetterbox, letterboxToTensor, sampleLetterboxed, type Orientation, type RgbImage } from '../../../src/inference/preprocess/index.js';
+import {
+  computeLetterbox,
+  letterboxToTensor,
+  sampleLetterboxed,
+  type Orientation,
+  type RgbImage,
+} from '../../../src/inference/preprocess/index.js';
 import type { LetterboxSpec } from '../../../src/inference/types.js';
 import { ULTRA, YOLOX } from './fixtures.js';
 
-const RAW: LetterboxSpec = { placement: 'center', padValue: 114, channelOrder: 'rgb', scale: 1, mean: [0, 0, 0], std: [1, 1, 1] };
+const RAW: LetterboxSpec = {
+  placement: 'center',
+  padValue: 114,
+  channelOrder: 'rgb',
+  scale: 1,
+  mean: [0, 0, 0],
+  std: [1, 1, 1],
+};
 
 /** A w x h RGB image whose pixel (x, y) is (x*7+y) & 255, (x*3+y*5) & 255, (x+y*11) & 255. */
 function pattern(w: number, h: number): Uint8Array {
@@ -20,7 +33,11 @@ function pattern(w: number, h: number): Uint8Array {
   return px;
 }
 
-const tensorFor = (img: RgbImage, dst: number, spec: LetterboxSpec): { t: Float32Array; g: ReturnType<typeof computeLetterbox> } => {
+const tensorFor = (
+  img: RgbImage,
+  dst: number,
+  spec: LetterboxSpec,
+): { t: Float32Array; g: ReturnType<typeof computeLetterbox> } => {
   const shown = img.orientation >= 5 ? [img.height, img.width] : [img.width, img.height];
   const g = computeLetterbox(shown[0]!, shown[1]!, dst, dst, spec.placement);
   const t = new Float32Array(3 * dst * dst);
@@ -29,7 +46,16 @@ const tensorFor = (img: RgbImage, dst: number, spec: LetterboxSpec): { t: Float3
 };
 
 /** OpenCV's INTER_LINEAR written out the plain way: one output pixel, one channel. */
-function cvLinear(px: Uint8Array, w: number, h: number, c: number, x: number, y: number, dw: number, dh: number): number {
+function cvLinear(
+  px: Uint8Array,
+  w: number,
+  h: number,
+  c: number,
+  x: number,
+  y: number,
+  dw: number,
+  dh: number,
+): number {
   const tap = (o: number, src: number, dst: number): [number, number, number] => {
     let f = (o + 0.5) * (src / dst) - 0.5;
     let i = Math.floor(f);
@@ -53,13 +79,21 @@ test('same size: an exact copy, planar, with the spec normalisation (RGB /255 an
   const px = pattern(4, 4);
   const img: RgbImage = { pixels: px, width: 4, height: 4, orientation: 1 };
   const { t } = tensorFor(img, 4, ULTRA);
-  for (let i = 0; i < 16; i++) for (let c = 0; c < 3; c++) assert.ok(Math.abs(t[c * 16 + i]! - px[i * 3 + c]! / 255) < 1e-6);
+  for (let i = 0; i < 16; i++)
+    for (let c = 0; c < 3; c++) assert.ok(Math.abs(t[c * 16 + i]! - px[i * 3 + c]! / 255) < 1e-6);
   const { t: b } = tensorFor(img, 4, YOLOX);
   for (let i = 0; i < 16; i++) for (let c = 0; c < 3; c++) assert.equal(b[c * 16 + i], px[i * 3 + (2 - c)]);
 });
 
 test('mean and std apply per tensor channel (NanoDet: BGR, (v - mean) / std)', () => {
-  const spec: LetterboxSpec = { placement: 'center', padValue: 0, channelOrder: 'bgr', scale: 1, mean: [103.53, 116.28, 123.675], std: [57.375, 57.12, 58.395] };
+  const spec: LetterboxSpec = {
+    placement: 'center',
+    padValue: 0,
+    channelOrder: 'bgr',
+    scale: 1,
+    mean: [103.53, 116.28, 123.675],
+    std: [57.375, 57.12, 58.395],
+  };
   const px = pattern(2, 2);
   const { t } = tensorFor({ pixels: px, width: 2, height: 2, orientation: 1 }, 2, spec);
   for (let i = 0; i < 4; i++) {
@@ -71,7 +105,12 @@ test('mean and std apply per tensor channel (NanoDet: BGR, (v - mean) / std)', (
 });
 
 test('downscale and upscale follow OpenCV INTER_LINEAR; padding is the pad value on every plane', () => {
-  for (const [w, h, dst] of [[97, 61, 40], [30, 50, 64], [640, 480, 416], [33, 33, 100]] as const) {
+  for (const [w, h, dst] of [
+    [97, 61, 40],
+    [30, 50, 64],
+    [640, 480, 416],
+    [33, 33, 100],
+  ] as const) {
     const px = pattern(w, h);
     const { t, g } = tensorFor({ pixels: px, width: w, height: h, orientation: 1 }, dst, RAW);
     const n = dst * dst;
@@ -97,10 +136,17 @@ test('every EXIF orientation reads the stored pixels the way sharp autoOrient di
   const stored = pattern(w, h);
   for (let o = 1; o <= 8; o++) {
     // A lossless TIFF carrying the tag: sharp's autoOrient is the reference for what it means.
-    const tagged = await sharp(stored, { raw: { width: w, height: h, channels: 3 } }).withMetadata({ orientation: o }).tiff({ compression: 'none' }).toBuffer();
+    const tagged = await sharp(stored, { raw: { width: w, height: h, channels: 3 } })
+      .withMetadata({ orientation: o })
+      .tiff({ compression: 'none' })
+      .toBuffer();
     assert.equal((await sharp(tagged).metadata()).orientation, o);
     const { data, info } = await sharp(tagged, { autoOrient: true }).raw().toBuffer({ resolveWithObject: true });
-    const { t, g } = tensorFor({ pixels: stored, width: w, height: h, orientation: o as Orientation }, Math.max(w, h), RAW);
+    const { t, g } = tensorFor(
+      { pixels: stored, width: w, height: h, orientation: o as Orientation },
+      Math.max(w, h),
+      RAW,
+    );
     assert.deepEqual([g.srcWidth, g.srcHeight], [info.width, info.height], `orientation ${o}: size`);
     assert.deepEqual([g.resizedWidth, g.resizedHeight], [info.width, info.height], `orientation ${o}: no resize`);
     const n = g.dstWidth * g.dstHeight;
@@ -119,8 +165,14 @@ test('refuses a tensor or a geometry that does not fit the image', () => {
   const img: RgbImage = { pixels: pattern(4, 2), width: 4, height: 2, orientation: 1 };
   const g = computeLetterbox(4, 2, 8, 8, 'center');
   assert.throws(() => letterboxToTensor(img, g, RAW, new Float32Array(10)), /tensor holds 10 floats/);
-  assert.throws(() => letterboxToTensor({ ...img, orientation: 6 }, g, RAW, new Float32Array(192)), /geometry is for 4x2/);
-  assert.throws(() => letterboxToTensor({ ...img, pixels: new Uint8Array(5) }, g, RAW, new Float32Array(192)), /expected 24 bytes/);
+  assert.throws(
+    () => letterboxToTensor({ ...img, orientation: 6 }, g, RAW, new Float32Array(192)),
+    /geometry is for 4x2/,
+  );
+  assert.throws(
+    () => letterboxToTensor({ ...img, pixels: new Uint8Array(5) }, g, RAW, new Float32Array(192)),
+    /expected 24 bytes/,
+  );
 });
 
 test('sampleLetterboxed: every step-th pixel of the image region, half a step in, back as RGB bytes', () => {
@@ -135,7 +187,11 @@ test('sampleLetterboxed: every step-th pixel of the image region, half a step in
       for (let i = 0; i < s.width; i++) {
         const x = 2 + i * 4;
         const y = 2 + j * 4;
-        assert.deepEqual([...s.pixels.subarray((j * s.width + i) * 3, (j * s.width + i) * 3 + 3)], [...px.subarray((y * w + x) * 3, (y * w + x) * 3 + 3)], `${spec.channelOrder} (${x}, ${y})`);
+        assert.deepEqual(
+          [...s.pixels.subarray((j * s.width + i) * 3, (j * s.width + i) * 3 + 3)],
+          [...px.subarray((y * w + x) * 3, (y * w + x) * 3 + 3)],
+          `${spec.channelOrder} (${x}, ${y})`,
+        );
       }
     }
   }
