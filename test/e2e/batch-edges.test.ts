@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { COCO80_NAMES, COCO80_TO_91 } from '../../src/eval/index.js';
 import { DetectorService, type DetectRequest } from '../../src/generated/sightline/v1/detector.js';
 import { makePki } from '../support/certs.js';
-import { CLI, runCli } from '../support/cli.js';
+import { CLI, createToken, runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { coco128Dir, imagePath, modelPath } from '../support/shared.js';
@@ -422,21 +422,7 @@ describe('sightline batch: TLS and tokens', { skip: !haveData }, () => {
       drift: { enabled: false },
     });
     try {
-      const token = async (role: string) => {
-        const r = await runCli([
-          'token',
-          'create',
-          '--name',
-          `b-${role}`,
-          '--role',
-          role,
-          '--json',
-          '--data-dir',
-          srv.dataDir,
-        ]);
-        assert.equal(r.code, 0, r.stderr);
-        return (JSON.parse(r.stdout) as { token: string }).token;
-      };
+      const token = (role: string) => createToken(srv.dataDir, `b-${role}`, role);
       const tokenFile = join(pki.dir, 'token');
       writeFileSync(tokenFile, `${await token('inferencer')}\n`);
       const tls = ['--server', srv.address, '--ca-file', pki.caCert, '--tls-server-name', 'localhost'];
