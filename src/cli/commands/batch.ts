@@ -228,7 +228,14 @@ async function runCommand(sources: string[], f: BatchFlags): Promise<void> {
   const stop = new AbortController();
   let stoppedBy: string | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppedBy) process.exit(SIGNAL_EXIT[stoppedBy] ?? 130);
+    if (stoppedBy) {
+      // At once: die of the signal itself (the shell sees 128 + its number). process.exit() would run
+      // the exit path, which aborts (SIGABRT) while a --model worker is inside ONNX Runtime.
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      process.kill(process.pid, signal);
+      return;
+    }
     stoppedBy = signal;
     stop.abort();
   };
