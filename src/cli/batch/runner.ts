@@ -122,7 +122,7 @@ export async function runBatch(o: RunnerOptions): Promise<BatchStats> {
                 : describeError(e),
             );
           const left = o.maxBusyWaitMs - busyWaited;
-          if (left <= 0)
+          if (left < 1)
             return fail(
               path,
               `RESOURCE_EXHAUSTED: the server stayed busy; waited ${seconds(busyWaited)} in all (--max-busy-wait)`,

@@ -166,11 +166,13 @@ export function batchCommand(): Command {
     .option('--classes <ids>', 'comma-separated class ids to keep', intListArg)
     .option('--agnostic', 'class-agnostic NMS')
     .option('--timeout <ms>', 'deadline per call in ms', intArg, 60_000)
-    .option(
-      '--max-busy-wait <duration>',
-      'longest one image waits in all for a busy server (RESOURCE_EXHAUSTED, after its retry-after-ms) before it fails',
-      durationArg,
-      300_000,
+    .addOption(
+      new Option(
+        '--max-busy-wait <duration>',
+        'longest one image waits in all for a busy server (RESOURCE_EXHAUSTED, after its retry-after-ms) before it fails',
+      )
+        .argParser(durationArg)
+        .default(300_000, '5m'),
     )
     .option(
       '--unavailable-retries <n>',
@@ -178,11 +180,13 @@ export function batchCommand(): Command {
       intArg,
       4,
     )
-    .option(
-      '--progress-every <duration>',
-      'when standard error is not a terminal: a progress line this often (0: none)',
-      progressArg,
-      10_000,
+    .addOption(
+      new Option(
+        '--progress-every <duration>',
+        'when standard error is not a terminal: a progress line this often (0: none)',
+      )
+        .argParser(progressArg)
+        .default(10_000, '10s'),
     )
     .option('--json', 'print the summary as JSON')
     .addHelpText(
