@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { DetectorClient, type DetectRequest, type DetectResponse } from '../generated/sightline/v1/detector.js';
 import { MonitoringClient } from '../generated/sightline/v1/monitoring.js';
 import { RegistryClient } from '../generated/sightline/v1/registry.js';
+import { assertReadableFile } from './args.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
@@ -34,8 +35,12 @@ export interface ConnectionFlags extends ClientAuth {
 
 /** Adds the flags every client command takes: where the server is and how to authenticate. */
 export function connectionOptions(c: Command): Command {
+  return authOptions(c.option('--server <addr>', 'server address', DEFAULT_SERVER));
+}
+
+/** How to authenticate to the server and check its certificate: --token, --token-file, --ca-file, --tls-server-name. */
+export function authOptions(c: Command): Command {
   return c
-    .option('--server <addr>', 'server address', DEFAULT_SERVER)
     .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
     .option(
       '--token-file <path>',
@@ -50,6 +55,9 @@ export function connectionOptions(c: Command): Command {
 
 /** Channel credentials (TLS when a CA file is given) and an interceptor that adds the bearer token. */
 export function channel(auth: ClientAuth = {}): { creds: ChannelCredentials; options: ClientOptions } {
+  // A missing or unreadable file is a mistake in the command (exit 2), named by its flag.
+  if (auth.caFile) assertReadableFile('--ca-file', auth.caFile);
+  if (auth.tokenFile) assertReadableFile('--token-file', auth.tokenFile);
   const creds = auth.caFile ? credentials.createSsl(readFileSync(auth.caFile)) : credentials.createInsecure();
   const token = auth.tokenFile ? readFileSync(auth.tokenFile, 'utf8').trim() : auth.token;
   const interceptors: Interceptor[] = token
@@ -95,17 +103,26 @@ export function detectRequest(req: Partial<DetectRequest>): DetectRequest {
   };
 }
 
+/** `signal`: aborting it cancels the call (it then fails with CANCELLED). */
 export function detect(
   client: DetectorClient,
   req: Partial<DetectRequest>,
-  opts: { deadlineMs?: number; metadata?: Metadata } = {},
+  opts: { deadlineMs?: number; metadata?: Metadata; signal?: AbortSignal } = {},
 ): Promise<DetectResponse> {
   const full = detectRequest(req);
   const deadline = opts.deadlineMs ? new Date(Date.now() + opts.deadlineMs) : undefined;
   return new Promise((resolve, reject) => {
-    const cb = (err: ServiceError | null, res?: DetectResponse) => (err ? reject(err) : resolve(res!));
-    if (opts.metadata) client.detect(full, opts.metadata, { deadline }, cb);
-    else client.detect(full, { deadline } as never, cb);
+    const cancel = () => pending.cancel();
+    const cb = (err: ServiceError | null, res?: DetectResponse) => {
+      opts.signal?.removeEventListener('abort', cancel);
+      if (err) reject(err);
+      else resolve(res!);
+    };
+    const pending = opts.metadata
+      ? client.detect(full, opts.metadata, { deadline }, cb)
+      : client.detect(full, { deadline } as never, cb);
+    if (opts.signal?.aborted) pending.cancel();
+    else opts.signal?.addEventListener('abort', cancel, { once: true });
   });
 }
 

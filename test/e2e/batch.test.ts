@@ -2,7 +2,8 @@
  * `sightline batch` as a user runs it (the built CLI in a child process) over coco128: against a server
  * its answers equal Detect's for every image; killed for real mid-run, it leaves complete lines and the
  * rerun does only the rest (counted by the server); it waits out RESOURCE_EXHAUSTED; with --model it
- * runs the same pipeline in-process, and its COCO JSON loads in a small COCO evaluator written here.
+ * runs the same pipeline in-process, and its COCO JSON (official COCO category and image ids) loads in a
+ * small COCO evaluator written here. Errors, limits and other edges: batch-edges.test.ts.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,6 +13,7 @@ import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { CLI, runCli } from '../support/cli.js';
+import { COCO80_TO_91 } from '../../src/eval/index.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { coco128Dir, cocoLabelsFile, modelPath } from '../support/shared.js';
@@ -77,7 +79,7 @@ const iou = (a: number[], b: number[]) => {
   return inter / ((a[2]! - a[0]!) * (a[3]! - a[1]!) + (b[2]! - b[0]!) * (b[3]! - b[1]!) - inter);
 };
 
-/** Ground truth of coco128 (YOLO txt: class cx cy w h, normalised) in pixels, per image file name. */
+/** Ground truth of coco128 (YOLO txt: class cx cy w h, normalised) in pixels, per image id, with COCO category ids. */
 function groundTruth(doc: CocoDoc): Map<number, { cls: number; box: number[] }[]> {
   const gt = new Map<number, { cls: number; box: number[] }[]>();
   for (const img of doc.images) {
@@ -88,7 +90,7 @@ function groundTruth(doc: CocoDoc): Map<number, { cls: number; box: number[] }[]
       rows.map((r) => {
         const [c, cx, cy, w, h] = r.split(/\s+/).map(Number) as [number, number, number, number, number];
         return {
-          cls: c,
+          cls: COCO80_TO_91[c]!,
           box: [
             (cx - w / 2) * img.width,
             (cy - h / 2) * img.height,
@@ -263,11 +265,17 @@ describe('sightline batch', { skip: !haveData }, () => {
         { timeoutMs: 300_000 },
       );
       assert.equal(r.code, 0, r.stderr);
-      const summary = JSON.parse(r.stdout) as { detected: number; failed: unknown[]; retries: number };
+      const summary = JSON.parse(r.stdout) as {
+        detected: number;
+        failed: unknown[];
+        busyRetries: number;
+        unavailableRetries: number;
+      };
       assert.equal(summary.detected, 12);
       assert.deepEqual(summary.failed, []);
+      assert.equal(summary.unavailableRetries, 0);
       assert.ok(
-        summary.retries > 0,
+        summary.busyRetries > 0,
         'with one place in the admission budget and 6 calls in flight, some were refused and retried',
       );
       const drawn = readdirSync(ann).sort();
@@ -309,18 +317,24 @@ describe('sightline batch', { skip: !haveData }, () => {
     const doc = JSON.parse(readFileSync(out, 'utf8')) as CocoDoc;
     assert.equal(doc.images.length, 128);
     assert.deepEqual(new Set(doc.images.map((i) => i.id)).size, 128);
+    // The labels are the COCO-80 names: the official ids (1-90 with gaps) and all 80 categories.
     const names = readFileSync(cocoLabelsFile, 'utf8').trim().split('\n');
-    for (const c of doc.categories) assert.equal(c.name, names[c.id], `category ${c.id}`);
+    assert.deepEqual(
+      doc.categories,
+      names.map((name, i) => ({ id: COCO80_TO_91[i], name })),
+    );
     const ids = new Set(doc.images.map((i) => i.id));
     for (const a of doc.annotations) {
       assert.ok(ids.has(a.image_id) && a.id > 0 && a.bbox[2]! > 0 && a.bbox[3]! > 0 && a.score > 0 && a.score <= 1);
     }
-    // The same detections as the server gave (same pipeline, same defaults), image by image.
+    // The same detections as the server gave (same pipeline, same defaults), image by image; COCO's own
+    // image ids (the number in the file name) and file names (below the common folder).
     for (const img of doc.images) {
+      assert.equal(img.id, Number(basename(img.file_name, '.jpg')));
       const mine = doc.annotations.filter((a) => a.image_id === img.id).map((a) => [a.category_id, a.score]);
       assert.deepEqual(
         mine,
-        reference.get(img.file_name)!.map((d) => [d.classId, d.confidence]),
+        reference.get(join(IMAGES, img.file_name))!.map((d) => [COCO80_TO_91[d.classId], d.confidence]),
         img.file_name,
       );
     }

@@ -14,7 +14,7 @@ import { RegistryService } from '../../src/generated/sightline/v1/registry.js';
 import { GRPCInferenceServiceService } from '../../src/generated/inference/open_inference_grpc.js';
 import { AuditLog, defaultMigrationsDir, RegistryStore, TokenStore } from '../../src/registry/index.js';
 import { RPC_CAPABILITY } from '../../src/transport/grpc/auth.js';
-import { runCli } from '../support/cli.js';
+import { createToken, runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { modelPath } from '../support/shared.js';
@@ -87,19 +87,7 @@ describe('authentication and roles', { skip: !haveData }, () => {
       pool: { workers: 1, warmupRuns: 0 },
     });
     for (const role of ROLES) {
-      const r = await runCli([
-        'token',
-        'create',
-        '--name',
-        `t-${role}`,
-        '--role',
-        role,
-        '--json',
-        '--data-dir',
-        srv.dataDir,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      tokens[role] = (JSON.parse(r.stdout) as { token: string }).token;
+      tokens[role] = await createToken(srv.dataDir, `t-${role}`, role);
     }
     client = new (makeGenericClientConstructor({}, ''))(srv.address, credentials.createInsecure());
   });

@@ -25,3 +25,10 @@ export function runCli(
     });
   });
 }
+
+/** `sightline token create` on a registry data directory (the server may be running): the new token. */
+export async function createToken(dataDir: string, name: string, role: string): Promise<string> {
+  const r = await runCli(['token', 'create', '--name', name, '--role', role, '--json', '--data-dir', dataDir]);
+  if (r.code !== 0) throw new Error(`token create ${name} exited ${r.code}: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { token: string }).token;
+}

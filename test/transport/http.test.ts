@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { runCli } from '../support/cli.js';
+import { createToken } from '../support/cli.js';
 import { makePki, pem, type TestPki } from '../support/certs.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -369,19 +369,7 @@ describe('HTTP port with TLS and tokens', { skip: !haveData }, () => {
       pool: { workers: 1 },
     });
     for (const role of ['viewer', 'inferencer']) {
-      const r = await runCli([
-        'token',
-        'create',
-        '--name',
-        `h-${role}`,
-        '--role',
-        role,
-        '--json',
-        '--data-dir',
-        srv.dataDir,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      tokens[role] = (JSON.parse(r.stdout) as { token: string }).token;
+      tokens[role] = await createToken(srv.dataDir, `h-${role}`, role);
     }
   });
   after(() => srv?.close());

@@ -1,37 +1,47 @@
 /**
  * `sightline batch SRC... --out results.jsonl`: detect objects in every image of folders, globs and
  * files, against a running server (--server) or in this process with the server's own serving stack
- * (--model FILE). Resumable: a rerun skips the images already in the output. Progress bar with rate
- * and ETA on a terminal; a summary at the end.
+ * (--model FILE). Resumable: a rerun skips the images already in the output, and refuses to mix in
+ * results of other settings or another model. Progress with rate and ETA (a bar on a terminal, a line
+ * every 10 s elsewhere); a summary at the end. An error that would be the same for every image (no
+ * server, no such model, no permission) stops the run with one line.
  */
-import { Presets, SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { loadConfig } from '../../config/index.js';
 import { SightlineError } from '../../errors.js';
 import { annotate } from '../../inference/index.js';
 import { startSightline, type Sightline } from '../../main.js';
 import { silentLogger } from '../../telemetry/logger.js';
-import { fractionArg, intArg, intListArg } from '../args.js';
-import { toCoco } from '../batch/coco.js';
-import { Journal, readJournal, type ResultLine } from '../batch/journal.js';
+import { assertReadableFile, durationArg, fractionArg, intArg, intListArg } from '../args.js';
+import { assertOwnCoco, toCoco } from '../batch/coco.js';
+import {
+  checkSameModel,
+  checkSettings,
+  Journal,
+  readJournal,
+  type BatchSettings,
+  type JournalName,
+  type ResultLine,
+} from '../batch/journal.js';
+import { startProgress, type Progress } from '../batch/progress.js';
 import { runBatch, type BatchStats } from '../batch/runner.js';
-import { expandSources, VIDEO_NOTE } from '../batch/sources.js';
-import { DEFAULT_SERVER, detect, detectorClient } from '../client.js';
+import { commonDir, expandSources, VIDEO_NOTE } from '../batch/sources.js';
+import { authOptions, DEFAULT_SERVER, detect, detectorClient, type ClientAuth } from '../client.js';
+import { reportError } from '../errors.js';
 
-interface BatchFlags {
+interface BatchFlags extends ClientAuth {
   out: string;
   server?: string;
   model?: string;
   name?: string;
+  version?: string;
   labels?: string;
   config?: string;
   workers?: number;
   threads?: number;
-  token?: string;
-  caFile?: string;
   concurrency: number;
   format: 'jsonl' | 'coco';
   annotateDir?: string;
@@ -41,16 +51,14 @@ interface BatchFlags {
   classes?: number[];
   agnostic?: boolean;
   timeout: number;
+  maxBusyWait: number;
+  unavailableRetries: number;
+  progressEvery: number;
   json?: boolean;
 }
 
-/** The longest directory all paths lie in (annotated copies keep their paths below it). */
-function commonDir(paths: readonly string[]): string {
-  if (paths.length === 0) return process.cwd();
-  let base = dirname(paths[0]!);
-  for (const p of paths) while (!(p + sep).startsWith(base.endsWith(sep) ? base : base + sep)) base = dirname(base);
-  return base;
-}
+/** Exit status after a stop by signal: 128 + its number, as shells report it. */
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 /** A Sightline server in this process (role all, loopback, a temporary registry), serving `file`. */
 async function startInProcess(f: BatchFlags, dataDir: string): Promise<Sightline> {
@@ -84,10 +92,20 @@ async function startInProcess(f: BatchFlags, dataDir: string): Promise<Sightline
   return app;
 }
 
-function printSummary(s: BatchStats, found: number, skipped: number, out: string): void {
+interface Counts {
+  found: number;
+  notImages: number;
+  skipped: number;
+  out: string;
+}
+
+function printSummary(s: BatchStats, c: Counts, interrupted: boolean): void {
   const rate = s.seconds > 0 ? s.done / s.seconds : 0;
+  const other = c.notImages ? ` (${c.notImages} other file(s) left out: not images by their extension)` : '';
   console.log(
-    `batch: ${found} image(s) found, ${skipped} already in ${out}, ${s.done} detected, ${s.failed.length} failed, ${s.retries} retried (server busy), ${s.seconds.toFixed(1)} s, ${rate.toFixed(1)} img/s`,
+    `batch: ${c.found} image(s) found${other}, ${c.skipped} already in ${c.out}, ${s.done} detected, ${s.failed.length} failed, ` +
+      `${s.busyRetries} wait(s) for a busy server (RESOURCE_EXHAUSTED), ${s.unavailableRetries} retry(ies) after UNAVAILABLE, ` +
+      `${s.seconds.toFixed(1)} s, ${rate.toFixed(1)} img/s`,
   );
   const classes = [...s.detectionsPerClass].sort((a, b) => b[1] - a[1]);
   if (classes.length) {
@@ -98,22 +116,29 @@ function printSummary(s: BatchStats, found: number, skipped: number, out: string
     console.log('failures:');
     for (const f of s.failed) console.log(`  ${f.image}: ${f.reason}`);
   }
+  const left = c.found - c.skipped - s.done - s.failed.length;
+  if (interrupted) console.log(`interrupted: ${left} image(s) not done; the same command again finishes them`);
 }
 
+/** --progress-every: a duration, or 0 for no progress lines. */
+const progressArg = (v: string) => (v.trim() === '0' ? 0 : durationArg(v));
+
 export function batchCommand(): Command {
-  return new Command('batch')
+  const cmd = new Command('batch')
     .description('detect objects in folders, globs and image files; results as JSON lines or COCO JSON; resumable')
     .argument(
       '<src...>',
       'folders (searched recursively for .jpg .jpeg .png .webp .gif .tif .tiff .avif), glob patterns (quoted: "cams/**/*.jpg") or image files',
     )
     .requiredOption('--out <file>', 'results file: one JSON line per image (jsonl), or a COCO JSON document (coco)')
-    .option('--server <addr>', `a running server (default ${DEFAULT_SERVER} unless --model is given)`)
+    .option('--server <addr>', `a running server (default ${DEFAULT_SERVER} unless --model is given)`);
+  return authOptions(cmd)
     .option(
       '--model <file>',
       'run in this process with the serving pipeline on this ONNX model, instead of calling a server',
     )
     .option('--name <name>', 'model name: on the server (default: its default model), or the name --model is served as')
+    .option('--version <v>', 'model version on the server (default: the active one); pins it for the whole run')
     .option('--labels <file>', 'with --model: class names, one per line')
     .option(
       '--config <file>',
@@ -122,9 +147,7 @@ export function batchCommand(): Command {
     )
     .option('--workers <n>', 'with --model: inference worker threads', intArg)
     .option('--threads <n>', 'with --model: ONNX Runtime intra-op threads per worker', intArg)
-    .option('--token <token>', 'bearer token (default: $SIGHTLINE_TOKEN)', process.env.SIGHTLINE_TOKEN)
-    .option('--ca-file <pem>', 'CA certificate of the server (TLS)')
-    .option('--concurrency <n>', 'calls in flight; RESOURCE_EXHAUSTED answers are waited out and retried', intArg, 4)
+    .option('--concurrency <n>', 'calls in flight', intArg, 4)
     .addOption(
       new Option(
         '--format <format>',
@@ -142,119 +165,167 @@ export function batchCommand(): Command {
     .option('--max-det <n>', 'maximum detections per image (server default 300)', intArg)
     .option('--classes <ids>', 'comma-separated class ids to keep', intListArg)
     .option('--agnostic', 'class-agnostic NMS')
-    .option('--timeout <ms>', 'deadline per image in ms', intArg, 60_000)
+    .option('--timeout <ms>', 'deadline per call in ms', intArg, 60_000)
+    .addOption(
+      new Option(
+        '--max-busy-wait <duration>',
+        'longest one image waits in all for a busy server (RESOURCE_EXHAUSTED, after its retry-after-ms) before it fails',
+      )
+        .argParser(durationArg)
+        .default(300_000, '5m'),
+    )
+    .option(
+      '--unavailable-retries <n>',
+      'UNAVAILABLE answers in a row retried with back-off (0.25 s, doubling); one more stops the run',
+      intArg,
+      4,
+    )
+    .addOption(
+      new Option(
+        '--progress-every <duration>',
+        'when standard error is not a terminal: a progress line this often (0: none)',
+      )
+        .argParser(progressArg)
+        .default(10_000, '10s'),
+    )
     .option('--json', 'print the summary as JSON')
     .addHelpText(
       'after',
-      `\nVideo: ${VIDEO_NOTE}.\nA rerun with the same --out skips the images already in it; an interrupted run (Ctrl-C, or killed) leaves only complete lines.`,
+      `\nVideo: ${VIDEO_NOTE}.\nA rerun with the same --out skips the images already in it; it refuses other --conf, --iou, --max-det, --classes, ` +
+        '--agnostic or another model. Ctrl-C stops at once and keeps every complete line (exit 130); a second Ctrl-C exits without the summary.',
     )
     .action(async (sources: string[], f: BatchFlags) => {
-      if (f.server && f.model)
-        throw new SightlineError('INVALID_INPUT', 'give either --server ADDR or --model FILE, not both');
-      const images = await expandSources(sources);
-      const out = resolve(f.out);
-      const journalPath = f.format === 'coco' ? `${out}.jsonl` : out;
-      const done = new Set(readJournal(journalPath).map((l) => l.image));
-      const todo = images.filter((p) => !done.has(p));
-      const base = commonDir(images);
-
-      // With --model, a server in this process (only when there is work left for it).
-      const dataDir = f.model && todo.length ? mkdtempSync(join(tmpdir(), 'sightline-batch-')) : null;
-      let app: Sightline | null = null;
-      const stop = new AbortController();
-      let interrupts = 0;
-      const onSignal = () => {
-        // First Ctrl-C: finish the calls in flight and write them; a second one exits at once.
-        if (++interrupts > 1) process.exit(130);
-        stop.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      let journal: Journal | null = null;
-      let bar: SingleBar | null = null;
       try {
-        if (dataDir) app = await startInProcess(f, dataDir);
-        const client = detectorClient(app ? `127.0.0.1:${app.port}` : (f.server ?? DEFAULT_SERVER), {
-          token: f.token,
-          caFile: f.caFile,
-        });
-        journal = new Journal(journalPath);
-        if (process.stderr.isTTY && !f.json && todo.length) {
-          bar = new SingleBar(
-            {
-              format: 'batch [{bar}] {value}/{total} | {rate} img/s | ETA {eta_formatted} | {failed} failed',
-              hideCursor: true,
-              etaBuffer: 50,
-              stream: process.stderr,
-            },
-            Presets.shades_classic,
-          );
-          bar.start(todo.length, 0, { rate: '0.0', failed: 0 });
-        }
-        const request = {
-          model: f.name && !app ? f.name : '',
-          confidenceThreshold: f.conf ?? 0,
-          iouThreshold: f.iou ?? 0,
-          maxDetections: f.maxDet ?? 0,
-          classes: f.classes ?? [],
-          agnosticNms: !!f.agnostic,
-        };
-        const j = journal;
-        const stats = await runBatch({
-          images: todo,
-          concurrency: f.concurrency,
-          signal: stop.signal,
-          call: (image) => detect(client, { ...request, image }, { deadlineMs: f.timeout }),
-          onResult: async (path, bytes, res) => {
-            j.append({ image: path, ...res, frameId: res.frameId.toString() } as ResultLine);
-            if (f.annotateDir) {
-              const target = join(resolve(f.annotateDir), relative(base, path));
-              mkdirSync(dirname(target), { recursive: true });
-              await annotate(bytes, res.detections, target);
-            }
-          },
-          onProgress: (s) =>
-            bar?.update(s.done + s.failed.length, {
-              rate: (s.seconds > 0 ? s.done / s.seconds : 0).toFixed(1),
-              failed: s.failed.length,
-            }),
-        });
-        bar?.stop();
-        client.close();
-        journal.close();
-        journal = null;
-        if (f.format === 'coco') {
-          const tmp = `${out}.tmp`;
-          writeFileSync(
-            tmp,
-            JSON.stringify(toCoco(readJournal(journalPath), `sightline batch over ${sources.join(' ')}`)),
-          );
-          renameSync(tmp, out);
-        }
-        if (f.json) {
-          const summary = {
-            found: images.length,
-            skipped: images.length - todo.length,
-            detected: stats.done,
-            failed: stats.failed,
-            retries: stats.retries,
-            seconds: stats.seconds,
-            imagesPerSecond: stats.seconds > 0 ? stats.done / stats.seconds : 0,
-            detectionsPerClass: Object.fromEntries(stats.detectionsPerClass),
-            interrupted: stop.signal.aborted,
-            out,
-          };
-          console.log(JSON.stringify(summary));
-        } else printSummary(stats, images.length, images.length - todo.length, f.out);
-        if (stop.signal.aborted) process.exitCode = 130;
-        else if (stats.failed.length) process.exitCode = 1;
-      } finally {
-        bar?.stop();
-        journal?.close();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        await app?.close(1000);
-        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+        await runCommand(sources, f);
+      } catch (e) {
+        reportError(e, f.model ? undefined : (f.server ?? DEFAULT_SERVER));
       }
     });
+}
+
+async function runCommand(sources: string[], f: BatchFlags): Promise<void> {
+  if (f.server && f.model)
+    throw new SightlineError('INVALID_INPUT', 'give either --server ADDR or --model FILE, not both');
+  if (f.model) assertReadableFile('--model', f.model);
+  const { images, skipped: notImages } = await expandSources(sources);
+  const out = resolve(f.out);
+  const journalPath = f.format === 'coco' ? `${out}.jsonl` : out;
+  const name: JournalName =
+    f.format === 'coco'
+      ? { what: `${f.out}.jsonl (the journal of --out ${f.out})`, file: `${f.out}.jsonl` }
+      : { what: `--out ${f.out}`, file: f.out };
+  if (f.format === 'coco') assertOwnCoco(out, `--out ${f.out}`);
+  const settings: BatchSettings = {
+    conf: f.conf ?? null,
+    iou: f.iou ?? null,
+    maxDet: f.maxDet ?? null,
+    classes: f.classes ? [...new Set(f.classes)].sort((a, b) => a - b) : null,
+    agnostic: !!f.agnostic,
+  };
+  const written = readJournal(journalPath, name);
+  checkSettings(written, settings, name);
+  const done = new Set(written.map((l) => l.image));
+  const todo = images.filter((p) => !done.has(p));
+  const base = commonDir(images);
+
+  // First signal: stop (waits end, calls in flight are cancelled), write the summary; a second exits at once.
+  const stop = new AbortController();
+  let stoppedBy: string | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy) {
+      // At once: die of the signal itself (the shell sees 128 + its number). process.exit() would run
+      // the exit path, which aborts (SIGABRT) while a --model worker is inside ONNX Runtime.
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      process.kill(process.pid, signal);
+      return;
+    }
+    stoppedBy = signal;
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // With --model, a server in this process (only when there is work left for it).
+  const dataDir = f.model && todo.length ? mkdtempSync(join(tmpdir(), 'sightline-batch-')) : null;
+  let app: Sightline | null = null;
+  let journal: Journal | null = null;
+  let progress: Progress | null = null;
+  let stats: BatchStats;
+  try {
+    if (dataDir) app = await startInProcess(f, dataDir);
+    progress = startProgress(todo.length, { tty: !!process.stderr.isTTY && !f.json, everyMs: f.progressEvery });
+    const shown = progress;
+    const client = app ? detectorClient(`127.0.0.1:${app.port}`) : detectorClient(f.server ?? DEFAULT_SERVER, f);
+    const request = {
+      model: f.name && !app ? f.name : '',
+      version: f.version ?? '',
+      confidenceThreshold: f.conf ?? 0,
+      iouThreshold: f.iou ?? 0,
+      maxDetections: f.maxDet ?? 0,
+      classes: settings.classes ?? [],
+      agnosticNms: settings.agnostic,
+    };
+    const j = (journal = new Journal(journalPath));
+    // The model every line must come from: the one already in the file, or this run's first answer.
+    let model: ResultLine | null = written[0] ?? null;
+    try {
+      stats = await runBatch({
+        images: todo,
+        concurrency: f.concurrency,
+        signal: stop.signal,
+        maxBusyWaitMs: f.maxBusyWait,
+        unavailableRetries: f.unavailableRetries,
+        call: (image, signal) => detect(client, { ...request, image }, { deadlineMs: f.timeout, signal }),
+        onResult: async (path, bytes, res) => {
+          const line: ResultLine = { image: path, ...res, frameId: res.frameId.toString(), settings };
+          if (model) checkSameModel(model, line, name);
+          else model = line;
+          j.append(line);
+          if (f.annotateDir) {
+            const target = join(resolve(f.annotateDir), relative(base, path));
+            mkdirSync(dirname(target), { recursive: true });
+            await annotate(bytes, res.detections, target);
+          }
+        },
+        onProgress: (s) => shown.update(s),
+      });
+    } finally {
+      client.close();
+    }
+  } finally {
+    progress?.stop();
+    journal?.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await app?.close(1000);
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  }
+  if (f.format === 'coco') {
+    const tmp = `${out}.tmp`;
+    writeFileSync(tmp, JSON.stringify(toCoco(readJournal(journalPath, name), sources.join(' '))));
+    renameSync(tmp, out);
+  }
+  const counts: Counts = { found: images.length, notImages, skipped: images.length - todo.length, out: f.out };
+  const interrupted = stoppedBy !== null;
+  if (f.json) {
+    const summary = {
+      found: counts.found,
+      notImages,
+      skipped: counts.skipped,
+      detected: stats.done,
+      failed: stats.failed,
+      left: counts.found - counts.skipped - stats.done - stats.failed.length,
+      retries: stats.busyRetries + stats.unavailableRetries,
+      busyRetries: stats.busyRetries,
+      unavailableRetries: stats.unavailableRetries,
+      seconds: stats.seconds,
+      imagesPerSecond: stats.seconds > 0 ? stats.done / stats.seconds : 0,
+      detectionsPerClass: Object.fromEntries(stats.detectionsPerClass),
+      interrupted,
+      out,
+    };
+    console.log(JSON.stringify(summary));
+  } else printSummary(stats, counts, interrupted);
+  if (stoppedBy) process.exitCode = SIGNAL_EXIT[stoppedBy] ?? 130;
+  else if (stats.failed.length) process.exitCode = 1;
 }
