@@ -284,8 +284,12 @@ async function assembleInference(ctx: Context): Promise<Assembly> {
       address: config.registry.address,
       credentials: config.registry.caFile ? credentials.createSsl(readFileSync(config.registry.caFile)) : undefined,
       metadata: token ? () => Metadata.fromHttp2Headers({ authorization: `Bearer ${token}` }) : undefined,
+      callTimeoutMs: config.registry.callTimeoutMs,
+      fetchIdleTimeoutMs: config.registry.fetchIdleTimeoutMs,
+      fetchMinBytesPerSecond: config.registry.fetchMinBytesPerSecond,
       cache: new BlobStore(resolve(config.registry.cacheDir), ctx.keys),
       maxModelBytes: config.registry.maxUploadBytes,
+      log,
     }),
     (p) => p.close(),
   );

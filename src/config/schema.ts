@@ -99,6 +99,16 @@ export const ConfigSchema = z
         tokenFile: z.string().min(1).optional(),
         /** role inference: CA certificate that signs the registry's TLS certificate; plaintext when absent. */
         caFile: z.string().min(1).optional(),
+        /** role inference: deadline of each call to the registry (reading a version, tokens, profiles); the watch and report streams stay open. */
+        callTimeoutMs: z.number().int().min(100).default(10_000),
+        /** role inference: a model download that receives no bytes this long fails (the version is reported failed, and retried). */
+        fetchIdleTimeoutMs: z.number().int().min(100).default(30_000),
+        /** role inference: a model download must finish within callTimeoutMs + its size at this rate (default 1 MiB/s: 512 MiB in 8.7 min). */
+        fetchMinBytesPerSecond: z
+          .number()
+          .int()
+          .min(1)
+          .default(1 * MiB),
         /** Largest golden dataset version (all its files together) an upload may send. */
         maxDatasetBytes: z
           .number()
