@@ -163,8 +163,16 @@ export const ConfigSchema = z
         replicaTimeoutMs: z.number().int().min(200).default(15_000),
         /** Registry: a rollout that not every live replica serves by then fails (`promote --wait TIMEOUT` sets its own). */
         rolloutTimeoutMs: z.number().int().min(1_000).default(600_000),
+        /** Servers that serve models: the first wait before reconnecting to a lost registry; it doubles up to retryMaxMs. */
+        retryMinMs: z.number().int().min(10).default(250),
+        /** Servers that serve models: the longest wait before reconnecting, and how often a version that failed to load is tried again. */
+        retryMaxMs: z.number().int().min(100).default(5_000),
       })
       .strict()
+      .refine((f) => f.retryMaxMs >= f.retryMinMs, {
+        message: 'retryMaxMs must be at least retryMinMs',
+        path: ['retryMaxMs'],
+      })
       .refine((f) => f.replicaTimeoutMs > f.reportIntervalMs, {
         message: 'replicaTimeoutMs must exceed reportIntervalMs (replicas would leave the fleet view between reports)',
         path: ['replicaTimeoutMs'],
