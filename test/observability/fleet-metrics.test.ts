@@ -9,13 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import { RolloutPhase } from '../../src/generated/sightline/v1/registry.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { call, registryClient, uploadFile } from '../support/registry.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startDetRegistry, startReplica, type TestServer } from '../support/server.js';
 import { modelPath } from '../support/shared.js';
 import { waitFor } from '../support/wait.js';
 import { pick, scrape, total, type Exposition } from './support.js';
 
 const haveData = sharedDataOrSkip('fleet metrics');
-const POOL = { workers: 1, warmupRuns: 0 };
 /** replica-a downloads files up to 3.6 MB: yolov8n_int8 (3.50 MB) fits, yolox_nano (3.71 MB) does not. */
 const LIMIT = 3_600_000;
 
@@ -47,18 +46,9 @@ describe("the registry's fleet and rollout metrics", { skip: !haveData }, () => 
   };
 
   before(async () => {
-    registry = await startTestServer({
-      role: 'registry',
-      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
-      pool: POOL,
-    });
+    registry = await startDetRegistry();
     reg = registryClient(registry.address);
-    replica = await startTestServer({
-      role: 'inference',
-      registry: { address: registry.address, maxUploadBytes: LIMIT },
-      fleet: { replicaName: 'replica-a', reportIntervalMs: 200 },
-      pool: POOL,
-    });
+    replica = await startReplica('replica-a', registry.address, { registry: { maxUploadBytes: LIMIT } });
   });
   after(async () => {
     reg?.close();

@@ -12,12 +12,11 @@ import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { registryFront, type RegistryFront } from '../support/registry-front.js';
 import { call, registryClient, uploadBytes, uploadFile } from '../support/registry.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startDetRegistry, startReplica, type TestServer } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 import { waitFor } from '../support/wait.js';
 
 const haveData = sharedDataOrSkip('rollout CLI');
-const POOL = { workers: 1, warmupRuns: 0 };
 const bus = readFileSync(imagePath('bus.jpg'));
 
 describe('rollouts followed from the CLI', { skip: !haveData }, () => {
@@ -34,23 +33,12 @@ describe('rollouts followed from the CLI', { skip: !haveData }, () => {
   const served = (i: number) => replicas[i]!.detect({ image: bus }, { deadlineMs: 20_000 }).then((r) => r.version);
 
   before(async () => {
-    registry = await startTestServer({
-      role: 'registry',
-      models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
-      pool: POOL,
-    });
+    registry = await startDetRegistry();
     reg = registryClient(registry.address);
     front = await registryFront(registry.app.registry!);
+    // A stalled download stays `loading` for the whole test.
     const replica = async (name: string, address: string) =>
-      replicas.push(
-        await startTestServer({
-          role: 'inference',
-          // A stalled download stays `loading` for the whole test.
-          registry: { address, fetchIdleTimeoutMs: 120_000 },
-          fleet: { replicaName: name, reportIntervalMs: 200 },
-          pool: POOL,
-        }),
-      );
+      replicas.push(await startReplica(name, address, { registry: { fetchIdleTimeoutMs: 120_000 } }));
     await replica('replica-a', front.address);
     await replica('replica-b', registry.address);
     await waitFor(async () => (await fleet()) === 'replica-a:1,replica-b:1', 30_000, 'both replicas serving version 1');
