@@ -155,8 +155,10 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       assert.ok(seen.ok >= 6, `${seen.ok} calls served`);
       assert.deepEqual([...seen.versions.b], ['2'], 'replica-b never served version 3');
       assert.deepEqual([...seen.versions.a].sort(), ['2', '3'], 'replica-a served 3, then 2 again');
+      const versionsOf = (r: 'a' | 'b') => [...seen.versions[r]].sort().join(', ');
       console.log(
-        `# ${seen.ok} Detect calls through the mixed fleet, the failed rollout and its rollback (replica-a: versions ${[...seen.versions.a].sort().join(', ')}; replica-b: ${[...seen.versions.b].join(', ')}); 0 failed`,
+        `# ${seen.ok} Detect calls through the mixed fleet, the failed rollout and its rollback ` +
+          `(replica-a: versions ${versionsOf('a')}; replica-b: ${versionsOf('b')}); 0 failed`,
       );
 
       // 4. The audit log has the rollouts' outcomes, the automatic rollback, and serve --model's registration.
