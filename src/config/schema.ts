@@ -99,6 +99,16 @@ export const ConfigSchema = z
         tokenFile: z.string().min(1).optional(),
         /** role inference: CA certificate that signs the registry's TLS certificate; plaintext when absent. */
         caFile: z.string().min(1).optional(),
+        /** role inference: deadline of each call to the registry (reading a version, tokens, profiles); the watch and report streams stay open. */
+        callTimeoutMs: z.number().int().min(100).default(10_000),
+        /** role inference: a model download that receives no bytes this long fails (the version is reported failed, and retried). */
+        fetchIdleTimeoutMs: z.number().int().min(100).default(30_000),
+        /** role inference: a model download must finish within callTimeoutMs + its size at this rate (default 1 MiB/s: 512 MiB in 8.7 min). */
+        fetchMinBytesPerSecond: z
+          .number()
+          .int()
+          .min(1)
+          .default(1 * MiB),
         /** Largest golden dataset version (all its files together) an upload may send. */
         maxDatasetBytes: z
           .number()
@@ -153,8 +163,16 @@ export const ConfigSchema = z
         replicaTimeoutMs: z.number().int().min(200).default(15_000),
         /** Registry: a rollout that not every live replica serves by then fails (`promote --wait TIMEOUT` sets its own). */
         rolloutTimeoutMs: z.number().int().min(1_000).default(600_000),
+        /** Servers that serve models: the first wait before reconnecting to a lost registry; it doubles up to retryMaxMs. */
+        retryMinMs: z.number().int().min(10).default(250),
+        /** Servers that serve models: the longest wait before reconnecting, and how often a version that failed to load is tried again. */
+        retryMaxMs: z.number().int().min(100).default(5_000),
       })
       .strict()
+      .refine((f) => f.retryMaxMs >= f.retryMinMs, {
+        message: 'retryMaxMs must be at least retryMinMs',
+        path: ['retryMaxMs'],
+      })
       .refine((f) => f.replicaTimeoutMs > f.reportIntervalMs, {
         message: 'replicaTimeoutMs must exceed reportIntervalMs (replicas would leave the fleet view between reports)',
         path: ['replicaTimeoutMs'],

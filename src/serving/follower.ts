@@ -62,6 +62,8 @@ export class ModelFollower implements Catalog {
   /** One reconcile at a time per model; a newer desired state is picked up when the running one ends. */
   private readonly running = new Map<string, Promise<void>>();
   private readonly dirty = new Set<string>();
+  /** A model's next pass after a failed one: one per model, dropped when a pass starts sooner for another reason. */
+  private readonly retries = new Map<string, NodeJS.Timeout>();
   /** Loads in progress, so a prepare() and a reconcile of the same version share one. */
   private readonly loads = new Map<string, Promise<void>>();
   private readonly listeners = new Set<() => void>();
@@ -106,6 +108,7 @@ export class ModelFollower implements Catalog {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.reportTimer) clearInterval(this.reportTimer);
+    for (const t of this.retries.values()) clearTimeout(t);
     this.stopWatch?.();
     this.peer.leave?.();
   }
@@ -273,6 +276,8 @@ export class ModelFollower implements Catalog {
     const run = (async () => {
       while (this.dirty.has(model) && !this.stopped) {
         this.dirty.delete(model);
+        clearTimeout(this.retries.get(model));
+        this.retries.delete(model);
         try {
           await this.reconcile(model);
         } catch (e) {
@@ -281,8 +286,14 @@ export class ModelFollower implements Catalog {
             { event: 'replica_sync_failed', model, active, err: (e as Error).message },
             `model ${model}: could not load version ${active} (keeps serving what it has)`,
           );
-          // Try again later: the registry may come back, or the limit that refused it may change.
-          setTimeout(() => this.schedule(model), this.opts.retryMaxMs).unref();
+          // Try again retryMaxMs after this failure (the registry may come back, or the limit that refused
+          // it may change): one timer per model, so failures that outlast retryMaxMs do not chain back to back.
+          const retry = setTimeout(() => {
+            this.retries.delete(model);
+            this.schedule(model);
+          }, this.opts.retryMaxMs);
+          retry.unref();
+          this.retries.set(model, retry);
         }
         for (const fn of this.listeners) fn();
       }

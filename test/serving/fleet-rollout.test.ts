@@ -3,6 +3,9 @@
  * processes, the `sightline` CLI. One promote succeeds with --wait; in the next one replica-b cannot
  * load the version for real (its own registry.maxUploadBytes refuses the file), --wait names it, and
  * --auto-rollback restores the previous version, while Detect traffic on both replicas never fails.
+ * replica-b reaches the registry through a TCP relay the test pauses (test/support/tcp-proxy.ts), so
+ * it hears of the bad version only once replica-a serves it: the fleet really is mixed, and serving
+ * traffic on both versions, when the failure and the automatic rollback happen.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, statSync } from 'node:fs';
@@ -12,6 +15,7 @@ import type { DetectorClient } from '../../src/generated/sightline/v1/detector.j
 import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { serveProcess, type ServedProcess } from '../support/process.js';
+import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { tempDataDir } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
 import { waitFor } from '../support/wait.js';
@@ -34,6 +38,7 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
     const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
     const [regDir, cacheA, cacheB] = dirs as [string, string, string];
     const procs: ServedProcess[] = [];
+    let link: TcpProxy | null = null;
     const clients: DetectorClient[] = [];
     const bus = readFileSync(imagePath('bus.jpg'));
     // replica-b downloads files up to 3.6 MB: yolov8n_int8 (3.50 MB) fits, yolox_nano (3.71 MB) does not.
@@ -42,19 +47,15 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       statSync(modelPath('yolov8n_int8.onnx')).size < limitB && statSync(modelPath('yolox_nano.onnx')).size > limitB,
     );
     try {
-      const registry = await serveProcess([
-        '--role',
-        'registry',
-        '--data-dir',
-        regDir,
-        '--model',
-        modelPath('yolo11n_int8_320.onnx'),
-        '--name',
-        'det',
-      ]);
+      const registry = await serveProcess(
+        ['--role', 'registry', '--data-dir', regDir, '--model', modelPath('yolo11n_int8_320.onnx'), '--name', 'det'],
+        // While replica-b's link is paused it neither reports nor answers pings: keep it in the fleet view and connected.
+        { SIGHTLINE_FLEET__REPLICA_TIMEOUT_MS: '120000', SIGHTLINE_GRPC__KEEPALIVE_TIME_MS: '300000' },
+      );
       procs.push(registry);
-      const replica = async (name: string, cache: string, env: Record<string, string> = {}) => {
-        const p = await serveProcess(['--role', 'inference', '--registry', registry.address, '--workers', '1'], {
+      link = await tcpProxy(registry.address);
+      const replica = async (name: string, cache: string, via: string, env: Record<string, string> = {}) => {
+        const p = await serveProcess(['--role', 'inference', '--registry', via, '--workers', '1'], {
           SIGHTLINE_REGISTRY__CACHE_DIR: cache,
           SIGHTLINE_FLEET__REPLICA_NAME: name,
           SIGHTLINE_POOL__WARMUP_RUNS: '1',
@@ -66,8 +67,10 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
         clients.push(c);
         return c;
       };
-      const a = await replica('replica-a', cacheA);
-      const b = await replica('replica-b', cacheB, { SIGHTLINE_REGISTRY__MAX_UPLOAD_BYTES: String(limitB) });
+      const a = await replica('replica-a', cacheA, registry.address);
+      const b = await replica('replica-b', cacheB, link.address, {
+        SIGHTLINE_REGISTRY__MAX_UPLOAD_BYTES: String(limitB),
+      });
       const cli = (...args: string[]) => runCli([...args, '--server', registry.address]);
       // As an operator uploads through `kubectl exec -i POD -- sightline registry upload - … < FILE`.
       const uploadStdin = (file: string) =>
@@ -92,12 +95,13 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
 
       // 2. Detect traffic on both replicas for the rest of the test: not one call may fail.
       let stop = false;
-      const seen = { ok: 0, failed: [] as string[], versions: new Set<string>() };
-      const traffic = [a, b].map(async (c) => {
+      const seen = { ok: 0, failed: [] as string[], versions: { a: new Set<string>(), b: new Set<string>() } };
+      const traffic = (['a', 'b'] as const).map(async (name) => {
+        const c = name === 'a' ? a : b;
         while (!stop) {
           await detect(c, { image: bus }, { deadlineMs: 30_000 }).then(
-            (r) => (seen.ok++, seen.versions.add(r.version)),
-            (e: Error) => seen.failed.push(e.message),
+            (r) => (seen.ok++, seen.versions[name].add(r.version)),
+            (e: Error) => seen.failed.push(`${name}: ${e.message}`),
           );
         }
       });
@@ -107,7 +111,23 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
         (await cli('registry', 'upload', modelPath('yolox_nano.onnx'), '--model', 'det')).stdout,
         /uploaded det version 3/,
       );
-      const bad = await cli('registry', 'promote', 'det', '3', '--wait', '120s', '--auto-rollback');
+      // replica-b's link to the registry hangs (nothing lost): it hears of version 3 only once replica-a serves it.
+      link.pause();
+      const promoting = cli('registry', 'promote', 'det', '3', '--wait', '120s', '--auto-rollback');
+      await waitFor(
+        async () => serving(await status()) === 'replica-a:3,replica-b:2',
+        60_000,
+        'a mixed fleet: replica-a serving version 3, replica-b still 2',
+      );
+      const mixedAt = seen.ok;
+      await waitFor(
+        () => seen.versions.a.has('3') && seen.ok >= mixedAt + 4,
+        30_000,
+        'Detect calls answered by both versions at once',
+      );
+      assert.equal((await status()).rollout?.phase, 'in_progress', 'nothing has failed yet');
+      link.resume();
+      const bad = await promoting;
       assert.equal(bad.code, 1, `the failed rollout exits 1: ${bad.stdout}`);
       const reason = `replica-b: its file is ${statSync(modelPath('yolox_nano.onnx')).size} bytes, over this replica's limit of ${limitB} (registry.maxUploadBytes)`;
       assert.match(
@@ -133,8 +153,12 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       await Promise.all(traffic);
       assert.deepEqual(seen.failed, [], 'no Detect call failed during the rollout and the automatic rollback');
       assert.ok(seen.ok >= 6, `${seen.ok} calls served`);
+      assert.deepEqual([...seen.versions.b], ['2'], 'replica-b never served version 3');
+      assert.deepEqual([...seen.versions.a].sort(), ['2', '3'], 'replica-a served 3, then 2 again');
+      const versionsOf = (r: 'a' | 'b') => [...seen.versions[r]].sort().join(', ');
       console.log(
-        `# ${seen.ok} Detect calls during the failed rollout and its rollback, versions served: ${[...seen.versions].sort().join(', ')}; 0 failed`,
+        `# ${seen.ok} Detect calls through the mixed fleet, the failed rollout and its rollback ` +
+          `(replica-a: versions ${versionsOf('a')}; replica-b: ${versionsOf('b')}); 0 failed`,
       );
 
       // 4. The audit log has the rollouts' outcomes, the automatic rollback, and serve --model's registration.
@@ -183,6 +207,7 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
     } finally {
       for (const c of clients) c.close();
       await Promise.all(procs.map((p) => p.kill('SIGKILL')));
+      await link?.close();
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   });

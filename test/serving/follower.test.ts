@@ -35,6 +35,9 @@ const EVIDENCE = {
   canary: { minSamples: 100, p99Margin: 0.2, errorRateMargin: 0.01 },
 };
 
+/** The gRPC peer's limits, as config's defaults set them (test/serving/follower-recovery.test.ts tests them). */
+const PEER_LIMITS = { callTimeoutMs: 10_000, fetchIdleTimeoutMs: 30_000, fetchMinBytesPerSecond: 1 << 20 };
+
 /** The same model with an unknown protobuf field appended: a valid, distinct ONNX file (its own sha256). */
 const variant = (file: string, n: number) =>
   Buffer.concat([readFileSync(modelPath(file)), Buffer.from([0xc0, 0x3e, n])]);
@@ -81,7 +84,12 @@ async function inProcess(): Promise<Harness> {
 async function overGrpc(): Promise<Harness> {
   const srv: TestServer = await startTestServer({ role: 'registry', pool: { workers: 1, warmupRuns: 0 } });
   const cacheDir = tempDataDir();
-  const peer = grpcRegistryPeer({ address: srv.address, cache: new BlobStore(cacheDir), maxModelBytes: 64 << 20 });
+  const peer = grpcRegistryPeer({
+    address: srv.address,
+    cache: new BlobStore(cacheDir),
+    maxModelBytes: 64 << 20,
+    ...PEER_LIMITS,
+  });
   return {
     registry: srv.app.registry!,
     dataDir: srv.dataDir,

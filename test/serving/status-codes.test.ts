@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { sharedDataOrSkip } from '../support/data.js';
+import { registryFront } from '../support/registry-front.js';
 import { call, registryClient, uploadFile } from '../support/registry.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { imagePath, modelPath } from '../support/shared.js';
@@ -31,6 +32,7 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
   const servers: TestServer[] = [];
   /** Where Detect is called, and where the registry is, per role. */
   const roles: Record<'all' | 'inference', { detect: TestServer; registry: string }> = {} as never;
+  let registryServer: TestServer;
   before(async () => {
     const all = await startTestServer({
       models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }],
@@ -43,6 +45,7 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
     });
     const replica = await startTestServer({ role: 'inference', registry: { address: registry.address }, pool: POOL });
     servers.push(all, registry, replica);
+    registryServer = registry;
     roles.all = { detect: all, registry: all.address };
     roles.inference = { detect: replica, registry: registry.address };
     await waitFor(
@@ -118,5 +121,40 @@ describe('Detect status codes in every role', { skip: !haveData }, () => {
       [1],
       'the fleet view lists the one replica that reports to the registry',
     );
+  });
+
+  test('a replica whose active version is not serving here yet answers UNAVAILABLE (retry), naming its state', async () => {
+    // Version 2 of det becomes active; the new replica's download of it stalls (a Registry server in
+    // front of the same registry, whose FetchBlob never finishes that file), so it stays loading.
+    const front = await registryFront(registryServer.app.registry!);
+    front.hold(registryServer.app.registry!.getVersion('det', 2).sha256);
+    const reg = registryClient(roles.inference.registry);
+    await call(reg, reg.promote, { model: 'det', version: 2, reason: 'test' });
+    reg.close();
+    const late = await startTestServer({
+      role: 'inference',
+      registry: { address: front.address, fetchIdleTimeoutMs: 60_000 },
+      pool: POOL,
+    });
+    try {
+      await waitFor(
+        () => outcome(late, 'det').then((o) => !o.includes('has not heard from the registry')),
+        10_000,
+        'the new replica synced',
+      );
+      assert.equal(
+        await outcome(late, 'det'),
+        'UNAVAILABLE: model "det": its active version 2 is not serving here yet (loading)',
+      );
+      await waitFor(() => front.held.size === 1, 10_000, 'its download reaching the stalled FetchBlob');
+      assert.equal(
+        await outcome(late, 'det'),
+        'UNAVAILABLE: model "det": its active version 2 is not serving here yet (loading)',
+        'still loading while the download stalls',
+      );
+    } finally {
+      await late.close();
+      await front.stop({ abrupt: true });
+    }
   });
 });

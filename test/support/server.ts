@@ -6,6 +6,7 @@ import { loadConfig, deepMerge, type ConfigInput } from '../../src/config/index.
 import { startSightline, type Sightline, type StartOptions } from '../../src/main.js';
 import { detectorClient, detect } from '../../src/cli/client.js';
 import { createLogger } from '../../src/telemetry/logger.js';
+import { modelPath } from './shared.js';
 import type { DetectorClient, DetectRequest, DetectResponse } from '../../src/generated/sightline/v1/detector.js';
 
 export interface TestServer {
@@ -60,3 +61,29 @@ export async function startTestServer(overrides: ConfigInput = {}, start: StartO
     },
   };
 }
+
+/** One worker, no warm-up: enough for tests that only follow versions. */
+const SMALL_POOL = { workers: 1, warmupRuns: 0 };
+
+/** A server in role registry whose model det has version 1 (yolo11n_int8_320) active. */
+export const startDetRegistry = (overrides: ConfigInput = {}): Promise<TestServer> =>
+  startTestServer(
+    deepMerge(
+      { role: 'registry', models: [{ name: 'det', path: modelPath('yolo11n_int8_320.onnx') }], pool: SMALL_POOL },
+      overrides as Record<string, unknown>,
+    ),
+  );
+
+/** An inference replica following the registry at `address`, named `name` in its fleet view and reporting every 200 ms. */
+export const startReplica = (name: string, address: string, overrides: ConfigInput = {}): Promise<TestServer> =>
+  startTestServer(
+    deepMerge(
+      {
+        role: 'inference',
+        registry: { address },
+        fleet: { replicaName: name, reportIntervalMs: 200 },
+        pool: SMALL_POOL,
+      },
+      overrides as Record<string, unknown>,
+    ),
+  );

@@ -1,8 +1,12 @@
 /**
  * The registry as an inference replica sees it, over gRPC: WatchModels, GetVersion and FetchBlob
  * (into a local content-addressed cache, so each file crosses the network once per replica),
- * ReportReplica on a stream kept open, SyncTokens, and the drift profiles. Every call has the same
- * deadline and every failure the same mapping to this server's errors.
+ * ReportReplica on a stream kept open, SyncTokens, and the drift profiles. Every unary call has the
+ * same deadline (callTimeoutMs); a download has one sized to its file (callTimeoutMs + size /
+ * fetchMinBytesPerSecond) and fails sooner when no bytes arrive for fetchIdleTimeoutMs, so a stalled
+ * registry ends a load as failed instead of leaving it loading. The two streams kept open (the watch
+ * and the reports) have no deadline: they break when the registry goes away. Every failure goes
+ * through one mapping to this server's errors (fromStatus).
  */
 import {
   credentials,
@@ -22,6 +26,7 @@ import {
   type ReplicaReport as ReplicaReportMessage,
 } from '../../generated/sightline/v1/registry.js';
 import type { BlobStore } from '../../registry/index.js';
+import type { Logger } from '../../telemetry/logger.js';
 import type {
   ModelChangeType,
   ModelFile,
@@ -75,11 +80,18 @@ export interface PeerOptions {
   credentials?: ChannelCredentials;
   /** Added to every call (the replica's token when auth is on). */
   metadata?: () => Metadata;
-  callTimeoutMs?: number;
+  /** Deadline of every unary call (registry.callTimeoutMs). */
+  callTimeoutMs: number;
+  /** A download that receives no bytes this long fails (registry.fetchIdleTimeoutMs). */
+  fetchIdleTimeoutMs: number;
+  /** A download's deadline is callTimeoutMs plus its size at this rate (registry.fetchMinBytesPerSecond). */
+  fetchMinBytesPerSecond: number;
   /** Downloaded model files, by sha256 (verified on the way in and on every read). */
   cache: BlobStore;
   /** The largest model file this replica downloads (registry.maxUploadBytes). */
   maxModelBytes: number;
+  /** Where a broken report stream is noted (the watch's breaks reach the follower, which logs them). */
+  log?: Logger;
 }
 
 type Unary<Req, Res> = (
@@ -99,7 +111,7 @@ export function grpcRegistryPeer(
     'grpc.max_reconnect_backoff_ms': 5_000,
   });
   const md = () => o.metadata?.() ?? new Metadata();
-  const deadline = () => Date.now() + (o.callTimeoutMs ?? 10_000);
+  const deadline = () => Date.now() + o.callTimeoutMs;
   /** One unary call with this peer's deadline and error mapping. */
   const unary = <Req, Res>(method: Unary<Req, Res>, req: Req, what: string, meta: Metadata = md()): Promise<Res> =>
     new Promise((resolve, reject) =>
@@ -108,12 +120,47 @@ export function grpcRegistryPeer(
       ),
     );
 
-  async function* blobChunks(sha256: string): AsyncIterable<Uint8Array> {
-    const call = client.fetchBlob({ sha256 }, md());
+  /** Downloads in progress, cancelled by close() so none outlives the peer. */
+  const downloads = new Set<{ cancel(): void }>();
+
+  /**
+   * A blob's chunks as they arrive, under a deadline sized to the file and an idle timeout; every way
+   * it can end early is thrown as this server's error, naming the limit that ended it.
+   */
+  async function* blobChunks(sha256: string, size: number): AsyncIterable<Uint8Array> {
+    const what = `fetching ${sha256.slice(0, 12)}`;
+    const limitMs = o.callTimeoutMs + Math.ceil((size / o.fetchMinBytesPerSecond) * 1000);
+    const call = client.fetchBlob({ sha256 }, md(), { deadline: Date.now() + limitMs });
+    downloads.add(call);
+    let stalled = false;
+    const idle = () => {
+      stalled = true;
+      call.cancel();
+    };
+    const timer = setTimeout(idle, o.fetchIdleTimeoutMs);
     try {
-      for await (const chunk of call as AsyncIterable<BlobChunk>) yield chunk.data;
+      for await (const chunk of call as AsyncIterable<BlobChunk>) {
+        timer.refresh();
+        yield chunk.data;
+      }
     } catch (e) {
-      throw fromStatus(e as ServiceError, `fetching ${sha256.slice(0, 12)}`);
+      const err = e as ServiceError;
+      if (stalled)
+        throw new SightlineError(
+          'NOT_READY',
+          `registry: ${what}: no data for ${o.fetchIdleTimeoutMs} ms (registry.fetchIdleTimeoutMs)`,
+        );
+      if (err.code === status.DEADLINE_EXCEEDED)
+        throw new SightlineError(
+          'NOT_READY',
+          `registry: ${what}: ${size} bytes not received within ${limitMs} ms (registry.callTimeoutMs + size / registry.fetchMinBytesPerSecond)`,
+        );
+      throw fromStatus(err, what);
+    } finally {
+      clearTimeout(timer);
+      downloads.delete(call);
+      // Ended early by the reader (size limit, hash): stop the transfer too.
+      call.cancel();
     }
   }
 
@@ -153,8 +200,9 @@ export function grpcRegistryPeer(
           at: e.at,
         });
       });
-      call.on('error', (e: ServiceError) => end(e.code === status.CANCELLED ? null : e));
-      call.on('end', () => end(new Error('the registry ended the watch')));
+      // Our own cancel (the function returned below) sets `ended` first, so any error here is the registry's or the network's.
+      call.on('error', (e: ServiceError) => end(fromStatus(e, 'watching models')));
+      call.on('end', () => end(fromStatus({ details: 'the registry ended the watch' }, 'watching models')));
       return () => {
         ended = true;
         call.cancel();
@@ -173,7 +221,7 @@ export function grpcRegistryPeer(
       }
       const bytes = async () => new Uint8Array(await o.cache.read(v.sha256));
       const download = () =>
-        o.cache.putStream(blobChunks(v.sha256), { expectedSha256: v.sha256, maxBytes: o.maxModelBytes });
+        o.cache.putStream(blobChunks(v.sha256, size), { expectedSha256: v.sha256, maxBytes: o.maxModelBytes });
       if (!(await o.cache.exists(v.sha256))) await download();
       let file: Uint8Array;
       try {
@@ -189,10 +237,19 @@ export function grpcRegistryPeer(
 
     report(r) {
       if (!reports) {
-        const call = client.reportReplica(md(), () => {
+        const call = client.reportReplica(md(), (e) => {
           // The stream ended (registry restart, network): the next report opens a new one.
           if (reports === call) reports = null;
+          if (e) {
+            const err = fromStatus(e, 'the report stream');
+            // Unavailable: the registry went away, which the watch reports too; anything else is news.
+            o.log?.[err.code === 'NOT_READY' ? 'debug' : 'warn'](
+              { event: 'registry_report_stream_ended', code: err.code, grpcCode: status[e.code], err: err.message },
+              'the report stream to the registry ended; the next report opens a new one',
+            );
+          }
         });
+        // The callback above has the call's status; this keeps a stray stream error (a write racing the end) from crashing.
         call.on('error', () => undefined);
         reports = call;
       }
@@ -235,6 +292,7 @@ export function grpcRegistryPeer(
 
     close() {
       leave();
+      for (const d of downloads) d.cancel();
       client.close();
     },
   };
