@@ -342,7 +342,7 @@ function fromTally(t: ReplicaReportMessage['trials'][number]): TrialTally {
   } catch {
     throw new SightlineError('INVALID_INPUT', `trial ${t.trialId}: tally_json is not JSON`);
   }
-  const base = { trialId: Number(t.trialId), model: t.model };
+  const base = { trialId: Number(t.trialId), model: t.model, incarnation: t.incarnation };
   if (t.kind === 'shadow') return { ...base, kind: 'shadow', shadow: body as ShadowTally };
   if (t.kind === 'canary') return { ...base, kind: 'canary', canary: body as CanaryTally };
   throw new SightlineError('INVALID_INPUT', `trial ${t.trialId}: kind must be shadow or canary, got "${t.kind}"`);
