@@ -169,7 +169,8 @@ const toTrial = (t: TrialRecord): Trial => ({
   reason: t.reason,
 });
 
-const orZero = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? 0 : x);
+/** A measurement, or undefined (absent on the wire) when there is none: never 0 for "none". */
+const measured = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? undefined : x);
 
 export const toShadowReport = (v: ShadowView): ShadowReport => {
   const s = v.summary;
@@ -179,9 +180,9 @@ export const toShadowReport = (v: ShadowView): ShadowReport => {
     samples: BigInt(s.samples),
     failed: BigInt(s.failed),
     dropped: Object.fromEntries(Object.entries(s.dropped).map(([k, n]) => [k, BigInt(n ?? 0)])),
-    agreementMean: orZero(s.agreementMean),
-    agreementP10: orZero(s.agreementP10),
-    confidenceShift: orZero(s.confidenceShift),
+    agreementMean: measured(s.agreementMean),
+    agreementP10: measured(s.agreementP10),
+    confidenceShift: measured(s.confidenceShift),
     classes: s.classes.map((c) => ({
       classId: c.classId,
       name: c.name,
@@ -190,9 +191,11 @@ export const toShadowReport = (v: ShadowView): ShadowReport => {
       extra: BigInt(c.extra),
     })),
     latencyPairs: BigInt(s.latency?.pairs ?? 0),
-    activeLatencyMeanMs: orZero(s.latency?.activeMeanMs),
-    candidateLatencyMeanMs: orZero(s.latency?.candidateMeanMs),
-    latencyRatio: orZero(s.latency?.ratio),
+    activeLatencyMeanMs: measured(s.latency?.activeMeanMs),
+    candidateLatencyMeanMs: measured(s.latency?.candidateMeanMs),
+    latencyRatio: measured(s.latency?.ratio),
+    activeLatencyP99Ms: measured(s.latency?.activeP99Ms),
+    candidateLatencyP99Ms: measured(s.latency?.candidateP99Ms),
   };
 };
 
@@ -201,8 +204,8 @@ const toCanaryStatus = (v: CanaryView): CanaryStatus => {
     requests: BigInt(a.requests),
     errors: BigInt(a.errors),
     errorRate: a.errorRate,
-    p50Ms: orZero(a.p50Ms),
-    p99Ms: orZero(a.p99Ms),
+    p50Ms: measured(a.p50Ms),
+    p99Ms: measured(a.p99Ms),
   });
   return {
     trial: toTrial(v.trial),
