@@ -316,12 +316,36 @@ const fromRolloutOptions = (o: RolloutOptionsMessage | undefined): RolloutOption
   autoRollback: o?.autoRollback ?? false,
 });
 
+/** INVALID_INPUT naming a field of the request and the values it allows, unless `ok`. */
+function check(ok: boolean, field: string, allowed: string, got: number): void {
+  if (!ok) throw new SightlineError('INVALID_INPUT', `${field} must be ${allowed}, got ${got}`, { field });
+}
+
+/** A canary's options as sent: every number in its range (NaN fails every comparison, so it is refused too). */
 function fromPromoteRequest(r: PromoteRequest): PromoteOptions {
   const c = r.canary;
-  if (c && !(c.percent > 0 && c.percent < 100))
-    throw new SightlineError('INVALID_INPUT', `canary.percent must be above 0 and below 100, got ${c.percent}`, {
-      field: 'canary.percent',
-    });
+  if (c) {
+    check(
+      c.percent > 0 && c.percent < 100,
+      'canary.percent',
+      'above 0 and below 100 (a percent of requests)',
+      c.percent,
+    );
+    if (c.p99Margin !== undefined)
+      check(
+        c.p99Margin >= 0 && Number.isFinite(c.p99Margin),
+        'canary.p99_margin',
+        'a finite number >= 0 (0.2: roll back above 1.2 × the baseline p99), or absent for canary.p99Margin',
+        c.p99Margin,
+      );
+    if (c.errorRateMargin !== undefined)
+      check(
+        c.errorRateMargin >= 0 && c.errorRateMargin <= 1,
+        'canary.error_rate_margin',
+        'in [0, 1] (0.01: one percentage point above the baseline error rate), or absent for canary.errorRateMargin',
+        c.errorRateMargin,
+      );
+  }
   return {
     require: r.gates?.require ?? [],
     force: r.gates?.force ?? false,
