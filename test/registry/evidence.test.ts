@@ -46,7 +46,10 @@ test('one open trial per kind and model; a candidate in an open trial cannot be 
     evidence.trialStats(shadow.id).map((r) => [r.replica, r.incarnation, r.body]),
     [['replica-a', 'a1', { samples: 5 }], ['replica-a', 'a2', { samples: 2 }], ['replica-b', 'b1', { samples: 4 }]],
   );
-  assert.throws(() => evidence.putTrialStats(shadow.id, 'replica-a', 'x'.repeat(65), {}), (e: SightlineError) => e.code === 'INVALID_INPUT' && /at most 64/.test(e.message));
+  assert.throws(
+    () => evidence.putTrialStats(shadow.id, 'replica-a', 'x'.repeat(65), {}),
+    (e: SightlineError) => e.code === 'INVALID_INPUT' && /at most 64/.test(e.message),
+  );
 
   assert.equal(evidence.endTrial(shadow.id, 'ops', 'stopped', 'done'), true);
   assert.equal(evidence.endTrial(shadow.id, 'ops', 'stopped', 'again'), false, 'a trial ends once');

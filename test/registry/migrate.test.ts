@@ -93,7 +93,9 @@ test('0004 keeps the tallies of a v3 database, as the one tally of each replica 
   assert.deepEqual(migrate(db, migs), { from: 0, to: 3 });
   const at = '2025-01-01T00:00:00.000Z';
   db.prepare("INSERT INTO models (name, created_at) VALUES ('det', ?)").run(at);
-  db.prepare("INSERT INTO trials (model, kind, version, baseline_version, share, settings, started_at, started_by) VALUES ('det', 'shadow', 2, 1, 1, '{}', ?, 'ops')").run(at);
+  db.prepare(
+    "INSERT INTO trials (model, kind, version, baseline_version, share, settings, started_at, started_by) VALUES ('det', 'shadow', 2, 1, 1, '{}', ?, 'ops')",
+  ).run(at);
   db.prepare("INSERT INTO trial_stats (trial_id, replica, updated_at, body) VALUES (1, 'replica-a', ?, '{\"samples\":60}')").run(at);
   assert.deepEqual(migrate(db, migrationsDir), { from: 3, to: fileCount });
   assert.deepEqual(db.prepare('SELECT trial_id, replica, incarnation, body FROM trial_stats').all(), [

@@ -110,7 +110,10 @@ describe('shadow in role all', { skip: !haveData }, () => {
       assert.equal(started.code, 0, started.stderr);
       assert.match(
         started.stdout,
-        /^shadow \d+ of det version 1 against version 1, 100 % of requests, started .* by .*: running\n {2}0 samples from 0 replica\(s\): agreement mean –, p10 –; confidence shift of matched boxes –; 0 failed; dropped none\n/,
+        new RegExp(
+          String.raw`^shadow \d+ of det version 1 against version 1, 100 % of requests, started .* by .*: running\n` +
+            String.raw` {2}0 samples from 0 replica\(s\): agreement mean –, p10 –; confidence shift of matched boxes –; 0 failed; dropped none\n`,
+        ),
       );
       // No samples yet: the measurements are absent, not 0.
       const none = JSON.parse((await cli('registry', 'shadow', 'report', 'det', '--json')).stdout) as Report;
@@ -127,7 +130,8 @@ describe('shadow in role all', { skip: !haveData }, () => {
       // Every sampled request ends compared, failed or dropped: nothing is lost without a count.
       const r = await accounted(cli, n);
       console.log(
-        `# self-shadow: ${r.samples} samples, agreement ${r.agreementMean} (p10 ${r.agreementP10}), dropped ${JSON.stringify(r.dropped)}, latency ratio ${r.latencyRatio?.toFixed(2)} over ${r.latencyPairs} pairs, p99 ${r.activeLatencyP99Ms} / ${r.candidateLatencyP99Ms} ms`,
+        `# self-shadow: ${r.samples} samples, agreement ${r.agreementMean} (p10 ${r.agreementP10}), dropped ${JSON.stringify(r.dropped)}, ` +
+          `latency ratio ${r.latencyRatio?.toFixed(2)} over ${r.latencyPairs} pairs, p99 ${r.activeLatencyP99Ms} / ${r.candidateLatencyP99Ms} ms`,
       );
       assert.ok(r.samples >= 50, `${r.samples} samples`);
       assert.deepEqual([r.agreementMean, r.agreementP10, r.failed, r.replicas], [1, 1, 0, 1]);

@@ -183,11 +183,13 @@ async function waitForCandidate(client: RegistryClient, t: Trial, timeoutMs: num
       throw new SightlineError('PRECONDITION', `${what} ended while waiting for its candidate to load`);
     const state = (r: ModelStatus['replicas'][number]) => r.versions.find((v) => v.version === t.version);
     const failed = s.replicas.filter((r) => state(r)?.state === VersionState.VERSION_STATE_FAILED);
-    if (failed.length)
+    if (failed.length) {
+      const where = failed.map((r) => `${r.replica} (${state(r)!.error})`).join(', ');
       throw new SightlineError(
         'PRECONDITION',
-        `${what}: the candidate failed to load on ${failed.map((r) => `${r.replica} (${state(r)!.error})`).join(', ')}; the shadow keeps running: stop it with \`shadow stop ${t.model}\``,
+        `${what}: the candidate failed to load on ${where}; the shadow keeps running: stop it with \`shadow stop ${t.model}\``,
       );
+    }
     const warm = s.replicas.filter((r) => WARM.has(state(r)?.state ?? VersionState.VERSION_STATE_UNSPECIFIED));
     const line = `${what}: warm on ${warm.length}/${s.replicas.length} replica(s)`;
     if (!quiet && line !== shown) console.log((shown = line));
