@@ -1,7 +1,8 @@
 /**
  * The evidence a promotion is judged on, in the registry database beside the versions: golden
  * datasets (their files are blobs in the BlobStore, like model files), evaluations of versions on
- * them, and trials (shadows and canaries) with each replica's latest tally. Synchronous, prepared
+ * them, and trials (shadows and canaries) with the latest tally of each process that took part (one per
+ * replica and incarnation: a restarted replica adds one, never replaces its earlier counts). Synchronous, prepared
  * statements, one IMMEDIATE transaction per mutation, plain records; knows nothing of what the
  * numbers mean (serving/ does).
  */
@@ -128,6 +129,8 @@ interface TrialRow {
 
 const MAX_NOTES = 16 * 1024;
 const MAX_REASON = 4096;
+/** A serving process's incarnation is a UUID (36 characters); the schema allows 64. */
+export const MAX_INCARNATION = 64;
 
 function prepareStatements(db: Database.Database) {
   const p = <P extends unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
@@ -157,11 +160,13 @@ function prepareStatements(db: Database.Database) {
     latestTrial: p<[string, TrialKind], TrialRow>('SELECT * FROM trials WHERE model = ? AND kind = ? ORDER BY id DESC LIMIT 1'),
     trialsOfVersion: p<[string, TrialKind, number], TrialRow>('SELECT * FROM trials WHERE model = ? AND kind = ? AND version = ? ORDER BY id DESC'),
     endTrial: p<[string, string, TrialOutcome, string, number]>('UPDATE trials SET ended_at = ?, ended_by = ?, outcome = ?, reason = ? WHERE id = ? AND ended_at IS NULL'),
-    putStats: p<[number, string, string, string]>(
-      `INSERT INTO trial_stats (trial_id, replica, updated_at, body) VALUES (?, ?, ?, ?)
-       ON CONFLICT (trial_id, replica) DO UPDATE SET updated_at = excluded.updated_at, body = excluded.body`,
+    putStats: p<[number, string, string, string, string]>(
+      `INSERT INTO trial_stats (trial_id, replica, incarnation, updated_at, body) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (trial_id, replica, incarnation) DO UPDATE SET updated_at = excluded.updated_at, body = excluded.body`,
     ),
-    stats: p<[number], { replica: string; body: string }>('SELECT replica, body FROM trial_stats WHERE trial_id = ? ORDER BY replica'),
+    stats: p<[number], { replica: string; incarnation: string; body: string }>(
+      'SELECT replica, incarnation, body FROM trial_stats WHERE trial_id = ? ORDER BY replica, updated_at, incarnation',
+    ),
   };
 }
 
@@ -278,14 +283,19 @@ export class EvidenceStore {
     return this.tx(() => this.s.endTrial.run(this.stamp(), actor, outcome, reason.slice(0, MAX_REASON), id).changes > 0);
   }
 
-  /** A replica's latest tally of a trial (replaces its earlier one). */
-  putTrialStats(trialId: number, replica: string, body: unknown): void {
-    this.tx(() => this.s.putStats.run(trialId, replica, this.stamp(), JSON.stringify(body)));
+  /**
+   * The latest tally of a trial from one process of a replica (replaces that process's earlier one).
+   * `incarnation`: the process's id, drawn when it started ('' from replicas that send none).
+   */
+  putTrialStats(trialId: number, replica: string, incarnation: string, body: unknown): void {
+    if (incarnation.length > MAX_INCARNATION)
+      throw new SightlineError('INVALID_INPUT', `a tally's incarnation is at most ${MAX_INCARNATION} characters, got ${incarnation.length}`);
+    this.tx(() => this.s.putStats.run(trialId, replica, incarnation, this.stamp(), JSON.stringify(body)));
   }
 
-  /** Every replica's latest tally of a trial. */
-  trialStats(trialId: number): { replica: string; body: unknown }[] {
-    return this.s.stats.all(trialId).map((r) => ({ replica: r.replica, body: JSON.parse(r.body) as unknown }));
+  /** The latest tally of every process that took part in a trial, by replica (each replica's oldest first). */
+  trialStats(trialId: number): { replica: string; incarnation: string; body: unknown }[] {
+    return this.s.stats.all(trialId).map((r) => ({ replica: r.replica, incarnation: r.incarnation, body: JSON.parse(r.body) as unknown }));
   }
 
   private tx<T>(fn: () => T): T {

@@ -46,6 +46,11 @@ export interface DetectInput {
    * version), or the stream's request id. Absent: the image itself is hashed.
    */
   routingKey?: string;
+  /**
+   * The canary arm a caller already chose for this request (route(): every image of a ModelInfer call
+   * falls on the same side); `version` is then the arm's version. The request is counted in that arm.
+   */
+  arm?: CanaryArm;
 }
 
 export interface Timing {
@@ -142,6 +147,22 @@ export class DetectService {
   }
 
   /**
+   * resolve() for a request of several images (ModelInfer): a running canary's split is decided once,
+   * by `key` (the client's request id) or else the first image, so every image is served by the same
+   * version. Pass `arm` and `version` on to each image's detect().
+   */
+  route(
+    model: string,
+    version: number,
+    key: string | undefined,
+    first: Uint8Array,
+  ): { model: string; version: number; arm: CanaryArm | undefined } {
+    const { v, canary } = this.models.acquireRouted(model, version, () => requestBucket(key, first));
+    this.models.release(v);
+    return { model: v.name, version: v.version, arm: canary ?? undefined };
+  }
+
+  /**
    * The model and version a request naming (model, version) is served by right now, or null when it
    * resolves to none. For labelling failed requests in metrics: names that match nothing loaded never
    * become label values, so clients cannot grow the metric series.
@@ -170,9 +191,9 @@ export class DetectService {
         { field: 'max_detections' },
       );
     }
-    const { v, canary } = this.models.acquireRouted(input.model, input.version, () =>
-      requestBucket(input.routingKey, input.image),
-    );
+    const { v, canary } = input.arm
+      ? { v: this.models.acquire(input.model, input.version), canary: input.arm }
+      : this.models.acquireRouted(input.model, input.version, () => requestBucket(input.routingKey, input.image));
     let ticket: Ticket | undefined;
     try {
       const bad = input.classes.find((c) => c >= v.info.numClasses);

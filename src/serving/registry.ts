@@ -404,7 +404,7 @@ export class ModelRegistry {
         if (!(sample > 0 && sample <= 1))
           throw new SightlineError(
             'INVALID_INPUT',
-            `the shadow sample is a share of requests in (0, 1], not ${sample}`,
+            `sample must be a share of requests in (0, 1] (0.1: one request in ten), got ${sample}`,
             { field: 'sample' },
           );
         const baseline = this.requireBaseline(m, version, 'shadow');

@@ -2,7 +2,7 @@
  * What replicas count while a candidate version is tried beside the active one, as plain JSON that
  * travels in their reports (fleet.ts) and that the registry sums over replicas: a shadow's per-image
  * comparisons (eval/compare.ts) and drops, and a canary's requests, errors and latency per arm.
- * Pure: tallies are cumulative per replica, merged by addition, and summarised on demand. Histograms
+ * Pure: tallies are cumulative per process, merged by addition, and summarised on demand. Histograms
  * are sparse and log-bucketed, so percentiles survive merging (within one bucket: 5 %).
  */
 import { SightlineError } from '../errors.js';
@@ -54,7 +54,7 @@ function mergeHistogram(into: Histogram, from: Histogram): void {
 export const DROP_REASONS = ['busy', 'expired', 'not_loaded'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
-/** One replica's shadow counts: cumulative since it started on the trial. */
+/** One serving process's shadow counts: cumulative since it started on the trial. */
 export interface ShadowTally {
   /** Images answered by both versions and compared. */
   samples: number;
@@ -83,13 +83,18 @@ export interface ArmTally {
   ms: Histogram;
 }
 
-/** One replica's canary counts: requests that named no version, split by the canary's hash. */
+/** One serving process's canary counts: requests that named no version, split by the canary's hash. */
 export interface CanaryTally {
   baseline: ArmTally;
   canary: ArmTally;
 }
 
-export type TrialTally = { trialId: number; model: string } & (
+/**
+ * A tally as it travels in a report. `incarnation` names the process that counted it (a random id drawn
+ * when it started): the registry keeps the latest tally of each process and sums them, so a restarted
+ * replica, whose counts start again from zero, adds to the evidence instead of replacing it.
+ */
+export type TrialTally = { trialId: number; model: string; incarnation: string } & (
   { kind: 'shadow'; shadow: ShadowTally } | { kind: 'canary'; canary: CanaryTally }
 );
 

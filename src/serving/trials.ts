@@ -22,7 +22,7 @@ import {
 
 export type CanaryTrial = TrialRecord<CanaryMargins>;
 
-/** A trial with the sum of every replica's tally. */
+/** A trial with the sum of every tally sent for it (each replica's, each of its processes'). */
 export interface ShadowView {
   readonly trial: TrialRecord;
   readonly replicas: number;
@@ -39,8 +39,12 @@ const ref = (t: TrialRecord | undefined): TrialRef | null =>
   t ? { id: t.id, version: t.version, share: t.share } : null;
 
 export class Trials {
-  /** The JSON last stored per trial and replica: a report that changed nothing writes nothing. */
-  private readonly stored = new Map<string, string>();
+  /**
+   * Per trial, replica and incarnation: the JSON last stored (a report that changed nothing writes
+   * nothing) and its count of events, which only grows within one process (an older tally arriving
+   * late never replaces a newer one).
+   */
+  private readonly stored = new Map<string, { json: string; events: number }>();
 
   constructor(
     private readonly store: EvidenceStore,
@@ -113,8 +117,10 @@ export class Trials {
 
   /**
    * Stores the tallies of a replica's report (those that changed since its last one) and returns the
-   * open canaries it touched, for judging. A tally of a trial this registry does not have (a database
-   * restored from a backup) is ignored; a malformed one is refused (INVALID_INPUT).
+   * open canaries it touched, for judging. Each serving process's tally is kept apart (by replica and
+   * incarnation) and all are summed: a restarted replica's counts, which start again from zero, add to
+   * those it sent before. A tally of a trial this registry does not have (a database restored from a
+   * backup) is ignored; a malformed one is refused (INVALID_INPUT).
    */
   ingest(report: ReplicaReport): CanaryTrial[] {
     const canaries: CanaryTrial[] = [];
@@ -123,28 +129,36 @@ export class Trials {
       if (!trial || trial.model !== t.model || trial.kind !== t.kind) continue;
       const body = parseTally(t.kind, t.kind === 'shadow' ? t.shadow : t.canary);
       const json = JSON.stringify(body);
-      const key = `${t.trialId}\0${report.replica}`;
-      if (this.stored.get(key) === json) continue;
-      this.store.putTrialStats(t.trialId, report.replica, body);
-      this.stored.set(key, json);
+      const key = `${t.trialId}\0${report.replica}\0${t.incarnation}`;
+      const events = tallyEvents(body);
+      const before = this.stored.get(key);
+      if (before && (before.json === json || events < before.events)) continue;
+      this.store.putTrialStats(t.trialId, report.replica, t.incarnation, body);
+      this.stored.set(key, { json, events });
       if (trial.kind === 'canary' && trial.endedAt === null) canaries.push(trial as CanaryTrial);
     }
     return canaries;
   }
 
-  /** A shadow trial with every replica's tally summed; class names are the baseline version's. */
+  /** A shadow trial with every process's tally summed; class names are the baseline version's. */
   shadowView(trial: TrialRecord): ShadowView {
-    const tallies = this.store.trialStats(trial.id).map((s) => s.body as ShadowTally);
+    const { replicas, tallies } = this.tallies<ShadowTally>(trial);
     return {
       trial,
-      replicas: tallies.length,
+      replicas,
       summary: summarizeShadow(mergeShadow(tallies), this.namesOf(trial.model, trial.baselineVersion)),
     };
   }
 
   canaryView(trial: CanaryTrial): CanaryView {
-    const tallies = this.store.trialStats(trial.id).map((s) => s.body as CanaryTally);
-    return { trial, replicas: tallies.length, summary: summarizeCanary(mergeCanary(tallies)) };
+    const { replicas, tallies } = this.tallies<CanaryTally>(trial);
+    return { trial, replicas, summary: summarizeCanary(mergeCanary(tallies)) };
+  }
+
+  /** Every stored tally of a trial, and how many replicas (not processes) sent them. */
+  private tallies<T>(trial: TrialRecord): { replicas: number; tallies: T[] } {
+    const rows = this.store.trialStats(trial.id);
+    return { replicas: new Set(rows.map((r) => r.replica)).size, tallies: rows.map((r) => r.body as T) };
   }
 
   /** Why an open canary must be rolled back now, or null. */
@@ -181,4 +195,10 @@ export class Trials {
       .trialsOf(model, 'shadow', version)
       .find((t) => baseline === undefined || t.baselineVersion === baseline);
   }
+}
+
+/** What a tally has counted in all: it only grows while one process counts. */
+function tallyEvents(t: ShadowTally | CanaryTally): number {
+  if ('baseline' in t) return t.baseline.requests + t.canary.requests;
+  return t.samples + t.failed + Object.values(t.dropped).reduce((n, d) => n + (d ?? 0), 0);
 }

@@ -37,10 +37,19 @@ test('one open trial per kind and model; a candidate in an open trial cannot be 
   assert.deepEqual(evidence.openTrials('det').map((x) => [x.kind, x.version]), [['shadow', 2], ['canary', 3]]);
   assert.throws(() => store.deleteVersion('det', 2, 'ops', ''), (e: SightlineError) => e.code === 'PRECONDITION' && /candidate of a running shadow; stop it first/.test(e.message));
 
-  evidence.putTrialStats(shadow.id, 'replica-a', { samples: 3 });
-  evidence.putTrialStats(shadow.id, 'replica-b', { samples: 4 });
-  evidence.putTrialStats(shadow.id, 'replica-a', { samples: 5 });
-  assert.deepEqual(evidence.trialStats(shadow.id), [{ replica: 'replica-a', body: { samples: 5 } }, { replica: 'replica-b', body: { samples: 4 } }]);
+  // One tally per replica and process: a process replaces its own; a restarted one (new incarnation) adds a row.
+  evidence.putTrialStats(shadow.id, 'replica-a', 'a1', { samples: 3 });
+  evidence.putTrialStats(shadow.id, 'replica-b', 'b1', { samples: 4 });
+  evidence.putTrialStats(shadow.id, 'replica-a', 'a1', { samples: 5 });
+  evidence.putTrialStats(shadow.id, 'replica-a', 'a2', { samples: 2 });
+  assert.deepEqual(
+    evidence.trialStats(shadow.id).map((r) => [r.replica, r.incarnation, r.body]),
+    [['replica-a', 'a1', { samples: 5 }], ['replica-a', 'a2', { samples: 2 }], ['replica-b', 'b1', { samples: 4 }]],
+  );
+  assert.throws(
+    () => evidence.putTrialStats(shadow.id, 'replica-a', 'x'.repeat(65), {}),
+    (e: SightlineError) => e.code === 'INVALID_INPUT' && /at most 64/.test(e.message),
+  );
 
   assert.equal(evidence.endTrial(shadow.id, 'ops', 'stopped', 'done'), true);
   assert.equal(evidence.endTrial(shadow.id, 'ops', 'stopped', 'again'), false, 'a trial ends once');

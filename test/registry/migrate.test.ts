@@ -83,6 +83,29 @@ test('missing migrations apply in one transaction: a failing file rolls back all
   assert.deepEqual(migrate(db, migs), { from: 2, to: 3 });
 });
 
+test('0004 keeps the tallies of a v3 database, as the one tally of each replica (incarnation "")', (t) => {
+  const dir = tempDir(t);
+  const migs = join(dir, 'migrations');
+  mkdirSync(migs);
+  for (const f of readMigrations(migrationsDir).slice(0, 3)) copyFileSync(join(migrationsDir, f.name), join(migs, f.name));
+  const db = new Database(join(dir, 'registry.db'));
+  t.after(() => db.close());
+  assert.deepEqual(migrate(db, migs), { from: 0, to: 3 });
+  const at = '2025-01-01T00:00:00.000Z';
+  db.prepare("INSERT INTO models (name, created_at) VALUES ('det', ?)").run(at);
+  db.prepare(
+    "INSERT INTO trials (model, kind, version, baseline_version, share, settings, started_at, started_by) VALUES ('det', 'shadow', 2, 1, 1, '{}', ?, 'ops')",
+  ).run(at);
+  db.prepare("INSERT INTO trial_stats (trial_id, replica, updated_at, body) VALUES (1, 'replica-a', ?, '{\"samples\":60}')").run(at);
+  assert.deepEqual(migrate(db, migrationsDir), { from: 3, to: fileCount });
+  assert.deepEqual(db.prepare('SELECT trial_id, replica, incarnation, body FROM trial_stats').all(), [
+    { trial_id: 1, replica: 'replica-a', incarnation: '', body: '{"samples":60}' },
+  ]);
+  // A restarted replica's process adds its own row beside it.
+  db.prepare("INSERT INTO trial_stats (trial_id, replica, incarnation, updated_at, body) VALUES (1, 'replica-a', 'b', ?, '{}')").run(at);
+  assert.equal(db.prepare('SELECT count(*) FROM trial_stats').pluck().get(), 2);
+});
+
 test('a migration leaving foreign key violations is rolled back', (t) => {
   const dir = tempDir(t);
   const migs = join(dir, 'migrations');

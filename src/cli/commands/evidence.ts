@@ -8,7 +8,9 @@ import { relative, sep } from 'node:path';
 import { loadYoloDataset, NAMES_FILES } from '../../eval/index.js';
 import {
   TrialOutcome,
+  VersionState,
   type CanaryStatus,
+  type ModelStatus,
   type Dataset,
   type DatasetUploadChunk,
   type Evaluation,
@@ -16,28 +18,66 @@ import {
   type ShadowReport,
   type Trial,
 } from '../../generated/sightline/v1/registry.js';
-import { fractionArg, intArg } from '../args.js';
+import { SightlineError } from '../../errors.js';
+import { durationArg, intArg } from '../args.js';
 import { call } from '../client.js';
 import { action, common, print, type Common } from './registry-common.js';
 
 const CHUNK_BYTES = 1024 * 1024;
 
-const f3 = (x: number) => x.toFixed(3);
-const ms = (x: number) => (x ? `${x.toFixed(x < 10 ? 1 : 0)} ms` : '-');
+/** What a measurement prints as when there is none (absent in the report, and in --json). */
+const NONE = '–';
+const f3 = (x: number | undefined) => (x === undefined ? NONE : x.toFixed(3));
+const ms = (x: number | undefined) => (x === undefined ? NONE : `${x.toFixed(x < 10 ? 1 : 0)} ms`);
 const pct = (x: number) => `${+(x * 100).toFixed(2)} %`;
 
 /** "coco128" or "coco128@2" (version 0: the latest). */
 export function datasetRef(v: string): { dataset: string; datasetVersion: number } {
-  const m = /^([^@]+)(?:@(\d+))?$/.exec(v);
-  if (!m) throw new InvalidArgumentError(`expected NAME or NAME@VERSION, got "${v}"`);
+  const m = /^([^@\s]+)(?:@([1-9]\d{0,8}))?$/.exec(v.trim());
+  if (!m)
+    throw new InvalidArgumentError(
+      `expected NAME or NAME@VERSION (a version number from 1, as \`dataset list\` shows), such as coco128@2, got "${v}"`,
+    );
   return { dataset: m[1]!, datasetVersion: m[2] ? Number(m[2]) : 0 };
 }
 
-/** A canary's share: "10%" or "10" (percent). */
+const NUMBER = /^(?:\d+(?:\.\d*)?|\.\d+)$/;
+
+/**
+ * A canary's share in percent: "10%" or "10". A bare number below 1 is refused as ambiguous (0.1 reads
+ * like a fraction, a tenth, but would mean 0.1 %): "0.1%" confirms it.
+ */
 export function percentArg(v: string): number {
-  const n = Number(v.trim().replace(/%$/, ''));
-  if (!Number.isFinite(n) || n <= 0 || n >= 100)
+  const t = v.trim();
+  const percent = t.endsWith('%');
+  const num = percent ? t.slice(0, -1).trim() : t;
+  const n = NUMBER.test(num) ? Number(num) : Number.NaN;
+  if (!(n > 0 && n < 100))
     throw new InvalidArgumentError(`expected a share of requests above 0 % and below 100 %, such as 10%, got "${v}"`);
+  if (!percent && n < 1)
+    throw new InvalidArgumentError(
+      `${num} means ${num} %; write ${num}% to confirm or ${+(n * 100).toFixed(4)}% for ${n === 0.1 ? 'a tenth' : `${num} of the requests`}`,
+    );
+  return n;
+}
+
+/**
+ * A shadow's sample, a share of requests in (0, 1]: a fraction (0.1) or a percent (10%). A bare number
+ * above 1 is refused with what was likely meant (10 is not a fraction; 10% is).
+ */
+export function sampleArg(v: string): number {
+  const t = v.trim();
+  const percent = t.endsWith('%');
+  const num = percent ? t.slice(0, -1).trim() : t;
+  const n = NUMBER.test(num) ? Number(num) / (percent ? 100 : 1) : Number.NaN;
+  if (!percent && n > 1 && n <= 100)
+    throw new InvalidArgumentError(
+      `--sample is a fraction of requests in (0, 1]; for ${num} %, write ${num}% or ${+(n / 100).toFixed(6)}`,
+    );
+  if (!(n > 0 && n <= 1))
+    throw new InvalidArgumentError(
+      `expected a share of requests above 0 and at most 1, such as 0.1 or 10%, got "${v}"`,
+    );
   return n;
 }
 
@@ -81,16 +121,21 @@ export function printShadow(r: ShadowReport, indent = ''): void {
   console.log(
     `${indent}shadow ${t.id} of ${t.model} version ${t.version} against version ${t.baselineVersion}, ${pct(t.share)} of requests, started ${t.startedAt} by ${t.startedBy}: ${trialState(t)}`,
   );
+  const shift = r.confidenceShift;
   console.log(
     `${indent}  ${r.samples} samples from ${r.replicas} replica(s)` +
-      (r.samples
-        ? `: agreement mean ${f3(r.agreementMean)}, p10 ${f3(r.agreementP10)}; confidence shift of matched boxes ${r.confidenceShift >= 0 ? '+' : ''}${f3(r.confidenceShift)}`
-        : '') +
+      `: agreement mean ${f3(r.agreementMean)}, p10 ${f3(r.agreementP10)}` +
+      `; confidence shift of matched boxes ${shift !== undefined && shift >= 0 ? '+' : ''}${f3(shift)}` +
       `; ${r.failed} failed; dropped ${dropped.length ? dropped.map(([k, n]) => `${n} ${k}`).join(', ') : 'none'}`,
   );
+  if (r.dropped.not_loaded)
+    console.log(
+      `${indent}  (not_loaded: sampled before the candidate was warm on a replica; \`shadow start --wait\` returns once it is)`,
+    );
   console.log(
     r.latencyPairs
-      ? `${indent}  latency (${r.latencyPairs} comparable pairs): active ${ms(r.activeLatencyMeanMs)}, candidate ${ms(r.candidateLatencyMeanMs)}, ratio ${r.latencyRatio.toFixed(2)}`
+      ? `${indent}  latency (${r.latencyPairs} comparable pairs): active mean ${ms(r.activeLatencyMeanMs)} p99 ${ms(r.activeLatencyP99Ms)}, ` +
+          `candidate mean ${ms(r.candidateLatencyMeanMs)} p99 ${ms(r.candidateLatencyP99Ms)}, ratio ${r.latencyRatio?.toFixed(2) ?? NONE}`
       : `${indent}  latency: no comparable pairs (the live requests ran on the latency session)`,
   );
   const diff = r.classes.filter((c) => c.missing > 0n || c.extra > 0n);
@@ -116,6 +161,46 @@ export function printCanary(c: CanaryStatus, indent = ''): void {
   console.log(
     `${indent}  rolled back when, over ${c.minSamples} requests per arm, its p99 > ${(1 + c.p99Margin).toFixed(2)} × the baseline's or its error rate > the baseline's + ${pct(c.errorRateMargin)}`,
   );
+}
+
+/** `shadow start --wait` waits this long by default, polling the model's status this often. */
+const SHADOW_WAIT_MS = 120_000;
+const WAIT_POLL_MS = 200;
+const WARM: ReadonlySet<VersionState> = new Set([VersionState.VERSION_STATE_READY, VersionState.VERSION_STATE_SERVING]);
+
+/**
+ * `shadow start --wait`: polls the model's status until every replica (at least one) holds the
+ * shadow's candidate warm, printing the count as it changes unless `quiet`. Fails (exit 1) when a
+ * replica reports the candidate failed to load, when the shadow ends meanwhile, or at the timeout.
+ */
+async function waitForCandidate(client: RegistryClient, t: Trial, timeoutMs: number, quiet: boolean): Promise<void> {
+  const what = `shadow ${t.id} of ${t.model} version ${t.version}`;
+  const deadline = Date.now() + timeoutMs;
+  let shown = '';
+  for (;;) {
+    const s = await call(client, client.getModelStatus, { model: t.model });
+    if (s.shadow?.trial?.id !== t.id)
+      throw new SightlineError('PRECONDITION', `${what} ended while waiting for its candidate to load`);
+    const state = (r: ModelStatus['replicas'][number]) => r.versions.find((v) => v.version === t.version);
+    const failed = s.replicas.filter((r) => state(r)?.state === VersionState.VERSION_STATE_FAILED);
+    if (failed.length) {
+      const where = failed.map((r) => `${r.replica} (${state(r)!.error})`).join(', ');
+      throw new SightlineError(
+        'PRECONDITION',
+        `${what}: the candidate failed to load on ${where}; the shadow keeps running: stop it with \`shadow stop ${t.model}\``,
+      );
+    }
+    const warm = s.replicas.filter((r) => WARM.has(state(r)?.state ?? VersionState.VERSION_STATE_UNSPECIFIED));
+    const line = `${what}: warm on ${warm.length}/${s.replicas.length} replica(s)`;
+    if (!quiet && line !== shown) console.log((shown = line));
+    if (s.replicas.length > 0 && warm.length === s.replicas.length) return;
+    if (Date.now() >= deadline)
+      throw new SightlineError(
+        'DEADLINE',
+        `${what}: not warm on every replica within ${timeoutMs / 1000} s (${line.slice(what.length + 2)}); the shadow keeps running`,
+      );
+    await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+  }
 }
 
 /** Streams a YOLO folder (images with their labels, and the class names) to UploadDataset. */
@@ -226,21 +311,38 @@ export function shadowCommand(): Command {
   )
     .option(
       '--sample <share>',
-      "share of the active version's requests also run on the candidate, in (0, 1]",
-      fractionArg,
+      "share of the active version's requests also run on the candidate: a fraction in (0, 1] (0.1) or a percent (10%)",
+      sampleArg,
       0.1,
     )
     .option('--reason <text>', 'recorded in the audit log', '')
+    .option(
+      '--wait [timeout]',
+      'return once every replica holds the candidate warm (requests sampled before are dropped as not_loaded); ' +
+        'exit 1 naming a replica that failed to load it, or when TIMEOUT (90s, 5m; default 2m) passes first',
+      durationArg,
+    )
     .action(
-      action(async (client, model: string, version: string, o: Common & { sample: number; reason: string }) => {
-        const r = await call(client, client.startShadow, {
-          model,
-          version: intArg(version),
-          sample: o.sample,
-          reason: o.reason,
-        });
-        print(o.json, shadowJson(r), () => printShadow(r));
-      }),
+      action(
+        async (
+          client,
+          model: string,
+          version: string,
+          o: Common & { sample: number; reason: string; wait?: true | number },
+        ) => {
+          let r = await call(client, client.startShadow, {
+            model,
+            version: intArg(version),
+            sample: o.sample,
+            reason: o.reason,
+          });
+          if (o.wait) {
+            await waitForCandidate(client, r.trial!, typeof o.wait === 'number' ? o.wait : SHADOW_WAIT_MS, !!o.json);
+            r = await call(client, client.getShadowReport, { model });
+          }
+          print(o.json, shadowJson(r), () => printShadow(r));
+        },
+      ),
     );
   common(
     cmd.command('stop <model>').description('end the shadow; replicas unload the candidate unless a pointer needs it'),

@@ -70,6 +70,11 @@ const marginArg = (v: string) => {
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative number, got "${v}"`);
   return n;
 };
+const errorMarginArg = (v: string) => {
+  const n = marginArg(v);
+  if (n > 1) throw new InvalidArgumentError(`expected a share of requests in [0, 1] (0.01: one point), got "${v}"`);
+  return n;
+};
 
 const promoteOptions = (o: PromoteFlags): Pick<PromoteRequest, 'canary' | 'gates'> => ({
   gates: { require: o.require, force: !!o.force },
@@ -263,8 +268,8 @@ export function registryCommand(): Command {
     )
     .option(
       '--canary-error-margin <x>',
-      "roll back when its error rate exceeds the baseline's + x (default: canary.errorRateMargin)",
-      marginArg,
+      "roll back when its error rate exceeds the baseline's + x, in [0, 1] (default: canary.errorRateMargin)",
+      errorMarginArg,
     )
     .action(
       action(async (client, model: string, version: string, o: Common & PromoteFlags) => {

@@ -27,7 +27,7 @@ import {
   type TensorData,
 } from '../oip/index.js';
 import { signalFor } from './deadline.js';
-import { noTelemetry, ObservedCall, requestIdMetadata, type DetectorTelemetry } from './observe.js';
+import { clientRequestId, noTelemetry, ObservedCall, requestIdMetadata, type DetectorTelemetry } from './observe.js';
 import { callerOf, unary } from './registry.js';
 import { grpcCodeOf, toStatus } from './status.js';
 import { labelsOf } from '../version.js';
@@ -138,6 +138,7 @@ export function inferenceHandlers(
               outputs: req.outputs,
             },
             signal,
+            clientRequestId(call.metadata),
           ),
         )
         .then(

@@ -306,6 +306,7 @@ export function toReportMessage(r: ReplicaReport): ReplicaReportMessage {
       model: t.model,
       kind: t.kind,
       tallyJson: JSON.stringify(t.kind === 'shadow' ? t.shadow : t.canary),
+      incarnation: t.incarnation,
     })),
     models: r.models.map((m) => ({
       model: m.model,

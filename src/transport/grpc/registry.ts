@@ -169,7 +169,8 @@ const toTrial = (t: TrialRecord): Trial => ({
   reason: t.reason,
 });
 
-const orZero = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? 0 : x);
+/** A measurement, or undefined (absent on the wire) when there is none: never 0 for "none". */
+const measured = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? undefined : x);
 
 export const toShadowReport = (v: ShadowView): ShadowReport => {
   const s = v.summary;
@@ -179,9 +180,9 @@ export const toShadowReport = (v: ShadowView): ShadowReport => {
     samples: BigInt(s.samples),
     failed: BigInt(s.failed),
     dropped: Object.fromEntries(Object.entries(s.dropped).map(([k, n]) => [k, BigInt(n ?? 0)])),
-    agreementMean: orZero(s.agreementMean),
-    agreementP10: orZero(s.agreementP10),
-    confidenceShift: orZero(s.confidenceShift),
+    agreementMean: measured(s.agreementMean),
+    agreementP10: measured(s.agreementP10),
+    confidenceShift: measured(s.confidenceShift),
     classes: s.classes.map((c) => ({
       classId: c.classId,
       name: c.name,
@@ -190,9 +191,11 @@ export const toShadowReport = (v: ShadowView): ShadowReport => {
       extra: BigInt(c.extra),
     })),
     latencyPairs: BigInt(s.latency?.pairs ?? 0),
-    activeLatencyMeanMs: orZero(s.latency?.activeMeanMs),
-    candidateLatencyMeanMs: orZero(s.latency?.candidateMeanMs),
-    latencyRatio: orZero(s.latency?.ratio),
+    activeLatencyMeanMs: measured(s.latency?.activeMeanMs),
+    candidateLatencyMeanMs: measured(s.latency?.candidateMeanMs),
+    latencyRatio: measured(s.latency?.ratio),
+    activeLatencyP99Ms: measured(s.latency?.activeP99Ms),
+    candidateLatencyP99Ms: measured(s.latency?.candidateP99Ms),
   };
 };
 
@@ -201,8 +204,8 @@ const toCanaryStatus = (v: CanaryView): CanaryStatus => {
     requests: BigInt(a.requests),
     errors: BigInt(a.errors),
     errorRate: a.errorRate,
-    p50Ms: orZero(a.p50Ms),
-    p99Ms: orZero(a.p99Ms),
+    p50Ms: measured(a.p50Ms),
+    p99Ms: measured(a.p99Ms),
   });
   return {
     trial: toTrial(v.trial),
@@ -313,12 +316,36 @@ const fromRolloutOptions = (o: RolloutOptionsMessage | undefined): RolloutOption
   autoRollback: o?.autoRollback ?? false,
 });
 
+/** INVALID_INPUT naming a field of the request and the values it allows, unless `ok`. */
+function check(ok: boolean, field: string, allowed: string, got: number): void {
+  if (!ok) throw new SightlineError('INVALID_INPUT', `${field} must be ${allowed}, got ${got}`, { field });
+}
+
+/** A canary's options as sent: every number in its range (NaN fails every comparison, so it is refused too). */
 function fromPromoteRequest(r: PromoteRequest): PromoteOptions {
   const c = r.canary;
-  if (c && !(c.percent > 0 && c.percent < 100))
-    throw new SightlineError('INVALID_INPUT', `canary.percent must be above 0 and below 100, got ${c.percent}`, {
-      field: 'canary.percent',
-    });
+  if (c) {
+    check(
+      c.percent > 0 && c.percent < 100,
+      'canary.percent',
+      'above 0 and below 100 (a percent of requests)',
+      c.percent,
+    );
+    if (c.p99Margin !== undefined)
+      check(
+        c.p99Margin >= 0 && Number.isFinite(c.p99Margin),
+        'canary.p99_margin',
+        'a finite number >= 0 (0.2: roll back above 1.2 × the baseline p99), or absent for canary.p99Margin',
+        c.p99Margin,
+      );
+    if (c.errorRateMargin !== undefined)
+      check(
+        c.errorRateMargin >= 0 && c.errorRateMargin <= 1,
+        'canary.error_rate_margin',
+        'in [0, 1] (0.01: one percentage point above the baseline error rate), or absent for canary.errorRateMargin',
+        c.errorRateMargin,
+      );
+  }
   return {
     require: r.gates?.require ?? [],
     force: r.gates?.force ?? false,
@@ -342,7 +369,7 @@ function fromTally(t: ReplicaReportMessage['trials'][number]): TrialTally {
   } catch {
     throw new SightlineError('INVALID_INPUT', `trial ${t.trialId}: tally_json is not JSON`);
   }
-  const base = { trialId: Number(t.trialId), model: t.model };
+  const base = { trialId: Number(t.trialId), model: t.model, incarnation: t.incarnation };
   if (t.kind === 'shadow') return { ...base, kind: 'shadow', shadow: body as ShadowTally };
   if (t.kind === 'canary') return { ...base, kind: 'canary', canary: body as CanaryTally };
   throw new SightlineError('INVALID_INPUT', `trial ${t.trialId}: kind must be shadow or canary, got "${t.kind}"`);

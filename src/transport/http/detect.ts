@@ -37,12 +37,17 @@ async function imageOf(req: FastifyRequest): Promise<Buffer> {
   return file.toBuffer();
 }
 
+/** The client's own x-request-id, when the server kept it as the request's id (server.ts genReqId). */
+export function clientRequestId(req: FastifyRequest): string | undefined {
+  const id = req.headers['x-request-id'];
+  return typeof id === 'string' && id === req.id ? id : undefined;
+}
+
 export function detectRoute(app: FastifyInstance, deps: DetectRouteDeps): void {
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     const q = req.query as Record<string, string | undefined>;
     const image = await imageOf(req);
     const t0 = performance.now();
-    const id = req.headers['x-request-id'];
     const r = await deps.detect.detect(
       // A canary's split hashes the client's own x-request-id (its retries keep it), else the image.
       {
@@ -51,7 +56,7 @@ export function detectRoute(app: FastifyInstance, deps: DetectRouteDeps): void {
         image,
         ...detectParams(q as Params),
         frameId: 0n,
-        routingKey: typeof id === 'string' && id === req.id ? id : undefined,
+        routingKey: clientRequestId(req),
       },
       deps.signalOf(req),
     );

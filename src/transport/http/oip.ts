@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SightlineError } from '../../errors.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { observeImage } from '../image-metrics.js';
+import { clientRequestId } from './detect.js';
 import {
   fromRaw,
   IMAGE_INPUT,
@@ -194,7 +195,8 @@ export function oipRoutes(app: FastifyInstance, deps: OipRouteDeps): void {
       modelOf(req),
       versionOf(req),
     );
-    const r = await oip.infer(request, deps.signalOf(req));
+    // A canary's split hashes the client's own x-request-id (its retries keep it), else the request's id or first image.
+    const r = await oip.infer(request, deps.signalOf(req), clientRequestId(req));
     for (const img of r.images) observeImage(deps.metrics, 'ModelInfer', img, img.timing.totalMs / 1000, 'http');
     const out = inferResponseBody(r, binary);
     if (out.headerLength === undefined) return reply.type('application/json').send(out.body);

@@ -230,8 +230,11 @@ export class OpenInference {
     }
   }
 
-  /** One inference: the input's name and datatype choose the signature. */
-  async infer(req: InferRequest, signal: AbortSignal): Promise<InferResponse> {
+  /**
+   * One inference: the input's name and datatype choose the signature. `routingKey`: the client's own
+   * x-request-id, which a running canary's split hashes (else the request's id, else its first image).
+   */
+  async infer(req: InferRequest, signal: AbortSignal, routingKey?: string): Promise<InferResponse> {
     if (req.inputs.length !== 1) {
       throw new SightlineError(
         'INVALID_INPUT',
@@ -241,7 +244,8 @@ export class OpenInference {
     }
     const input = req.inputs[0]!;
     checkElementCount(input);
-    if (input.name === IMAGE_INPUT && Array.isArray(input.data)) return this.images(req, input.data, signal);
+    if (input.name === IMAGE_INPUT && Array.isArray(input.data))
+      return this.images(req, input.data, signal, routingKey ?? (req.id || undefined));
     const d: ModelDescription = this.tensors.describe(req.model, parseVersion(req.model, req.version));
     if (input.name === d.input.name && input.data instanceof Float32Array) {
       const r = await this.tensors.run(d.model, d.version, input.data, input.shape, signal);
@@ -266,7 +270,12 @@ export class OpenInference {
     );
   }
 
-  private async images(req: InferRequest, images: Uint8Array[], signal: AbortSignal): Promise<InferResponse> {
+  private async images(
+    req: InferRequest,
+    images: Uint8Array[],
+    signal: AbortSignal,
+    routingKey: string | undefined,
+  ): Promise<InferResponse> {
     if (images.length === 0)
       throw new SightlineError('INVALID_INPUT', `input ${IMAGE_INPUT} holds no image`, { field: 'shape' });
     if (images.length > this.limits.maxImagesPerRequest) {
@@ -277,12 +286,18 @@ export class OpenInference {
       );
     }
     const p = detectParams(req.parameters);
-    // Every image of a request is served by the same version, even if a promotion lands meanwhile.
-    const { model, version } = this.detect.resolve(req.model, parseVersion(req.model, req.version));
+    // Every image of a request is served by the same version, even if a promotion lands meanwhile; a
+    // running canary's split is decided once for the request, and each image counted in its arm.
+    const { model, version, arm } = this.detect.route(
+      req.model,
+      parseVersion(req.model, req.version),
+      routingKey,
+      images[0]!,
+    );
     // The first image is admitted like a Detect call (refused when the server is at capacity); the
     // others are counted but never refused, as the request bounds them itself (maxImagesInFlight).
     const results = await inLanes(images, this.limits.maxImagesInFlight, signal, (image, i, s) =>
-      this.detect.detect({ model, version, image, ...p, frameId: BigInt(i) }, s, { stream: i > 0 }),
+      this.detect.detect({ model, version, image, ...p, frameId: BigInt(i), arm }, s, { stream: i > 0 }),
     );
     const outputs = selectOutputs(detectionTensors(results), req.outputs, model);
     return { model, version, id: req.id, outputs, images: results };
