@@ -5,7 +5,7 @@
  * to show where the time goes.
  */
 import { Session } from 'node:inspector/promises';
-import { prepareTensor, type PrepareTarget } from '../src/inference/index.js';
+import { prepareTensor, type PrepareOptions, type PrepareTarget } from '../src/inference/index.js';
 import type { BenchImage } from './images.js';
 import { median } from './stats.js';
 
@@ -19,15 +19,15 @@ export interface PreprocessCost {
   decoder: string;
 }
 
-/** Median CPU per image over `n` runs, after a warm-up. */
+/** Median CPU per image over `n` runs, after a warm-up; the server's default options unless `options` say otherwise. */
 export async function preprocessCost(
   img: BenchImage,
   target: PrepareTarget,
   n: number,
-  decoder: 'auto' | 'sharp' = 'auto',
+  options: Partial<PrepareOptions> = {},
 ): Promise<PreprocessCost> {
   const out = new Float32Array(3 * target.width * target.height);
-  const opts = { applyIccProfile: false, decoder };
+  const opts: PrepareOptions = { applyIccProfile: false, ...options };
   for (let i = 0; i < 3; i++) await prepareTensor(img.bytes, target, LIMITS, opts, out);
   const cpu: number[] = [];
   const dec: number[] = [];

@@ -27,6 +27,8 @@ export interface ValidateOptions {
   applyIccProfile?: boolean;
   /** 'sharp': decode every image with sharp/libvips instead of libjpeg-turbo (to compare the two). */
   decoder?: 'auto' | 'sharp';
+  /** As the server's preprocess.jpegDctScaling (default true). */
+  jpegDctScaling?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -41,6 +43,7 @@ export interface ValidateReport {
     maxDetections: number;
     applyIccProfile: boolean;
     decoder: 'auto' | 'sharp';
+    jpegDctScaling: boolean;
   };
   images: number;
   seconds: number;
@@ -54,6 +57,7 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
     maxDetections: o.maxDetections ?? VAL_SETTINGS.maxDetections,
     applyIccProfile: o.applyIccProfile ?? false,
     decoder: o.decoder ?? 'auto',
+    jpegDctScaling: o.jpegDctScaling ?? true,
   };
   const dataset = await loadYoloDataset(o.datasetDir);
   const images = dataset.images.slice(0, o.limit ?? dataset.images.length);
@@ -73,7 +77,11 @@ export async function validateModel(o: ValidateOptions): Promise<ValidateReport>
     });
     const prep = {
       limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 },
-      options: { applyIccProfile: settings.applyIccProfile, decoder: settings.decoder },
+      options: {
+        applyIccProfile: settings.applyIccProfile,
+        decoder: settings.decoder,
+        jpegDctScaling: settings.jpegDctScaling,
+      },
     };
     const labelled = images.map((img) => ({
       image: async () => new Uint8Array(await readFile(img.path)),

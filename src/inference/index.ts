@@ -3,6 +3,8 @@ export * from './pool/index.js';
 export { detectImage, type ImagePrep, type ImageRequest, type ImageResult } from './detect-image.js';
 export {
   ACCEPTED_FORMATS,
+  DCT_SCALING_AVAILABLE,
+  dctDenominator,
   prepareTensor,
   type Decoder,
   type PreparedTensor,

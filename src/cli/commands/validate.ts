@@ -19,6 +19,7 @@ interface ValidateFlags {
   json?: boolean;
   icc?: boolean;
   decoder: 'auto' | 'sharp';
+  dctScaling: boolean;
 }
 
 export function validateCommand(): Command {
@@ -48,6 +49,10 @@ export function validateCommand(): Command {
         .choices(['auto', 'sharp'])
         .default('auto'),
     )
+    .option(
+      '--no-dct-scaling',
+      'decode every JPEG at full size (as preprocess.jpegDctScaling: false; default: 1/2, 1/4 or 1/8 in the IDCT where the input is that small)',
+    )
     .option('--json', 'print the report as JSON')
     .action(async (f: ValidateFlags) => {
       const bar =
@@ -71,6 +76,7 @@ export function validateCommand(): Command {
         limit: f.limit,
         applyIccProfile: f.icc ?? false,
         decoder: f.decoder,
+        jpegDctScaling: f.dctScaling,
         onProgress: (done, total) => {
           if (bar && !started) {
             bar.start(total, 0);
@@ -92,7 +98,8 @@ export function validateCommand(): Command {
       );
       console.log(`dataset ${f.dataset}: ${r.images} images, ${m.numGt} boxes, ${m.perClass.length} classes present`);
       console.log(
-        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}`,
+        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}, ` +
+          `JPEG DCT scaling ${r.settings.jpegDctScaling ? 'on' : 'off'}`,
       );
       console.log(`mAP@0.5      ${m.map50.toFixed(3)}`);
       console.log(`mAP@0.5:0.95 ${m.map5095.toFixed(3)}`);

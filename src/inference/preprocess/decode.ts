@@ -57,6 +57,12 @@ export interface PrepareOptions {
   applyIccProfile: boolean;
   /** 'sharp' forces the general decoder (used when libjpeg-turbo refused a file, and to compare). */
   decoder?: 'auto' | 'sharp';
+  /**
+   * Let libjpeg-turbo decode at 1/2, 1/4 or 1/8 size in the IDCT when the model input is at most that
+   * fraction of the image (default true): less work than a full decode, and the resample then shrinks
+   * less. False: every JPEG is decoded at full size, as OpenCV's imread does.
+   */
+  jpegDctScaling?: boolean;
 }
 
 /** The name sharp's metadata() reports for each format we accept (AVIF comes from the heif loader). */
@@ -283,6 +289,7 @@ export async function prepareSource(
         width: header.width,
         height: header.height,
         orientation: header.orientation,
+        dctScaling: options.jpegDctScaling ?? true,
       },
       geometry: letterbox(shown.width, shown.height),
       format,

@@ -15,6 +15,8 @@ export type ImageSource =
       readonly width: number;
       readonly height: number;
       readonly orientation: Orientation;
+      /** The worker may decode at 1/2, 1/4 or 1/8 size in the IDCT when the model input is that small. */
+      readonly dctScaling: boolean;
     }
   | {
       readonly kind: 'rgb';
