@@ -82,7 +82,9 @@ describe('mistakes with files and ports', () => {
       const grpc = await runCli(['serve', '--data-dir', dir, '--port', String(port), '--admin-port', '0']);
       assert.equal(grpc.code, 1);
       assert.deepEqual(lines(grpc.stderr), [
-        `sightline: the gRPC port 127.0.0.1:${port} is already in use (by another Sightline server or another program): stop what holds it, or choose another port with --port, grpc.port or SIGHTLINE_GRPC__PORT`,
+        `sightline: the gRPC port 127.0.0.1:${port} is already in use (by another ` +
+          `Sightline server or another program): stop what holds it, ` +
+          `or choose another port with --port, grpc.port or SIGHTLINE_GRPC__PORT`,
       ]);
       const admin = await runCli(['serve', '--data-dir', dir, '--port', '0', '--admin-port', String(port)]);
       assert.equal(admin.code, 1);
@@ -102,7 +104,9 @@ describe('mistakes with files and ports', () => {
   test('client commands against an address where nothing listens: the same single line from each, exit 1', async () => {
     const port = await deadPort();
     const server = `127.0.0.1:${port}`;
-    const expected = `sightline: UNAVAILABLE: cannot connect to ${server} (connect ECONNREFUSED ${server}): is a Sightline server running there? Give its address with --server HOST:PORT`;
+    const expected =
+      `sightline: UNAVAILABLE: cannot connect to ${server} (connect ECONNREFUSED ${server}): ` +
+      `is a Sightline server running there? Give its address with --server HOST:PORT`;
     for (const args of [
       ['detect', '--image', imagePath('bus.jpg'), imagePath('zidane.jpg')], // two images, still one line
       ['registry', 'list'],
@@ -126,7 +130,9 @@ describe('the registry data directory', () => {
       assert.match(
         second.stderr,
         new RegExp(
-          `^sightline: the registry data directory ${dir} is in use by another Sightline server \\(pid ${first.child.pid}, started [\\d-]+T[\\d:.]+Z\\): stop that server, or give this one another directory \\(--data-dir, registry\\.dataDir\\)$`,
+          `^sightline: the registry data directory ${dir} is in use by another Sightline server ` +
+            `\\(pid ${first.child.pid}, started [\\d-]+T[\\d:.]+Z\\): stop that server, ` +
+            `or give this one another directory \\(--data-dir, registry\\.dataDir\\)$`,
           'm',
         ),
       );

@@ -80,7 +80,9 @@ describe('shadow in role all', { skip: !haveData }, () => {
         `${n} sampled requests accounted for`,
       );
       console.log(
-        `# self-shadow: ${r.samples} samples, agreement ${r.agreementMean} (p10 ${r.agreementP10}), dropped ${JSON.stringify(r.dropped)}, latency ratio ${r.latencyRatio.toFixed(2)} over ${r.latencyPairs} pairs`,
+        `# self-shadow: ${r.samples} samples, agreement ${r.agreementMean} (p10 ` +
+          `${r.agreementP10}), dropped ${JSON.stringify(r.dropped)}, ` +
+          `latency ratio ${r.latencyRatio.toFixed(2)} over ${r.latencyPairs} pairs`,
       );
       assert.ok(r.samples >= 50, `${r.samples} samples`);
       assert.deepEqual([r.agreementMean, r.agreementP10, r.failed, r.replicas], [1, 1, 0, 1]);

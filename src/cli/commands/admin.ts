@@ -99,7 +99,9 @@ export function tokenCommand(): Command {
           return console.log('no tokens yet: create one with sightline token create --name NAME --role ROLE');
         for (const t of list)
           console.log(
-            `${t.id}  ${t.name.padEnd(20)} ${t.role.padEnd(10)} created ${t.createdAt} by ${t.createdBy}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}${t.revokedAt ? `  REVOKED ${t.revokedAt}` : ''}`,
+            `${t.id}  ${t.name.padEnd(20)} ${t.role.padEnd(10)} created ${t.createdAt} by ${t.createdBy}` +
+              (t.expiresAt ? `  expires ${t.expiresAt}` : '') +
+              (t.revokedAt ? `  REVOKED ${t.revokedAt}` : ''),
           );
       } finally {
         store.close();
@@ -143,7 +145,8 @@ export function auditCommand(): Command {
             if (!entries.length) console.log(`no audit entries${o.since ? ` since ${o.since}` : ''}`);
             for (const e of entries)
               console.log(
-                `${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} by ${e.principal} from ${e.peer}${e.reason ? `: ${e.reason}` : ''}`,
+                `${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} ` +
+                  `by ${e.principal} from ${e.peer}${e.reason ? `: ${e.reason}` : ''}`,
               );
           }
           if (o.verify) {

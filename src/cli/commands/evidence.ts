@@ -43,7 +43,10 @@ export function percentArg(v: string): number {
 
 /** One evaluation in a line: what `versions` prints under each version. */
 export const evaluationLine = (e: Evaluation) =>
-  `${e.dataset}@${e.datasetVersion}: mAP@0.5 ${f3(e.map50)}, mAP@0.5:0.95 ${f3(e.map5095)}, latency p50 ${ms(e.latencyP50Ms)} p99 ${ms(e.latencyP99Ms)} (${e.images} images, ${e.provider}, ${e.createdAt} by ${e.createdBy})`;
+  `${e.dataset}@${e.datasetVersion}: mAP@0.5 ${f3(e.map50)}, ` +
+  `mAP@0.5:0.95 ${f3(e.map5095)}, latency p50 ${ms(e.latencyP50Ms)} p99 ` +
+  `${ms(e.latencyP99Ms)} (${e.images} images, ${e.provider}, ` +
+  `${e.createdAt} by ${e.createdBy})`;
 
 /** An evaluation with its per-class AP: what `show` and `evaluate` print. */
 export function printEvaluation(e: Evaluation, indent = ''): void {
@@ -79,18 +82,24 @@ export function printShadow(r: ShadowReport, indent = ''): void {
   const t = r.trial!;
   const dropped = Object.entries(r.dropped).filter(([, n]) => n > 0n);
   console.log(
-    `${indent}shadow ${t.id} of ${t.model} version ${t.version} against version ${t.baselineVersion}, ${pct(t.share)} of requests, started ${t.startedAt} by ${t.startedBy}: ${trialState(t)}`,
+    `${indent}shadow ${t.id} of ${t.model} version ${t.version} against ` +
+      `version ${t.baselineVersion}, ${pct(t.share)} of requests, ` +
+      `started ${t.startedAt} by ${t.startedBy}: ${trialState(t)}`,
   );
   console.log(
     `${indent}  ${r.samples} samples from ${r.replicas} replica(s)` +
       (r.samples
-        ? `: agreement mean ${f3(r.agreementMean)}, p10 ${f3(r.agreementP10)}; confidence shift of matched boxes ${r.confidenceShift >= 0 ? '+' : ''}${f3(r.confidenceShift)}`
+        ? `: agreement mean ${f3(r.agreementMean)}, p10 ${f3(r.agreementP10)}; ` +
+          `confidence shift of matched boxes ` +
+          `${r.confidenceShift >= 0 ? '+' : ''}${f3(r.confidenceShift)}`
         : '') +
       `; ${r.failed} failed; dropped ${dropped.length ? dropped.map(([k, n]) => `${n} ${k}`).join(', ') : 'none'}`,
   );
   console.log(
     r.latencyPairs
-      ? `${indent}  latency (${r.latencyPairs} comparable pairs): active ${ms(r.activeLatencyMeanMs)}, candidate ${ms(r.candidateLatencyMeanMs)}, ratio ${r.latencyRatio.toFixed(2)}`
+      ? `${indent}  latency (${r.latencyPairs} comparable pairs): active ` +
+          `${ms(r.activeLatencyMeanMs)}, candidate ${ms(r.candidateLatencyMeanMs)}, ` +
+          `ratio ${r.latencyRatio.toFixed(2)}`
       : `${indent}  latency: no comparable pairs (the live requests ran on the latency session)`,
   );
   const diff = r.classes.filter((c) => c.missing > 0n || c.extra > 0n);
@@ -109,12 +118,16 @@ export function printCanary(c: CanaryStatus, indent = ''): void {
   const arm = (a: NonNullable<CanaryStatus['canary']>) =>
     `${a.requests} requests, ${a.errors} errors (${pct(a.errorRate)}), p50 ${ms(a.p50Ms)}, p99 ${ms(a.p99Ms)}`;
   console.log(
-    `${indent}canary ${t.id} of ${t.model} version ${t.version} on ${pct(t.share)} of requests against version ${t.baselineVersion}, started ${t.startedAt} by ${t.startedBy}, ${c.replicas} replica(s)`,
+    `${indent}canary ${t.id} of ${t.model} version ${t.version} on ` +
+      `${pct(t.share)} of requests against version ${t.baselineVersion}, ` +
+      `started ${t.startedAt} by ${t.startedBy}, ${c.replicas} replica(s)`,
   );
   console.log(`${indent}  canary:   ${arm(c.canary!)}`);
   console.log(`${indent}  baseline: ${arm(c.baseline!)}`);
   console.log(
-    `${indent}  rolled back when, over ${c.minSamples} requests per arm, its p99 > ${(1 + c.p99Margin).toFixed(2)} × the baseline's or its error rate > the baseline's + ${pct(c.errorRateMargin)}`,
+    `${indent}  rolled back when, over ${c.minSamples} requests per arm, ` +
+      `its p99 > ${(1 + c.p99Margin).toFixed(2)} × the baseline's or its error ` +
+      `rate > the baseline's + ${pct(c.errorRateMargin)}`,
   );
 }
 
@@ -174,7 +187,9 @@ export function datasetCommand(): Command {
         const d = await uploadDataset(client, name, dir, o.notes);
         print(o.json, d, () =>
           console.log(
-            `${d.created ? 'uploaded' : 'already stored:'} dataset ${d.name} version ${d.version}: ${d.images} images, ${d.boxes} boxes, ${d.classNames.length} class names, ${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB (sha256 ${d.sha256})`,
+            `${d.created ? 'uploaded' : 'already stored:'} dataset ${d.name} version ${d.version}: ` +
+              `${d.images} images, ${d.boxes} boxes, ${d.classNames.length} class names, ` +
+              `${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB (sha256 ${d.sha256})`,
           ),
         );
       }),
@@ -186,7 +201,9 @@ export function datasetCommand(): Command {
         if (!r.datasets.length) console.log('no datasets');
         for (const d of r.datasets)
           console.log(
-            `${d.name}@${d.version}  ${d.sha256.slice(0, 12)}  ${d.images} images  ${d.boxes} boxes  ${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB  ${d.createdAt} by ${d.createdBy}${d.notes ? `  ${d.notes}` : ''}`,
+            `${d.name}@${d.version}  ${d.sha256.slice(0, 12)}  ${d.images} images  ` +
+              `${d.boxes} boxes  ${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB  ` +
+              `${d.createdAt} by ${d.createdBy}${d.notes ? `  ${d.notes}` : ''}`,
           );
       });
     }),

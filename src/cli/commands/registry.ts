@@ -41,7 +41,9 @@ const rolloutFlags = (c: Command) =>
     .option('--reason <text>', 'recorded in the history', '')
     .option(
       '--wait [timeout]',
-      "follow the rollout until every replica serves the version, printing ready/total; exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: the registry's fleet.rolloutTimeoutMs) passes first",
+      'follow the rollout until every replica serves the version, printing ready/total; ' +
+        'exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: ' +
+        "the registry's fleet.rolloutTimeoutMs) passes first",
       durationArg,
     )
     .option(
@@ -87,7 +89,10 @@ const promoteOptions = (o: PromoteFlags): Pick<PromoteRequest, 'canary' | 'gates
 /** One version in a line, then its latest evaluation per dataset (with per-class AP when `detail`). */
 function printVersion(v: ModelVersion, detail = false): void {
   console.log(
-    `${v.model} v${v.version}  ${v.sha256.slice(0, 12)}  ${(Number(v.sizeBytes) / 1e6).toFixed(1)} MB  ${v.family} ${v.inputWidth}x${v.inputHeight}  ${v.classNames.length} classes  ${v.createdAt}${v.corrupt ? `  CORRUPT: ${v.corruptReason}` : ''}${v.sourceName ? `  (${v.sourceName})` : ''}`,
+    `${v.model} v${v.version}  ${v.sha256.slice(0, 12)}  ` +
+      `${(Number(v.sizeBytes) / 1e6).toFixed(1)} MB  ${v.family} ` +
+      `${v.inputWidth}x${v.inputHeight}  ${v.classNames.length} classes  ` +
+      `${v.createdAt}${v.corrupt ? `  CORRUPT: ${v.corruptReason}` : ''}${v.sourceName ? `  (${v.sourceName})` : ''}`,
   );
   for (const e of v.evaluations) {
     if (detail) printEvaluation(e, '  ');
@@ -241,14 +246,17 @@ export function registryCommand(): Command {
   )
     .option(
       '--require <gate>',
-      'a gate the stored evidence must pass, beside the configured ones; repeatable: map50_95>=active-0.005, agreement>=0.9, p99<=1.2*active (README, "Promoting with evidence")',
+      'a gate the stored evidence must pass, beside the configured ones; repeatable: ' +
+        'map50_95>=active-0.005, agreement>=0.9, p99<=1.2*active (README, ' +
+        '"Promoting with evidence")',
       collect,
       [],
     )
     .option('--force', 'promote even if gates fail (audited as forced)')
     .option(
       '--canary <percent>',
-      'instead of promoting, serve this share of the requests that name no version with the version (10%), on every replica; promote again without it to finish',
+      'instead of promoting, serve this share of the requests that name no version with the ' +
+        'version (10%), on every replica; promote again without it to finish',
       percentArg,
     )
     .option(

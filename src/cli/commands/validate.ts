@@ -92,13 +92,17 @@ export function validateCommand(): Command {
       );
       console.log(`dataset ${f.dataset}: ${r.images} images, ${m.numGt} boxes, ${m.perClass.length} classes present`);
       console.log(
-        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}`,
+        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, ` +
+          `max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ` +
+          `${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}`,
       );
       console.log(`mAP@0.5      ${m.map50.toFixed(3)}`);
       console.log(`mAP@0.5:0.95 ${m.map5095.toFixed(3)}`);
       console.log(`precision ${m.precision.toFixed(3)}  recall ${m.recall.toFixed(3)} (conf 0.25, IoU 0.5)`);
       console.log(
-        `${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ms/image); per image, waiting excluded: p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`,
+        `${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ` +
+          `ms/image); per image, waiting excluded: p50 ${r.latency.p50Ms.toFixed(1)} ` +
+          `ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`,
       );
     });
 }
