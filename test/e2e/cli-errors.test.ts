@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,6 +99,62 @@ describe('mistakes with files and ports', () => {
       server.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('every path a client command is given: one line naming the flag or argument and the file, exit 2, before any call', async () => {
+    const dir = tempDir();
+    const empty = join(dir, 'empty-token');
+    writeFileSync(empty, '\n');
+    // Nothing listens there: a path that slipped through the checks would fail with UNAVAILABLE, exit 1.
+    const server = `127.0.0.1:${await deadPort()}`;
+    try {
+      for (const [args, expected] of [
+        [['registry', 'upload', 'nofile.onnx', '--model', 'm'], 'model file nofile.onnx: no such file or directory'],
+        [['registry', 'upload', dir, '--model', 'm'], `model file ${dir}: is a directory`],
+        [
+          ['registry', 'upload', modelPath('yolov8n_int8.onnx'), '--model', 'm', '--labels', 'nolabels.txt'],
+          '--labels nolabels.txt: no such file or directory',
+        ],
+        [['registry', 'list', '--token-file', 'nofile'], '--token-file nofile: no such file or directory'],
+        [['registry', 'list', '--token-file', empty], `--token-file ${empty}: the file is empty`],
+        [['registry', 'list', '--ca-file', 'nofile.pem'], '--ca-file nofile.pem: no such file or directory'],
+        [
+          ['detect', '--image', imagePath('bus.jpg'), '--token-file', 'nofile'],
+          '--token-file nofile: no such file or directory',
+        ],
+        [['drift', 'det', '--ca-file', 'nofile.pem'], '--ca-file nofile.pem: no such file or directory'],
+        [['registry', 'dataset', 'upload', 'golden', 'nodir'], 'dataset folder nodir: no such file or directory'],
+        [['registry', 'dataset', 'upload', 'golden', empty], `dataset folder ${empty}: not a directory`],
+        [['registry', 'profile', 'det', '1', '--images', 'nodir'], '--images nodir: no such file or directory'],
+      ] as const) {
+        const r = await runCli([...args, '--server', server]);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.deepEqual(lines(r.stderr), [`sightline: ${expected}`], args.join(' '));
+      }
+      // Local commands take the same check.
+      const validate = await runCli(['validate', '--model', 'nofile.onnx', '--dataset', 'nodir']);
+      assert.equal(validate.code, 2);
+      assert.deepEqual(lines(validate.stderr), ['sightline: --model nofile.onnx: no such file or directory']);
+      const rotate = await runCli(['key', 'rotate', '--data-dir', dir, '--from-key-file', 'nokey']);
+      assert.equal(rotate.code, 2);
+      assert.deepEqual(lines(rotate.stderr), ['sightline: --from-key-file nokey: no such file or directory']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a mistake in the command line itself (commander's usage errors) exits 2 too; --help and --version exit 0", async () => {
+    for (const args of [
+      ['registry', 'list', '--no-such-flag'],
+      ['registry', 'upload'],
+      ['serve', '--port', 'abc'],
+    ]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: /, args.join(' '));
+    }
+    assert.equal((await runCli(['registry', '--help'])).code, 0);
+    assert.equal((await runCli(['--version'])).code, 0);
   });
 
   test('client commands against an address where nothing listens: the same single line from each, exit 1', async () => {

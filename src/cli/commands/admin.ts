@@ -5,7 +5,7 @@
  * change is audited with the principal cli:<user>.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../../config/index.js';
@@ -23,7 +23,7 @@ import {
   rotateBlobKey,
   TokenStore,
 } from '../../registry/index.js';
-import { intArg } from '../args.js';
+import { intArg, readFileArg } from '../args.js';
 
 const actor = () => `cli:${userInfo().username}`;
 
@@ -177,9 +177,10 @@ export function keyCommand(): Command {
     .option('--from-key-file <file>', 'current key (omit when the blobs are not encrypted yet)')
     .option('--to-key-file <file>', 'new key (omit to decrypt everything)')
     .action(async (o: { dataDir: string; fromKeyFile?: string; toKeyFile?: string }) => {
-      const read = (f?: string) => (f ? parseKey(readFileSync(f, 'utf8').trim()) : null);
-      const from = read(o.fromKeyFile);
-      const to = read(o.toKeyFile);
+      const read = (flag: string, f?: string) =>
+        f ? parseKey(readFileArg(flag, f).toString('utf8').trim(), `${flag} ${f}`) : null;
+      const from = read('--from-key-file', o.fromKeyFile);
+      const to = read('--to-key-file', o.toKeyFile);
       const dir = resolve(o.dataDir);
       const r = to ? await rotateBlobKey(dir, { from, to }) : await decryptAllBlobs(dir, from!);
       console.log(`${r.total} blobs: ${r.rotated} rewritten, ${r.skipped} already done, ${r.failed.length} failed`);

@@ -23,7 +23,7 @@ import {
   type Verdict,
 } from '../../monitoring/index.js';
 import { SightlineError } from '../../errors.js';
-import { intArg } from '../args.js';
+import { assertReadableDir, intArg } from '../args.js';
 import { call, connectionOptions, monitoringClient, type ConnectionFlags } from '../client.js';
 import { reportError } from '../errors.js';
 
@@ -232,6 +232,7 @@ export function profileCommand(): Command {
       const client = monitoringClient(o.server, o);
       let bar: SingleBar | null = null;
       try {
+        assertReadableDir('--images', o.images);
         const files = await listImages(o.images);
         if (!files.length)
           throw new SightlineError(

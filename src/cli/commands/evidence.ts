@@ -16,7 +16,7 @@ import {
   type ShadowReport,
   type Trial,
 } from '../../generated/sightline/v1/registry.js';
-import { fractionArg, intArg } from '../args.js';
+import { assertReadableDir, fractionArg, intArg } from '../args.js';
 import { call } from '../client.js';
 import { action, common, print, type Common } from './registry-common.js';
 
@@ -184,6 +184,7 @@ export function datasetCommand(): Command {
     .option('--notes <text>', 'what the dataset is: source, how it was labelled', '')
     .action(
       action(async (client, name: string, dir: string, o: Common & { notes: string }) => {
+        assertReadableDir('dataset folder', dir);
         const d = await uploadDataset(client, name, dir, o.notes);
         print(o.json, d, () =>
           console.log(

@@ -1,7 +1,7 @@
 /** `sightline registry ...`: manage model versions on a running server over gRPC. */
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { SightlineError } from '../../errors.js';
 import { FAMILY_NAMES } from '../../identifiers.js';
@@ -11,7 +11,7 @@ import type {
   RegistryClient,
   RolloutOptions,
 } from '../../generated/sightline/v1/registry.js';
-import { durationArg, intArg } from '../args.js';
+import { assertReadableFile, durationArg, intArg, readFileArg } from '../args.js';
 import { call } from '../client.js';
 import { profileCommand } from './drift.js';
 import {
@@ -107,6 +107,15 @@ function upload(
   o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string },
 ): Promise<ModelVersion> {
   const stdin = file === '-';
+  // Paths first: a wrong one is reported in one line (exit 2) before the upload starts.
+  if (!stdin) assertReadableFile('model file', file);
+  const labels = o.labels
+    ? readFileArg('--labels', o.labels)
+        .toString('utf8')
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter(Boolean)
+    : [];
   const bar =
     process.stderr.isTTY && !o.json && !stdin
       ? new SingleBar(
@@ -121,12 +130,6 @@ function upload(
       if (err) reject(err);
       else resolve(res!);
     });
-    const labels = o.labels
-      ? readFileSync(o.labels, 'utf8')
-          .split(/\r?\n/)
-          .map((l) => l.trim())
-          .filter(Boolean)
-      : [];
     stream.write({
       metadata: {
         model: o.model,

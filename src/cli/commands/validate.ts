@@ -3,7 +3,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { FAMILY_NAMES } from '../../identifiers.js';
 import { validateModel } from '../../eval/validate.js';
-import { fractionArg, intArg } from '../args.js';
+import { assertReadableDir, assertReadableFile, fractionArg, intArg } from '../args.js';
 
 interface ValidateFlags {
   model: string;
@@ -50,6 +50,9 @@ export function validateCommand(): Command {
     )
     .option('--json', 'print the report as JSON')
     .action(async (f: ValidateFlags) => {
+      assertReadableFile('--model', f.model);
+      assertReadableDir('--dataset', f.dataset);
+      if (f.labels) assertReadableFile('--labels', f.labels);
       const bar =
         process.stderr.isTTY && !f.json
           ? new SingleBar(
