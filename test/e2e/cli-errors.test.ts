@@ -75,7 +75,60 @@ describe('mistakes with files and ports', () => {
     }
   });
 
-  test('the gRPC or the admin port already in use: one line naming the port and the setting that moves it', async () => {
+  test('serve --model with a file that is no ONNX model (an image): one line, exit 2, before anything listens', async () => {
+    const dir = tempDir();
+    try {
+      const image = imagePath('bus.jpg');
+      const r = await runCli(['serve', '--model', image, '--data-dir', dir, '--port', '0', '--admin-port', '0']);
+      assert.equal(r.code, 2);
+      assert.deepEqual(lines(r.stderr), [
+        `sightline: --model ${image}: not an ONNX model (protobuf parse failed: invalid wire type 7 at byte 0): ` +
+          'give an ONNX model file (.onnx, as exported for inference)',
+      ]);
+      assert.equal(r.stdout, '', 'nothing started, so nothing logged');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a start-up failure once the ports are open (a model ONNX Runtime cannot load): one line, exit 2; the stack only with --log-level debug', async () => {
+    const dir = tempDir();
+    try {
+      // A ModelProto with an empty graph: it passes the check before listening; ONNX Runtime refuses it.
+      const model = join(dir, 'empty-graph.onnx');
+      writeFileSync(model, Uint8Array.from([0x08, 0x08, 0x3a, 0x00]));
+      const args = ['serve', '--model', model, '--data-dir', dir, '--port', '0', '--admin-port', '0'];
+      const r = await runCli(args);
+      assert.equal(r.code, 2);
+      assert.equal(lines(r.stderr).length, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^sightline: model empty-graph \\(${model}\\) cannot be served: .*ONNX Runtime cannot load the model: .*; ` +
+            'give a model file that ONNX Runtime loads and whose outputs match a supported family',
+        ),
+      );
+      const log = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { event?: string; level: string; err?: unknown });
+      assert.ok(
+        log.some((l) => l.event === 'grpc_listening'),
+        'it failed after gRPC was listening',
+      );
+      const fatal = log.find((l) => l.level === 'fatal');
+      assert.equal(fatal?.event, 'startup_failed');
+      assert.equal(fatal?.err, undefined, 'no stack in the log line either');
+
+      const debug = await runCli([...args, '--log-level', 'debug']);
+      assert.equal(debug.code, 2);
+      assert.match(debug.stderr, /^sightline: model empty-graph .*\nSightlineError: .*\n\s+at /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the gRPC, the admin or the HTTP port already in use: one line naming the port and the setting that moves it', async () => {
     const { port, server } = await heldPort();
     const dir = tempDir();
     try {
@@ -95,6 +148,24 @@ describe('mistakes with files and ports', () => {
           `^sightline: the admin HTTP port 127\\.0\\.0\\.1:${port} is already in use .* --admin-port, admin\\.port or SIGHTLINE_ADMIN__PORT`,
         ),
       );
+      // The HTTP port (http.enabled, on in the Helm chart; --http-port turns it on).
+      const http = await runCli([
+        'serve',
+        '--data-dir',
+        dir,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--http-port',
+        String(port),
+      ]);
+      assert.equal(http.code, 1);
+      assert.deepEqual(lines(http.stderr), [
+        `sightline: the HTTP port 127.0.0.1:${port} is already in use (by another Sightline server or another program): ` +
+          'stop what holds it, or choose another port with --http-port, http.port or SIGHTLINE_HTTP__PORT ' +
+          '(http.enabled: false turns it off)',
+      ]);
     } finally {
       server.close();
       rmSync(dir, { recursive: true, force: true });
@@ -193,6 +264,8 @@ describe('the registry data directory', () => {
         ),
       );
       assert.doesNotMatch(second.stdout, /listening/);
+      // Refused before its worker threads start: the lock is taken first.
+      assert.doesNotMatch(second.stdout, /"event":"(pool_sized|worker_priority)"/);
       const tokens = await runCli(['token', 'list', '--data-dir', dir]);
       assert.equal(tokens.code, 0, tokens.stderr);
       assert.equal(
