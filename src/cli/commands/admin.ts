@@ -146,7 +146,7 @@ export function auditCommand(): Command {
             for (const e of entries)
               console.log(
                 `${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} ` +
-                  `by ${e.principal} from ${e.peer}${e.reason ? `: ${e.reason}` : ''}`,
+                  `by ${e.principal}${e.peer ? ` from ${e.peer}` : ''}${e.reason ? `: ${e.reason}` : ''}`,
               );
           }
           if (o.verify) {
