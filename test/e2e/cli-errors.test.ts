@@ -132,14 +132,15 @@ describe('mistakes with files and ports', () => {
     const { port, server } = await heldPort();
     const dir = tempDir();
     try {
-      const grpc = await runCli(['serve', '--data-dir', dir, '--port', String(port), '--admin-port', '0']);
+      const serve = (...args: string[]) => runCli(['serve', '--data-dir', dir, ...args]);
+      const grpc = await serve('--port', String(port), '--admin-port', '0');
       assert.equal(grpc.code, 1);
       assert.deepEqual(lines(grpc.stderr), [
         `sightline: the gRPC port 127.0.0.1:${port} is already in use (by another ` +
           `Sightline server or another program): stop what holds it, ` +
           `or choose another port with --port, grpc.port or SIGHTLINE_GRPC__PORT`,
       ]);
-      const admin = await runCli(['serve', '--data-dir', dir, '--port', '0', '--admin-port', String(port)]);
+      const admin = await serve('--port', '0', '--admin-port', String(port));
       assert.equal(admin.code, 1);
       assert.equal(lines(admin.stderr).length, 1);
       assert.match(
@@ -149,17 +150,7 @@ describe('mistakes with files and ports', () => {
         ),
       );
       // The HTTP port (http.enabled, on in the Helm chart; --http-port turns it on).
-      const http = await runCli([
-        'serve',
-        '--data-dir',
-        dir,
-        '--port',
-        '0',
-        '--admin-port',
-        '0',
-        '--http-port',
-        String(port),
-      ]);
+      const http = await serve('--port', '0', '--admin-port', '0', '--http-port', String(port));
       assert.equal(http.code, 1);
       assert.deepEqual(lines(http.stderr), [
         `sightline: the HTTP port 127.0.0.1:${port} is already in use (by another Sightline server or another program): ` +
