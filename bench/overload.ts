@@ -210,66 +210,128 @@ export async function streamingAndOverload(o: ScenarioOptions): Promise<Scenario
     );
     lines.push('');
     lines.push(
-      `Saturation: closed loop at concurrency 8. Overload: open-loop arrivals, evenly spaced, at ${factor}× the first saturation run's throughput, round-robin over 8 client connections (as from many clients, so no single HTTP/2 connection's event-loop turns pace the offered load), no limit on calls in flight, 30 s deadline; goodput counts OK responses completed inside each sending window after its first ${warmupMs / 1000} s (queue filling). The two alternate, ${o.rounds} × ${o.phaseMs / 1000} s each, pooled. CPU: process CPU time over wall time, in cores; the machine's cores are shared by server, client processes and anything else running (1-minute load average ${f2(load0)} at the start of this section).`,
+      `Saturation: closed loop at concurrency 8. Overload: open-loop arrivals, evenly spaced, ` +
+        `at ${factor}× the first saturation run's throughput, round-robin over 8 client ` +
+        `connections (as from many clients, so no single HTTP/2 connection's event-loop turns pace ` +
+        `the offered load), no limit on calls in flight, 30 s deadline; ` +
+        `goodput counts OK responses completed inside each sending window after its first ` +
+        `${warmupMs / 1000} s (queue filling). The two alternate, ${o.rounds} × ` +
+        `${o.phaseMs / 1000} s each, pooled. CPU: process CPU time over wall time, in cores; ` +
+        `the machine's cores are shared by server, client processes and anything else running ` +
+        `(1-minute load average ${f2(load0)} at the start of this section).`,
     );
     lines.push('');
     lines.push(
-      '| phase | offered req/s | OK/s | p50 OK | p99 OK | refused (RESOURCE_EXHAUSTED) | other errors | refusal latency p50 / p99 | retry-after-ms p50 | server event-loop p99 / max | server CPU | server CPU ms per OK | client CPU |',
+      '| phase | offered req/s | OK/s | p50 OK | p99 OK | refused (RESOURCE_EXHAUSTED) | ' +
+        'other errors | refusal latency p50 / p99 | retry-after-ms p50 | ' +
+        'server event-loop p99 / max | server CPU | server CPU ms per OK | client CPU |',
     );
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     lines.push(
-      `| saturation, c=8 | closed loop | ${f1(satThroughput)} | ${f1(satS.p50)} | ${f1(satS.p99)} | 0 | ${JSON.stringify(satErrors)} | – | – | ${f2(satW.eldP99)} / ${f2(satW.eldMax)} | ${f2(satW.cores)} | ${f1(satCpuPerOk)} | – |`,
+      `| saturation, c=8 | closed loop | ${f1(satThroughput)} | ${f1(satS.p50)} | ` +
+        `${f1(satS.p99)} | 0 | ${JSON.stringify(satErrors)} | – | – | ` +
+        `${f2(satW.eldP99)} / ${f2(satW.eldMax)} | ${f2(satW.cores)} | ${f1(satCpuPerOk)} | – |`,
     );
     lines.push(
-      `| overload, ${factor}× | ${f1(offered)} (target ${f1(rate)}) | ${f1(goodput)} | ${f1(ovS.p50)} | ${f1(ovS.p99)} | ${pct(ovRejected / ovSent)} (${ovRejected} of ${ovSent}) | ${JSON.stringify(ovOther)} | ${f1(mid('rejectP50'))} / ${f1(worst('rejectP99'))} | ${f1(mid('retryAfterMsP50'))} | ${f2(ovW.eldP99)} / ${f2(ovW.eldMax)} | ${f2(ovW.cores)} | ${f1(ovCpuPerOk)} | ${f2(ovClientCores)} |`,
+      `| overload, ${factor}× | ${f1(offered)} (target ${f1(rate)}) | ${f1(goodput)} | ` +
+        `${f1(ovS.p50)} | ${f1(ovS.p99)} | ${pct(ovRejected / ovSent)} (${ovRejected} of ` +
+        `${ovSent}) | ${JSON.stringify(ovOther)} | ${f1(mid('rejectP50'))} / ` +
+        `${f1(worst('rejectP99'))} | ${f1(mid('retryAfterMsP50'))} | ${f2(ovW.eldP99)} / ` +
+        `${f2(ovW.eldMax)} | ${f2(ovW.cores)} | ${f1(ovCpuPerOk)} | ${f2(ovClientCores)} |`,
     );
     lines.push('');
     lines.push(
-      `Per run, saturation req/s: ${satRuns.map(f1).join(', ')}; overload OK/s: ${ovRuns.map((r) => f1(r.goodput)).join(', ')}, p99 OK: ${ovRuns.map((r) => f1(r.okP99)).join(', ')} ms. The pool counted ${serverRejected} refusals. Send-schedule lag p99 ${f1(worst('sendLagP99'))} ms. A refused call costs the server ${f2(refuseCpuMs)} ms of CPU (${REFUSE_N} calls with the full image refused before decoding, ${f1(REFUSE_N / refuse.r.seconds)}/s at c=8): ${f2((refuseCpuMs * ovRejected) / 1000 / ovW.seconds)} cores at the refusal rate above.`,
+      `Per run, saturation req/s: ${satRuns.map(f1).join(', ')}; overload OK/s: ` +
+        `${ovRuns.map((r) => f1(r.goodput)).join(', ')}, p99 OK: ` +
+        `${ovRuns.map((r) => f1(r.okP99)).join(', ')} ms. The pool counted ${serverRejected} ` +
+        `refusals. Send-schedule lag p99 ${f1(worst('sendLagP99'))} ms. ` +
+        `A refused call costs the server ${f2(refuseCpuMs)} ms of CPU (${REFUSE_N} calls with the ` +
+        `full image refused before decoding, ${f1(REFUSE_N / refuse.r.seconds)}/s at c=8): ` +
+        `${f2((refuseCpuMs * ovRejected) / 1000 / ovW.seconds)} cores at the refusal rate above.`,
     );
     const budget = pool.workers + pool.maxQueue;
     const refusedPerOk = ovRejected / Math.max(1, ovOk);
     lines.push('');
     lines.push(
-      `Where goodput went: goodput / saturation throughput ≈ (server cores, overload / saturation) × (server CPU per OK, saturation / overload) = ${f2(ovW.cores / satW.cores)} × ${f2(satCpuPerOk / ovCpuPerOk)} = ${f2((ovW.cores / satW.cores) * (satCpuPerOk / ovCpuPerOk))}. Of the ${f1(ovCpuPerOk - satCpuPerOk)} ms more CPU per OK response, refusals account for about ${f1(refusedPerOk * refuseCpuMs)} ms (${f2(refusedPerOk)} refusals per OK × ${f2(refuseCpuMs)} ms); the rest is the same work done less efficiently on oversubscribed cores (inference and libvips threads, the main thread receiving ${f1((offered * statSync(o.imagePath).size) / 2 ** 20)} MiB/s, the load generator).`,
+      `Where goodput went: goodput / saturation throughput ≈ (server cores, ` +
+        `overload / saturation) × (server CPU per OK, saturation / overload) ` +
+        `= ${f2(ovW.cores / satW.cores)} × ${f2(satCpuPerOk / ovCpuPerOk)} = ` +
+        `${f2((ovW.cores / satW.cores) * (satCpuPerOk / ovCpuPerOk))}. ` +
+        `Of the ${f1(ovCpuPerOk - satCpuPerOk)} ms more CPU per OK response, ` +
+        `refusals account for about ${f1(refusedPerOk * refuseCpuMs)} ms (${f2(refusedPerOk)} ` +
+        `refusals per OK × ${f2(refuseCpuMs)} ms); the rest is the same work done less efficiently ` +
+        `on oversubscribed cores (inference and libvips threads, the main thread receiving ` +
+        `${f1((offered * statSync(o.imagePath).size) / 2 ** 20)} MiB/s, the load generator).`,
     );
     const alone = streams[0]!.s;
     lines.push('');
     lines.push(
-      `Server-reported medians of accepted calls under overload: decode + preprocess ${f1(mid('okPreprocessMs'))} ms, queue ${f1(mid('okQueueMs'))} ms, inference ${f1(mid('okInferenceMs'))} ms; alone (10 sequential calls before the stream below): server total ${f1(alone.probeTotalMs)} ms, of which inference ${f1(alone.probeInferenceMs)} ms.`,
+      `Server-reported medians of accepted calls under overload: decode + preprocess ` +
+        `${f1(mid('okPreprocessMs'))} ms, queue ${f1(mid('okQueueMs'))} ms, ` +
+        `inference ${f1(mid('okInferenceMs'))} ms; alone (10 sequential calls before the stream ` +
+        `below): server total ${f1(alone.probeTotalMs)} ms, of which inference ` +
+        `${f1(alone.probeInferenceMs)} ms.`,
     );
     lines.push('');
     lines.push(
-      `Under sustained overload every accepted call waits behind a full admission budget (${pool.workers} workers + queue ${pool.maxQueue} = ${budget}): p50 ≈ ${budget} / OK/s = ${f1((budget / goodput) * 1000)} ms (measured ${f1(ovS.p50)}), against 8 / throughput = ${f1((8 / satThroughput) * 1000)} ms at saturation with 8 in flight (measured ${f1(satS.p50)}). The accepted-call latency ratio is therefore about ${budget} / 8 = ${f2(budget / 8)} × (saturation throughput / goodput) before any tail effect.`,
+      `Under sustained overload every accepted call waits behind a full admission budget ` +
+        `(${pool.workers} workers + queue ${pool.maxQueue} = ${budget}): ` +
+        `p50 ≈ ${budget} / OK/s = ${f1((budget / goodput) * 1000)} ms (measured ${f1(ovS.p50)}), ` +
+        `against 8 / throughput = ${f1((8 / satThroughput) * 1000)} ms at saturation with 8 in ` +
+        `flight (measured ${f1(satS.p50)}). The accepted-call latency ratio is therefore about ` +
+        `${budget} / 8 = ${f2(budget / 8)} × (saturation throughput / goodput) ` +
+        `before any tail effect.`,
     );
     lines.push('');
     lines.push(
-      `Live stream: one Detect stream, drop policy \`latest\`, bus.jpg sent at ${fps} frames/s by a timer that never waits for responses (${o.streamMs / 1000} s for max_in_flight ${mif}, ${o.compareStreamMs / 1000} s for the comparison). Frame age = delivery − send, delivered frames only; "outside detect()" = frame age − the server's total_ms for the frame: the request's ${Math.round(statSync(o.imagePath).size / 1000)} KB in transit on the one HTTP/2 stream (it needs both event loops to turn), waiting for an in-flight slot, and the response's trip. \`latest\` only drops frames that have reached the server: frames held up in transit are not dropped, they age. Inference time = median server-reported \`timing.inference_ms\`: of 10 unary calls alone just before the stream (the target's unit), and of the stream's delivered frames.`,
+      `Live stream: one Detect stream, drop policy \`latest\`, bus.jpg sent at ${fps} frames/s ` +
+        `by a timer that never waits for responses (${o.streamMs / 1000} s for max_in_flight ` +
+        `${mif}, ${o.compareStreamMs / 1000} s for the comparison). Frame age = delivery − send, ` +
+        `delivered frames only; "outside detect()" = frame age − the server's total_ms for the ` +
+        `frame: the request's ${Math.round(statSync(o.imagePath).size / 1000)} KB in transit on ` +
+        `the one HTTP/2 stream (it needs both event loops to turn), waiting for an in-flight slot, ` +
+        `and the response's trip. \`latest\` only drops frames that have reached the server: ` +
+        `frames held up in transit are not dropped, they age. Inference time = median ` +
+        `server-reported \`timing.inference_ms\`: of 10 unary calls alone just before the stream ` +
+        `(the target's unit), and of the stream's delivered frames.`,
     );
     lines.push('');
     lines.push(
-      '| max_in_flight | sent | delivered fps | drop rate | frame age p50 | p90 | p99 | max | outside detect() p50 / p99 | inference alone / in stream | server total_ms in stream | server event-loop p99 / max | server CPU | errors |',
+      '| max_in_flight | sent | delivered fps | drop rate | frame age p50 | p90 | p99 | max | ' +
+        'outside detect() p50 / p99 | inference alone / in stream | server total_ms in stream | ' +
+        'server event-loop p99 / max | server CPU | errors |',
     );
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const w of streams) {
       const s = w.s;
       lines.push(
-        `| ${s.maxInFlight} | ${s.sent} | ${f1(s.deliveredFps)} | ${pct(s.dropRate)} | ${f1(s.ageP50)} | ${f1(s.ageP90)} | ${f1(s.ageP99)} | ${f1(s.ageMax)} | ${f1(s.outsideP50)} / ${f1(s.outsideP99)} | ${f1(s.probeInferenceMs)} / ${f1(s.streamInferenceMs)} | ${f1(s.streamTotalMs)} | ${f2(w.eldP99)} / ${f2(w.eldMax)} | ${f2(w.cpuMs / 1000 / w.seconds)} | ${s.error ?? (s.unanswered ? `${s.unanswered} unanswered` : 'none')} |`,
+        `| ${s.maxInFlight} | ${s.sent} | ${f1(s.deliveredFps)} | ${pct(s.dropRate)} | ` +
+          `${f1(s.ageP50)} | ${f1(s.ageP90)} | ${f1(s.ageP99)} | ${f1(s.ageMax)} | ` +
+          `${f1(s.outsideP50)} / ${f1(s.outsideP99)} | ${f1(s.probeInferenceMs)} / ` +
+          `${f1(s.streamInferenceMs)} | ${f1(s.streamTotalMs)} | ${f2(w.eldP99)} / ${f2(w.eldMax)} | ` +
+          `${f2(w.cpuMs / 1000 / w.seconds)} | ` +
+          `${s.error ?? (s.unanswered ? `${s.unanswered} unanswered` : 'none')} |`,
       );
     }
 
     const goodRatio = goodput / satThroughput;
     const p99Ratio = ovS.p99 / satS.p99;
     targets.push(
-      `| goodput at ${factor}× overload ≥ 0.9 × saturation throughput | ${f1(goodput)} vs ${f1(satThroughput)} req/s | ${f2(goodRatio)} (≥ 0.90) | ${goodRatio >= 0.9 ? 'yes' : 'no'} |`,
+      `| goodput at ${factor}× overload ≥ 0.9 × saturation throughput | ` +
+        `${f1(goodput)} vs ${f1(satThroughput)} req/s | ${f2(goodRatio)} (≥ 0.90) | ` +
+        `${goodRatio >= 0.9 ? 'yes' : 'no'} |`,
     );
     targets.push(
-      `| accepted-call p99 at ${factor}× overload ≤ 2 × p99 at saturation | ${f1(ovS.p99)} vs ${f1(satS.p99)} ms | ${f2(p99Ratio)} (≤ 2.00) | ${p99Ratio <= 2 ? 'yes' : 'no'} |`,
+      `| accepted-call p99 at ${factor}× overload ≤ 2 × p99 at saturation | ` +
+        `${f1(ovS.p99)} vs ${f1(satS.p99)} ms | ${f2(p99Ratio)} (≤ 2.00) | ` +
+        `${p99Ratio <= 2 ? 'yes' : 'no'} |`,
     );
     const s = streams[0]!.s;
     const ageRatio = s.ageP99 / s.probeInferenceMs;
     targets.push(
-      `| ${fps} fps \`latest\` stream (max_in_flight ${s.maxInFlight}): frame age p99 < 3 × inference time | ${f1(s.ageP99)} vs ${f1(s.probeInferenceMs)} ms | ${f2(ageRatio)} (< 3.00) | ${ageRatio < 3 ? 'yes' : 'no'} |`,
+      `| ${fps} fps \`latest\` stream (max_in_flight ${s.maxInFlight}): ` +
+        `frame age p99 < 3 × inference time | ${f1(s.ageP99)} vs ${f1(s.probeInferenceMs)} ` +
+        `ms | ${f2(ageRatio)} (< 3.00) | ${ageRatio < 3 ? 'yes' : 'no'} |`,
     );
     targets.push(
       `| share refused at ${factor}× overload (reported, no target) | ${pct(ovRejected / ovSent)} | – | – |`,

@@ -31,16 +31,26 @@ export async function refusalStorm(
     const lines = [
       '## Refusals under a retry storm',
       '',
-      `yolox_nano, bus.jpg, default configuration (admission limit ${limit}). Saturation: ${limit} closed-loop clients. Storm: ${3 * limit} clients that resend a refused call at once. Every refusal carries the retry-after-ms and grpc-retry-pushback-ms trailers; these clients ignore them.`,
+      `yolox_nano, bus.jpg, default configuration (admission limit ${limit}). Saturation: ` +
+        `${limit} closed-loop clients. Storm: ${3 * limit} clients that resend a refused ` +
+        `call at once. Every refusal carries the retry-after-ms and grpc-retry-pushback-ms ` +
+        `trailers; these clients ignore them.`,
       '',
       '| load | OK img/s | p50 | p99 | refused /s | server CPU ms per OK | event-loop p99 |',
       '|---|---|---|---|---|---|---|',
-      `| saturation, ${limit} clients | ${f1(sat.throughput)} | ${f1(sat.p50)} | ${f1(sat.p99)} | ${f1((sat.errors['8'] ?? 0) / (durationMs / 1000))} | ${f1(satCpu)} | ${f2(sat.eldP99)} |`,
-      `| storm, ${3 * limit} clients retrying at once | ${f1(storm.throughput)} | ${f1(storm.p50)} | ${f1(storm.p99)} | ${f1(refused / (durationMs / 1000))} | ${f1(stormCpu)} | ${f2(storm.eldP99)} |`,
+      `| saturation, ${limit} clients | ${f1(sat.throughput)} | ${f1(sat.p50)} | ` +
+        `${f1(sat.p99)} | ${f1((sat.errors['8'] ?? 0) / (durationMs / 1000))} | ${f1(satCpu)} | ` +
+        `${f2(sat.eldP99)} |`,
+      `| storm, ${3 * limit} clients retrying at once | ${f1(storm.throughput)} | ` +
+        `${f1(storm.p50)} | ${f1(storm.p99)} | ${f1(refused / (durationMs / 1000))} ` +
+        `| ${f1(stormCpu)} | ${f2(storm.eldP99)} |`,
     ];
     return {
       lines,
-      target: `| goodput under a retry storm (3 × saturating load, immediate retries) ≥ 0.85 × saturation | ${f1(storm.throughput)} vs ${f1(sat.throughput)} img/s | ≥ 0.85 | ${f2(ratio)} ${ratio >= 0.85 ? 'yes' : '**no**'} |`,
+      target:
+        `| goodput under a retry storm (3 × saturating load, immediate retries) ` +
+        `≥ 0.85 × saturation | ${f1(storm.throughput)} vs ${f1(sat.throughput)} img/s | ` +
+        `≥ 0.85 | ${f2(ratio)} ${ratio >= 0.85 ? 'yes' : '**no**'} |`,
     };
   } finally {
     await srv.close();

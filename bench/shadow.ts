@@ -54,12 +54,16 @@ export async function shadowOverhead(o: ShadowBenchOptions): Promise<ShadowBench
     const lines = [
       `## Shadow traffic`,
       '',
-      `A shadow of the active version against itself at sample 1.0 (every live request offered to it), ${o.modelPath.split('/').pop()}, ${o.concurrency} closed-loop clients on bus.jpg, ${o.rounds} alternating rounds of ${o.phaseMs / 1000} s without and with it (medians over rounds). Shadow runs use idle capacity only; the rest are dropped and counted.`,
+      `A shadow of the active version against itself at sample 1.0 (every live request offered ` +
+        `to it), ${o.modelPath.split('/').pop()}, ${o.concurrency} closed-loop clients on bus.jpg, ` +
+        `${o.rounds} alternating rounds of ${o.phaseMs / 1000} s without and with it (medians over ` +
+        `rounds). Shadow runs use idle capacity only; the rest are dropped and counted.`,
       '',
       '| | live throughput | live p50 | live p99 | failed calls |',
       '|---|---|---|---|---|',
       `| without shadow | ${f1(median(off.map((r) => r.throughput)))}/s | ${f1(median(off.map((r) => r.p50)))} ms | ${f1(p99Off)} ms | ${errorsOf(off)} |`,
-      `| with shadow (sample 1.0) | ${f1(median(on.map((r) => r.throughput)))}/s | ${f1(median(on.map((r) => r.p50)))} ms | ${f1(p99On)} ms | ${errorsOf(on)} |`,
+      `| with shadow (sample 1.0) | ${f1(median(on.map((r) => r.throughput)))}/s | ` +
+        `${f1(median(on.map((r) => r.p50)))} ms | ${f1(p99On)} ms | ${errorsOf(on)} |`,
       '',
       `Last round's shadow (${shadows.trial.id}): ${sum.samples} compared (agreement ${sum.agreementMean?.toFixed(3) ?? '–'}), ${sum.droppedTotal} dropped (${
         Object.entries(sum.dropped)
@@ -70,7 +74,10 @@ export async function shadowOverhead(o: ShadowBenchOptions): Promise<ShadowBench
     const ratio = p99On / p99Off;
     return {
       lines,
-      target: `| live p99 at concurrency ${o.concurrency} with a shadow at sample 1.0 ≤ 1.1 × without | ${f1(p99On)} vs ${f1(p99Off)} ms (${ratio.toFixed(2)} ×), ${errorsOf(on)} failed | ≤ 1.10 × | ${ratio <= 1.1 && errorsOf(on) === 0 ? 'yes' : '**no**'} |`,
+      target:
+        `| live p99 at concurrency ${o.concurrency} with a shadow at sample 1.0 ≤ 1.1 × without | ` +
+        `${f1(p99On)} vs ${f1(p99Off)} ms (${ratio.toFixed(2)} ×), ${errorsOf(on)} failed | ` +
+        `≤ 1.10 × | ${ratio <= 1.1 && errorsOf(on) === 0 ? 'yes' : '**no**'} |`,
     };
   } finally {
     await s.close();

@@ -229,8 +229,9 @@ export async function startSightline(config: Config, log: Logger, opts: StartOpt
 
 /** Role all: the registry and its one replica in one process. Promote loads the version here first, so one that cannot be served is refused. */
 async function assembleAll(ctx: Context): Promise<Assembly> {
+  const store = openStore(ctx);
   const pool = await createPool(ctx, ctx.config.pool.workers);
-  const { registry, access } = openRegistry(ctx, pool);
+  const { registry, access } = openRegistry(ctx, store, pool);
   const serving = createServing(ctx, pool, localRegistryPeer(registry), { store: registry.profileStore() });
   registry.addPromoteCheck((model, version) => serving.follower.prepare(model, version));
   return {
@@ -251,8 +252,9 @@ async function assembleAll(ctx: Context): Promise<Assembly> {
 
 /** Role registry: database, blobs, the Registry service, the fleet view and rollouts; loads models only to validate uploads. */
 async function assembleRegistry(ctx: Context): Promise<Assembly> {
+  const store = openStore(ctx);
   const pool = await createPool(ctx, 1);
-  const { registry, access } = openRegistry(ctx, pool);
+  const { registry, access } = openRegistry(ctx, store, pool);
   let started = false;
   return {
     pool,
@@ -353,12 +355,24 @@ async function createPool({ config, log, metrics, resources }: Context, workers:
   return pool;
 }
 
-/** The registry's database, blobs, audit log and tokens, and the ModelRegistry over them (roles all and registry). */
-function openRegistry(ctx: Context, pool: InferencePool): { registry: ModelRegistry; access: AccessControl } {
+/**
+ * The registry's database, opened first (roles all and registry): its lock makes a second server on
+ * the same data directory stop before it starts worker threads or anything else. The lock is held
+ * until the store closes (or the process ends).
+ */
+function openStore({ config, resources }: Context): RegistryStore {
+  const dataDir = resolve(config.registry.dataDir);
+  return resources.add(RegistryStore.open(dataDir, defaultMigrationsDir(), { lock: true }), (s) => s.close());
+}
+
+/** The registry's blobs, audit log and tokens, and the ModelRegistry over them and the store (roles all and registry). */
+function openRegistry(
+  ctx: Context,
+  store: RegistryStore,
+  pool: InferencePool,
+): { registry: ModelRegistry; access: AccessControl } {
   const { config, log, metrics, resources } = ctx;
   const dataDir = resolve(config.registry.dataDir);
-  // One server per data directory: the lock is held until the store closes (or the process ends).
-  const store = resources.add(RegistryStore.open(dataDir, defaultMigrationsDir(), { lock: true }), (s) => s.close());
   const audit = new AuditLog(store.database);
   const access = createAccess(ctx, new TokenStore(store.database, { audit }), audit);
   const registry = resources.add(
@@ -513,10 +527,32 @@ function createServing(
   };
 }
 
-/** `serve --model` and the config's models: registered (if new) and promoted when their model has no active version. */
+/**
+ * `serve --model` and the config's models: registered (if new) and promoted when their model has no
+ * active version. A file that cannot be served is a mistake in the command or the configuration:
+ * said naming the model and the file.
+ */
 async function registerConfiguredModels(config: Config, registry: ModelRegistry): Promise<void> {
-  for (const m of config.models)
-    await registry.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
+  for (const m of config.models) {
+    try {
+      await registry.registerFile(m.name, m.path, { labelsPath: m.labels, family: m.family });
+    } catch (e) {
+      const code = e instanceof SightlineError && e.code !== 'UNSUPPORTED_MODEL' ? e.code : 'INVALID_INPUT';
+      // One line: ONNX Runtime's messages end in a newline.
+      const why = (e instanceof Error ? e.message : String(e))
+        .replace(/\s*\n\s*/g, ' ')
+        .trim()
+        .replace(/\.$/, '');
+      throw new SightlineError(
+        code,
+        `model ${m.name} (${m.path}) cannot be served: ${why}; give a model file that ONNX Runtime loads ` +
+          'and whose outputs match a supported family (README, top; --family when it is not detected), ' +
+          'or start without it',
+        { model: m.name, path: m.path },
+        { cause: e },
+      );
+    }
+  }
 }
 
 /** How images are read for anything but a live request (shadow runs, evaluations): the serving limits and preprocessing. */

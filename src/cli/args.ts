@@ -1,6 +1,6 @@
 /** Argument parsers shared by the CLI commands: they fail with a clear message instead of NaN. */
 import { InvalidArgumentError } from 'commander';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { SightlineError } from '../errors.js';
 import { describeError } from './errors.js';
 
@@ -20,15 +20,41 @@ export function intListArg(v: string): number[] {
   return v.split(',').map((s) => intArg(s.trim()));
 }
 
-/** Throws INVALID_INPUT (`--image x.jpg: no such file or directory`) unless `path` is a readable file. */
-export function assertReadableFile(what: string, path: string): void {
+/**
+ * The one check of every path a command is given (a flag, an argument, a config key; `what` names it
+ * as the user wrote it): INVALID_INPUT, so exit status 2 and one line such as
+ * `--token-file x: no such file or directory` or `dataset folder d: not a directory`, unless `path`
+ * is a readable directory, or for a file anything readable but a directory (a pipe such as
+ * `--token-file <(pass show sightline)` is a file here).
+ */
+export function assertReadablePath(what: string, path: string, kind: 'file' | 'directory' = 'file'): void {
   try {
     accessSync(path, constants.R_OK);
-    if (!statSync(path).isFile()) throw new SightlineError('INVALID_INPUT', `${what} ${path}: not a file`);
+    const directory = statSync(path).isDirectory();
+    if (directory !== (kind === 'directory'))
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `${what} ${path}: ${directory ? 'is a directory' : 'not a directory'}`,
+        {
+          path,
+        },
+      );
   } catch (e) {
     if (e instanceof SightlineError) throw e;
     throw new SightlineError('INVALID_INPUT', `${what} ${describeError(e)}`, { path }, { cause: e });
   }
+}
+
+/** assertReadablePath for a file (`--image x.jpg: no such file or directory`). */
+export const assertReadableFile = (what: string, path: string): void => assertReadablePath(what, path, 'file');
+
+/** assertReadablePath for a directory. */
+export const assertReadableDir = (what: string, path: string): void => assertReadablePath(what, path, 'directory');
+
+/** A file's bytes after assertReadableFile, so a missing or unreadable one is reported the same way. */
+export function readFileArg(what: string, path: string): Buffer {
+  assertReadableFile(what, path);
+  return readFileSync(path);
 }
 
 /** A duration: "90" or "90s" (seconds), "500ms", "5m", "1h"; in milliseconds. */

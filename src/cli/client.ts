@@ -10,11 +10,11 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { DetectorClient, type DetectRequest, type DetectResponse } from '../generated/sightline/v1/detector.js';
 import { MonitoringClient } from '../generated/sightline/v1/monitoring.js';
 import { RegistryClient } from '../generated/sightline/v1/registry.js';
-import { assertReadableFile } from './args.js';
+import { SightlineError } from '../errors.js';
+import { readFileArg } from './args.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
@@ -53,13 +53,19 @@ export function authOptions(c: Command): Command {
     );
 }
 
+/** The token in --token-file: a missing, unreadable or empty file is the user's to fix (exit 2). */
+function readTokenFile(path: string): string {
+  const token = readFileArg('--token-file', path).toString('utf8').trim();
+  if (!token) throw new SightlineError('INVALID_INPUT', `--token-file ${path}: the file is empty`, { path });
+  return token;
+}
+
 /** Channel credentials (TLS when a CA file is given) and an interceptor that adds the bearer token. */
 export function channel(auth: ClientAuth = {}): { creds: ChannelCredentials; options: ClientOptions } {
-  // A missing or unreadable file is a mistake in the command (exit 2), named by its flag.
-  if (auth.caFile) assertReadableFile('--ca-file', auth.caFile);
-  if (auth.tokenFile) assertReadableFile('--token-file', auth.tokenFile);
-  const creds = auth.caFile ? credentials.createSsl(readFileSync(auth.caFile)) : credentials.createInsecure();
-  const token = auth.tokenFile ? readFileSync(auth.tokenFile, 'utf8').trim() : auth.token;
+  const creds = auth.caFile
+    ? credentials.createSsl(readFileArg('--ca-file', auth.caFile))
+    : credentials.createInsecure();
+  const token = auth.tokenFile ? readTokenFile(auth.tokenFile) : auth.token;
   const interceptors: Interceptor[] = token
     ? [
         (options, nextCall) =>

@@ -28,7 +28,20 @@ export function buildCli(): Command {
     .addCommand(auditCommand())
     .addCommand(keyCommand());
   withLogLevel(program);
+  usageExitStatus(program);
   return program;
+}
+
+/**
+ * A mistake in the command line (an unknown option, a missing argument, a value its parser refuses)
+ * exits with status 2, as every other mistake in the command does (errors.ts), not commander's 1;
+ * --help and --version still exit 0.
+ */
+function usageExitStatus(cmd: Command): void {
+  cmd.exitOverride((e) => {
+    if (e.exitCode !== 0) process.exit(2);
+  });
+  for (const c of cmd.commands) usageExitStatus(c);
 }
 
 /** Every command takes --log-level (serve declares its own): at debug or trace an error prints its stack (errors.ts). */

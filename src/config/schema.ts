@@ -155,7 +155,10 @@ export const ConfigSchema = z
     /** Replicas tell the registry what they serve; the registry follows every promote and rollback until the fleet serves it. */
     fleet: z
       .object({
-        /** This server's name in the registry's fleet view (`registry status`); default: the host name, which is the pod name on Kubernetes. Unique per replica. */
+        /**
+         * This server's name in the registry's fleet view (`registry status`); default: the host name,
+         * which is the pod name on Kubernetes. Unique per replica.
+         */
         replicaName: z.string().min(1).max(253).optional(),
         /** Replicas report at every change and at least this often. */
         reportIntervalMs: z.number().int().min(100).default(5_000),

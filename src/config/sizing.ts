@@ -38,8 +38,10 @@ export function describeSizing(pool: PoolConfig, s: PoolSizing): string {
       : `${b.affinity} CPUs${b.quota !== null ? ` (quota ${b.quota})` : ''}`;
   const given = s.explicit.filter((k) => k !== 'cpus');
   return (
-    `sized for ${pool.cpus} CPU${pool.cpus === 1 ? '' : 's'} (${why}): ${pool.workers} worker${pool.workers === 1 ? '' : 's'} × ${pool.intraOpThreads} intra-op thread, ` +
-    `queue ${pool.maxQueue}, latency session ${pool.latencyThreads ? `${pool.latencyThreads} threads` : 'off'}, libuv pool ${s.uvThreadpoolSize}` +
+    `sized for ${pool.cpus} CPU${pool.cpus === 1 ? '' : 's'} (${why}): ` +
+    `${pool.workers} worker${pool.workers === 1 ? '' : 's'} × ${pool.intraOpThreads} intra-op thread, ` +
+    `queue ${pool.maxQueue}, latency session ${pool.latencyThreads ? `${pool.latencyThreads} threads` : 'off'}, ` +
+    `libuv pool ${s.uvThreadpoolSize}` +
     (given.length ? `; set explicitly: ${given.join(', ')}` : '')
   );
 }

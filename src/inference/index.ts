@@ -14,5 +14,6 @@ export {
 } from './preprocess/index.js';
 export { computeLetterbox, mapBoxesToSource } from './preprocess/letterbox.js';
 export { sniffFormat } from './preprocess/sniff.js';
+export { assertOnnxModel } from './onnx/metadata.js';
 export type * from './types.js';
 export { annotate, annotateToBuffer, type AnnotatedFormat } from './annotate.js';

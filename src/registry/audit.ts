@@ -94,7 +94,12 @@ export function verifyAuditChain(entries: Iterable<AuditEntry>, opts: { fromStar
   for (const e of entries) {
     const expectedSeq = prev ? prev.seq + 1 : fromStart ? 1 : e.seq;
     if (e.seq > expectedSeq) {
-      return bad(expectedSeq, e.seq - 1 === expectedSeq ? `entry ${expectedSeq} is missing (deleted)` : `entries ${expectedSeq}-${e.seq - 1} are missing (deleted)`);
+      return bad(
+        expectedSeq,
+        e.seq - 1 === expectedSeq
+          ? `entry ${expectedSeq} is missing (deleted)`
+          : `entries ${expectedSeq}-${e.seq - 1} are missing (deleted)`,
+      );
     }
     if (e.seq < expectedSeq) return bad(e.seq, `entry ${e.seq} is out of order (after ${prev?.seq ?? 'the start'})`);
     const expectedPrev = prev ? prev.hash : fromStart ? GENESIS_HASH : e.prevHash;

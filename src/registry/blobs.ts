@@ -278,7 +278,9 @@ export class BlobStore {
       if (expectedSize !== undefined && size !== expectedSize + ENCRYPTION_OVERHEAD) {
         return {
           ok: false,
-          reason: `encrypted blob is ${size} bytes, expected ${expectedSize + ENCRYPTION_OVERHEAD} (${expectedSize} plus ${ENCRYPTION_OVERHEAD} of header and tag)`,
+          reason:
+            `encrypted blob is ${size} bytes, expected ${expectedSize + ENCRYPTION_OVERHEAD} ` +
+            `(${expectedSize} plus ${ENCRYPTION_OVERHEAD} of header and tag)`,
         };
       }
       const key = this.keys.find((k) => k.id === header.keyId);

@@ -63,7 +63,12 @@ export function loadKey(src: KeySource, env: NodeJS.ProcessEnv = process.env): B
       text = readFileSync(src.keyFile, 'utf8');
     } catch (e) {
       const code = (e as { code?: unknown }).code;
-      throw new SightlineError('INVALID_INPUT', `encryption key file ${src.keyFile} cannot be read${typeof code === 'string' ? ` (${code})` : ''}`, { keyFile: src.keyFile }, { cause: e });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `encryption key file ${src.keyFile} cannot be read${typeof code === 'string' ? ` (${code})` : ''}`,
+        { keyFile: src.keyFile },
+        { cause: e },
+      );
     }
     return parseKey(text, `encryption key file ${src.keyFile}`);
   }

@@ -145,8 +145,12 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO datasets (name, version, sha256, created_at, created_by, notes, images, boxes, size_bytes, class_names)
        VALUES (@name, @version, @sha256, @created_at, @created_by, @notes, @images, @boxes, @size_bytes, @class_names)`,
     ),
-    insertFile: p<[string, number, string, string, number]>('INSERT INTO dataset_files (dataset, version, path, sha256, size_bytes) VALUES (?, ?, ?, ?, ?)'),
-    files: p<[string, number], { path: string; sha256: string; size_bytes: number }>('SELECT path, sha256, size_bytes FROM dataset_files WHERE dataset = ? AND version = ? ORDER BY path'),
+    insertFile: p<[string, number, string, string, number]>(
+      'INSERT INTO dataset_files (dataset, version, path, sha256, size_bytes) VALUES (?, ?, ?, ?, ?)',
+    ),
+    files: p<[string, number], { path: string; sha256: string; size_bytes: number }>(
+      'SELECT path, sha256, size_bytes FROM dataset_files WHERE dataset = ? AND version = ? ORDER BY path',
+    ),
     insertEvaluation: p<[string, number, string, number, string, string, string]>(
       `INSERT INTO evaluations (model, version, dataset, dataset_version, created_at, created_by, report) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     ),
@@ -157,9 +161,15 @@ function prepareStatements(db: Database.Database) {
     ),
     trial: p<[number], TrialRow>('SELECT * FROM trials WHERE id = ?'),
     openTrials: p<[string], TrialRow>('SELECT * FROM trials WHERE model = ? AND ended_at IS NULL ORDER BY id'),
-    latestTrial: p<[string, TrialKind], TrialRow>('SELECT * FROM trials WHERE model = ? AND kind = ? ORDER BY id DESC LIMIT 1'),
-    trialsOfVersion: p<[string, TrialKind, number], TrialRow>('SELECT * FROM trials WHERE model = ? AND kind = ? AND version = ? ORDER BY id DESC'),
-    endTrial: p<[string, string, TrialOutcome, string, number]>('UPDATE trials SET ended_at = ?, ended_by = ?, outcome = ?, reason = ? WHERE id = ? AND ended_at IS NULL'),
+    latestTrial: p<[string, TrialKind], TrialRow>(
+      'SELECT * FROM trials WHERE model = ? AND kind = ? ORDER BY id DESC LIMIT 1',
+    ),
+    trialsOfVersion: p<[string, TrialKind, number], TrialRow>(
+      'SELECT * FROM trials WHERE model = ? AND kind = ? AND version = ? ORDER BY id DESC',
+    ),
+    endTrial: p<[string, string, TrialOutcome, string, number]>(
+      'UPDATE trials SET ended_at = ?, ended_by = ?, outcome = ?, reason = ? WHERE id = ? AND ended_at IS NULL',
+    ),
     putStats: p<[number, string, string, string, string]>(
       `INSERT INTO trial_stats (trial_id, replica, incarnation, updated_at, body) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (trial_id, replica, incarnation) DO UPDATE SET updated_at = excluded.updated_at, body = excluded.body`,
@@ -235,10 +245,36 @@ export class EvidenceStore {
 
   // ---- evaluations ----
 
-  insertEvaluation<R>(e: { model: string; version: number; dataset: string; datasetVersion: number; createdBy: string; report: R }): EvaluationRecord<R> {
+  insertEvaluation<R>(e: {
+    model: string;
+    version: number;
+    dataset: string;
+    datasetVersion: number;
+    createdBy: string;
+    report: R;
+  }): EvaluationRecord<R> {
     const createdAt = this.stamp();
-    const { id } = this.tx(() => this.s.insertEvaluation.get(e.model, e.version, e.dataset, e.datasetVersion, createdAt, e.createdBy, JSON.stringify(e.report))!) as { id: number };
-    return { id, model: e.model, version: e.version, dataset: e.dataset, datasetVersion: e.datasetVersion, createdAt, createdBy: e.createdBy, report: e.report };
+    const { id } = this.tx(() =>
+      this.s.insertEvaluation.get(
+        e.model,
+        e.version,
+        e.dataset,
+        e.datasetVersion,
+        createdAt,
+        e.createdBy,
+        JSON.stringify(e.report),
+      )!,
+    ) as { id: number };
+    return {
+      id,
+      model: e.model,
+      version: e.version,
+      dataset: e.dataset,
+      datasetVersion: e.datasetVersion,
+      createdAt,
+      createdBy: e.createdBy,
+      report: e.report,
+    };
   }
 
   /** Evaluations of a model's versions (or of one version), newest first. */
@@ -253,7 +289,18 @@ export class EvidenceStore {
   /** Starts a trial; CONFLICT-free by construction only if the caller ended the open one of its kind first. */
   insertTrial<S>(t: NewTrial): TrialRecord<S> {
     assertIdentifier(t.model);
-    const { id } = this.tx(() => this.s.insertTrial.get(t.model, t.kind, t.version, t.baselineVersion, t.share, JSON.stringify(t.settings), this.stamp(), t.startedBy)!);
+    const { id } = this.tx(() =>
+      this.s.insertTrial.get(
+        t.model,
+        t.kind,
+        t.version,
+        t.baselineVersion,
+        t.share,
+        JSON.stringify(t.settings),
+        this.stamp(),
+        t.startedBy,
+      )!,
+    );
     return this.trial<S>(id)!;
   }
 
@@ -327,7 +374,16 @@ function toDataset(r: DatasetRow): DatasetRecord {
 }
 
 function toEvaluation<R>(r: EvaluationRow): EvaluationRecord<R> {
-  return { id: r.id, model: r.model, version: r.version, dataset: r.dataset, datasetVersion: r.dataset_version, createdAt: r.created_at, createdBy: r.created_by, report: JSON.parse(r.report) as R };
+  return {
+    id: r.id,
+    model: r.model,
+    version: r.version,
+    dataset: r.dataset,
+    datasetVersion: r.dataset_version,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    report: JSON.parse(r.report) as R,
+  };
 }
 
 function toTrial<S>(r: TrialRow): TrialRecord<S> {

@@ -40,7 +40,12 @@ export function lockDataDir(dataDir: string): DataDirLock {
   } catch (e) {
     db?.close();
     if ((e as { code?: string }).code === 'SQLITE_BUSY') {
-      throw new SightlineError('PRECONDITION', `the registry data directory ${dataDir} is in use by ${describeOwner(readOwner(dataDir))}: stop that server, or give this one another directory (--data-dir, registry.dataDir)`, { dataDir });
+      throw new SightlineError(
+        'PRECONDITION',
+        `the registry data directory ${dataDir} is in use by ${describeOwner(readOwner(dataDir))}: ` +
+          `stop that server, or give this one another directory (--data-dir, registry.dataDir)`,
+        { dataDir },
+      );
     }
     throw new SightlineError('INTERNAL', `cannot lock ${file}: ${(e as Error).message}`, { dataDir }, { cause: e });
   }

@@ -171,9 +171,16 @@ function prepareStatements(db: Database.Database) {
     allVersions: p<[], VersionRow>('SELECT * FROM versions ORDER BY model, version'),
     versionBySha: p<[string, string], VersionRow>('SELECT * FROM versions WHERE model = ? AND sha256 = ?'),
     // Model versions and golden dataset files share the blob store.
-    shaUsed: p<[{ sha: string }], { n: number }>('SELECT (SELECT count(*) FROM versions WHERE sha256 = @sha) + (SELECT count(*) FROM dataset_files WHERE sha256 = @sha) AS n'),
-    openTrialOf: p<[string, number], { kind: string }>('SELECT kind FROM trials WHERE model = ? AND version = ? AND ended_at IS NULL LIMIT 1'),
-    createModel: p<[string, string]>('INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
+    shaUsed: p<[{ sha: string }], { n: number }>(
+      'SELECT (SELECT count(*) FROM versions WHERE sha256 = @sha) ' +
+        '+ (SELECT count(*) FROM dataset_files WHERE sha256 = @sha) AS n',
+    ),
+    openTrialOf: p<[string, number], { kind: string }>(
+      'SELECT kind FROM trials WHERE model = ? AND version = ? AND ended_at IS NULL LIMIT 1',
+    ),
+    createModel: p<[string, string]>(
+      'INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING',
+    ),
     allocateVersion: p<[string], { version: number }>(
       'UPDATE models SET next_version = next_version + 1 WHERE name = ? RETURNING next_version - 1 AS version',
     ),
@@ -363,7 +370,9 @@ export class RegistryStore {
       if (v.state !== 'ok') {
         throw new SightlineError(
           'PRECONDITION',
-          `cannot promote ${model} v${version}: it is marked corrupt (${v.corrupt_reason ?? 'no reason recorded'}); re-upload the file or promote another version`,
+          `cannot promote ${model} v${version}: it is marked corrupt ` +
+            `(${v.corrupt_reason ?? 'no reason recorded'}); re-upload the file or promote another ` +
+            `version`,
           { model, version, corruptReason: v.corrupt_reason },
         );
       }
@@ -398,7 +407,8 @@ export class RegistryStore {
       if (target && target.state !== 'ok') {
         throw new SightlineError(
           'PRECONDITION',
-          `cannot roll back ${model} to v${m.rollbackVersion}: it is marked corrupt (${target.corrupt_reason ?? 'no reason recorded'}); promote another version instead`,
+          `cannot roll back ${model} to v${m.rollbackVersion}: it is marked corrupt ` +
+            `(${target.corrupt_reason ?? 'no reason recorded'}); promote another version instead`,
           { model, version: m.rollbackVersion, corruptReason: target.corrupt_reason },
         );
       }
@@ -438,7 +448,11 @@ export class RegistryStore {
       }
       const trial = this.s.openTrialOf.get(model, version);
       if (trial) {
-        throw new SightlineError('PRECONDITION', `cannot delete ${model} v${version}: it is the candidate of a running ${trial.kind}; stop it first`, { model, version, trial: trial.kind });
+        throw new SightlineError(
+          'PRECONDITION',
+          `cannot delete ${model} v${version}: it is the candidate of a running ${trial.kind}; stop it first`,
+          { model, version, trial: trial.kind },
+        );
       }
       this.s.deleteVersion.run(model, version);
       this.s.appendHistory.run(model, this.stamp(), actor, 'delete', version, null, reason);

@@ -126,7 +126,12 @@ export type TokenDigest = Pick<TokenRow, 'id' | 'name' | 'role' | 'secret_hash' 
  * Expiry and revocation are only reported for a correct secret, so a caller without the secret learns
  * nothing about a token; an unknown id is hashed and compared like a known one.
  */
-export function verifyToken(bearer: string, lookup: (id: string) => TokenDigest | undefined, now: Date, hashSecret: (s: string) => Buffer = hashTokenSecret): AuthResult {
+export function verifyToken(
+  bearer: string,
+  lookup: (id: string) => TokenDigest | undefined,
+  now: Date,
+  hashSecret: (s: string) => Buffer = hashTokenSecret,
+): AuthResult {
   const m = typeof bearer === 'string' ? TOKEN.exec(bearer.replace(/^\s*bearer\s+/i, '').trim()) : null;
   if (!m) return { ok: false, reason: 'malformed' };
   const [, id, secret] = m;
@@ -195,9 +200,19 @@ export class TokenStore {
    */
   create(input: NewToken): { token: string; record: TokenRecord } {
     if (typeof input.name !== 'string' || !isIdentifier(input.name)) {
-      throw new SightlineError('INVALID_INPUT', `invalid token name ${JSON.stringify(input.name)}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`, { field: 'name' });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `invalid token name ${JSON.stringify(input.name)}: use 1-128 letters, ` +
+          `digits, '.', '_' or '-', starting with a letter or digit`,
+        { field: 'name' },
+      );
     }
-    if (!isTokenRole(input.role)) throw new SightlineError('INVALID_INPUT', `role must be one of ${TOKEN_ROLES.join(', ')}; got ${JSON.stringify(input.role)}`, { field: 'role' });
+    if (!isTokenRole(input.role))
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `role must be one of ${TOKEN_ROLES.join(', ')}; got ${JSON.stringify(input.role)}`,
+        { field: 'role' },
+      );
     assertActor(input.createdBy, 'createdBy');
     const createdAt = this.now();
     let expiresAt: string | null = null;
@@ -223,7 +238,11 @@ export class TokenStore {
     return this.db
       .transaction(() => {
         if (this.s.byName.get(input.name)) {
-          throw new SightlineError('ALREADY_EXISTS', `a token named "${input.name}" already exists (names are never reused, even after revocation)`, { name: input.name });
+          throw new SightlineError(
+            'ALREADY_EXISTS',
+            `a token named "${input.name}" already exists (names are never reused, even after revocation)`,
+            { name: input.name },
+          );
         }
         this.s.insert.run(row);
         this.audit?.append({
@@ -278,7 +297,16 @@ export class TokenStore {
 
   /** Every token's id, role, hash and validity, for inference replicas that check tokens locally. */
   digests(): TokenDigest[] {
-    return this.s.all.all().map((r) => ({ id: r.id, name: r.name, role: r.role, secret_hash: r.secret_hash, expires_at: r.expires_at, revoked_at: r.revoked_at }));
+    return this.s.all
+      .all()
+      .map((r) => ({
+        id: r.id,
+        name: r.name,
+        role: r.role,
+        secret_hash: r.secret_hash,
+        expires_at: r.expires_at,
+        revoked_at: r.revoked_at,
+      }));
   }
 
   /** By exact name, else by id; a string that is one token's name and another's id is refused. */

@@ -65,10 +65,15 @@ export async function verifyBlobs(store: RegistryStore, blobs: BlobStore, opts: 
     }
   }
   if (locked.length > 0 && !opts.allowLocked) {
-    const shown = locked.slice(0, 5).map((l) => `${l.model} v${l.version}`).join(', ');
+    const shown = locked
+      .slice(0, 5)
+      .map((l) => `${l.model} v${l.version}`)
+      .join(', ');
     throw new SightlineError(
       'PRECONDITION',
-      `${locked[0].reason}: ${locked.length} version(s) cannot be read (${shown}${locked.length > 5 ? ', …' : ''}); configure the key they were encrypted with (or keep it as a previous key until a rotation finishes)`,
+      `${locked[0].reason}: ${locked.length} version(s) cannot be read ` +
+        `(${shown}${locked.length > 5 ? ', …' : ''}); configure the key they were ` +
+        `encrypted with (or keep it as a previous key until a rotation finishes)`,
       { locked },
     );
   }

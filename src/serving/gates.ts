@@ -161,7 +161,9 @@ export function checkGates(gates: readonly Gate[], ev: Evidence, minShadowSample
       return {
         gate: g.text,
         passed: false,
-        detail: `${g.text}: cannot be checked: active version ${ev.active} has no evaluation on ${m.where} (sightline registry evaluate ${ev.model} ${ev.active} --dataset ${m.where})`,
+        detail:
+          `${g.text}: cannot be checked: active version ${ev.active} has no evaluation on ${m.where} ` +
+          `(sightline registry evaluate ${ev.model} ${ev.active} --dataset ${m.where})`,
         value: m.value,
         threshold: null,
       };
@@ -240,7 +242,8 @@ export function promotionGates(
     if (failed.length > 0 && !ctx.force) {
       throw new SightlineError(
         'PRECONDITION',
-        `promotion of ${model} version ${version} refused by ${failed.length} gate(s): ${failed.map((f) => f.detail).join('; ')}; ${describeEvidence(ev)} (--force overrides)`,
+        `promotion of ${model} version ${version} refused by ${failed.length} gate(s): ` +
+          `${failed.map((f) => f.detail).join('; ')}; ${describeEvidence(ev)} (--force overrides)`,
         {
           model,
           version,

@@ -379,7 +379,10 @@ export class ModelRegistry {
         });
         if (ended) this.endTrials([ended], caller);
         note(
-          `started: ${pct(c.share)} of requests against version ${baseline}, rolled back when its p99 exceeds ${(1 + margins.p99Margin).toFixed(2)} × or its error rate the baseline's + ${pct(margins.errorRateMargin)} over ${margins.minSamples} requests per arm${reason ? `; ${reason}` : ''}${evidence ? `; ${evidence}` : ''}`,
+          `started: ${pct(c.share)} of requests against version ${baseline}, ` +
+            `rolled back when its p99 exceeds ${(1 + margins.p99Margin).toFixed(2)} × or its error ` +
+            `rate the baseline's + ${pct(margins.errorRateMargin)} over ${margins.minSamples} requests ` +
+            `per arm${reason ? `; ${reason}` : ''}${evidence ? `; ${evidence}` : ''}`,
         );
         this.log.info(
           { event: 'canary_started', model, version, baseline, share: c.share, ...margins, actor: caller.actor },
@@ -554,7 +557,8 @@ export class ModelRegistry {
     return this.audited(caller, 'dataset', meta.name, async (note) => {
       const r = await this.datasets.upload({ ...meta, actor: caller.actor }, items);
       note(
-        `${r.created ? 'uploaded' : 'already stored'}: version ${r.dataset.version}, ${r.dataset.images} images, ${r.dataset.boxes} boxes, sha256 ${r.dataset.sha256}`,
+        `${r.created ? 'uploaded' : 'already stored'}: version ${r.dataset.version}, ` +
+          `${r.dataset.images} images, ${r.dataset.boxes} boxes, sha256 ${r.dataset.sha256}`,
       );
       this.log.info(
         {
@@ -611,7 +615,9 @@ export class ModelRegistry {
           report,
         });
         note(
-          `${d.name}@${d.version}: map50 ${report.map50.toFixed(3)}, map50_95 ${report.map5095.toFixed(3)}, p99 ${report.latency.p99Ms.toFixed(1)} ms over ${report.images} images`,
+          `${d.name}@${d.version}: map50 ${report.map50.toFixed(3)}, map50_95 ` +
+            `${report.map5095.toFixed(3)}, p99 ${report.latency.p99Ms.toFixed(1)} ms over ` +
+            `${report.images} images`,
         );
         this.log.info(
           {

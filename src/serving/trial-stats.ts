@@ -311,7 +311,10 @@ export function canaryVerdict(s: CanarySummary, m: CanaryMargins): string | null
     return `canary error rate ${pct(c.errorRate)} is above the baseline's ${pct(b.errorRate)} + ${pct(m.errorRateMargin)} (canary.errorRateMargin), ${over}`;
   }
   if (Number.isFinite(c.p99Ms) && Number.isFinite(b.p99Ms) && c.p99Ms > (1 + m.p99Margin) * b.p99Ms) {
-    return `canary p99 ${c.p99Ms.toFixed(0)} ms is above ${(1 + m.p99Margin).toFixed(2)} × the baseline's p99 ${b.p99Ms.toFixed(0)} ms (canary.p99Margin ${m.p99Margin}), ${over}`;
+    return (
+      `canary p99 ${c.p99Ms.toFixed(0)} ms is above ${(1 + m.p99Margin).toFixed(2)} × the ` +
+      `baseline's p99 ${b.p99Ms.toFixed(0)} ms (canary.p99Margin ${m.p99Margin}), ${over}`
+    );
   }
   return null;
 }

@@ -402,7 +402,8 @@ export class Metrics {
       }),
       shadowRequests: meter.createCounter('sightline.shadow.requests', {
         description:
-          'Live requests sampled for a shadow, by outcome: compared, failed (the candidate failed), or dropped for want of idle capacity (busy, expired) or of a loaded candidate (not_loaded)',
+          'Live requests sampled for a shadow, by outcome: compared, failed (the candidate failed), ' +
+          'or dropped for want of idle capacity (busy, expired) or of a loaded candidate (not_loaded)',
         unit: '{request}',
       }),
       shadowAgreement: meter.createHistogram('sightline.shadow.agreement', {

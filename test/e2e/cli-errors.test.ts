@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,16 +75,72 @@ describe('mistakes with files and ports', () => {
     }
   });
 
-  test('the gRPC or the admin port already in use: one line naming the port and the setting that moves it', async () => {
+  test('serve --model with a file that is no ONNX model (an image): one line, exit 2, before anything listens', async () => {
+    const dir = tempDir();
+    try {
+      const image = imagePath('bus.jpg');
+      const r = await runCli(['serve', '--model', image, '--data-dir', dir, '--port', '0', '--admin-port', '0']);
+      assert.equal(r.code, 2);
+      assert.deepEqual(lines(r.stderr), [
+        `sightline: --model ${image}: not an ONNX model (protobuf parse failed: invalid wire type 7 at byte 0): ` +
+          'give an ONNX model file (.onnx, as exported for inference)',
+      ]);
+      assert.equal(r.stdout, '', 'nothing started, so nothing logged');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a start-up failure once the ports are open (a model ONNX Runtime cannot load): one line, exit 2; the stack only with --log-level debug', async () => {
+    const dir = tempDir();
+    try {
+      // A ModelProto with an empty graph: it passes the check before listening; ONNX Runtime refuses it.
+      const model = join(dir, 'empty-graph.onnx');
+      writeFileSync(model, Uint8Array.from([0x08, 0x08, 0x3a, 0x00]));
+      const args = ['serve', '--model', model, '--data-dir', dir, '--port', '0', '--admin-port', '0'];
+      const r = await runCli(args);
+      assert.equal(r.code, 2);
+      assert.equal(lines(r.stderr).length, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^sightline: model empty-graph \\(${model}\\) cannot be served: .*ONNX Runtime cannot load the model: .*; ` +
+            'give a model file that ONNX Runtime loads and whose outputs match a supported family',
+        ),
+      );
+      const log = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { event?: string; level: string; err?: unknown });
+      assert.ok(
+        log.some((l) => l.event === 'grpc_listening'),
+        'it failed after gRPC was listening',
+      );
+      const fatal = log.find((l) => l.level === 'fatal');
+      assert.equal(fatal?.event, 'startup_failed');
+      assert.equal(fatal?.err, undefined, 'no stack in the log line either');
+
+      const debug = await runCli([...args, '--log-level', 'debug']);
+      assert.equal(debug.code, 2);
+      assert.match(debug.stderr, /^sightline: model empty-graph .*\nSightlineError: .*\n\s+at /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the gRPC, the admin or the HTTP port already in use: one line naming the port and the setting that moves it', async () => {
     const { port, server } = await heldPort();
     const dir = tempDir();
     try {
-      const grpc = await runCli(['serve', '--data-dir', dir, '--port', String(port), '--admin-port', '0']);
+      const serve = (...args: string[]) => runCli(['serve', '--data-dir', dir, ...args]);
+      const grpc = await serve('--port', String(port), '--admin-port', '0');
       assert.equal(grpc.code, 1);
       assert.deepEqual(lines(grpc.stderr), [
-        `sightline: the gRPC port 127.0.0.1:${port} is already in use (by another Sightline server or another program): stop what holds it, or choose another port with --port, grpc.port or SIGHTLINE_GRPC__PORT`,
+        `sightline: the gRPC port 127.0.0.1:${port} is already in use (by another ` +
+          `Sightline server or another program): stop what holds it, ` +
+          `or choose another port with --port, grpc.port or SIGHTLINE_GRPC__PORT`,
       ]);
-      const admin = await runCli(['serve', '--data-dir', dir, '--port', '0', '--admin-port', String(port)]);
+      const admin = await serve('--port', '0', '--admin-port', String(port));
       assert.equal(admin.code, 1);
       assert.equal(lines(admin.stderr).length, 1);
       assert.match(
@@ -93,16 +149,82 @@ describe('mistakes with files and ports', () => {
           `^sightline: the admin HTTP port 127\\.0\\.0\\.1:${port} is already in use .* --admin-port, admin\\.port or SIGHTLINE_ADMIN__PORT`,
         ),
       );
+      // The HTTP port (http.enabled, on in the Helm chart; --http-port turns it on).
+      const http = await serve('--port', '0', '--admin-port', '0', '--http-port', String(port));
+      assert.equal(http.code, 1);
+      assert.deepEqual(lines(http.stderr), [
+        `sightline: the HTTP port 127.0.0.1:${port} is already in use (by another Sightline server or another program): ` +
+          'stop what holds it, or choose another port with --http-port, http.port or SIGHTLINE_HTTP__PORT ' +
+          '(http.enabled: false turns it off)',
+      ]);
     } finally {
       server.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
+  test('every path a client command is given: one line naming the flag or argument and the file, exit 2, before any call', async () => {
+    const dir = tempDir();
+    const empty = join(dir, 'empty-token');
+    writeFileSync(empty, '\n');
+    // Nothing listens there: a path that slipped through the checks would fail with UNAVAILABLE, exit 1.
+    const server = `127.0.0.1:${await deadPort()}`;
+    try {
+      for (const [args, expected] of [
+        [['registry', 'upload', 'nofile.onnx', '--model', 'm'], 'model file nofile.onnx: no such file or directory'],
+        [['registry', 'upload', dir, '--model', 'm'], `model file ${dir}: is a directory`],
+        [
+          ['registry', 'upload', modelPath('yolov8n_int8.onnx'), '--model', 'm', '--labels', 'nolabels.txt'],
+          '--labels nolabels.txt: no such file or directory',
+        ],
+        [['registry', 'list', '--token-file', 'nofile'], '--token-file nofile: no such file or directory'],
+        [['registry', 'list', '--token-file', empty], `--token-file ${empty}: the file is empty`],
+        [['registry', 'list', '--ca-file', 'nofile.pem'], '--ca-file nofile.pem: no such file or directory'],
+        [
+          ['detect', '--image', imagePath('bus.jpg'), '--token-file', 'nofile'],
+          '--token-file nofile: no such file or directory',
+        ],
+        [['drift', 'det', '--ca-file', 'nofile.pem'], '--ca-file nofile.pem: no such file or directory'],
+        [['registry', 'dataset', 'upload', 'golden', 'nodir'], 'dataset folder nodir: no such file or directory'],
+        [['registry', 'dataset', 'upload', 'golden', empty], `dataset folder ${empty}: not a directory`],
+        [['registry', 'profile', 'det', '1', '--images', 'nodir'], '--images nodir: no such file or directory'],
+      ] as const) {
+        const r = await runCli([...args, '--server', server]);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.deepEqual(lines(r.stderr), [`sightline: ${expected}`], args.join(' '));
+      }
+      // Local commands take the same check.
+      const validate = await runCli(['validate', '--model', 'nofile.onnx', '--dataset', 'nodir']);
+      assert.equal(validate.code, 2);
+      assert.deepEqual(lines(validate.stderr), ['sightline: --model nofile.onnx: no such file or directory']);
+      const rotate = await runCli(['key', 'rotate', '--data-dir', dir, '--from-key-file', 'nokey']);
+      assert.equal(rotate.code, 2);
+      assert.deepEqual(lines(rotate.stderr), ['sightline: --from-key-file nokey: no such file or directory']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a mistake in the command line itself (commander's usage errors) exits 2 too; --help and --version exit 0", async () => {
+    for (const args of [
+      ['registry', 'list', '--no-such-flag'],
+      ['registry', 'upload'],
+      ['serve', '--port', 'abc'],
+    ]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: /, args.join(' '));
+    }
+    assert.equal((await runCli(['registry', '--help'])).code, 0);
+    assert.equal((await runCli(['--version'])).code, 0);
+  });
+
   test('client commands against an address where nothing listens: the same single line from each, exit 1', async () => {
     const port = await deadPort();
     const server = `127.0.0.1:${port}`;
-    const expected = `sightline: UNAVAILABLE: cannot connect to ${server} (connect ECONNREFUSED ${server}): is a Sightline server running there? Give its address with --server HOST:PORT`;
+    const expected =
+      `sightline: UNAVAILABLE: cannot connect to ${server} (connect ECONNREFUSED ${server}): ` +
+      `is a Sightline server running there? Give its address with --server HOST:PORT`;
     for (const args of [
       ['detect', '--image', imagePath('bus.jpg'), imagePath('zidane.jpg')], // two images, still one line
       ['registry', 'list'],
@@ -126,11 +248,15 @@ describe('the registry data directory', () => {
       assert.match(
         second.stderr,
         new RegExp(
-          `^sightline: the registry data directory ${dir} is in use by another Sightline server \\(pid ${first.child.pid}, started [\\d-]+T[\\d:.]+Z\\): stop that server, or give this one another directory \\(--data-dir, registry\\.dataDir\\)$`,
+          `^sightline: the registry data directory ${dir} is in use by another Sightline server ` +
+            `\\(pid ${first.child.pid}, started [\\d-]+T[\\d:.]+Z\\): stop that server, ` +
+            `or give this one another directory \\(--data-dir, registry\\.dataDir\\)$`,
           'm',
         ),
       );
       assert.doesNotMatch(second.stdout, /listening/);
+      // Refused before its worker threads start: the lock is taken first.
+      assert.doesNotMatch(second.stdout, /"event":"(pool_sized|worker_priority)"/);
       const tokens = await runCli(['token', 'list', '--data-dir', dir]);
       assert.equal(tokens.code, 0, tokens.stderr);
       assert.equal(

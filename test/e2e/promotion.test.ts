@@ -84,7 +84,9 @@ describe('golden datasets, evaluations and gated promotes', { skip: !haveData },
       const v8 = await evaluate('1', 'coco128');
       const v11 = await evaluate('2', 'coco128@1');
       console.log(
-        `# yolov8n_int8: mAP@0.5 ${v8.map50.toFixed(3)}, mAP@0.5:0.95 ${v8.map5095.toFixed(3)}, p99 ${v8.latencyP99Ms.toFixed(0)} ms; yolo11n_int8_320: ${v11.map50.toFixed(3)}, ${v11.map5095.toFixed(3)}, p99 ${v11.latencyP99Ms.toFixed(0)} ms`,
+        `# yolov8n_int8: mAP@0.5 ${v8.map50.toFixed(3)}, mAP@0.5:0.95 ${v8.map5095.toFixed(3)}, ` +
+          `p99 ${v8.latencyP99Ms.toFixed(0)} ms; yolo11n_int8_320: ${v11.map50.toFixed(3)}, ` +
+          `${v11.map5095.toFixed(3)}, p99 ${v11.latencyP99Ms.toFixed(0)} ms`,
       );
       assert.deepEqual([v8.images, v8.boxes, v8.dataset, v8.datasetVersion], [128, 929, 'coco128', 1]);
       // As `sightline validate` scores them (test/e2e/validate.test.ts): the same pipeline.
@@ -110,7 +112,12 @@ describe('golden datasets, evaluations and gated promotes', { skip: !haveData },
       assert.equal(refused.code, 1);
       assert.match(
         refused.stderr,
-        /^sightline: FAILED_PRECONDITION: promotion of det version 2 refused by 1 gate\(s\): map50_95 0\.\d{3} >= active-0\.005 = 0\.\d{3} \(coco128@1\): failed; evidence: evaluation on coco128@1: v2 map50 0\.\d{3} map50_95 0\.\d{3} p99 \d+(\.\d)? ms, active v1 map50 /,
+        new RegExp(
+          /^sightline: FAILED_PRECONDITION: promotion of det version 2 refused by 1 gate\(s\): /.source +
+            /map50_95 0\.\d{3} >= active-0\.005 = 0\.\d{3} \(coco128@1\): failed; /.source +
+            /evidence: evaluation on coco128@1: v2 map50 0\.\d{3} map50_95 0\.\d{3} p99 \d+(\.\d)? ms, active v1 map50 /
+              .source,
+        ),
       );
       console.log(`# ${refused.stderr.trim()}`);
       const status = async () =>
@@ -141,11 +148,18 @@ describe('golden datasets, evaluations and gated promotes', { skip: !haveData },
       assert.match(of('det@2', 'error')[0]!, /refused by 1 gate/);
       assert.match(
         of('det@2', 'ok')[0]!,
-        /^FORCED past 1 failed gate\(s\); gates: p99 \d+(\.\d)? <= 10\*active = \d+ \(coco128@1\): passed; map50_95 0\.\d{3} >= active-0\.005 = 0\.\d{3} \(coco128@1\): failed; evidence: evaluation on coco128@1: /,
+        new RegExp(
+          /^FORCED past 1 failed gate\(s\); gates: p99 \d+(\.\d)? <= 10\*active = \d+ \(coco128@1\): passed; /.source +
+            /map50_95 0\.\d{3} >= active-0\.005 = 0\.\d{3} \(coco128@1\): failed; evidence: evaluation on coco128@1: /
+              .source,
+        ),
       );
       assert.match(
         of('det@1', 'ok').at(-1)!,
-        /^gates: p99 .*: passed; map50_95 0\.\d{3} >= active-0\.005 = 0\.\d{3} \(coco128@1\): passed; evidence: evaluation on coco128@1: v1 .*, active v2 .*; no shadow$/,
+        new RegExp(
+          /^gates: p99 .*: passed; map50_95 0\.\d{3} >= active-0\.005 = 0\.\d{3} \(coco128@1\): passed; /.source +
+            /evidence: evaluation on coco128@1: v1 .*, active v2 .*; no shadow$/.source,
+        ),
       );
       assert.ok(
         entries.some(

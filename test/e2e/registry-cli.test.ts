@@ -1,9 +1,11 @@
 /** `sightline registry ...` against a running server: every subcommand, with --json for scripts. */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { runCli } from '../support/cli.js';
 import { sharedDataOrSkip } from '../support/data.js';
-import { startTestServer } from '../support/server.js';
+import { serveProcess } from '../support/process.js';
+import { startTestServer, tempDataDir } from '../support/server.js';
 import { modelPath } from '../support/shared.js';
 
 const haveData = sharedDataOrSkip('registry-cli');
@@ -80,6 +82,47 @@ describe('sightline registry CLI', { skip: !haveData }, () => {
       );
     } finally {
       await srv.close();
+    }
+  });
+
+  test('serve --model in role all: the audit log has its upload and promote by "sightline serve", printed without a peer', async () => {
+    const dir = tempDataDir();
+    const server = await serveProcess([
+      '--data-dir',
+      dir,
+      '--model',
+      modelPath('yolo11n_int8_320.onnx'),
+      '--name',
+      'det',
+      '--workers',
+      '1',
+    ]);
+    try {
+      assert.equal(server.logs.find((l) => l.event === 'serving')?.event, 'serving');
+      // The audit tools read the database beside the running server.
+      const json = await runCli(['audit', '--data-dir', dir, '--json']);
+      assert.equal(json.code, 0, json.stderr);
+      const entries = json.stdout
+        .trim()
+        .split('\n')
+        .map(
+          (l) => JSON.parse(l) as { principal: string; peer: string; action: string; target: string; outcome: string },
+        );
+      const serve = entries.filter((e) => e.principal === 'sightline serve');
+      // Sorted: the rollout of the promote may be audited before or after the promote itself.
+      assert.deepEqual(serve.map((e) => `${e.action} ${e.target} ${e.outcome} peer=${e.peer}`).sort(), [
+        'promote det@1 ok peer=',
+        'rollout det@1 ok peer=',
+        'upload det ok peer=',
+      ]);
+      const plain = await runCli(['audit', '--data-dir', dir]);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.match(plain.stdout, /\bupload +det +by sightline serve\n/);
+      assert.match(plain.stdout, /\bpromote +det@1 +by sightline serve\n/);
+      assert.doesNotMatch(plain.stdout, / from (\n|:|$)/m, 'no " from " without a peer');
+    } finally {
+      await server.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

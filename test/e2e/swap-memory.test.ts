@@ -20,7 +20,10 @@ describe('memory over hot swaps', { skip: !haveData }, () => {
       15,
     );
     console.log(
-      `# RSS: one version ${r.rssOneVersionMb.toFixed(0)} MB, +1 version ${r.versionFootprintMb.toFixed(0)} MB, steady ${r.rssSteadyMb.toFixed(0)} MB, after ${r.promotes} promotes ${r.rssAfterMb.toFixed(0)} MB (max ${r.rssMaxMb.toFixed(0)} MB)`,
+      `# RSS: one version ${r.rssOneVersionMb.toFixed(0)} MB, +1 version ` +
+        `${r.versionFootprintMb.toFixed(0)} MB, steady ${r.rssSteadyMb.toFixed(0)} MB, ` +
+        `after ${r.promotes} promotes ${r.rssAfterMb.toFixed(0)} MB (max ${r.rssMaxMb.toFixed(0)} ` +
+        `MB)`,
     );
     // Steady state holds two versions (active + warm rollback target); one version's share of it is
     // steady − one-version RSS. Allowed: steady + one more version + 40 MB.

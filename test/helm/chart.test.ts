@@ -13,8 +13,31 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { parse } from 'yaml';
 import { buildCli } from '../../src/cli/index.js';
-import { ConfigSchema, deepMerge, envToTree, loadConfig, QUEUE_PER_WORKER, SERVER_ROLES } from '../../src/config/index.js';
-import { chartDir, containers, envOf, find, helm, helmSkip, NAMESPACE, needHelm, one, productionValues, RELEASE, render, validateManifest, workloads, type Manifest } from './support.js';
+import {
+  ConfigSchema,
+  deepMerge,
+  envToTree,
+  loadConfig,
+  QUEUE_PER_WORKER,
+  SERVER_ROLES,
+} from '../../src/config/index.js';
+import {
+  chartDir,
+  containers,
+  envOf,
+  find,
+  helm,
+  helmSkip,
+  NAMESPACE,
+  needHelm,
+  one,
+  productionValues,
+  RELEASE,
+  render,
+  validateManifest,
+  workloads,
+  type Manifest,
+} from './support.js';
 import { repoRoot } from '../support/shared.js';
 
 /** The --options of a `sightline …` command line that its (sub)command does not declare; also the path when it names no command. */
@@ -94,7 +117,15 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   });
 
   test('the schema validation itself catches a broken manifest', () => {
-    const bad: Manifest = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { selector: {}, template: { spec: { containers: [{ name: 'a', image: 'b', ports: [{ containerPort: 'grpc' }] }] } } } };
+    const bad: Manifest = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'x' },
+      spec: {
+        selector: {},
+        template: { spec: { containers: [{ name: 'a', image: 'b', ports: [{ containerPort: 'grpc' }] }] } },
+      },
+    };
     assert.throws(() => validateManifest(bad), /containerPort/);
   });
 
@@ -176,12 +207,28 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
         assert.notEqual(container.securityContext.privileged, true, `${who}: not privileged`);
         assert.deepEqual(container.securityContext.capabilities?.drop, ['ALL'], `${who}: drops all capabilities`);
         assert.equal(pod.automountServiceAccountToken, false, `${who}: no service account token`);
-        assert.equal(pod.enableServiceLinks, false, `${who}: no service-link variables (SIGHTLINE_PORT would be read as config)`);
+        assert.equal(
+          pod.enableServiceLinks,
+          false,
+          `${who}: no service-link variables (SIGHTLINE_PORT would be read as config)`,
+        );
         assert.equal(pod.securityContext.seccompProfile?.type, 'RuntimeDefault');
-        const writable = container.volumeMounts.filter((m: any) => !m.readOnly).map((m: any) => m.mountPath).sort();
+        const writable = container.volumeMounts
+          .filter((m: any) => !m.readOnly)
+          .map((m: any) => m.mountPath)
+          .sort();
         assert.ok(writable.includes('/tmp'), `${who}: /tmp is a volume`);
-        for (const p of writable) assert.ok(['/tmp', '/var/lib/sightline', '/var/cache/sightline'].includes(p), `${who}: only data, cache and /tmp are writable (${p})`);
-        assert.ok(container.resources?.requests?.cpu && container.resources?.requests?.memory && container.resources?.limits?.memory, `${who}: resources`);
+        for (const p of writable)
+          assert.ok(
+            ['/tmp', '/var/lib/sightline', '/var/cache/sightline'].includes(p),
+            `${who}: only data, cache and /tmp are writable (${p})`,
+          );
+        assert.ok(
+          container.resources?.requests?.cpu &&
+            container.resources?.requests?.memory &&
+            container.resources?.limits?.memory,
+          `${who}: resources`,
+        );
       }
     });
   });
@@ -222,11 +269,21 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
         const http = one(ms, 'Service', name).spec.ports.find((p: any) => p.name === 'http');
         assert.deepEqual([http?.port, http?.targetPort, http?.appProtocol], [values.ports.http, 'http', 'http'], name);
       }
-      const rule = one(ms, 'NetworkPolicy', FULL).spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'grpc'));
-      assert.ok(rule.ports.some((p: any) => p.port === 'http'), 'the HTTP port is open to the same peers as gRPC');
-      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) assert.notEqual(c[probe].httpGet?.port, 'http', `${probe} stays on gRPC health or the admin port`);
+      const rule = one(ms, 'NetworkPolicy', FULL).spec.ingress.find((r: any) =>
+        r.ports.some((p: any) => p.port === 'grpc'),
+      );
+      assert.ok(
+        rule.ports.some((p: any) => p.port === 'http'),
+        'the HTTP port is open to the same peers as gRPC',
+      );
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'])
+        assert.notEqual(c[probe].httpGet?.port, 'http', `${probe} stays on gRPC health or the admin port`);
       const reg = mainContainer(registry(ms));
-      assert.equal(reg.ports.find((p: any) => p.name === 'http'), undefined, 'the registry serves no Detect, so no HTTP port');
+      assert.equal(
+        reg.ports.find((p: any) => p.name === 'http'),
+        undefined,
+        'the registry serves no Detect, so no HTTP port',
+      );
       assert.equal(envOf(reg).SIGHTLINE_HTTP__ENABLED, undefined);
     });
     const bin = needHelm(t);
@@ -419,11 +476,23 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       const grpcRule = reg.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'grpc'));
       assert.ok(grpcRule.from?.length >= 1, 'the registry gRPC rule has sources (never open to all)');
       const infLabels = inference(ms).spec.template.metadata.labels;
-      assert.ok(grpcRule.from.some((p: any) => p.podSelector && selects(p.podSelector.matchLabels, infLabels)), 'inference pods reach the registry');
-      if (set === 'production') assert.ok(grpcRule.from.some((p: any) => p.namespaceSelector), 'the listed admin clients reach the registry');
+      assert.ok(
+        grpcRule.from.some((p: any) => p.podSelector && selects(p.podSelector.matchLabels, infLabels)),
+        'inference pods reach the registry',
+      );
+      if (set === 'production')
+        assert.ok(
+          grpcRule.from.some((p: any) => p.namespaceSelector),
+          'the listed admin clients reach the registry',
+        );
       for (const np of [reg, inf]) {
         const admin = np.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'admin'));
-        assert.ok(admin.from.some((p: any) => p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring'), `${np.metadata.name}: admin port from monitoring`);
+        assert.ok(
+          admin.from.some(
+            (p: any) => p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring',
+          ),
+          `${np.metadata.name}: admin port from monitoring`,
+        );
       }
     });
   });
@@ -441,10 +510,18 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       assert.equal(sm.spec.endpoints[0].port, 'admin');
       assert.equal(sm.spec.endpoints[0].path, '/metrics');
       const scraped = find(ms, 'Service').filter((s) => selects(sm.spec.selector.matchLabels, s.metadata.labels ?? {}));
-      assert.deepEqual(scraped.map((s) => s.metadata.name).sort(), [`${FULL}-headless`, `${REGISTRY}-headless`], 'each pod is scraped once, through the headless Services');
+      assert.deepEqual(
+        scraped.map((s) => s.metadata.name).sort(),
+        [`${FULL}-headless`, `${REGISTRY}-headless`],
+        'each pod is scraped once, through the headless Services',
+      );
       for (const s of scraped) assert.ok(s.spec.ports.some((p: any) => p.name === 'admin'));
       const rule = one(ms, 'PrometheusRule');
-      assert.deepEqual(rule.spec.groups, alerts.groups, 'the PrometheusRule holds observability/prometheus/alerts.yml as is');
+      assert.deepEqual(
+        rule.spec.groups,
+        alerts.groups,
+        'the PrometheusRule holds observability/prometheus/alerts.yml as is',
+      );
       const cm = one(ms, 'ConfigMap', `${FULL}-dashboard`);
       assert.deepEqual(JSON.parse(cm.data['sightline-dashboard.json']), JSON.parse(dashboard));
       assert.equal(cm.metadata.labels?.grafana_dashboard, '1');
@@ -462,8 +539,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       const requested = c.resources?.requests?.cpu;
       assert.ok(requested !== undefined, 'inference.resources.requests.cpu is set');
       const limit = c.resources?.limits?.cpu;
-      if (limit !== undefined) assert.ok(cores(limit) >= cores(requested), `limits.cpu ${limit} below requests.cpu ${requested}`);
-      const ref = (c.env as { name: string; valueFrom?: { resourceFieldRef?: Record<string, string> } }[]).find((e) => e.name === 'SIGHTLINE_POOL__CPUS')?.valueFrom?.resourceFieldRef;
+      if (limit !== undefined)
+        assert.ok(cores(limit) >= cores(requested), `limits.cpu ${limit} below requests.cpu ${requested}`);
+      const ref = (c.env as { name: string; valueFrom?: { resourceFieldRef?: Record<string, string> } }[]).find(
+        (e) => e.name === 'SIGHTLINE_POOL__CPUS',
+      )?.valueFrom?.resourceFieldRef;
       assert.deepEqual(ref, { containerName: c.name, resource: 'requests.cpu', divisor: '1' });
       // What the kubelet puts there (the request rounded up), through the server's own config loading.
       const dir = mkdtempSync(join(tmpdir(), 'sightline-chart-'));
@@ -503,7 +583,9 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   });
 
   test("values.schema.json's `config` sections are sections of the server's config schema", (t) => {
-    const schema = JSON.parse(readFileSync(join(chartDir, 'values.schema.json'), 'utf8')) as { properties: { config: { properties: Record<string, unknown>; additionalProperties: boolean } } };
+    const schema = JSON.parse(readFileSync(join(chartDir, 'values.schema.json'), 'utf8')) as {
+      properties: { config: { properties: Record<string, unknown>; additionalProperties: boolean } };
+    };
     const chartKeys = Object.keys(schema.properties.config.properties);
     const serverKeys = Object.keys(ConfigSchema.shape);
     assert.equal(schema.properties.config.additionalProperties, false, 'a misspelt section fails at install');
@@ -522,14 +604,28 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(chartDir, dir, { recursive: true, dereference: true });
     renameSync(join(dir, 'templates', 'NOTES.txt'), join(dir, 'NOTES.src'));
-    writeFileSync(join(dir, 'templates', 'notes-test.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | toJson }}\n');
+    writeFileSync(
+      join(dir, 'templates', 'notes-test.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ' +
+        'notes\ndata:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | toJson }}\n',
+    );
     for (const args of [[], ['-f', productionValues], TLS_ARGS]) {
-      const r = helm(bin, ['template', RELEASE, dir, '--namespace', NAMESPACE, '--show-only', 'templates/notes-test.yaml', ...args]);
+      const r = helm(bin, [
+        'template',
+        RELEASE,
+        dir,
+        '--namespace',
+        NAMESPACE,
+        '--show-only',
+        'templates/notes-test.yaml',
+        ...args,
+      ]);
       assert.equal(r.status, 0, r.stderr);
       const notes = (parse(r.stdout) as { data: { notes: string } }).data.notes;
       const tls = args.length > 0;
       // In the pod: the mounted admin token; with TLS the CA and the name the certificate holds for the Service.
-      const opts = (service: string) => `${tls ? ` --ca-file /etc/sightline/tls/ca.crt --tls-server-name ${service}` : ''} --token-file /etc/sightline/auth/admin-token`;
+      const opts = (service: string) =>
+        `${tls ? ` --ca-file /etc/sightline/tls/ca.crt --tls-server-name ${service}` : ''} --token-file /etc/sightline/auth/admin-token`;
       const reg = `kubectl -n ${NAMESPACE} exec ${FULL}-registry-0 -- sightline registry`;
       const lines = notes.split('\n').map((l) => l.trim());
       for (const expected of [
@@ -543,7 +639,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       }
       // Every line runs a command the CLI has, with options it knows.
       for (const l of lines.filter((x) => x.includes('-- sightline '))) {
-        const argv = l.slice(l.indexOf('-- sightline ') + '-- sightline '.length).replace(/ < \S+$/, '').match(/"[^"]*"|\S+/g)!.map((a) => a.replace(/^"|"$/g, ''));
+        const argv = l
+          .slice(l.indexOf('-- sightline ') + '-- sightline '.length)
+          .replace(/ < \S+$/, '')
+          .match(/"[^"]*"|\S+/g)!
+          .map((a) => a.replace(/^"|"$/g, ''));
         const unknown = unknownOptions(argv);
         assert.deepEqual(unknown, [], `${l}: options the CLI does not know`);
       }

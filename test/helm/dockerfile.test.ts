@@ -137,7 +137,8 @@ describe('Dockerfile', () => {
   test('environment: listen on all interfaces, data and cache directories, and only keys the config schema knows', () => {
     const rt = stages().at(-1)!.body;
     const env: Record<string, string> = {};
-    for (const i of rt.filter((x) => x.op === 'ENV')) for (const m of i.args.matchAll(/([A-Z_][A-Z0-9_]*)=("[^"]*"|\S+)/g)) env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
+    for (const i of rt.filter((x) => x.op === 'ENV'))
+      for (const m of i.args.matchAll(/([A-Z_][A-Z0-9_]*)=("[^"]*"|\S+)/g)) env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
     assert.equal(env.SIGHTLINE_GRPC__HOST, '0.0.0.0');
     assert.equal(env.SIGHTLINE_ADMIN__HOST, '0.0.0.0');
     assert.equal(env.SIGHTLINE_REGISTRY__DATA_DIR, '/var/lib/sightline');
@@ -162,8 +163,12 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(entry.args), ['node', ...startFlags, '/app/dist/src/cli/launch.cjs']);
     assert.equal(`/app/${pkg.bin.sightline}`, '/app/dist/src/cli/launch.cjs', 'ENTRYPOINT is the package bin');
     assert.deepEqual(JSON.parse(rt.find((i) => i.op === 'CMD')!.args), ['serve']);
-    const labels = rt.filter((i) => i.op === 'LABEL').map((i) => i.args).join(' ');
-    for (const l of ['title', 'description', 'version', 'revision', 'licenses']) assert.match(labels, new RegExp(`org\\.opencontainers\\.image\\.${l}=`), `OCI label ${l}`);
+    const labels = rt
+      .filter((i) => i.op === 'LABEL')
+      .map((i) => i.args)
+      .join(' ');
+    for (const l of ['title', 'description', 'version', 'revision', 'licenses'])
+      assert.match(labels, new RegExp(`org\\.opencontainers\\.image\\.${l}=`), `OCI label ${l}`);
     const hc = ins.find((i) => i.op === 'HEALTHCHECK');
     if (hc) assert.ok(hc.comments.length > 0, 'a HEALTHCHECK says why');
     else assert.match(dockerfile, /# No HEALTHCHECK: .+/, 'the missing HEALTHCHECK is justified');
@@ -201,9 +206,16 @@ describe('Dockerfile', () => {
       }
     }
     for (const w of ins.filter((i) => i.op === 'WORKDIR')) assert.match(w.args, /^\//, 'absolute WORKDIR (DL3000)');
-    for (const i of ins.filter((x) => x.op === 'ENTRYPOINT' || x.op === 'CMD')) assert.doesNotThrow(() => JSON.parse(i.args), `${i.op} in exec (JSON) form (DL3025)`);
+    for (const i of ins.filter((x) => x.op === 'ENTRYPOINT' || x.op === 'CMD'))
+      assert.doesNotThrow(() => JSON.parse(i.args), `${i.op} in exec (JSON) form (DL3025)`);
     assert.equal(ins.filter((i) => i.op === 'ENTRYPOINT').length, 1);
-    assert.equal(stages().at(-1)!.body.filter((i) => i.op === 'CMD').length, 1, 'one CMD (DL4003)');
+    assert.equal(
+      stages()
+        .at(-1)!
+        .body.filter((i) => i.op === 'CMD').length,
+      1,
+      'one CMD (DL4003)',
+    );
   });
 
   test('every RUN command is one that the README or .ci/run also runs', () => {

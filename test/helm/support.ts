@@ -53,7 +53,17 @@ export interface HelmResult {
 }
 
 export function helm(bin: string, args: string[]): HelmResult {
-  const r = spawnSync(bin, args, { cwd: repoRoot, encoding: 'utf8', timeout: 120_000, env: { ...process.env, HELM_CACHE_HOME: join(repoRoot, '.cache', 'helm', 'home'), HELM_CONFIG_HOME: join(repoRoot, '.cache', 'helm', 'home'), HELM_DATA_HOME: join(repoRoot, '.cache', 'helm', 'home') } });
+  const r = spawnSync(bin, args, {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(repoRoot, '.cache', 'helm', 'home'),
+      HELM_CONFIG_HOME: join(repoRoot, '.cache', 'helm', 'home'),
+      HELM_DATA_HOME: join(repoRoot, '.cache', 'helm', 'home'),
+    },
+  });
   const stderr = (r.stderr ?? '')
     .split('\n')
     .filter((l) => !/found symbolic link in path/.test(l))
@@ -62,7 +72,12 @@ export function helm(bin: string, args: string[]): HelmResult {
   return { status: r.status, stdout: r.stdout ?? '', stderr };
 }
 
-export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+export type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: any;
+};
 
 export const RELEASE = 'sl';
 export const NAMESPACE = 'vision';
@@ -116,7 +131,8 @@ export function validateManifest(m: Manifest): void {
   }
 }
 
-export const find = (ms: Manifest[], kind: string, name?: string): Manifest[] => ms.filter((m) => m.kind === kind && (name === undefined || m.metadata.name === name));
+export const find = (ms: Manifest[], kind: string, name?: string): Manifest[] =>
+  ms.filter((m) => m.kind === kind && (name === undefined || m.metadata.name === name));
 
 export function one(ms: Manifest[], kind: string, name?: string): Manifest {
   const found = find(ms, kind, name);

@@ -53,8 +53,19 @@ describe('gRPC health and reflection', { skip: !haveData }, () => {
     try {
       const require = createRequire(import.meta.url);
       const protoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
-      const pkg = loadPackageDefinition(protoLoader.loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [protoDir] })) as unknown as {
-        grpc: { reflection: { v1: { ServerReflection: new (addr: string, c: ReturnType<typeof credentials.createInsecure>) => { serverReflectionInfo(): NodeJS.ReadWriteStream & { end(): void; cancel(): void } } } } };
+      const pkg = loadPackageDefinition(
+        protoLoader.loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [protoDir] }),
+      ) as unknown as {
+        grpc: {
+          reflection: {
+            v1: {
+              ServerReflection: new (
+                addr: string,
+                c: ReturnType<typeof credentials.createInsecure>,
+              ) => { serverReflectionInfo(): NodeJS.ReadWriteStream & { end(): void; cancel(): void } };
+            };
+          };
+        };
       };
       const client = new pkg.grpc.reflection.v1.ServerReflection(srv.address, credentials.createInsecure());
       const call = client.serverReflectionInfo();
@@ -64,7 +75,13 @@ describe('gRPC health and reflection', { skip: !haveData }, () => {
         call.write({ listServices: '' } as never);
       });
       call.end();
-      for (const s of ['sightline.v1.Detector', 'sightline.v1.Registry', 'sightline.v1.Monitoring', 'grpc.health.v1.Health']) assert.ok(names.includes(s), `reflection lists ${s}: ${names.join(', ')}`);
+      for (const s of [
+        'sightline.v1.Detector',
+        'sightline.v1.Registry',
+        'sightline.v1.Monitoring',
+        'grpc.health.v1.Health',
+      ])
+        assert.ok(names.includes(s), `reflection lists ${s}: ${names.join(', ')}`);
     } finally {
       await srv.close();
     }

@@ -23,9 +23,14 @@ function assertHistogramsConsistent(e: Exposition): void {
     if (type !== 'histogram') continue;
     for (const c of pick(e, `${family}_count`)) {
       const key = JSON.stringify(c.labels);
-      const buckets = e.samples.filter((s) => s.name === `${family}_bucket` && JSON.stringify({ ...s.labels, le: undefined }) === JSON.stringify({ ...c.labels, le: undefined }));
+      const buckets = e.samples.filter(
+        (s) =>
+          s.name === `${family}_bucket` &&
+          JSON.stringify({ ...s.labels, le: undefined }) === JSON.stringify({ ...c.labels, le: undefined }),
+      );
       assert.ok(buckets.length > 1, `${family} ${key} has buckets`);
-      for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i]!.value >= buckets[i - 1]!.value, `${family} ${key}: buckets are cumulative`);
+      for (let i = 1; i < buckets.length; i++)
+        assert.ok(buckets[i]!.value >= buckets[i - 1]!.value, `${family} ${key}: buckets are cumulative`);
       const inf = buckets.find((b) => b.labels.le === '+Inf');
       assert.equal(inf?.value, c.value, `${family} ${key}: +Inf bucket = count`);
     }
@@ -73,9 +78,20 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
   test('calls per gRPC status code, model and version', async () => {
     const { exposition: e } = await scrape(port);
     const calls = (code: number, model = 'yolo11n', version = '1') =>
-      total(e, 'rpc_server_call_duration_seconds_count', { rpc_system: 'grpc', rpc_service: 'sightline.v1.Detector', rpc_method: 'Detect', rpc_grpc_status_code: String(code), sightline_model: model, sightline_model_version: version });
+      total(e, 'rpc_server_call_duration_seconds_count', {
+        rpc_system: 'grpc',
+        rpc_service: 'sightline.v1.Detector',
+        rpc_method: 'Detect',
+        rpc_grpc_status_code: String(code),
+        sightline_model: model,
+        sightline_model_version: version,
+      });
     assert.equal(calls(status.OK), 3);
-    assert.equal(calls(status.INVALID_ARGUMENT), 2, 'a bad request for the default model is labelled with the version it would have used');
+    assert.equal(
+      calls(status.INVALID_ARGUMENT),
+      2,
+      'a bad request for the default model is labelled with the version it would have used',
+    );
     assert.equal(calls(status.NOT_FOUND, 'unknown', 'unknown'), 1, 'unknown model names never become label values');
     assert.equal(pick(e, 'rpc_server_call_duration_seconds_count').length, 3, 'no other series');
     assert.equal(total(e, 'rpc_server_call_duration_seconds_count'), 6);

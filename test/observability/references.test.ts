@@ -33,7 +33,11 @@ const dashboard = JSON.parse(readFileSync(join(repoRoot, 'observability', 'grafa
   templating: { list: { name: string; type: string; query: string | { query: string } }[] };
   annotations: { list: { expr?: string }[] };
 };
-const rules = (parse(readFileSync(join(repoRoot, 'observability', 'prometheus', 'alerts.yml'), 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] }).groups.flatMap((g) => g.rules);
+const rules = (
+  parse(readFileSync(join(repoRoot, 'observability', 'prometheus', 'alerts.yml'), 'utf8')) as {
+    groups: { rules: { alert: string; expr: string }[] }[];
+  }
+).groups.flatMap((g) => g.rules);
 
 /** Every PromQL expression shipped, with where it comes from. */
 function expressions(): { where: string; expr: string }[] {
@@ -86,7 +90,11 @@ describe('shipped PromQL and README against a real scrape', { skip: !haveData },
   let e: Exposition;
   before(async () => {
     const bus = readFileSync(imagePath('bus.jpg'));
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 }, http: { enabled: true, port: 0 } });
+    srv = await startTestServer({
+      models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }],
+      pool: { workers: 1, warmupRuns: 1 },
+      http: { enabled: true, port: 0 },
+    });
     // Traffic that touches every instrument.
     assert.ok((await detectCall(srv.client, { image: bus })).response);
     assert.ok((await detectCall(srv.client, { image: Buffer.alloc(0) })).error);

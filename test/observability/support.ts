@@ -91,11 +91,34 @@ export function promqlNames(expr: string): { metrics: Set<string>; labels: Set<s
   });
   // Grouping and matching clauses: by (...), without (...), on (...), ignoring (...), group_left (...).
   s = s.replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g, (_, _kw: string, body: string) => {
-    for (const l of body.split(',').map((x) => x.trim()).filter(Boolean)) labels.add(l);
+    for (const l of body
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean))
+      labels.add(l);
     return ' ';
   });
-  s = s.replace(/"(?:[^"\\]|\\.)*"/g, ' ').replace(/\[[^\]]*\]/g, ' ').replace(/\boffset\s+\w+/g, ' ');
-  const keywords = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan', 'Inf', 'NaN']);
+  s = s
+    .replace(/"(?:[^"\\]|\\.)*"/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\boffset\s+\w+/g, ' ');
+  const keywords = new Set([
+    'by',
+    'without',
+    'on',
+    'ignoring',
+    'group_left',
+    'group_right',
+    'bool',
+    'and',
+    'or',
+    'unless',
+    'offset',
+    'inf',
+    'nan',
+    'Inf',
+    'NaN',
+  ]);
   const metrics = new Set<string>();
   for (const m of s.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
     const name = m[0];

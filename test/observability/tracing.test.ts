@@ -25,7 +25,10 @@ describe('tracing', { skip: !haveData }, () => {
   const exporter = new InMemorySpanExporter();
   before(async () => {
     bus = readFileSync(imagePath('bus.jpg'));
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 } }, { spanExporter: exporter });
+    srv = await startTestServer(
+      { models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 1, warmupRuns: 1 } },
+      { spanExporter: exporter },
+    );
   });
   after(() => srv?.close());
 
@@ -131,9 +134,16 @@ describe('OTLP exporter', () => {
     await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
     t.after(() => collector.close());
     const port = (collector.address() as { port: number }).port;
-    const tracing = Tracing.init({ exporter: 'otlp', endpoint: `http://127.0.0.1:${port}/v1/traces`, serviceName: 'sightline-test' }, { serviceVersion: '0.0.0' });
+    const tracing = Tracing.init(
+      { exporter: 'otlp', endpoint: `http://127.0.0.1:${port}/v1/traces`, serviceName: 'sightline-test' },
+      { serviceVersion: '0.0.0' },
+    );
     assert.equal(tracing.enabled, true);
-    const span = tracing.startRequestSpan('sightline.v1.Detector/Detect', { get: () => [] }, { 'rpc.method': 'Detect' });
+    const span = tracing.startRequestSpan(
+      'sightline.v1.Detector/Detect',
+      { get: () => [] },
+      { 'rpc.method': 'Detect' },
+    );
     assert.ok(span);
     tracing.recordStages(span, { decodeMs: 1, preprocessMs: 1, queueMs: 0, inferenceMs: 5, postprocessMs: 1 });
     tracing.endRequestSpan(span, 0);

@@ -16,8 +16,26 @@ const file = (path: string, content: string) => ({ path, sha256: sha256Of(conten
 test('dataset versions are numbered per name, found by content, and their files keep blobs referenced', (t) => {
   const { store, evidence } = open(t);
   const files = [file('images/a.jpg', 'jpeg'), file('labels/a.txt', '0 0.5 0.5 0.1 0.1')];
-  const d1 = evidence.insertDataset({ name: 'golden', sha256: sha256Of('m1'), createdBy: 'ops', notes: '', images: 1, boxes: 1, classNames: ['person'], files });
-  const d2 = evidence.insertDataset({ name: 'golden', sha256: sha256Of('m2'), createdBy: 'ops', notes: 'relabelled', images: 1, boxes: 1, classNames: [], files: files.slice(0, 1) });
+  const d1 = evidence.insertDataset({
+    name: 'golden',
+    sha256: sha256Of('m1'),
+    createdBy: 'ops',
+    notes: '',
+    images: 1,
+    boxes: 1,
+    classNames: ['person'],
+    files,
+  });
+  const d2 = evidence.insertDataset({
+    name: 'golden',
+    sha256: sha256Of('m2'),
+    createdBy: 'ops',
+    notes: 'relabelled',
+    images: 1,
+    boxes: 1,
+    classNames: [],
+    files: files.slice(0, 1),
+  });
   assert.deepEqual([d1.version, d2.version, d1.sizeBytes], [1, 2, 4 + 17]);
   assert.equal(evidence.findDatasetBySha('golden', sha256Of('m1'))?.version, 1);
   assert.equal(evidence.getDataset('golden').version, 2, 'version 0: the latest');
@@ -31,11 +49,48 @@ test('one open trial per kind and model; a candidate in an open trial cannot be 
   const { store, evidence } = open(t);
   for (const c of ['v1', 'v2', 'v3']) store.insertVersion(newVersion('det', c));
   store.promote('det', 1, 'ops', '');
-  const shadow = evidence.insertTrial({ model: 'det', kind: 'shadow', version: 2, baselineVersion: 1, share: 0.1, settings: {}, startedBy: 'ops' });
-  const canary = evidence.insertTrial({ model: 'det', kind: 'canary', version: 3, baselineVersion: 1, share: 0.5, settings: { minSamples: 5 }, startedBy: 'ops' });
-  assert.throws(() => evidence.insertTrial({ model: 'det', kind: 'shadow', version: 3, baselineVersion: 1, share: 0.1, settings: {}, startedBy: 'ops' }), /UNIQUE constraint failed/);
-  assert.deepEqual(evidence.openTrials('det').map((x) => [x.kind, x.version]), [['shadow', 2], ['canary', 3]]);
-  assert.throws(() => store.deleteVersion('det', 2, 'ops', ''), (e: SightlineError) => e.code === 'PRECONDITION' && /candidate of a running shadow; stop it first/.test(e.message));
+  const shadow = evidence.insertTrial({
+    model: 'det',
+    kind: 'shadow',
+    version: 2,
+    baselineVersion: 1,
+    share: 0.1,
+    settings: {},
+    startedBy: 'ops',
+  });
+  const canary = evidence.insertTrial({
+    model: 'det',
+    kind: 'canary',
+    version: 3,
+    baselineVersion: 1,
+    share: 0.5,
+    settings: { minSamples: 5 },
+    startedBy: 'ops',
+  });
+  assert.throws(
+    () =>
+      evidence.insertTrial({
+        model: 'det',
+        kind: 'shadow',
+        version: 3,
+        baselineVersion: 1,
+        share: 0.1,
+        settings: {},
+        startedBy: 'ops',
+      }),
+    /UNIQUE constraint failed/,
+  );
+  assert.deepEqual(
+    evidence.openTrials('det').map((x) => [x.kind, x.version]),
+    [
+      ['shadow', 2],
+      ['canary', 3],
+    ],
+  );
+  assert.throws(
+    () => store.deleteVersion('det', 2, 'ops', ''),
+    (e: SightlineError) => e.code === 'PRECONDITION' && /candidate of a running shadow; stop it first/.test(e.message),
+  );
 
   // One tally per replica and process: a process replaces its own; a restarted one (new incarnation) adds a row.
   evidence.putTrialStats(shadow.id, 'replica-a', 'a1', { samples: 3 });
@@ -63,10 +118,43 @@ test('evaluations go with their version', (t) => {
   store.insertVersion(newVersion('det', 'v1'));
   store.insertVersion(newVersion('det', 'v2'));
   store.promote('det', 1, 'ops', '');
-  evidence.insertDataset({ name: 'golden', sha256: sha256Of('m'), createdBy: 'ops', notes: '', images: 1, boxes: 0, classNames: [], files: [file('images/a.jpg', 'x')] });
-  evidence.insertEvaluation({ model: 'det', version: 2, dataset: 'golden', datasetVersion: 1, createdBy: 'ops', report: { map50: 0.5 } });
-  evidence.insertEvaluation({ model: 'det', version: 1, dataset: 'golden', datasetVersion: 1, createdBy: 'ops', report: { map50: 0.6 } });
-  assert.deepEqual(evidence.evaluations('det').map((e) => [e.version, e.report]), [[1, { map50: 0.6 }], [2, { map50: 0.5 }]], 'newest first');
+  evidence.insertDataset({
+    name: 'golden',
+    sha256: sha256Of('m'),
+    createdBy: 'ops',
+    notes: '',
+    images: 1,
+    boxes: 0,
+    classNames: [],
+    files: [file('images/a.jpg', 'x')],
+  });
+  evidence.insertEvaluation({
+    model: 'det',
+    version: 2,
+    dataset: 'golden',
+    datasetVersion: 1,
+    createdBy: 'ops',
+    report: { map50: 0.5 },
+  });
+  evidence.insertEvaluation({
+    model: 'det',
+    version: 1,
+    dataset: 'golden',
+    datasetVersion: 1,
+    createdBy: 'ops',
+    report: { map50: 0.6 },
+  });
+  assert.deepEqual(
+    evidence.evaluations('det').map((e) => [e.version, e.report]),
+    [
+      [1, { map50: 0.6 }],
+      [2, { map50: 0.5 }],
+    ],
+    'newest first',
+  );
   store.deleteVersion('det', 2, 'ops', '');
-  assert.deepEqual(evidence.evaluations('det').map((e) => e.version), [1]);
+  assert.deepEqual(
+    evidence.evaluations('det').map((e) => e.version),
+    [1],
+  );
 });

@@ -12,7 +12,10 @@ const registryModule = new URL('../../src/registry/index.js', import.meta.url).h
 
 /** A separate process that takes the lock, says "locked" and waits to be killed. */
 async function holder(dataDir: string): Promise<{ child: ChildProcess; exit: Promise<unknown> }> {
-  const code = `import { lockDataDir } from ${JSON.stringify(registryModule)}; lockDataDir(${JSON.stringify(dataDir)}); console.log('locked'); setInterval(() => {}, 1e9);`;
+  const code =
+    `import { lockDataDir } from ${JSON.stringify(registryModule)}; ` +
+    `lockDataDir(${JSON.stringify(dataDir)}); console.log('locked'); setInterval(() => {}, ` +
+    `1e9);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exit = new Promise((r) => child.on('exit', r));
   await new Promise<void>((resolve, reject) => {

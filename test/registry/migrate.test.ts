@@ -130,9 +130,15 @@ test('badly numbered migration files are an INTERNAL error', (t) => {
 
 test('a file that is not a SQLite database is an INTERNAL error naming the file', (t) => {
   const dir = tempDir(t);
-  writeFileSync(join(dir, 'registry.db'), 'this is not a database, just some text that is long enough to have a header');
+  writeFileSync(
+    join(dir, 'registry.db'),
+    'this is not a database, just some text that is long enough to have a header',
+  );
   assert.throws(
     () => RegistryStore.open(dir, migrationsDir),
-    (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL' && e.message.startsWith(`cannot open the registry database ${join(dir, 'registry.db')}: `),
+    (e: unknown) =>
+      e instanceof SightlineError &&
+      e.code === 'INTERNAL' &&
+      e.message.startsWith(`cannot open the registry database ${join(dir, 'registry.db')}: `),
   );
 });

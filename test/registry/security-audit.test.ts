@@ -22,7 +22,14 @@ function withLog(t: TestContext, n: number): { audit: AuditLog; raw: Database.Da
   t.after(() => store.close());
   const audit = new AuditLog(store.database, { now: () => new Date((tick += 60_000)) });
   for (let i = 1; i <= n; i++) {
-    audit.append({ principal: i % 2 ? 'alice' : 'anonymous', peer: `ipv4:10.0.0.${i}:1000`, action: i % 2 ? 'promote' : 'Detect', target: `yolo v${i}`, outcome: i % 2 ? 'ok' : 'denied', reason: `#${i}` });
+    audit.append({
+      principal: i % 2 ? 'alice' : 'anonymous',
+      peer: `ipv4:10.0.0.${i}:1000`,
+      action: i % 2 ? 'promote' : 'Detect',
+      target: `yolo v${i}`,
+      outcome: i % 2 ? 'ok' : 'denied',
+      reason: `#${i}`,
+    });
   }
   const raw = new Database(join(dir, 'registry.db'));
   t.after(() => raw.close());

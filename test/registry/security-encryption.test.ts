@@ -50,15 +50,27 @@ test('loadKey: hex, base64, base64url, file or env; clear errors that never quot
   assert.equal(loadKey({}, {}), null);
 
   const short = randomBytes(16).toString('hex');
-  assert.throws(() => loadKey({ keyEnv: 'K' }, { K: short }), (e: unknown) => {
-    isError('INVALID_INPUT', /environment variable K is 32 hex digits; AES-256 needs 64/)(e);
-    assert.ok(!(e as Error).message.includes(short));
-    return true;
-  });
-  assert.throws(() => loadKey({ keyEnv: 'K' }, { K: randomBytes(24).toString('base64') }), isError('INVALID_INPUT', /decodes to 24 bytes; AES-256 needs exactly 32/));
-  assert.throws(() => loadKey({ keyEnv: 'K' }, { K: 'not a key!' }), isError('INVALID_INPUT', /not 64 hex digits or base64/));
+  assert.throws(
+    () => loadKey({ keyEnv: 'K' }, { K: short }),
+    (e: unknown) => {
+      isError('INVALID_INPUT', /environment variable K is 32 hex digits; AES-256 needs 64/)(e);
+      assert.ok(!(e as Error).message.includes(short));
+      return true;
+    },
+  );
+  assert.throws(
+    () => loadKey({ keyEnv: 'K' }, { K: randomBytes(24).toString('base64') }),
+    isError('INVALID_INPUT', /decodes to 24 bytes; AES-256 needs exactly 32/),
+  );
+  assert.throws(
+    () => loadKey({ keyEnv: 'K' }, { K: 'not a key!' }),
+    isError('INVALID_INPUT', /not 64 hex digits or base64/),
+  );
   assert.throws(() => loadKey({ keyEnv: 'K' }, {}), isError('INVALID_INPUT', /K is not set/));
-  assert.throws(() => loadKey({ keyFile: join(dir, 'absent') }, {}), isError('INVALID_INPUT', /cannot be read \(ENOENT\)/));
+  assert.throws(
+    () => loadKey({ keyFile: join(dir, 'absent') }, {}),
+    isError('INVALID_INPUT', /cannot be read \(ENOENT\)/),
+  );
   assert.throws(() => loadKey({ keyFile: file, keyEnv: 'K' }, { K: 'x' }), isError('INVALID_INPUT', /not both/));
   assert.throws(() => new BlobStore(dir, { key: randomBytes(31) }), isError('INVALID_INPUT', /32 bytes/));
 });
@@ -172,9 +184,18 @@ test('verifyBlobs works on encrypted blobs; a missing key stops it with a clear 
   store.insertVersion(newVersion('yolo', b));
   assert.deepEqual(await verifyBlobs(store, blobs), { checked: 2, corrupt: [], repaired: [] });
 
-  await assert.rejects(verifyBlobs(store, new BlobStore(dir)), isError('PRECONDITION', /encrypted with key [0-9a-f]{16}; the configured key is none: 1 version\(s\) cannot be read \(yolo v1\)/));
+  await assert.rejects(
+    verifyBlobs(store, new BlobStore(dir)),
+    isError(
+      'PRECONDITION',
+      /encrypted with key [0-9a-f]{16}; the configured key is none: 1 version\(s\) cannot be read \(yolo v1\)/,
+    ),
+  );
   const report = await verifyBlobs(store, new BlobStore(dir), { allowLocked: true });
-  assert.deepEqual(report.locked?.map((l) => l.version), [1]);
+  assert.deepEqual(
+    report.locked?.map((l) => l.version),
+    [1],
+  );
   assert.equal(store.getVersion('yolo', 1)?.state, 'ok', 'not marked corrupt for want of a key');
 
   // A truncated encrypted blob is corrupt, key or not.

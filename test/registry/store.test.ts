@@ -49,7 +49,15 @@ test('versions are numbered 1, 2, 3 per model and a number is never reused after
 test('insertVersion stores every field and returns it as read back', (t) => {
   const { store } = openStore(t);
   const v = store.insertVersion(
-    newVersion('yolo', 'abc', { family: 'yolox', inputWidth: 416, inputHeight: 320, classNames: ['a', 'b'], onnxMetadata: { imgsz: '[416, 320]' }, notes: 'n', sourceName: null }),
+    newVersion('yolo', 'abc', {
+      family: 'yolox',
+      inputWidth: 416,
+      inputHeight: 320,
+      classNames: ['a', 'b'],
+      onnxMetadata: { imgsz: '[416, 320]' },
+      notes: 'n',
+      sourceName: null,
+    }),
   );
   assert.deepEqual(v, {
     model: 'yolo',

@@ -770,7 +770,9 @@ describe('hostile input fuzzing', { skip: !haveData }, () => {
         `# fuzz seed=${runSeed} cases=${counts.ok + counts.invalid} ok=${counts.ok} invalid_argument=${counts.invalid} ` +
           `resource_exhausted_retried=${counts.exhausted} streams=${counts.streams} frames=${counts.frames} ` +
           `rss_before=${rssBefore.toFixed(0)}MB rss_after_pass=${rssAfterPass.map((r) => r.toFixed(0)).join('/')}MB passes=${PASSES} ` +
-          `streams_ok=${counts.streamOk} streams_invalid_argument=${counts.streamInvalid} frames_ok=${counts.frameOk} frames_invalid_argument=${counts.frameInvalid} slowest_unary=${slowestMs.toFixed(0)}ms time=${seconds.toFixed(1)}s`,
+          `streams_ok=${counts.streamOk} streams_invalid_argument=${counts.streamInvalid} ` +
+          `frames_ok=${counts.frameOk} frames_invalid_argument=${counts.frameInvalid} ` +
+          `slowest_unary=${slowestMs.toFixed(0)}ms time=${seconds.toFixed(1)}s`,
       );
       console.log(`# fuzz per kind, unary and frames (ok/invalid_argument): ${perKind}`);
 

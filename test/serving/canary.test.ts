@@ -122,12 +122,19 @@ describe('canary in role all', { skip: !haveData }, () => {
       assert.equal(canary[0]?.outcome, 'ok');
       assert.match(
         canary[0]!.reason,
-        /^started: 50 % of requests against version 1, rolled back when its p99 exceeds 1.50 × or its error rate the baseline's \+ 1 % over 30 requests per arm; retrained/,
+        new RegExp(
+          /^started: 50 % of requests against version 1, rolled back when its p99 exceeds 1.50 × /.source +
+            /or its error rate the baseline's \+ 1 % over 30 requests per arm; retrained/.source,
+        ),
       );
       assert.equal(canary[1]?.outcome, 'error');
       assert.match(
         canary[1]!.reason,
-        /^rolled_back: rolled back automatically: canary p99 \d+ ms is above 1.50 × the baseline's p99 \d+ ms \(canary.p99Margin 0.5\), over \d+ canary and \d+ baseline requests; canary \d+ requests, 0 errors/,
+        new RegExp(
+          /^rolled_back: rolled back automatically: canary p99 \d+ ms is above 1.50 × the baseline's p99 \d+ ms /
+            .source +
+            /\(canary.p99Margin 0.5\), over \d+ canary and \d+ baseline requests; canary \d+ requests, 0 errors/.source,
+        ),
       );
       console.log(`# audit: ${canary[1]!.reason}`);
       assert.equal(

@@ -33,8 +33,12 @@ interface StatusJson {
   rollout: { version: number; phase: string } | null;
 }
 
+const ROLLOUT_TEST =
+  'promote --wait succeeds; a version one replica cannot load fails with its reason and ' +
+  '--auto-rollback restores the previous one, with no failed Detect call';
+
 describe('rollouts across a registry and two replica processes', { skip: !haveData }, () => {
-  test('promote --wait succeeds; a version one replica cannot load fails with its reason and --auto-rollback restores the previous one, with no failed Detect call', async () => {
+  test(ROLLOUT_TEST, async () => {
     const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
     const [regDir, cacheA, cacheB] = dirs as [string, string, string];
     const procs: ServedProcess[] = [];
@@ -129,7 +133,9 @@ describe('rollouts across a registry and two replica processes', { skip: !haveDa
       link.resume();
       const bad = await promoting;
       assert.equal(bad.code, 1, `the failed rollout exits 1: ${bad.stdout}`);
-      const reason = `replica-b: its file is ${statSync(modelPath('yolox_nano.onnx')).size} bytes, over this replica's limit of ${limitB} (registry.maxUploadBytes)`;
+      const reason =
+        `replica-b: its file is ${statSync(modelPath('yolox_nano.onnx')).size} bytes, ` +
+        `over this replica's limit of ${limitB} (registry.maxUploadBytes)`;
       assert.match(
         bad.stderr,
         new RegExp(

@@ -45,7 +45,10 @@ interface AuditEntry {
 }
 
 describe('shadows, canaries and evaluations across a registry and two replicas', { skip: !haveData }, () => {
-  test("the registry sums both replicas' shadow tallies across a replica restart, gates on them, rolls back a slow canary, evaluates and gates on that", async () => {
+  const title =
+    "the registry sums both replicas' shadow tallies across a replica restart, gates on them, " +
+    'rolls back a slow canary, evaluates and gates on that';
+  test(title, async () => {
     const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
     const [regDir, cacheA, cacheB] = dirs as [string, string, string];
     const procs: ServedProcess[] = [];

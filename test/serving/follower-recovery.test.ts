@@ -170,7 +170,10 @@ describe('ModelFollower over gRPC when the registry breaks', { skip: !haveData }
     );
   });
 
-  test('a download slower than its size-based deadline fails and is tried again every retryMaxMs; once the registry serves it normally, a retry loads it', async () => {
+  const slowDownload =
+    'a download slower than its size-based deadline fails and is tried again every retryMaxMs; ' +
+    'once the registry serves it normally, a retry loads it';
+  test(slowDownload, async () => {
     const v5 = await upload(variant(5));
     // 256 KiB/s: never idle for 400 ms, but the file needs ~11 s against a deadline of 1.5 s + size / 10 MiB/s.
     front.hold(v5.sha256, { bytesPerSecond: 256 * 1024 });

@@ -5,7 +5,7 @@
  * change is audited with the principal cli:<user>.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../../config/index.js';
@@ -23,7 +23,7 @@ import {
   rotateBlobKey,
   TokenStore,
 } from '../../registry/index.js';
-import { intArg } from '../args.js';
+import { intArg, readFileArg } from '../args.js';
 
 const actor = () => `cli:${userInfo().username}`;
 
@@ -99,7 +99,9 @@ export function tokenCommand(): Command {
           return console.log('no tokens yet: create one with sightline token create --name NAME --role ROLE');
         for (const t of list)
           console.log(
-            `${t.id}  ${t.name.padEnd(20)} ${t.role.padEnd(10)} created ${t.createdAt} by ${t.createdBy}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}${t.revokedAt ? `  REVOKED ${t.revokedAt}` : ''}`,
+            `${t.id}  ${t.name.padEnd(20)} ${t.role.padEnd(10)} created ${t.createdAt} by ${t.createdBy}` +
+              (t.expiresAt ? `  expires ${t.expiresAt}` : '') +
+              (t.revokedAt ? `  REVOKED ${t.revokedAt}` : ''),
           );
       } finally {
         store.close();
@@ -143,7 +145,8 @@ export function auditCommand(): Command {
             if (!entries.length) console.log(`no audit entries${o.since ? ` since ${o.since}` : ''}`);
             for (const e of entries)
               console.log(
-                `${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} by ${e.principal} from ${e.peer}${e.reason ? `: ${e.reason}` : ''}`,
+                `${e.seq}  ${e.at}  ${e.outcome.padEnd(6)} ${e.action.padEnd(34)} ${e.target.padEnd(20)} ` +
+                  `by ${e.principal}${e.peer ? ` from ${e.peer}` : ''}${e.reason ? `: ${e.reason}` : ''}`,
               );
           }
           if (o.verify) {
@@ -174,9 +177,10 @@ export function keyCommand(): Command {
     .option('--from-key-file <file>', 'current key (omit when the blobs are not encrypted yet)')
     .option('--to-key-file <file>', 'new key (omit to decrypt everything)')
     .action(async (o: { dataDir: string; fromKeyFile?: string; toKeyFile?: string }) => {
-      const read = (f?: string) => (f ? parseKey(readFileSync(f, 'utf8').trim()) : null);
-      const from = read(o.fromKeyFile);
-      const to = read(o.toKeyFile);
+      const read = (flag: string, f?: string) =>
+        f ? parseKey(readFileArg(flag, f).toString('utf8').trim(), `${flag} ${f}`) : null;
+      const from = read('--from-key-file', o.fromKeyFile);
+      const to = read('--to-key-file', o.toKeyFile);
       const dir = resolve(o.dataDir);
       const r = to ? await rotateBlobKey(dir, { from, to }) : await decryptAllBlobs(dir, from!);
       console.log(`${r.total} blobs: ${r.rotated} rewritten, ${r.skipped} already done, ${r.failed.length} failed`);

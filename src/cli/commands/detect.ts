@@ -77,7 +77,11 @@ export function detectCommand(): Command {
             } else {
               const t = r.timing!;
               console.log(
-                `${file}: ${r.imageWidth}x${r.imageHeight}, model ${r.model} v${r.version}, ${r.detections.length} detections, ${t.totalMs.toFixed(1)} ms (decode ${t.decodeMs.toFixed(1)}, preprocess ${t.preprocessMs.toFixed(1)}, queue ${t.queueMs.toFixed(1)}, inference ${t.inferenceMs.toFixed(1)}, postprocess ${t.postprocessMs.toFixed(1)})`,
+                `${file}: ${r.imageWidth}x${r.imageHeight}, model ${r.model} v${r.version}, ` +
+                  `${r.detections.length} detections, ${t.totalMs.toFixed(1)} ms (decode ` +
+                  `${t.decodeMs.toFixed(1)}, preprocess ${t.preprocessMs.toFixed(1)}, ` +
+                  `queue ${t.queueMs.toFixed(1)}, inference ${t.inferenceMs.toFixed(1)}, ` +
+                  `postprocess ${t.postprocessMs.toFixed(1)})`,
               );
               if (r.detections.length) console.log('  label            conf     x_min   y_min   x_max   y_max');
               for (const d of r.detections)

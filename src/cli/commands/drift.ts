@@ -23,7 +23,7 @@ import {
   type Verdict,
 } from '../../monitoring/index.js';
 import { SightlineError } from '../../errors.js';
-import { intArg } from '../args.js';
+import { assertReadableDir, intArg } from '../args.js';
 import { call, connectionOptions, monitoringClient, type ConnectionFlags } from '../client.js';
 import { reportError } from '../errors.js';
 
@@ -98,7 +98,11 @@ export function formatDriftReport(r: ProtoDriftReport): string {
   const p = r.profile;
   const head = `model ${r.model} version ${r.version}: `;
   if (!p || p.source === ProfileSource.PROFILE_SOURCE_NONE) {
-    return `${head}no reference profile yet: collecting a traffic profile, ${p?.collected ?? 0}/${p?.target ?? 0} requests (or build one: sightline registry profile ${r.model} ${r.version} --images DIR)`;
+    return (
+      `${head}no reference profile yet: collecting a traffic profile, ` +
+      `${p?.collected ?? 0}/${p?.target ?? 0} requests (or build one: ` +
+      `sightline registry profile ${r.model} ${r.version} --images DIR)`
+    );
   }
   const lines = [
     `${head}${sourceName(p.source)} reference profile of ${p.size} images (${p.createdAt}); ${Number(r.anomalies)} anomalous request(s)`,
@@ -228,6 +232,7 @@ export function profileCommand(): Command {
       const client = monitoringClient(o.server, o);
       let bar: SingleBar | null = null;
       try {
+        assertReadableDir('--images', o.images);
         const files = await listImages(o.images);
         if (!files.length)
           throw new SightlineError(

@@ -19,7 +19,7 @@ import {
   type Trial,
 } from '../../generated/sightline/v1/registry.js';
 import { SightlineError } from '../../errors.js';
-import { durationArg, intArg } from '../args.js';
+import { assertReadableDir, durationArg, intArg } from '../args.js';
 import { call } from '../client.js';
 import { action, common, print, type Common } from './registry-common.js';
 
@@ -83,7 +83,10 @@ export function sampleArg(v: string): number {
 
 /** One evaluation in a line: what `versions` prints under each version. */
 export const evaluationLine = (e: Evaluation) =>
-  `${e.dataset}@${e.datasetVersion}: mAP@0.5 ${f3(e.map50)}, mAP@0.5:0.95 ${f3(e.map5095)}, latency p50 ${ms(e.latencyP50Ms)} p99 ${ms(e.latencyP99Ms)} (${e.images} images, ${e.provider}, ${e.createdAt} by ${e.createdBy})`;
+  `${e.dataset}@${e.datasetVersion}: mAP@0.5 ${f3(e.map50)}, ` +
+  `mAP@0.5:0.95 ${f3(e.map5095)}, latency p50 ${ms(e.latencyP50Ms)} p99 ` +
+  `${ms(e.latencyP99Ms)} (${e.images} images, ${e.provider}, ` +
+  `${e.createdAt} by ${e.createdBy})`;
 
 /** An evaluation with its per-class AP: what `show` and `evaluate` print. */
 export function printEvaluation(e: Evaluation, indent = ''): void {
@@ -119,7 +122,9 @@ export function printShadow(r: ShadowReport, indent = ''): void {
   const t = r.trial!;
   const dropped = Object.entries(r.dropped).filter(([, n]) => n > 0n);
   console.log(
-    `${indent}shadow ${t.id} of ${t.model} version ${t.version} against version ${t.baselineVersion}, ${pct(t.share)} of requests, started ${t.startedAt} by ${t.startedBy}: ${trialState(t)}`,
+    `${indent}shadow ${t.id} of ${t.model} version ${t.version} against ` +
+      `version ${t.baselineVersion}, ${pct(t.share)} of requests, ` +
+      `started ${t.startedAt} by ${t.startedBy}: ${trialState(t)}`,
   );
   const shift = r.confidenceShift;
   console.log(
@@ -154,12 +159,16 @@ export function printCanary(c: CanaryStatus, indent = ''): void {
   const arm = (a: NonNullable<CanaryStatus['canary']>) =>
     `${a.requests} requests, ${a.errors} errors (${pct(a.errorRate)}), p50 ${ms(a.p50Ms)}, p99 ${ms(a.p99Ms)}`;
   console.log(
-    `${indent}canary ${t.id} of ${t.model} version ${t.version} on ${pct(t.share)} of requests against version ${t.baselineVersion}, started ${t.startedAt} by ${t.startedBy}, ${c.replicas} replica(s)`,
+    `${indent}canary ${t.id} of ${t.model} version ${t.version} on ` +
+      `${pct(t.share)} of requests against version ${t.baselineVersion}, ` +
+      `started ${t.startedAt} by ${t.startedBy}, ${c.replicas} replica(s)`,
   );
   console.log(`${indent}  canary:   ${arm(c.canary!)}`);
   console.log(`${indent}  baseline: ${arm(c.baseline!)}`);
   console.log(
-    `${indent}  rolled back when, over ${c.minSamples} requests per arm, its p99 > ${(1 + c.p99Margin).toFixed(2)} × the baseline's or its error rate > the baseline's + ${pct(c.errorRateMargin)}`,
+    `${indent}  rolled back when, over ${c.minSamples} requests per arm, ` +
+      `its p99 > ${(1 + c.p99Margin).toFixed(2)} × the baseline's or its error ` +
+      `rate > the baseline's + ${pct(c.errorRateMargin)}`,
   );
 }
 
@@ -256,10 +265,13 @@ export function datasetCommand(): Command {
     .option('--notes <text>', 'what the dataset is: source, how it was labelled', '')
     .action(
       action(async (client, name: string, dir: string, o: Common & { notes: string }) => {
+        assertReadableDir('dataset folder', dir);
         const d = await uploadDataset(client, name, dir, o.notes);
         print(o.json, d, () =>
           console.log(
-            `${d.created ? 'uploaded' : 'already stored:'} dataset ${d.name} version ${d.version}: ${d.images} images, ${d.boxes} boxes, ${d.classNames.length} class names, ${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB (sha256 ${d.sha256})`,
+            `${d.created ? 'uploaded' : 'already stored:'} dataset ${d.name} version ${d.version}: ` +
+              `${d.images} images, ${d.boxes} boxes, ${d.classNames.length} class names, ` +
+              `${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB (sha256 ${d.sha256})`,
           ),
         );
       }),
@@ -271,7 +283,9 @@ export function datasetCommand(): Command {
         if (!r.datasets.length) console.log('no datasets');
         for (const d of r.datasets)
           console.log(
-            `${d.name}@${d.version}  ${d.sha256.slice(0, 12)}  ${d.images} images  ${d.boxes} boxes  ${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB  ${d.createdAt} by ${d.createdBy}${d.notes ? `  ${d.notes}` : ''}`,
+            `${d.name}@${d.version}  ${d.sha256.slice(0, 12)}  ${d.images} images  ` +
+              `${d.boxes} boxes  ${(Number(d.sizeBytes) / 1e6).toFixed(1)} MB  ` +
+              `${d.createdAt} by ${d.createdBy}${d.notes ? `  ${d.notes}` : ''}`,
           );
       });
     }),

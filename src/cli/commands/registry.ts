@@ -1,7 +1,7 @@
 /** `sightline registry ...`: manage model versions on a running server over gRPC. */
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { SightlineError } from '../../errors.js';
 import { FAMILY_NAMES } from '../../identifiers.js';
@@ -11,7 +11,7 @@ import type {
   RegistryClient,
   RolloutOptions,
 } from '../../generated/sightline/v1/registry.js';
-import { durationArg, intArg } from '../args.js';
+import { assertReadableFile, durationArg, intArg, readFileArg } from '../args.js';
 import { call } from '../client.js';
 import { profileCommand } from './drift.js';
 import {
@@ -41,7 +41,9 @@ const rolloutFlags = (c: Command) =>
     .option('--reason <text>', 'recorded in the history', '')
     .option(
       '--wait [timeout]',
-      "follow the rollout until every replica serves the version, printing ready/total; exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: the registry's fleet.rolloutTimeoutMs) passes first",
+      'follow the rollout until every replica serves the version, printing ready/total; ' +
+        'exit 1 naming the replicas that failed, or when TIMEOUT (90s, 5m; default: ' +
+        "the registry's fleet.rolloutTimeoutMs) passes first",
       durationArg,
     )
     .option(
@@ -92,7 +94,10 @@ const promoteOptions = (o: PromoteFlags): Pick<PromoteRequest, 'canary' | 'gates
 /** One version in a line, then its latest evaluation per dataset (with per-class AP when `detail`). */
 function printVersion(v: ModelVersion, detail = false): void {
   console.log(
-    `${v.model} v${v.version}  ${v.sha256.slice(0, 12)}  ${(Number(v.sizeBytes) / 1e6).toFixed(1)} MB  ${v.family} ${v.inputWidth}x${v.inputHeight}  ${v.classNames.length} classes  ${v.createdAt}${v.corrupt ? `  CORRUPT: ${v.corruptReason}` : ''}${v.sourceName ? `  (${v.sourceName})` : ''}`,
+    `${v.model} v${v.version}  ${v.sha256.slice(0, 12)}  ` +
+      `${(Number(v.sizeBytes) / 1e6).toFixed(1)} MB  ${v.family} ` +
+      `${v.inputWidth}x${v.inputHeight}  ${v.classNames.length} classes  ` +
+      `${v.createdAt}${v.corrupt ? `  CORRUPT: ${v.corruptReason}` : ''}${v.sourceName ? `  (${v.sourceName})` : ''}`,
   );
   for (const e of v.evaluations) {
     if (detail) printEvaluation(e, '  ');
@@ -107,6 +112,15 @@ function upload(
   o: Common & { model: string; notes: string; labels?: string; family?: string; sha256?: string },
 ): Promise<ModelVersion> {
   const stdin = file === '-';
+  // Paths first: a wrong one is reported in one line (exit 2) before the upload starts.
+  if (!stdin) assertReadableFile('model file', file);
+  const labels = o.labels
+    ? readFileArg('--labels', o.labels)
+        .toString('utf8')
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter(Boolean)
+    : [];
   const bar =
     process.stderr.isTTY && !o.json && !stdin
       ? new SingleBar(
@@ -121,12 +135,6 @@ function upload(
       if (err) reject(err);
       else resolve(res!);
     });
-    const labels = o.labels
-      ? readFileSync(o.labels, 'utf8')
-          .split(/\r?\n/)
-          .map((l) => l.trim())
-          .filter(Boolean)
-      : [];
     stream.write({
       metadata: {
         model: o.model,
@@ -246,14 +254,17 @@ export function registryCommand(): Command {
   )
     .option(
       '--require <gate>',
-      'a gate the stored evidence must pass, beside the configured ones; repeatable: map50_95>=active-0.005, agreement>=0.9, p99<=1.2*active (README, "Promoting with evidence")',
+      'a gate the stored evidence must pass, beside the configured ones; repeatable: ' +
+        'map50_95>=active-0.005, agreement>=0.9, p99<=1.2*active (README, ' +
+        '"Promoting with evidence")',
       collect,
       [],
     )
     .option('--force', 'promote even if gates fail (audited as forced)')
     .option(
       '--canary <percent>',
-      'instead of promoting, serve this share of the requests that name no version with the version (10%), on every replica; promote again without it to finish',
+      'instead of promoting, serve this share of the requests that name no version with the ' +
+        'version (10%), on every replica; promote again without it to finish',
       percentArg,
     )
     .option(

@@ -42,7 +42,10 @@ const versions = (vs: ModelStatus['replicas'][number]['versions']) =>
   vs
     .map(
       (v) =>
-        `${v.version} ${stateName(v.state)}${v.provider ? ` on ${v.provider}` : ''}${v.inFlight ? `, ${v.inFlight} in flight` : ''}${v.error ? `: ${v.error}` : ''}`,
+        `${v.version} ${stateName(v.state)}` +
+        (v.provider ? ` on ${v.provider}` : '') +
+        (v.inFlight ? `, ${v.inFlight} in flight` : '') +
+        (v.error ? `: ${v.error}` : ''),
     )
     .join('; ') || 'none';
 
@@ -58,9 +61,8 @@ export function printStatus(s: ModelStatus): void {
     `model ${s.model}: active ${s.activeVersion || '-'}, rollback ${s.rollbackVersion || '-'}; ${s.replicas.length} replica(s)`,
   );
   for (const r of s.replicas) {
-    console.log(
-      `  ${r.replica}: serving ${r.servingVersion || '-'}${r.activeVersion && r.activeVersion !== r.servingVersion ? ` (moving to ${r.activeVersion})` : ''}; versions: ${versions(r.versions)}`,
-    );
+    const moving = r.activeVersion && r.activeVersion !== r.servingVersion ? ` (moving to ${r.activeVersion})` : '';
+    console.log(`  ${r.replica}: serving ${r.servingVersion || '-'}${moving}; versions: ${versions(r.versions)}`);
   }
   if (s.rollout) console.log(`latest ${describeRollout(s.rollout)}`);
   if (s.canary) printCanary(s.canary);

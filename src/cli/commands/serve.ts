@@ -3,10 +3,13 @@ import { setLogger } from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
 import { basename, extname } from 'node:path';
 import { loadConfig, SERVER_ROLES, type ServerRole } from '../../config/index.js';
+import { SightlineError } from '../../errors.js';
 import { FAMILY_NAMES } from '../../identifiers.js';
+import { assertOnnxModel } from '../../inference/index.js';
 import { startSightline } from '../../main.js';
 import { createLogger } from '../../telemetry/logger.js';
-import { assertReadableFile, intArg } from '../args.js';
+import { assertReadableFile, intArg, readFileArg } from '../args.js';
+import { describeError, reportError } from '../errors.js';
 
 /** How long a second signal waits for running inferences before the process exits. */
 const IMMEDIATE_EXIT_WAIT_MS = 3000;
@@ -26,6 +29,22 @@ interface ServeFlags {
   threads?: number;
   logLevel?: string;
   adminPort?: number;
+  httpPort?: number;
+}
+
+/** A model file to serve: readable, and an ONNX model (a protobuf ModelProto with a graph). */
+function assertModelFile(what: string, path: string): void {
+  try {
+    assertOnnxModel(readFileArg(what, path));
+  } catch (e) {
+    if (e instanceof SightlineError && e.code === 'INVALID_INPUT') throw e;
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `${what} ${path}: ${describeError(e)}: give an ONNX model file (.onnx, as exported for inference)`,
+      { path },
+      { cause: e },
+    );
+  }
 }
 
 export function serveCommand(): Command {
@@ -50,6 +69,11 @@ export function serveCommand(): Command {
     .option('--threads <n>', 'ONNX Runtime intra-op threads per worker', intArg)
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .option('--admin-port <n>', 'admin HTTP port: /metrics, /healthz, /readyz (default 9464)', intArg)
+    .option(
+      '--http-port <n>',
+      'HTTP port: Open Inference Protocol REST and /v1/detect (default 8000); turns it on (http.enabled)',
+      intArg,
+    )
     .action(async (f: ServeFlags) => {
       // Only flags actually given override the file and the environment.
       const defined = (o: Record<string, unknown>) =>
@@ -61,6 +85,7 @@ export function serveCommand(): Command {
         pool: defined({ workers: f.workers, intraOpThreads: f.threads }),
         log: defined({ level: f.logLevel }),
         admin: defined({ port: f.adminPort }),
+        http: f.httpPort === undefined ? {} : { enabled: true, port: f.httpPort },
       };
       if (f.model) {
         overrides.models = [
@@ -73,10 +98,11 @@ export function serveCommand(): Command {
         ];
       }
       const config = loadConfig({ file: f.config, overrides });
-      // A wrong path is the user's to fix: said in one line, before anything starts or listens.
+      // A wrong path or a file that is no ONNX model is the user's to fix: said in one line, before
+      // anything starts or listens.
       if (config.role !== 'inference') {
         config.models.forEach((m, i) => {
-          assertReadableFile(f.model ? '--model' : `models[${i}].path`, m.path);
+          assertModelFile(f.model ? '--model' : `models[${i}].path`, m.path);
           if (m.labels) assertReadableFile(f.labels ? '--labels' : `models[${i}].labels`, m.labels);
         });
       }
@@ -120,9 +146,13 @@ export function serveCommand(): Command {
       try {
         await app.ready;
       } catch (e) {
-        log.fatal({ err: e, event: 'startup_failed' }, `startup failed: ${(e as Error).message}`);
+        // Past the ports, still one line on stderr as for any mistake (errors.ts); the JSON log says
+        // it too, with the stack only at debug.
+        log.fatal({ event: 'startup_failed', reason: describeError(e) }, `startup failed: ${describeError(e)}`);
+        log.debug({ event: 'startup_failed', err: e }, 'startup failure');
         await app.close(0);
-        process.exit(1);
+        reportError(e);
+        process.exit();
       }
       log.info({ event: 'serving', port: app.port, models: config.models.map((m) => m.name) }, 'serving');
     });

@@ -3,7 +3,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { FAMILY_NAMES } from '../../identifiers.js';
 import { validateModel } from '../../eval/validate.js';
-import { fractionArg, intArg } from '../args.js';
+import { assertReadableDir, assertReadableFile, fractionArg, intArg } from '../args.js';
 
 interface ValidateFlags {
   model: string;
@@ -51,10 +51,14 @@ export function validateCommand(): Command {
     )
     .option(
       '--no-dct-scaling',
-      'decode every JPEG at full size (as preprocess.jpegDctScaling: false; default: 1/2, 1/4 or 1/8 in the IDCT where the input is that small)',
+      'decode every JPEG at full size (as preprocess.jpegDctScaling: false; ' +
+        'default: 1/2, 1/4 or 1/8 in the IDCT where the input is that small)',
     )
     .option('--json', 'print the report as JSON')
     .action(async (f: ValidateFlags) => {
+      assertReadableFile('--model', f.model);
+      assertReadableDir('--dataset', f.dataset);
+      if (f.labels) assertReadableFile('--labels', f.labels);
       const bar =
         process.stderr.isTTY && !f.json
           ? new SingleBar(
@@ -98,14 +102,18 @@ export function validateCommand(): Command {
       );
       console.log(`dataset ${f.dataset}: ${r.images} images, ${m.numGt} boxes, ${m.perClass.length} classes present`);
       console.log(
-        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}, ` +
+        `settings: conf ${r.settings.confThreshold}, NMS IoU ${r.settings.iouThreshold}, ` +
+          `max ${r.settings.maxDetections} boxes, multi-label, ICC profiles ` +
+          `${r.settings.applyIccProfile ? 'applied' : 'ignored'}, decoder ${r.settings.decoder}, ` +
           `JPEG DCT scaling ${r.settings.jpegDctScaling ? 'on' : 'off'}`,
       );
       console.log(`mAP@0.5      ${m.map50.toFixed(3)}`);
       console.log(`mAP@0.5:0.95 ${m.map5095.toFixed(3)}`);
       console.log(`precision ${m.precision.toFixed(3)}  recall ${m.recall.toFixed(3)} (conf 0.25, IoU 0.5)`);
       console.log(
-        `${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ms/image); per image, waiting excluded: p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`,
+        `${r.seconds.toFixed(1)} s (${((r.seconds * 1000) / r.images).toFixed(0)} ` +
+          `ms/image); per image, waiting excluded: p50 ${r.latency.p50Ms.toFixed(1)} ` +
+          `ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`,
       );
     });
 }

@@ -10,6 +10,7 @@ const WIRE_I64 = 1;
 const WIRE_LEN = 2;
 const WIRE_I32 = 5;
 
+const FIELD_GRAPH = 7;
 const FIELD_METADATA_PROPS = 14;
 const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
@@ -120,9 +121,24 @@ function readEntry(c: Cursor, start: number, end: number): [string, string] {
  * without metadata gives {}. Throws UNSUPPORTED_MODEL when the bytes are not a protobuf message.
  */
 export function readOnnxMetadata(model: Uint8Array): Record<string, string> {
+  return walkModel(model).props;
+}
+
+/**
+ * Throws UNSUPPORTED_MODEL unless the bytes are an ONNX ModelProto with a graph: the cheap check
+ * `sightline serve` makes before anything listens (an image or a text file given as --model). Whether
+ * ONNX Runtime can load it and a family matches is only known once a worker has loaded it.
+ */
+export function assertOnnxModel(model: Uint8Array): void {
+  if (!walkModel(model).graph) throw bad('no graph (ModelProto field 7)');
+}
+
+/** One pass over the top-level fields: the metadata, and whether there is a graph. */
+function walkModel(model: Uint8Array): { props: Record<string, string>; graph: boolean } {
   if (model.length === 0) throw bad('empty file');
   const c = new Cursor(model, 0, model.length);
   const props: Record<string, string> = {};
+  let graph = false;
   while (c.pos < c.end) {
     const at = c.pos;
     const tag = c.varint();
@@ -133,6 +149,7 @@ export function readOnnxMetadata(model: Uint8Array): Record<string, string> {
     if (expected !== undefined && expected !== wire) {
       throw bad(`ModelProto field ${field} has wire type ${wire} at byte ${at}`);
     }
+    if (field === FIELD_GRAPH) graph = true;
     if (field === FIELD_METADATA_PROPS) {
       const len = c.varint();
       const start = c.pos;
@@ -144,5 +161,5 @@ export function readOnnxMetadata(model: Uint8Array): Record<string, string> {
       c.skip(wire, at);
     }
   }
-  return props;
+  return { props, graph };
 }

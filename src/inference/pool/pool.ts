@@ -280,7 +280,9 @@ export class InferencePool {
     const retryAfterMs = Math.max(10, Math.ceil((waiting * this.avgRunMs) / this.slots.length));
     return new SightlineError(
       'OVERLOADED',
-      `server is at capacity: ${this.admitted} requests admitted, limit ${limit} (${this.slots.length} workers + queue ${this.opts.maxQueue}); retry in about ${retryAfterMs} ms`,
+      `server is at capacity: ${this.admitted} requests admitted, limit ${limit} ` +
+        `(${this.slots.length} workers + queue ${this.opts.maxQueue}); ` +
+        `retry in about ${retryAfterMs} ms`,
       {
         retryAfterMs,
       },

@@ -9,7 +9,7 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { SightlineError } from '../../errors.js';
+import { listenError, SightlineError } from '../../errors.js';
 import type { AccessControl, DetectService } from '../../serving/index.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
@@ -167,7 +167,14 @@ export async function startHttpServer(
   });
   detectRoute(app, { detect: services.detect, metrics: services.metrics, maxBodyBytes: opts.maxBodyBytes, signalOf });
 
-  await app.listen({ host: opts.host, port: opts.port });
+  await app.listen({ host: opts.host, port: opts.port }).catch((e: unknown) => {
+    throw listenError(
+      e,
+      'HTTP',
+      `${opts.host}:${opts.port}`,
+      '--http-port, http.port or SIGHTLINE_HTTP__PORT (http.enabled: false turns it off)',
+    );
+  });
   const port = (app.server.address() as AddressInfo).port;
   if (!opts.tls.enabled && !/^(127\.|localhost$|::1$)/.test(opts.host))
     log.warn(

@@ -265,7 +265,8 @@ export class OpenInference {
     }
     throw new SightlineError(
       'INVALID_INPUT',
-      `input ${input.name} is not an input of model ${d.model}: send ${IMAGE_INPUT} (BYTES, one encoded image per element) or ${d.input.name} (FP32 [${d.input.dims.join(', ')}])`,
+      `input ${input.name} is not an input of model ${d.model}: send ${IMAGE_INPUT} (BYTES, ` +
+        `one encoded image per element) or ${d.input.name} (FP32 [${d.input.dims.join(', ')}])`,
       { field: 'inputs' },
     );
   }

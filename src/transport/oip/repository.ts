@@ -31,7 +31,9 @@ const STATE: Record<LoadedVersionView['state'], RepositoryState> = {
 };
 
 const REPLICA =
-  'this server is an inference replica: it follows the registry and has no repository of its own; load (promote) and unload (roll back) on the registry, e.g. `sightline registry promote NAME VERSION --server REGISTRY`';
+  'this server is an inference replica: it follows the registry and has no repository ' +
+  'of its own; load (promote) and unload (roll back) on the registry, e.g. ' +
+  '`sightline registry promote NAME VERSION --server REGISTRY`';
 
 export class ModelRepository {
   constructor(

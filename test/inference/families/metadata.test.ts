@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { SightlineError } from '../../../src/errors.js';
 import { parseUltralyticsNames } from '../../../src/inference/families/index.js';
-import { readOnnxMetadata } from '../../../src/inference/onnx/metadata.js';
+import { assertOnnxModel, readOnnxMetadata } from '../../../src/inference/onnx/metadata.js';
 import { imagePath, modelPath, requireShared } from '../../support/shared.js';
 
 /** Minimal protobuf writer for the test fixtures. */
@@ -88,5 +88,17 @@ describe('readOnnxMetadata', () => {
     assert.equal(readOnnxMetadata(readFileSync(modelPath('yolo11n_int8_320.onnx'))).imgsz, '[320, 320]');
     assert.deepEqual(readOnnxMetadata(readFileSync(modelPath('yolox_nano.onnx'))), {});
     assert.throws(() => readOnnxMetadata(readFileSync(imagePath('bus.jpg'))), notOnnx);
+  });
+});
+
+describe('assertOnnxModel (serve --model, before anything listens)', () => {
+  test('a ModelProto needs a graph; anything else is not an ONNX model', (t) => {
+    assert.doesNotThrow(() => assertOnnxModel(Uint8Array.from([...int(1, 7), ...len(7, [1, 2, 3])])));
+    assert.throws(() => assertOnnxModel(Uint8Array.from([...int(1, 7), ...entry('k', 'v')])), /no graph/);
+    assert.throws(() => assertOnnxModel(Buffer.from('{"not": "onnx"}')), notOnnx);
+    if (!requireShared(t, 'models')) return;
+    for (const m of ['yolov8n_int8.onnx', 'yolo11n_int8_320.onnx', 'yolox_nano.onnx', 'nanodet_m_320.onnx'])
+      assert.doesNotThrow(() => assertOnnxModel(readFileSync(modelPath(m))), m);
+    assert.throws(() => assertOnnxModel(readFileSync(imagePath('bus.jpg'))), notOnnx);
   });
 });
