@@ -78,7 +78,18 @@ const MAX = { principal: 256, peer: 256, action: 128, target: 1024, reason: 4096
  * array (not an object) so the encoding has one form; anyone can recompute it from an export.
  */
 export function auditEntryHash(e: Omit<AuditEntry, 'hash'>): string {
-  const canonical = JSON.stringify(['sightline-audit-v1', e.seq, e.at, e.principal, e.peer, e.action, e.target, e.outcome, e.reason, e.prevHash]);
+  const canonical = JSON.stringify([
+    'sightline-audit-v1',
+    e.seq,
+    e.at,
+    e.principal,
+    e.peer,
+    e.action,
+    e.target,
+    e.outcome,
+    e.reason,
+    e.prevHash,
+  ]);
   return createHash('sha256').update(canonical, 'utf8').digest('hex');
 }
 
@@ -86,11 +97,20 @@ export function auditEntryHash(e: Omit<AuditEntry, 'hash'>): string {
  * Checks a chain given oldest first (the table, or a JSON-lines export read back). A chain that does not
  * start at seq 1 is checked from its first entry's prevHash, so an export taken with --since verifies too.
  */
-export function verifyAuditChain(entries: Iterable<AuditEntry>, opts: { fromStart?: boolean } = {}): Omit<AuditVerifyResult, 'triggersIntact'> {
+export function verifyAuditChain(
+  entries: Iterable<AuditEntry>,
+  opts: { fromStart?: boolean } = {},
+): Omit<AuditVerifyResult, 'triggersIntact'> {
   const fromStart = opts.fromStart ?? true;
   let checked = 0;
   let prev: AuditEntry | null = null;
-  const bad = (seq: number, problem: string) => ({ ok: false, checked, firstBadSeq: seq, problem, head: prev && { seq: prev.seq, hash: prev.hash } });
+  const bad = (seq: number, problem: string) => ({
+    ok: false,
+    checked,
+    firstBadSeq: seq,
+    problem,
+    head: prev && { seq: prev.seq, hash: prev.hash },
+  });
   for (const e of entries) {
     const expectedSeq = prev ? prev.seq + 1 : fromStart ? 1 : e.seq;
     if (e.seq > expectedSeq) {
@@ -104,9 +124,13 @@ export function verifyAuditChain(entries: Iterable<AuditEntry>, opts: { fromStar
     if (e.seq < expectedSeq) return bad(e.seq, `entry ${e.seq} is out of order (after ${prev?.seq ?? 'the start'})`);
     const expectedPrev = prev ? prev.hash : fromStart ? GENESIS_HASH : e.prevHash;
     if (e.prevHash !== expectedPrev) {
-      return bad(e.seq, `entry ${e.seq} does not follow entry ${e.seq - 1} (prev_hash mismatch): an entry was removed, altered or reordered`);
+      return bad(
+        e.seq,
+        `entry ${e.seq} does not follow entry ${e.seq - 1} (prev_hash mismatch): an entry was removed, altered or reordered`,
+      );
     }
-    if (auditEntryHash(e) !== e.hash) return bad(e.seq, `entry ${e.seq} was altered (its hash does not match its contents)`);
+    if (auditEntryHash(e) !== e.hash)
+      return bad(e.seq, `entry ${e.seq} was altered (its hash does not match its contents)`);
     prev = e;
     checked++;
   }
@@ -168,11 +192,15 @@ export class AuditLog {
    */
   append(input: AuditInput): AuditEntry {
     if (!OUTCOMES.includes(input.outcome)) {
-      throw new SightlineError('INVALID_INPUT', `audit outcome must be one of ${OUTCOMES.join(', ')}; got ${JSON.stringify(input.outcome)}`);
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `audit outcome must be one of ${OUTCOMES.join(', ')}; got ${JSON.stringify(input.outcome)}`,
+      );
     }
     const principal = clip(input.principal, MAX.principal);
     const action = clip(input.action, MAX.action);
-    if (principal === '' || action === '') throw new SightlineError('INVALID_INPUT', 'audit entries need a principal and an action');
+    if (principal === '' || action === '')
+      throw new SightlineError('INVALID_INPUT', 'audit entries need a principal and an action');
     const fields = {
       at: this.now().toISOString(),
       principal,
@@ -197,10 +225,13 @@ export class AuditLog {
   list(opts: AuditListOptions = {}): AuditEntry[] {
     const limit = opts.limit ?? DEFAULT_LIMIT;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-      throw new SightlineError('INVALID_INPUT', `audit limit must be an integer from 1 to ${MAX_LIMIT}, got ${limit}`, { limit });
+      throw new SightlineError('INVALID_INPUT', `audit limit must be an integer from 1 to ${MAX_LIMIT}, got ${limit}`, {
+        limit,
+      });
     }
     const afterSeq = opts.afterSeq ?? 0;
-    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new SightlineError('INVALID_INPUT', `afterSeq must be a non-negative integer, got ${afterSeq}`);
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0)
+      throw new SightlineError('INVALID_INPUT', `afterSeq must be a non-negative integer, got ${afterSeq}`);
     return this.s.list.all(sinceIso(opts.since), afterSeq, limit).map(toEntry);
   }
 
@@ -221,16 +252,34 @@ export class AuditLog {
     const lastSeq = r.head?.seq ?? 0;
     const highWater = this.s.highWater.get()?.seq ?? 0;
     if (highWater > lastSeq) {
-      return { ...r, ok: false, firstBadSeq: lastSeq + 1, problem: `entries after ${lastSeq} (up to ${highWater}) were deleted`, triggersIntact };
+      return {
+        ...r,
+        ok: false,
+        firstBadSeq: lastSeq + 1,
+        problem: `entries after ${lastSeq} (up to ${highWater}) were deleted`,
+        triggersIntact,
+      };
     }
     const want = opts.expectHead;
     if (want) {
       const row = this.s.bySeq.get(want.seq);
       if (!row) {
-        return { ...r, ok: false, firstBadSeq: lastSeq + 1, problem: `entry ${want.seq} (a recorded head) is gone: the log was cut short`, triggersIntact };
+        return {
+          ...r,
+          ok: false,
+          firstBadSeq: lastSeq + 1,
+          problem: `entry ${want.seq} (a recorded head) is gone: the log was cut short`,
+          triggersIntact,
+        };
       }
       if (row.hash !== want.hash) {
-        return { ...r, ok: false, firstBadSeq: want.seq, problem: `entry ${want.seq} differs from the recorded head: the log was rewritten`, triggersIntact };
+        return {
+          ...r,
+          ok: false,
+          firstBadSeq: want.seq,
+          problem: `entry ${want.seq} differs from the recorded head: the log was rewritten`,
+          triggersIntact,
+        };
       }
     }
     return { ...r, triggersIntact };
@@ -258,7 +307,10 @@ export function parseSince(s: string, now: Date = new Date()): string {
   }
   const d = new Date(s);
   if (s.trim() === '' || Number.isNaN(d.getTime())) {
-    throw new SightlineError('INVALID_INPUT', `--since ${JSON.stringify(s)} is neither a date/time (2025-01-31T12:00:00Z) nor a duration (15m, 24h, 7d)`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `--since ${JSON.stringify(s)} is neither a date/time (2025-01-31T12:00:00Z) nor a duration (15m, 24h, 7d)`,
+    );
   }
   return d.toISOString();
 }

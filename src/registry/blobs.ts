@@ -32,7 +32,9 @@ const SHA256 = /^[0-9a-f]{64}$/;
 export function assertSha256(s: unknown, what = 'sha256'): asserts s is string {
   if (typeof s !== 'string' || !SHA256.test(s)) {
     const shown = typeof s === 'string' ? JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s) : typeof s;
-    throw new SightlineError('INVALID_INPUT', `${what} ${shown} is not a sha256 (64 lowercase hex digits)`, { field: what });
+    throw new SightlineError('INVALID_INPUT', `${what} ${shown} is not a sha256 (64 lowercase hex digits)`, {
+      field: what,
+    });
   }
 }
 
@@ -52,7 +54,8 @@ export interface PutResult {
  * Why a blob is unusable, in words safe to show a client (no filesystem paths). `keyMissing`: the blob
  * is encrypted with a key this store was not given, so it is not known to be damaged, only unreadable.
  */
-export type BlobCheck = { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly keyMissing?: true };
+export type BlobCheck =
+  { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly keyMissing?: true };
 
 /** How a blob is stored on disk. */
 export type BlobEncryption = { readonly encrypted: false } | { readonly encrypted: true; readonly keyId: string };
@@ -130,12 +133,15 @@ export class BlobStore {
         size += chunk.byteLength;
         if (size > maxBytes) {
           // Throwing inside for-await also calls the source's return(), so the client stream stops.
-          throw new SightlineError('INVALID_INPUT', `model file exceeds the upload limit of ${maxBytes} bytes`, { maxBytes });
+          throw new SightlineError('INVALID_INPUT', `model file exceeds the upload limit of ${maxBytes} bytes`, {
+            maxBytes,
+          });
         }
         if (head !== null) {
           head = Buffer.concat([head, chunk.subarray(0, ENC_MAGIC.length - head.length)]);
           if (head.length === ENC_MAGIC.length) {
-            if (isEncryptedHead(head)) throw new SightlineError('INVALID_INPUT', 'the file is an encrypted Sightline blob, not a model');
+            if (isEncryptedHead(head))
+              throw new SightlineError('INVALID_INPUT', 'the file is an encrypted Sightline blob, not a model');
             head = null;
           }
         }
@@ -149,7 +155,10 @@ export class BlobStore {
 
       const sha256 = hash.digest('hex');
       if (expected !== undefined && expected !== sha256) {
-        throw new SightlineError('INVALID_INPUT', `sha256 mismatch: expected ${expected}, got ${sha256}`, { expected, actual: sha256 });
+        throw new SightlineError('INVALID_INPUT', `sha256 mismatch: expected ${expected}, got ${sha256}`, {
+          expected,
+          actual: sha256,
+        });
       }
       // Read-only so nothing edits a blob in place by accident; the directory entry can still be replaced.
       await chmod(tmpPath, 0o444);
@@ -272,7 +281,9 @@ export class BlobStore {
           return { ok: false, reason: `blob is ${size} bytes, expected ${expectedSize}` };
         }
         const actual = await hashRange(handle, 0, size);
-        return actual === sha256 ? { ok: true } : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
+        return actual === sha256
+          ? { ok: true }
+          : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
       }
       if (size < ENCRYPTION_OVERHEAD) return { ok: false, reason: 'encrypted blob is truncated' };
       if (expectedSize !== undefined && size !== expectedSize + ENCRYPTION_OVERHEAD) {
@@ -290,7 +301,9 @@ export class BlobStore {
         return { ok: false, reason: 'encrypted blob fails authentication (damaged or tampered with)' };
       }
       const actual = hash.digest('hex');
-      return actual === sha256 ? { ok: true } : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
+      return actual === sha256
+        ? { ok: true }
+        : { ok: false, reason: `blob content hashes to ${actual}, expected ${sha256}` };
     } finally {
       await handle.close();
     }
@@ -356,13 +369,19 @@ async function readHeader(handle: FileHandle, size: number): Promise<EncHeader |
  * Decrypts an encrypted blob file in chunks into `sink`. Returns false if authentication fails at the
  * end: the caller must not use anything the sink received before this returns true.
  */
-async function decryptFile(handle: FileHandle, size: number, header: EncHeader, key: BlobKey, sink: (plain: Buffer) => void): Promise<boolean> {
+async function decryptFile(
+  handle: FileHandle,
+  size: number,
+  header: EncHeader,
+  key: BlobKey,
+  sink: (plain: Buffer) => void,
+): Promise<boolean> {
   const tag = Buffer.alloc(TAG_BYTES);
   await readExactly(handle, tag, size - TAG_BYTES);
   const decipher = blobDecipher(key, header, tag);
   const end = size - TAG_BYTES;
   const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(1, end - HEADER_BYTES)));
-  for (let pos = HEADER_BYTES; pos < end; ) {
+  for (let pos = HEADER_BYTES; pos < end;) {
     const n = Math.min(buf.length, end - pos);
     const piece = buf.subarray(0, n);
     await readExactly(handle, piece, pos);
@@ -383,7 +402,7 @@ async function decryptFile(handle: FileHandle, size: number, header: EncHeader, 
 async function hashRange(handle: FileHandle, start: number, end: number): Promise<string> {
   const hash = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(1, end - start)));
-  for (let pos = start; pos < end; ) {
+  for (let pos = start; pos < end;) {
     const piece = buf.subarray(0, Math.min(buf.length, end - pos));
     await readExactly(handle, piece, pos);
     hash.update(piece);

@@ -8,7 +8,14 @@
  * digits) tells which key a file needs without trying keys, which is what makes a wrong key a clear
  * error and a key rotation resumable. The blob's name stays the sha256 of the plain model.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes, type CipherGCM, type DecipherGCM } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  randomBytes,
+  type CipherGCM,
+  type DecipherGCM,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SightlineError } from '../errors.js';
 
@@ -37,12 +44,20 @@ export interface KeySource {
 
 /** The id of a key: a hash, so the file header names the key without revealing anything about it. */
 export function keyId(key: Buffer): string {
-  return createHash('sha256').update('sightline blob key id\0').update(key).digest().subarray(0, KEY_ID_BYTES).toString('hex');
+  return createHash('sha256')
+    .update('sightline blob key id\0')
+    .update(key)
+    .digest()
+    .subarray(0, KEY_ID_BYTES)
+    .toString('hex');
 }
 
 export function blobKey(key: Buffer): BlobKey {
   if (!Buffer.isBuffer(key) || key.length !== KEY_BYTES) {
-    throw new SightlineError('INVALID_INPUT', `an encryption key must be ${KEY_BYTES} bytes, got ${Buffer.isBuffer(key) ? key.length : typeof key}`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `an encryption key must be ${KEY_BYTES} bytes, got ${Buffer.isBuffer(key) ? key.length : typeof key}`,
+    );
   }
   return { id: keyId(key), key: Buffer.from(key) };
 }
@@ -75,7 +90,11 @@ export function loadKey(src: KeySource, env: NodeJS.ProcessEnv = process.env): B
   if (src.keyEnv !== undefined) {
     const text = env[src.keyEnv];
     if (text === undefined || text.trim() === '') {
-      throw new SightlineError('INVALID_INPUT', `encryption key environment variable ${src.keyEnv} is not set or empty`, { keyEnv: src.keyEnv });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `encryption key environment variable ${src.keyEnv} is not set or empty`,
+        { keyEnv: src.keyEnv },
+      );
     }
     return parseKey(text, `encryption key environment variable ${src.keyEnv}`);
   }
@@ -88,15 +107,24 @@ export function parseKey(text: string, what = 'encryption key'): Buffer {
   if (/^[0-9a-fA-F]{64}$/.test(s)) return Buffer.from(s, 'hex');
   // All hex digits but not 64 of them: a hex key of the wrong length (base64 of 32 bytes is 43-44 characters).
   if (/^[0-9a-fA-F]+$/.test(s) && s.length !== 43 && s.length !== 44) {
-    throw new SightlineError('INVALID_INPUT', `${what} is ${s.length} hex digits; AES-256 needs 64 (32 bytes, e.g. \`openssl rand -hex 32\`)`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `${what} is ${s.length} hex digits; AES-256 needs 64 (32 bytes, e.g. \`openssl rand -hex 32\`)`,
+    );
   }
   if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(s)) {
     // Buffer.from(…, 'base64') skips characters it does not know; the pattern above rules those out.
     const b = Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
     if (b.length === KEY_BYTES) return b;
-    throw new SightlineError('INVALID_INPUT', `${what} decodes to ${b.length} bytes; AES-256 needs exactly ${KEY_BYTES} (e.g. \`openssl rand -hex 32\`)`);
+    throw new SightlineError(
+      'INVALID_INPUT',
+      `${what} decodes to ${b.length} bytes; AES-256 needs exactly ${KEY_BYTES} (e.g. \`openssl rand -hex 32\`)`,
+    );
   }
-  throw new SightlineError('INVALID_INPUT', `${what} is not 64 hex digits or base64 of ${KEY_BYTES} bytes (e.g. \`openssl rand -hex 32\`)`);
+  throw new SightlineError(
+    'INVALID_INPUT',
+    `${what} is not 64 hex digits or base64 of ${KEY_BYTES} bytes (e.g. \`openssl rand -hex 32\`)`,
+  );
 }
 
 /** A fresh random key (for `sightline key generate` and tests). */

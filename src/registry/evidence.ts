@@ -140,7 +140,9 @@ function prepareStatements(db: Database.Database) {
     dataset: p<[string, number], DatasetRow>('SELECT * FROM datasets WHERE name = ? AND version = ?'),
     latestDataset: p<[string], DatasetRow>('SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1'),
     datasetBySha: p<[string, string], DatasetRow>('SELECT * FROM datasets WHERE name = ? AND sha256 = ?'),
-    nextDatasetVersion: p<[string], { v: number }>('SELECT coalesce(max(version), 0) + 1 AS v FROM datasets WHERE name = ?'),
+    nextDatasetVersion: p<[string], { v: number }>(
+      'SELECT coalesce(max(version), 0) + 1 AS v FROM datasets WHERE name = ?',
+    ),
     insertDataset: p<[DatasetRow]>(
       `INSERT INTO datasets (name, version, sha256, created_at, created_by, notes, images, boxes, size_bytes, class_names)
        VALUES (@name, @version, @sha256, @created_at, @created_by, @notes, @images, @boxes, @size_bytes, @class_names)`,
@@ -155,7 +157,9 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO evaluations (model, version, dataset, dataset_version, created_at, created_by, report) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     ),
     evaluations: p<[string], EvaluationRow>('SELECT * FROM evaluations WHERE model = ? ORDER BY id DESC'),
-    evaluationsOf: p<[string, number], EvaluationRow>('SELECT * FROM evaluations WHERE model = ? AND version = ? ORDER BY id DESC'),
+    evaluationsOf: p<[string, number], EvaluationRow>(
+      'SELECT * FROM evaluations WHERE model = ? AND version = ? ORDER BY id DESC',
+    ),
     insertTrial: p<[string, TrialKind, number, number, number, string, string, string], { id: number }>(
       `INSERT INTO trials (model, kind, version, baseline_version, share, settings, started_at, started_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     ),
@@ -205,7 +209,12 @@ export class EvidenceStore {
   getDataset(name: string, version = 0): DatasetRecord {
     assertIdentifier(name, 'dataset name');
     const row = version ? this.s.dataset.get(name, version) : this.s.latestDataset.get(name);
-    if (!row) throw new SightlineError('NOT_FOUND', version ? `dataset "${name}" has no version ${version}` : `unknown dataset "${name}"`, { dataset: name });
+    if (!row)
+      throw new SightlineError(
+        'NOT_FOUND',
+        version ? `dataset "${name}" has no version ${version}` : `unknown dataset "${name}"`,
+        { dataset: name },
+      );
     return toDataset(row);
   }
 
@@ -327,7 +336,9 @@ export class EvidenceStore {
 
   /** Ends an open trial once; false when it had already ended. */
   endTrial(id: number, actor: string, outcome: TrialOutcome, reason: string): boolean {
-    return this.tx(() => this.s.endTrial.run(this.stamp(), actor, outcome, reason.slice(0, MAX_REASON), id).changes > 0);
+    return this.tx(
+      () => this.s.endTrial.run(this.stamp(), actor, outcome, reason.slice(0, MAX_REASON), id).changes > 0,
+    );
   }
 
   /**
@@ -336,13 +347,18 @@ export class EvidenceStore {
    */
   putTrialStats(trialId: number, replica: string, incarnation: string, body: unknown): void {
     if (incarnation.length > MAX_INCARNATION)
-      throw new SightlineError('INVALID_INPUT', `a tally's incarnation is at most ${MAX_INCARNATION} characters, got ${incarnation.length}`);
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `a tally's incarnation is at most ${MAX_INCARNATION} characters, got ${incarnation.length}`,
+      );
     this.tx(() => this.s.putStats.run(trialId, replica, incarnation, this.stamp(), JSON.stringify(body)));
   }
 
   /** The latest tally of every process that took part in a trial, by replica (each replica's oldest first). */
   trialStats(trialId: number): { replica: string; incarnation: string; body: unknown }[] {
-    return this.s.stats.all(trialId).map((r) => ({ replica: r.replica, incarnation: r.incarnation, body: JSON.parse(r.body) as unknown }));
+    return this.s.stats
+      .all(trialId)
+      .map((r) => ({ replica: r.replica, incarnation: r.incarnation, body: JSON.parse(r.body) as unknown }));
   }
 
   private tx<T>(fn: () => T): T {
@@ -355,7 +371,8 @@ export class EvidenceStore {
 }
 
 function assertNotes(notes: string): void {
-  if (notes.length > MAX_NOTES) throw new SightlineError('INVALID_INPUT', `notes are too long (${notes.length} characters, at most ${MAX_NOTES})`);
+  if (notes.length > MAX_NOTES)
+    throw new SightlineError('INVALID_INPUT', `notes are too long (${notes.length} characters, at most ${MAX_NOTES})`);
 }
 
 function toDataset(r: DatasetRow): DatasetRecord {

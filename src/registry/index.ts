@@ -12,14 +12,43 @@ export { ENCRYPTION_OVERHEAD, blobKey, generateKey, keyId, loadKey, parseKey } f
 export type { BlobKey, KeySource } from './crypto.js';
 export { decryptAllBlobs, rotateBlobKey } from './rotate.js';
 export type { RotateEvent, RotateOptions, RotateResult } from './rotate.js';
-export { CAPABILITIES, TOKEN_ROLES, ROLE_GRANTS, TokenMirror, TokenStore, hashTokenSecret, isTokenRole, roleAllows, verifyToken } from './tokens.js';
-export type { AuthFailure, AuthResult, Capability, NewToken, Principal, TokenDigest, TokenRole, TokenRecord, TokenStoreOptions } from './tokens.js';
+export {
+  CAPABILITIES,
+  TOKEN_ROLES,
+  ROLE_GRANTS,
+  TokenMirror,
+  TokenStore,
+  hashTokenSecret,
+  isTokenRole,
+  roleAllows,
+  verifyToken,
+} from './tokens.js';
+export type {
+  AuthFailure,
+  AuthResult,
+  Capability,
+  NewToken,
+  Principal,
+  TokenDigest,
+  TokenRole,
+  TokenRecord,
+  TokenStoreOptions,
+} from './tokens.js';
 export { OWNER_FILE, lockDataDir } from './lock.js';
 export type { DataDirLock, LockOwner } from './lock.js';
 export { BUSY_TIMEOUT_MS, defaultMigrationsDir, migrate, readMigrations } from './migrate.js';
 export type { MigrateResult, MigrationFile } from './migrate.js';
 export { EvidenceStore } from './evidence.js';
-export type { DatasetFile, DatasetRecord, EvaluationRecord, NewDataset, NewTrial, TrialKind, TrialOutcome, TrialRecord } from './evidence.js';
+export type {
+  DatasetFile,
+  DatasetRecord,
+  EvaluationRecord,
+  NewDataset,
+  NewTrial,
+  TrialKind,
+  TrialOutcome,
+  TrialRecord,
+} from './evidence.js';
 export { RegistryStore } from './store.js';
 export type {
   DeleteResult,

@@ -68,7 +68,9 @@ export function lockDataDir(dataDir: string): DataDirLock {
 function readOwner(dataDir: string): LockOwner | null {
   try {
     const o = JSON.parse(readFileSync(join(dataDir, OWNER_FILE), 'utf8')) as Partial<LockOwner>;
-    return typeof o.pid === 'number' && typeof o.host === 'string' && typeof o.startedAt === 'string' ? (o as LockOwner) : null;
+    return typeof o.pid === 'number' && typeof o.host === 'string' && typeof o.startedAt === 'string'
+      ? (o as LockOwner)
+      : null;
   } catch {
     return null; // not written yet by a holder that has only just started
   }

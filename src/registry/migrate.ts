@@ -36,20 +36,32 @@ export function readMigrations(migrationsDir: string): MigrationFile[] {
   try {
     names = readdirSync(migrationsDir).filter((n) => n.endsWith('.sql'));
   } catch (e) {
-    throw new SightlineError('INTERNAL', `cannot read the migrations folder ${migrationsDir}`, { migrationsDir }, { cause: e });
+    throw new SightlineError(
+      'INTERNAL',
+      `cannot read the migrations folder ${migrationsDir}`,
+      { migrationsDir },
+      { cause: e },
+    );
   }
   names.sort();
   return names.map((name, i) => {
     const m = FILE_NAME.exec(name);
     if (!m) {
-      throw new SightlineError('INTERNAL', `migration file ${name} is not named NNNN_name.sql`, { migrationsDir, name });
-    }
-    const number = Number(m[1]);
-    if (number !== i + 1) {
-      throw new SightlineError('INTERNAL', `migration ${name} should be number ${i + 1}: the files must be numbered 0001, 0002, … with no gaps`, {
+      throw new SightlineError('INTERNAL', `migration file ${name} is not named NNNN_name.sql`, {
         migrationsDir,
         name,
       });
+    }
+    const number = Number(m[1]);
+    if (number !== i + 1) {
+      throw new SightlineError(
+        'INTERNAL',
+        `migration ${name} should be number ${i + 1}: the files must be numbered 0001, 0002, … with no gaps`,
+        {
+          migrationsDir,
+          name,
+        },
+      );
     }
     return { number, name, sql: readFileSync(join(migrationsDir, name), 'utf8') };
   });
@@ -90,9 +102,13 @@ export function migrate(db: Database.Database, migrationsDir: string): MigrateRe
         for (const f of files.slice(now)) db.exec(f.sql);
         const broken = db.pragma('foreign_key_check') as unknown[];
         if (broken.length > 0) {
-          throw new SightlineError('INTERNAL', `migration to v${files.length} leaves ${broken.length} foreign key violation(s); nothing was applied`, {
-            violations: broken.slice(0, 10),
-          });
+          throw new SightlineError(
+            'INTERNAL',
+            `migration to v${files.length} leaves ${broken.length} foreign key violation(s); nothing was applied`,
+            {
+              violations: broken.slice(0, 10),
+            },
+          );
         }
         db.pragma(`user_version = ${files.length}`);
       }).immediate();

@@ -206,7 +206,9 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO profiles (model, version, kind, created_at, body) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (model, version, kind) DO UPDATE SET created_at = excluded.created_at, body = excluded.body`,
     ),
-    profile: p<[string, number, string], ProfileRow>('SELECT * FROM profiles WHERE model = ? AND version = ? AND kind = ?'),
+    profile: p<[string, number, string], ProfileRow>(
+      'SELECT * FROM profiles WHERE model = ? AND version = ? AND kind = ?',
+    ),
   };
 }
 
@@ -241,7 +243,12 @@ export class RegistryStore {
       lock?.release();
       if (e instanceof SightlineError) throw e;
       // Not a database, unreadable, locked …: say which file, for the operator.
-      throw new SightlineError('INTERNAL', `cannot open the registry database ${file}: ${(e as Error).message}`, { file }, { cause: e });
+      throw new SightlineError(
+        'INTERNAL',
+        `cannot open the registry database ${file}: ${(e as Error).message}`,
+        { file },
+        { cause: e },
+      );
     }
   }
 
@@ -312,7 +319,11 @@ export class RegistryStore {
   history(model: string, limit: number = DEFAULT_HISTORY_LIMIT): HistoryRecord[] {
     this.requireModel(model);
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_HISTORY_LIMIT) {
-      throw new SightlineError('INVALID_INPUT', `history limit must be an integer from 1 to ${MAX_HISTORY_LIMIT}, got ${limit}`, { limit });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `history limit must be an integer from 1 to ${MAX_HISTORY_LIMIT}, got ${limit}`,
+        { limit },
+      );
     }
     return this.s.history.all(model, limit).map(toHistory);
   }
@@ -337,11 +348,15 @@ export class RegistryStore {
     return this.tx(() => {
       const existing = this.s.versionBySha.get(v.model, v.sha256);
       if (existing) {
-        throw new SightlineError('ALREADY_EXISTS', `model "${v.model}" already has this file as version ${existing.version}`, {
-          model: v.model,
-          version: existing.version,
-          sha256: v.sha256,
-        });
+        throw new SightlineError(
+          'ALREADY_EXISTS',
+          `model "${v.model}" already has this file as version ${existing.version}`,
+          {
+            model: v.model,
+            version: existing.version,
+            sha256: v.sha256,
+          },
+        );
       }
       this.s.createModel.run(v.model, row.created_at);
       const allocated = this.s.allocateVersion.get(v.model);
@@ -394,7 +409,9 @@ export class RegistryStore {
     return this.tx(() => {
       const m = this.requireModel(model);
       if (m.activeVersion === null) {
-        throw new SightlineError('PRECONDITION', `cannot roll back ${model}: no version has been promoted yet`, { model });
+        throw new SightlineError('PRECONDITION', `cannot roll back ${model}: no version has been promoted yet`, {
+          model,
+        });
       }
       if (m.rollbackVersion === null) {
         throw new SightlineError(
@@ -420,7 +437,7 @@ export class RegistryStore {
 
   /**
    * Deletes a version's row (and its profiles and evaluations). Refuses the active version, the rollback
- * target and the candidate of a running shadow or canary.
+   * target and the candidate of a running shadow or canary.
    * The model row stays, so the number is never reused. The blob is the caller's to remove, only if
    * blobStillReferenced is false; check isBlobReferenced again right before removing if uploads run
    * concurrently (an upload of the same bytes may have landed in between).
@@ -483,7 +500,12 @@ export class RegistryStore {
     try {
       json = JSON.stringify(body);
     } catch (e) {
-      throw new SightlineError('INVALID_INPUT', `profile body is not JSON-serialisable: ${(e as Error).message}`, {}, { cause: e });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `profile body is not JSON-serialisable: ${(e as Error).message}`,
+        {},
+        { cause: e },
+      );
     }
     if (json === undefined) throw new SightlineError('INVALID_INPUT', 'profile body is not JSON-serialisable');
     const text = json;
@@ -518,7 +540,8 @@ export class RegistryStore {
   private setState(model: string, version: number, state: VersionIntegrity, reason: string | null): void {
     assertIdentifier(model);
     const r = this.s.setState.run(state, reason, model, version);
-    if (r.changes === 0) throw new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
+    if (r.changes === 0)
+      throw new SightlineError('NOT_FOUND', `model "${model}" has no version ${version}`, { model, version });
   }
 
   private validateNewVersion(v: NewVersion): Omit<VersionRow, 'version'> {
@@ -531,14 +554,23 @@ export class RegistryStore {
     if (sourceName !== null) assertText(sourceName, 'source name', MAX_SOURCE_NAME);
     assertText(v.family, 'family', MAX_FAMILY);
     if (v.family === '') throw new SightlineError('INVALID_INPUT', 'family must not be empty');
-    for (const [k, n] of [['inputWidth', v.inputWidth], ['inputHeight', v.inputHeight]] as const) {
-      if (!Number.isSafeInteger(n) || n <= 0) throw new SightlineError('INVALID_INPUT', `${k} must be a positive integer, got ${n}`);
+    for (const [k, n] of [
+      ['inputWidth', v.inputWidth],
+      ['inputHeight', v.inputHeight],
+    ] as const) {
+      if (!Number.isSafeInteger(n) || n <= 0)
+        throw new SightlineError('INVALID_INPUT', `${k} must be a positive integer, got ${n}`);
     }
     if (!Array.isArray(v.classNames) || !v.classNames.every((c) => typeof c === 'string')) {
       throw new SightlineError('INVALID_INPUT', 'classNames must be an array of strings');
     }
     const meta = v.onnxMetadata;
-    if (typeof meta !== 'object' || meta === null || Array.isArray(meta) || !Object.values(meta).every((x) => typeof x === 'string')) {
+    if (
+      typeof meta !== 'object' ||
+      meta === null ||
+      Array.isArray(meta) ||
+      !Object.values(meta).every((x) => typeof x === 'string')
+    ) {
       throw new SightlineError('INVALID_INPUT', 'onnxMetadata must be an object of string values');
     }
     const notes = v.notes ?? '';
@@ -571,12 +603,14 @@ function assertVersionNumber(version: number): void {
 
 function assertText(s: string, what: string, max: number): void {
   if (typeof s !== 'string') throw new SightlineError('INVALID_INPUT', `${what} must be a string`);
-  if (s.length > max) throw new SightlineError('INVALID_INPUT', `${what} is too long (${s.length} characters, at most ${max})`);
+  if (s.length > max)
+    throw new SightlineError('INVALID_INPUT', `${what} is too long (${s.length} characters, at most ${max})`);
 }
 
 function assertAudit(actor: string, reason: string): void {
   assertText(actor, 'actor', MAX_ACTOR);
-  if (actor === '') throw new SightlineError('INVALID_INPUT', 'actor must not be empty: history records who made each change');
+  if (actor === '')
+    throw new SightlineError('INVALID_INPUT', 'actor must not be empty: history records who made each change');
   assertText(reason, 'reason', MAX_REASON);
 }
 
@@ -626,5 +660,11 @@ function toHistory(r: HistoryRow): HistoryRecord {
 }
 
 function toProfile(r: ProfileRow): ProfileRecord {
-  return { model: r.model, version: r.version, kind: r.kind, createdAt: r.created_at, body: JSON.parse(r.body) as unknown };
+  return {
+    model: r.model,
+    version: r.version,
+    kind: r.kind,
+    createdAt: r.created_at,
+    body: JSON.parse(r.body) as unknown,
+  };
 }

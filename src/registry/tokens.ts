@@ -69,7 +69,8 @@ export interface Principal {
 }
 
 export type AuthFailure = 'malformed' | 'unknown' | 'expired' | 'revoked';
-export type AuthResult = { readonly ok: true; readonly principal: Principal } | { readonly ok: false; readonly reason: AuthFailure };
+export type AuthResult =
+  { readonly ok: true; readonly principal: Principal } | { readonly ok: false; readonly reason: AuthFailure };
 
 export interface TokenStoreOptions {
   readonly now?: () => Date;
@@ -114,7 +115,9 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO tokens (id, name, role, secret_hash, created_at, created_by, expires_at, revoked_at, revoked_by)
        VALUES (@id, @name, @role, @secret_hash, @created_at, @created_by, @expires_at, @revoked_at, @revoked_by)`,
     ),
-    revoke: db.prepare<[string, string, string]>('UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL'),
+    revoke: db.prepare<[string, string, string]>(
+      'UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL',
+    ),
   };
 }
 
@@ -154,7 +157,9 @@ export class TokenMirror {
   constructor(private readonly opts: { onUnknownId?: () => void } = {}) {}
 
   replace(digests: readonly TokenDigest[]): void {
-    this.byId = new Map(digests.filter((d) => isTokenRole(d.role) && /^[0-9a-f]{64}$/.test(d.secret_hash)).map((d) => [d.id, d]));
+    this.byId = new Map(
+      digests.filter((d) => isTokenRole(d.role) && /^[0-9a-f]{64}$/.test(d.secret_hash)).map((d) => [d.id, d]),
+    );
   }
 
   get size(): number {
@@ -218,8 +223,12 @@ export class TokenStore {
     let expiresAt: string | null = null;
     if (input.expiresAt !== undefined && input.expiresAt !== null) {
       const d = input.expiresAt instanceof Date ? input.expiresAt : new Date(input.expiresAt);
-      if (Number.isNaN(d.getTime())) throw new SightlineError('INVALID_INPUT', `expiresAt ${String(input.expiresAt)} is not a date`, { field: 'expiresAt' });
-      if (d.getTime() <= createdAt.getTime()) throw new SightlineError('INVALID_INPUT', 'expiresAt is in the past', { field: 'expiresAt' });
+      if (Number.isNaN(d.getTime()))
+        throw new SightlineError('INVALID_INPUT', `expiresAt ${String(input.expiresAt)} is not a date`, {
+          field: 'expiresAt',
+        });
+      if (d.getTime() <= createdAt.getTime())
+        throw new SightlineError('INVALID_INPUT', 'expiresAt is in the past', { field: 'expiresAt' });
       expiresAt = d.toISOString();
     }
     const id = randomBytes(8).toString('hex');
@@ -281,7 +290,14 @@ export class TokenStore {
         if (row.revoked_at !== null) return { record: toRecord(row), changed: false };
         const at = this.now().toISOString();
         this.s.revoke.run(at, by, row.id);
-        this.audit?.append({ principal: by, peer, action: 'token.revoke', target: `${row.name} (${row.id}, ${row.role})`, outcome: 'ok', reason: '' });
+        this.audit?.append({
+          principal: by,
+          peer,
+          action: 'token.revoke',
+          target: `${row.name} (${row.id}, ${row.role})`,
+          outcome: 'ok',
+          reason: '',
+        });
         return { record: toRecord({ ...row, revoked_at: at, revoked_by: by }), changed: true };
       })
       .immediate();
@@ -297,25 +313,28 @@ export class TokenStore {
 
   /** Every token's id, role, hash and validity, for inference replicas that check tokens locally. */
   digests(): TokenDigest[] {
-    return this.s.all
-      .all()
-      .map((r) => ({
-        id: r.id,
-        name: r.name,
-        role: r.role,
-        secret_hash: r.secret_hash,
-        expires_at: r.expires_at,
-        revoked_at: r.revoked_at,
-      }));
+    return this.s.all.all().map((r) => ({
+      id: r.id,
+      name: r.name,
+      role: r.role,
+      secret_hash: r.secret_hash,
+      expires_at: r.expires_at,
+      revoked_at: r.revoked_at,
+    }));
   }
 
   /** By exact name, else by id; a string that is one token's name and another's id is refused. */
   private find(nameOrId: string): TokenRow | undefined {
-    if (typeof nameOrId !== 'string' || nameOrId === '') throw new SightlineError('INVALID_INPUT', 'a token name or id is required');
+    if (typeof nameOrId !== 'string' || nameOrId === '')
+      throw new SightlineError('INVALID_INPUT', 'a token name or id is required');
     const byName = this.s.byName.get(nameOrId);
     const byId = /^[0-9a-f]{16}$/.test(nameOrId) ? this.s.byId.get(nameOrId) : undefined;
     if (byName && byId && byName.id !== byId.id) {
-      throw new SightlineError('INVALID_INPUT', `"${nameOrId}" is one token's name and another's id; use the id of the one you mean`, { token: nameOrId });
+      throw new SightlineError(
+        'INVALID_INPUT',
+        `"${nameOrId}" is one token's name and another's id; use the id of the one you mean`,
+        { token: nameOrId },
+      );
     }
     return byName ?? byId;
   }
@@ -323,7 +342,9 @@ export class TokenStore {
 
 function assertActor(s: unknown, what: string): asserts s is string {
   if (typeof s !== 'string' || s === '' || s.length > MAX_ACTOR) {
-    throw new SightlineError('INVALID_INPUT', `${what} must be a non-empty string of at most ${MAX_ACTOR} characters`, { field: what });
+    throw new SightlineError('INVALID_INPUT', `${what} must be a non-empty string of at most ${MAX_ACTOR} characters`, {
+      field: what,
+    });
   }
 }
 

@@ -39,7 +39,11 @@ export interface VerifyOptions {
  * marks the version corrupt, a sound blob clears an earlier corrupt mark. Each distinct blob is
  * hashed once, however many versions share it.
  */
-export async function verifyBlobs(store: RegistryStore, blobs: BlobStore, opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyBlobs(
+  store: RegistryStore,
+  blobs: BlobStore,
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
   const versions = store.allVersions();
   const seen = new Map<string, Awaited<ReturnType<BlobStore['check']>>>();
   const corrupt: CorruptVersion[] = [];
@@ -60,7 +64,8 @@ export async function verifyBlobs(store: RegistryStore, blobs: BlobStore, opts: 
         repaired.push({ model: v.model, version: v.version });
       }
     } else {
-      if (v.state !== 'corrupt' || v.corruptReason !== result.reason) store.markCorrupt(v.model, v.version, result.reason);
+      if (v.state !== 'corrupt' || v.corruptReason !== result.reason)
+        store.markCorrupt(v.model, v.version, result.reason);
       corrupt.push({ model: v.model, version: v.version, reason: result.reason });
     }
   }
@@ -77,7 +82,9 @@ export async function verifyBlobs(store: RegistryStore, blobs: BlobStore, opts: 
       { locked },
     );
   }
-  return opts.allowLocked ? { checked: versions.length, corrupt, repaired, locked } : { checked: versions.length, corrupt, repaired };
+  return opts.allowLocked
+    ? { checked: versions.length, corrupt, repaired, locked }
+    : { checked: versions.length, corrupt, repaired };
 }
 
 /**

@@ -44,7 +44,11 @@ import { repoRoot } from '../support/shared.js';
 function unknownOptions(argv: string[]): string[] {
   let cmd = buildCli();
   const rest = [...argv];
-  for (let sub = cmd.commands.find((c) => c.name() === rest[0]); sub; sub = cmd.commands.find((c) => c.name() === rest[0])) {
+  for (
+    let sub = cmd.commands.find((c) => c.name() === rest[0]);
+    sub;
+    sub = cmd.commands.find((c) => c.name() === rest[0])
+  ) {
     cmd = sub;
     rest.shift();
   }
@@ -77,7 +81,11 @@ function rendered(t: TestContext, set: string): Manifest[] | null {
 }
 
 /** Each value set, as subtests. */
-async function eachSet(t: TestContext, fn: (ms: Manifest[], set: string) => void, sets = Object.keys(SETS)): Promise<void> {
+async function eachSet(
+  t: TestContext,
+  fn: (ms: Manifest[], set: string) => void,
+  sets = Object.keys(SETS),
+): Promise<void> {
   for (const set of sets) {
     await t.test(set, (st) => {
       const ms = rendered(st, set);
@@ -89,7 +97,8 @@ async function eachSet(t: TestContext, fn: (ms: Manifest[], set: string) => void
 const inference = (ms: Manifest[]) => one(ms, 'Deployment', FULL);
 const registry = (ms: Manifest[]) => one(ms, 'StatefulSet', REGISTRY);
 const mainContainer = (w: Manifest) => w.spec.template.spec.containers[0];
-const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   test('helm lint --strict passes for the default, production and ci/ values', (t) => {
@@ -109,7 +118,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       for (const m of ms) {
         assert.match(m.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, `${m.kind} name is a DNS label`);
         assert.ok(m.metadata.name.length <= 63, `${m.kind} ${m.metadata.name} is at most 63 characters`);
-        assert.equal(m.metadata.labels?.['app.kubernetes.io/instance'], RELEASE, `${m.kind} ${m.metadata.name} has the chart labels`);
+        assert.equal(
+          m.metadata.labels?.['app.kubernetes.io/instance'],
+          RELEASE,
+          `${m.kind} ${m.metadata.name} has the chart labels`,
+        );
       }
       const ids = ms.map((m) => `${m.kind}/${m.metadata.name}`);
       assert.equal(new Set(ids).size, ids.length, 'no two objects share kind and name');
@@ -155,14 +168,26 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       const regSvc = one(ms, 'Service', REGISTRY);
       const grpcPort = regSvc.spec.ports.find((p: any) => p.name === 'grpc').port;
       assert.equal(env.SIGHTLINE_REGISTRY__ADDRESS, `${REGISTRY}:${grpcPort}`);
-      assert.ok(selects(regSvc.spec.selector, registry(ms).spec.template.metadata.labels), 'the registry Service selects the registry pod');
+      assert.ok(
+        selects(regSvc.spec.selector, registry(ms).spec.template.metadata.labels),
+        'the registry Service selects the registry pod',
+      );
       assert.equal(env.SIGHTLINE_REGISTRY__CACHE_DIR, '/var/cache/sightline');
       assert.equal(env.SIGHTLINE_GRPC__HOST, '0.0.0.0');
       assert.equal(env.SIGHTLINE_ADMIN__HOST, '0.0.0.0');
-      assert.ok(Number(env.SIGHTLINE_GRPC__MAX_CONNECTION_AGE_MS) > 0, 'a server-side maximum connection age, so clients rebalance');
+      assert.ok(
+        Number(env.SIGHTLINE_GRPC__MAX_CONNECTION_AGE_MS) > 0,
+        'a server-side maximum connection age, so clients rebalance',
+      );
       const volumes = Object.fromEntries(d.spec.template.spec.volumes.map((v: any) => [v.name, v]));
-      for (const [name, path] of [['cache', '/var/cache/sightline'], ['tmp', '/tmp']]) {
-        assert.ok(c.volumeMounts.some((m: any) => m.name === name && m.mountPath === path), `${path} is mounted`);
+      for (const [name, path] of [
+        ['cache', '/var/cache/sightline'],
+        ['tmp', '/tmp'],
+      ]) {
+        assert.ok(
+          c.volumeMounts.some((m: any) => m.name === name && m.mountPath === path),
+          `${path} is mounted`,
+        );
         assert.ok(volumes[name!].emptyDir, `${name} is an emptyDir`);
       }
     });
@@ -171,10 +196,14 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   test('probes: native gRPC (grpc.health.v1) with TLS off, HTTP on the admin port with TLS on', async (t) => {
     await eachSet(t, (ms, set) => {
       const tls = set === 'tls' || set === 'production';
-      for (const [w, readiness] of [[inference(ms), 'sightline.v1.Detector'], [registry(ms), 'sightline.v1.Registry']] as const) {
+      for (const [w, readiness] of [
+        [inference(ms), 'sightline.v1.Detector'],
+        [registry(ms), 'sightline.v1.Registry'],
+      ] as const) {
         const c = mainContainer(w);
         const grpcPort = c.ports.find((p: any) => p.name === 'grpc').containerPort;
-        for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) assert.ok(c[probe], `${w.kind} has a ${probe}`);
+        for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'])
+          assert.ok(c[probe], `${w.kind} has a ${probe}`);
         if (!tls) {
           assert.deepEqual(c.livenessProbe.grpc, { port: grpcPort, service: 'liveness' });
           assert.deepEqual(c.startupProbe.grpc, { port: grpcPort, service: 'liveness' });
@@ -187,7 +216,10 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
           assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'admin' });
           assert.equal(envOf(c).SIGHTLINE_TLS__ENABLED, 'true');
         }
-        assert.ok(c.ports.some((p: any) => p.name === 'admin'), 'the admin port is declared');
+        assert.ok(
+          c.ports.some((p: any) => p.name === 'admin'),
+          'the admin port is declared',
+        );
       }
     });
   });
@@ -237,7 +269,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
     await eachSet(t, (ms) => {
       const sa = one(ms, 'ServiceAccount');
       assert.equal(sa.automountServiceAccountToken, false);
-      assert.deepEqual(ms.filter((m) => /Role|RoleBinding/.test(m.kind)), [], 'no Role, ClusterRole or bindings');
+      assert.deepEqual(
+        ms.filter((m) => /Role|RoleBinding/.test(m.kind)),
+        [],
+        'no Role, ClusterRole or bindings',
+      );
       for (const w of workloads(ms)) assert.equal(w.spec.template.spec.serviceAccountName, sa.metadata.name);
     });
   });
@@ -251,7 +287,10 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       assert.equal(headless.spec.clusterIP, 'None');
       for (const s of [regular, headless]) {
         assert.ok(selects(s.spec.selector, podLabels), `${s.metadata.name} selects the inference pods`);
-        assert.ok(!selects(s.spec.selector, registry(ms).spec.template.metadata.labels), `${s.metadata.name} does not select the registry`);
+        assert.ok(
+          !selects(s.spec.selector, registry(ms).spec.template.metadata.labels),
+          `${s.metadata.name} does not select the registry`,
+        );
         const grpc = s.spec.ports.find((p: any) => p.name === 'grpc');
         assert.equal(grpc.targetPort, 'grpc');
         assert.equal(grpc.appProtocol, 'grpc');
@@ -264,7 +303,10 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       const c = mainContainer(inference(ms));
       assert.equal(c.ports.find((p: any) => p.name === 'http')?.containerPort, values.ports.http);
       const env = envOf(c);
-      assert.deepEqual([env.SIGHTLINE_HTTP__ENABLED, env.SIGHTLINE_HTTP__HOST, env.SIGHTLINE_HTTP__PORT], ['true', '0.0.0.0', String(values.ports.http)]);
+      assert.deepEqual(
+        [env.SIGHTLINE_HTTP__ENABLED, env.SIGHTLINE_HTTP__HOST, env.SIGHTLINE_HTTP__PORT],
+        ['true', '0.0.0.0', String(values.ports.http)],
+      );
       for (const name of [FULL, `${FULL}-headless`]) {
         const http = one(ms, 'Service', name).spec.ports.find((p: any) => p.name === 'http');
         assert.deepEqual([http?.port, http?.targetPort, http?.appProtocol], [values.ports.http, 'http', 'http'], name);
@@ -289,17 +331,26 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
     const bin = needHelm(t);
     if (!bin) return;
     const off = render(bin, '--set', 'http.enabled=false');
-    assert.equal(mainContainer(inference(off)).ports.find((p: any) => p.name === 'http'), undefined);
+    assert.equal(
+      mainContainer(inference(off)).ports.find((p: any) => p.name === 'http'),
+      undefined,
+    );
     assert.equal(envOf(mainContainer(inference(off))).SIGHTLINE_HTTP__ENABLED, undefined);
-    for (const svc of find(off, 'Service')) assert.ok(!svc.spec.ports.some((p: any) => p.name === 'http'), svc.metadata.name);
-    assert.ok(!one(off, 'NetworkPolicy', FULL).spec.ingress.some((r: any) => r.ports.some((p: any) => p.port === 'http')));
+    for (const svc of find(off, 'Service'))
+      assert.ok(!svc.spec.ports.some((p: any) => p.name === 'http'), svc.metadata.name);
+    assert.ok(
+      !one(off, 'NetworkPolicy', FULL).spec.ingress.some((r: any) => r.ports.some((p: any) => p.port === 'http')),
+    );
   });
 
   test('PodDisruptionBudget and HorizontalPodAutoscaler for the inference replicas', async (t) => {
     await eachSet(t, (ms, set) => {
       const d = inference(ms);
       const pdb = one(ms, 'PodDisruptionBudget', FULL);
-      assert.ok(selects(pdb.spec.selector.matchLabels, d.spec.template.metadata.labels), 'the PDB selects the inference pods');
+      assert.ok(
+        selects(pdb.spec.selector.matchLabels, d.spec.template.metadata.labels),
+        'the PDB selects the inference pods',
+      );
       assert.ok(pdb.spec.maxUnavailable !== undefined || pdb.spec.minAvailable !== undefined);
       const hpas = find(ms, 'HorizontalPodAutoscaler');
       if (set === 'all monitoring on, autoscaling off') {
@@ -326,7 +377,9 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
         const pod = w.spec.template.spec;
         const c = mainContainer(w);
         const env = envOf(c);
-        const secretVolumes = Object.fromEntries(pod.volumes.filter((v: any) => v.secret).map((v: any) => [v.name, v.secret.secretName]));
+        const secretVolumes = Object.fromEntries(
+          pod.volumes.filter((v: any) => v.secret).map((v: any) => [v.name, v.secret.secretName]),
+        );
         const mountOf = (path: string) => c.volumeMounts.find((m: any) => path.startsWith(`${m.mountPath}/`));
         const expected = ['auth', 'encryption', ...(set === 'tls' || set === 'production' ? ['tls'] : [])];
         for (const name of expected) {
@@ -334,7 +387,8 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
           const m = c.volumeMounts.find((vm: any) => vm.name === name);
           assert.equal(m?.readOnly, true, `${w.kind}: ${name} is mounted read-only`);
           // The chart either creates the Secret or names an existing one (production).
-          if (set !== 'production') assert.ok(secrets.has(secretVolumes[name]), `${w.kind}: Secret ${secretVolumes[name]} is rendered`);
+          if (set !== 'production')
+            assert.ok(secrets.has(secretVolumes[name]), `${w.kind}: Secret ${secretVolumes[name]} is rendered`);
         }
         assert.equal(env.SIGHTLINE_AUTH__ENABLED, 'true', 'auth is on by default');
         const files = Object.entries(env).filter(([k]) => k.endsWith('_FILE'));
@@ -347,7 +401,8 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
         if (set === 'tls') assert.equal(env.SIGHTLINE_TLS__CLIENT_CA_FILE, '/etc/sightline/tls/ca.crt');
       }
       if (set === 'production') {
-        for (const s of find(ms, 'Secret')) assert.fail(`production names existing Secrets, but ${s.metadata.name} is rendered`);
+        for (const s of find(ms, 'Secret'))
+          assert.fail(`production names existing Secrets, but ${s.metadata.name} is rendered`);
       }
     });
   });
@@ -374,7 +429,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       assert.equal(find(ms, 'Secret').filter((s) => s.metadata.name === 'sightline-key-2025').length, 0);
     }
     for (const w of workloads(plain)) {
-      assert.equal(envOf(mainContainer(w)).SIGHTLINE_ENCRYPTION__PREVIOUS_KEY_FILES, undefined, `${w.kind}: no previous key by default`);
+      assert.equal(
+        envOf(mainContainer(w)).SIGHTLINE_ENCRYPTION__PREVIOUS_KEY_FILES,
+        undefined,
+        `${w.kind}: no previous key by default`,
+      );
     }
   });
 
@@ -386,7 +445,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       assert.match(Buffer.from(auth.data[key], 'base64').toString(), /^sl_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/, key);
     }
     const enc = one(ms, 'Secret', `${FULL}-encryption`);
-    assert.equal(Buffer.from(Buffer.from(enc.data.key, 'base64').toString(), 'base64').length, 32, 'the encryption key is 32 bytes, base64');
+    assert.equal(
+      Buffer.from(Buffer.from(enc.data.key, 'base64').toString(), 'base64').length,
+      32,
+      'the encryption key is 32 bytes, base64',
+    );
     for (const s of [auth, enc]) assert.equal(s.metadata.annotations?.['helm.sh/resource-policy'], 'keep');
   });
 
@@ -395,7 +458,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       for (const { container } of containers(ms)) {
         assert.doesNotMatch(container.image, /:latest$/);
         assert.match(container.image, /(:[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[a-f0-9]{64})$/, 'a tag or a digest');
-        if (set !== 'production') assert.ok(container.image.endsWith(`:${chart.appVersion}`), `${container.image} uses appVersion ${chart.appVersion}`);
+        if (set !== 'production')
+          assert.ok(
+            container.image.endsWith(`:${chart.appVersion}`),
+            `${container.image} uses appVersion ${chart.appVersion}`,
+          );
       }
     });
     const bin = needHelm(t);
@@ -441,12 +508,20 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   });
 
   test('graceful shutdown: terminationGracePeriodSeconds = preStop sleep + shutdownGraceMs + 5 s', async (t) => {
-    assert.equal(values.config.shutdownGraceMs, ConfigSchema.parse({}).shutdownGraceMs, 'the chart default matches the server default');
+    assert.equal(
+      values.config.shutdownGraceMs,
+      ConfigSchema.parse({}).shutdownGraceMs,
+      'the chart default matches the server default',
+    );
     await eachSet(t, (ms, set) => {
       const v = set === 'production' ? (parse(readFileSync(productionValues, 'utf8')) as any) : values;
       for (const w of workloads(ms)) {
         const pod = w.spec.template.spec;
-        assert.equal(pod.terminationGracePeriodSeconds, v.preStopSleepSeconds + Math.floor(v.config.shutdownGraceMs / 1000) + 5, w.kind);
+        assert.equal(
+          pod.terminationGracePeriodSeconds,
+          v.preStopSleepSeconds + Math.floor(v.config.shutdownGraceMs / 1000) + 5,
+          w.kind,
+        );
         assert.equal(envOf(mainContainer(w)).SIGHTLINE_SHUTDOWN_GRACE_MS, String(v.config.shutdownGraceMs));
         assert.deepEqual(mainContainer(w).lifecycle?.preStop?.exec?.command, ['sleep', String(v.preStopSleepSeconds)]);
       }
@@ -459,8 +534,12 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
     const a = render(bin);
     const b = render(bin, '--set', 'config.log.level=debug');
     for (const name of [FULL, REGISTRY]) {
-      const ca = workloads(a).find((w) => w.metadata.name === name)!.spec.template.metadata.annotations['checksum/config'];
-      const cb = workloads(b).find((w) => w.metadata.name === name)!.spec.template.metadata.annotations['checksum/config'];
+      const ca = workloads(a).find((w) => w.metadata.name === name)!.spec.template.metadata.annotations[
+        'checksum/config'
+      ];
+      const cb = workloads(b).find((w) => w.metadata.name === name)!.spec.template.metadata.annotations[
+        'checksum/config'
+      ];
       assert.match(ca, /^[a-f0-9]{64}$/);
       assert.notEqual(ca, cb, `${name}: a config change changes the pod template`);
     }
@@ -498,7 +577,9 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   });
 
   test('monitoring: ServiceMonitor, PrometheusRule with the shipped alerts, Grafana dashboard ConfigMap; all optional', async (t) => {
-    const alerts = parse(readFileSync(join(repoRoot, 'observability', 'prometheus', 'alerts.yml'), 'utf8')) as { groups: unknown[] };
+    const alerts = parse(readFileSync(join(repoRoot, 'observability', 'prometheus', 'alerts.yml'), 'utf8')) as {
+      groups: unknown[];
+    };
     const dashboard = readFileSync(join(repoRoot, 'observability', 'grafana', 'sightline-dashboard.json'), 'utf8');
     await eachSet(t, (ms, set) => {
       const on = set !== 'default' && set !== 'tls';
@@ -550,7 +631,10 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
       try {
         writeFileSync(join(dir, 'config.yaml'), one(ms, 'ConfigMap', FULL).data['config.yaml']);
         const cpus = Math.ceil(cores(requested));
-        const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: { ...(envOf(c) as NodeJS.ProcessEnv), SIGHTLINE_POOL__CPUS: String(cpus) } });
+        const cfg = loadConfig({
+          file: join(dir, 'config.yaml'),
+          env: { ...(envOf(c) as NodeJS.ProcessEnv), SIGHTLINE_POOL__CPUS: String(cpus) },
+        });
         assert.equal(cfg.pool.cpus, cpus);
         assert.equal(cfg.pool.workers * cfg.pool.intraOpThreads, cpus, 'one intra-op thread per requested core');
         assert.equal(cfg.pool.maxQueue, QUEUE_PER_WORKER * cfg.pool.workers);
@@ -563,17 +647,27 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
   test("the chart's environment and config.yaml are accepted by the server's config schema", async (t) => {
     // Keys the chart sets that the server does not know yet: reported as TODO, not failures, until the
     // server supports them (README, "Deploying with Helm"). Any other unknown key fails.
-    const PENDING = new Set(['auth.bootstrapTokenFile', 'auth.replicaTokenFile', 'registry.tokenFile', 'registry.caFile']);
+    const PENDING = new Set([
+      'auth.bootstrapTokenFile',
+      'auth.replicaTokenFile',
+      'registry.tokenFile',
+      'registry.caFile',
+    ]);
     const pending = new Set<string>();
     await eachSet(t, (ms) => {
       const file = parse(one(ms, 'ConfigMap', FULL).data['config.yaml']) as Record<string, unknown>;
       for (const w of workloads(ms)) {
         const env = envOf(mainContainer(w));
-        const tree = deepMerge(deepMerge(file ?? {}, envToTree(env as NodeJS.ProcessEnv)), { role: mainContainer(w).args[2] });
+        const tree = deepMerge(deepMerge(file ?? {}, envToTree(env as NodeJS.ProcessEnv)), {
+          role: mainContainer(w).args[2],
+        });
         const r = ConfigSchema.safeParse(tree);
         if (r.success) continue;
         for (const issue of r.error.issues) {
-          const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys.map((k) => [...issue.path, k].join('.')) : null;
+          const keys =
+            issue.code === 'unrecognized_keys'
+              ? (issue as { keys: string[] }).keys.map((k) => [...issue.path, k].join('.'))
+              : null;
           if (keys && keys.every((k) => PENDING.has(k))) keys.forEach((k) => pending.add(k));
           else assert.fail(`${w.kind} ${w.metadata.name}: ${issue.path.join('.')}: ${issue.message}`);
         }
@@ -589,11 +683,13 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
     const chartKeys = Object.keys(schema.properties.config.properties);
     const serverKeys = Object.keys(ConfigSchema.shape);
     assert.equal(schema.properties.config.additionalProperties, false, 'a misspelt section fails at install');
-    for (const k of chartKeys) assert.ok(serverKeys.includes(k), `config.${k} in values.schema.json is not a server config key`);
+    for (const k of chartKeys)
+      assert.ok(serverKeys.includes(k), `config.${k} in values.schema.json is not a server config key`);
     // Set by the chart itself from other values (role from the workload, admin for probes and metrics).
     const managed = ['role', 'admin', 'encryption'];
     const missing = serverKeys.filter((k) => !chartKeys.includes(k) && !managed.includes(k));
-    if (missing.length) t.diagnostic(`server config sections not settable through the chart's config value yet: ${missing.join(', ')}`);
+    if (missing.length)
+      t.diagnostic(`server config sections not settable through the chart's config value yet: ${missing.join(', ')}`);
   });
 
   test('NOTES.txt tells how to upload, promote with --wait, see every replica and call Detect with the CLI in the pods, no grpcurl', (t) => {
@@ -648,7 +744,11 @@ describe('Helm chart helm/sightline', { skip: helmSkip }, () => {
         assert.deepEqual(unknown, [], `${l}: options the CLI does not know`);
       }
       assert.match(notes, /authorization: Bearer <token>/);
-      assert.match(notes, /curl .*--data-binary @bus\.jpg "https?:\/\/[^"]+:8000\/v1\/detect\?model=yolov8n"/, 'an HTTP call');
+      assert.match(
+        notes,
+        /curl .*--data-binary @bus\.jpg "https?:\/\/[^"]+:8000\/v1\/detect\?model=yolov8n"/,
+        'an HTTP call',
+      );
       assert.match(notes, new RegExp(`dns:///${FULL}-headless\\.${NAMESPACE}\\.svc\\.cluster\\.local:50051`));
       assert.doesNotMatch(notes, /grpcurl|npx/, 'operators need neither grpcurl nor npx');
       assert.doesNotMatch(notes, /<no value>|%!/, 'no unrendered values');

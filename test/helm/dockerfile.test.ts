@@ -85,7 +85,12 @@ function globalArgs(): Record<string, string> {
 function commandsOf(run: Instruction): string[] {
   return run.args
     .split(/&&|;/)
-    .map((c) => c.replace(/"?\$\{?[A-Za-z_][A-Za-z0-9_]*\}?"?/g, '').replace(/\s+/g, ' ').trim())
+    .map((c) =>
+      c
+        .replace(/"?\$\{?[A-Za-z_][A-Za-z0-9_]*\}?"?/g, '')
+        .replace(/\s+/g, ' ')
+        .trim(),
+    )
     .filter(Boolean);
 }
 
@@ -96,12 +101,19 @@ describe('Dockerfile', () => {
     const args = globalArgs();
     for (const { from } of st) {
       const image = from.args.split(' ')[0]!.replace(/^\$\{?([A-Za-z_]+)\}?$/, (_, n: string) => args[n] ?? '');
-      assert.match(image, /^node:(20|22|24)-[a-z]+-slim(@sha256:[a-f0-9]{64})?$/, `FROM ${from.args}: Node LTS slim, pinned`);
+      assert.match(
+        image,
+        /^node:(20|22|24)-[a-z]+-slim(@sha256:[a-f0-9]{64})?$/,
+        `FROM ${from.args}: Node LTS slim, pinned`,
+      );
       assert.doesNotMatch(image, /:latest\b/);
       assert.match(from.args, /\bAS [a-z]+$/i, 'named stage');
     }
     assert.match(st[0]!.from.args, /AS build$/);
-    assert.ok(st.at(-1)!.body.some((i) => i.op === 'COPY' && i.args.startsWith('--from=build')), 'the runtime stage copies from the build stage');
+    assert.ok(
+      st.at(-1)!.body.some((i) => i.op === 'COPY' && i.args.startsWith('--from=build')),
+      'the runtime stage copies from the build stage',
+    );
   });
 
   test('build stage: npm ci (which builds), then production dependencies only, then foreign onnxruntime binaries pruned', () => {
@@ -110,9 +122,15 @@ describe('Dockerfile', () => {
     const at = (re: RegExp) => runs.findIndex((r) => re.test(r));
     assert.ok(at(/^npm ci\b/) >= 0, 'npm ci');
     assert.ok(at(/^npm prune --omit=dev\b/) > at(/^npm ci\b/), 'npm prune --omit=dev after npm ci');
-    assert.ok(at(/^node scripts\/prune-onnxruntime\.mjs "\$\{TARGETARCH\}"$/) > at(/^npm prune/), 'onnxruntime binaries pruned for TARGETARCH');
+    assert.ok(
+      at(/^node scripts\/prune-onnxruntime\.mjs "\$\{TARGETARCH\}"$/) > at(/^npm prune/),
+      'onnxruntime binaries pruned for TARGETARCH',
+    );
     assert.ok(build.some((i) => i.op === 'ARG' && i.args === 'TARGETARCH'));
-    assert.ok(build.some((i) => i.op === 'ENV' && /ONNXRUNTIME_NODE_INSTALL=skip/.test(i.args)), 'ONNXRUNTIME_NODE_INSTALL=skip');
+    assert.ok(
+      build.some((i) => i.op === 'ENV' && /ONNXRUNTIME_NODE_INSTALL=skip/.test(i.args)),
+      'ONNXRUNTIME_NODE_INSTALL=skip',
+    );
     assert.doesNotMatch(dockerfile, /npm install\b/, 'npm ci, never npm install');
   });
 
@@ -120,7 +138,10 @@ describe('Dockerfile', () => {
     const rt = stages().at(-1)!.body;
     const copies = rt.filter((i) => i.op === 'COPY').map((i) => i.args);
     for (const p of ['/app/dist/src', '/app/node_modules', '/app/proto', '/app/migrations', '/app/package.json']) {
-      assert.ok(copies.some((c) => c.startsWith('--from=build') && c.split(' ').includes(p)), `copies ${p}`);
+      assert.ok(
+        copies.some((c) => c.startsWith('--from=build') && c.split(' ').includes(p)),
+        `copies ${p}`,
+      );
     }
     const users = rt.filter((i) => i.op === 'USER');
     assert.ok(users.length >= 1, 'USER set in the final stage');
@@ -145,18 +166,31 @@ describe('Dockerfile', () => {
     assert.equal(env.SIGHTLINE_REGISTRY__CACHE_DIR, '/var/cache/sightline');
     assert.equal(env.MALLOC_ARENA_MAX, '2');
     const r = ConfigSchema.safeParse(envToTree(env as NodeJS.ProcessEnv));
-    assert.ok(r.success, `the image's SIGHTLINE_* variables are valid configuration: ${r.success ? '' : r.error.message}`);
-    assert.match(dockerfile, /chown 1000:1000 \/var\/lib\/sightline \/var\/cache\/sightline/, 'the writable directories belong to the service user');
+    assert.ok(
+      r.success,
+      `the image's SIGHTLINE_* variables are valid configuration: ${r.success ? '' : r.error.message}`,
+    );
+    assert.match(
+      dockerfile,
+      /chown 1000:1000 \/var\/lib\/sightline \/var\/cache\/sightline/,
+      'the writable directories belong to the service user',
+    );
   });
 
   test('ports, STOPSIGNAL, exec-form ENTRYPOINT and CMD, labels; HEALTHCHECK absent and justified', () => {
     const rt = stages().at(-1)!.body;
     const expose = rt.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(' '));
     const defaults = ConfigSchema.parse({});
-    assert.deepEqual(expose.sort(), [String(defaults.grpc.port), String(defaults.admin.port), String(defaults.http.port)].sort());
+    assert.deepEqual(
+      expose.sort(),
+      [String(defaults.grpc.port), String(defaults.admin.port), String(defaults.http.port)].sort(),
+    );
     assert.equal(rt.find((i) => i.op === 'STOPSIGNAL')?.args, 'SIGTERM');
     const entry = rt.find((i) => i.op === 'ENTRYPOINT')!;
-    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: { sightline: string }; scripts: { start: string } };
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+      bin: { sightline: string };
+      scripts: { start: string };
+    };
     // The heap flag is the one `npm start` and `npm run bench` use: the image runs what was measured.
     const startFlags = pkg.scripts.start.split(' ').filter((a) => a.startsWith('--'));
     assert.deepEqual(startFlags, ['--heap-growing-percent=300']);
@@ -181,9 +215,15 @@ describe('Dockerfile', () => {
     const users = rt.filter((i) => i.op === 'USER');
     const beforeUser = rt.slice(0, rt.indexOf(users.at(-1)!));
     const commands = beforeUser.filter((i) => i.op === 'RUN').flatMap(commandsOf);
-    assert.ok(commands.includes(`ln -s ${bin} /usr/local/bin/sightline`), `a RUN links ${bin} as /usr/local/bin/sightline (kubectl exec POD -- sightline …)`);
+    assert.ok(
+      commands.includes(`ln -s ${bin} /usr/local/bin/sightline`),
+      `a RUN links ${bin} as /usr/local/bin/sightline (kubectl exec POD -- sightline …)`,
+    );
     assert.ok(commands.includes(`chmod 755 ${bin}`), `${bin} is executable (tsc writes 644)`);
-    assert.ok(rt.some((i) => i.op === 'COPY' && i.args.split(' ').includes('/app/dist/src')), 'the bin is in the image');
+    assert.ok(
+      rt.some((i) => i.op === 'COPY' && i.args.split(' ').includes('/app/dist/src')),
+      'the bin is in the image',
+    );
     // tsc keeps the shebang, so the link runs under the image's node.
     assert.match(readFileSync(join(repoRoot, 'src', 'cli', 'launch.cts'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
     assert.match(readFileSync(join(repoRoot, pkg.bin.sightline), 'utf8'), /^#!\/usr\/bin\/env node\n/);
@@ -197,10 +237,18 @@ describe('Dockerfile', () => {
       assert.doesNotMatch(run.args, /\bsudo\b/, `line ${run.line}: no sudo (DL3004)`);
       assert.doesNotMatch(run.args, /(^|&&|;)\s*cd\s/, `line ${run.line}: WORKDIR, not cd (DL3003)`);
       assert.doesNotMatch(run.args, /apt-get (dist-)?upgrade/, `line ${run.line}: no upgrade (DL3005)`);
-      assert.doesNotMatch(run.args, /\bcurl\b|\bwget\b/, `line ${run.line}: nothing fetched outside the package managers`);
+      assert.doesNotMatch(
+        run.args,
+        /\bcurl\b|\bwget\b/,
+        `line ${run.line}: nothing fetched outside the package managers`,
+      );
       assert.doesNotMatch(run.args, /\s\|\s/, `line ${run.line}: no pipes (DL4006 would need pipefail)`);
       if (/apt-get install/.test(run.args)) {
-        assert.match(run.args, /apt-get install -y --no-install-recommends/, `line ${run.line}: -y --no-install-recommends (DL3014, DL3015)`);
+        assert.match(
+          run.args,
+          /apt-get install -y --no-install-recommends/,
+          `line ${run.line}: -y --no-install-recommends (DL3014, DL3015)`,
+        );
         assert.match(run.args, /apt-get update/, `line ${run.line}: update in the same RUN`);
         assert.match(run.args, /rm -rf \/var\/lib\/apt\/lists\/\*/, `line ${run.line}: apt lists removed (DL3009)`);
       }
@@ -223,22 +271,32 @@ describe('Dockerfile', () => {
     const runs = ins.filter((i) => i.op === 'RUN');
     assert.ok(runs.length >= 3);
     for (const run of runs) {
-      for (const cmd of commandsOf(run)) assert.ok(docs.includes(cmd), `Dockerfile line ${run.line}: "${cmd}" appears in neither README.md nor .ci/run`);
+      for (const cmd of commandsOf(run))
+        assert.ok(docs.includes(cmd), `Dockerfile line ${run.line}: "${cmd}" appears in neither README.md nor .ci/run`);
     }
   });
 
   test('.dockerignore allows exactly what the build stage copies from the context', () => {
-    const ignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const ignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     assert.equal(ignore[0], '*', 'an allow-list: everything is excluded first');
     const allowed = ignore.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
     assert.ok(ignore.includes('src/generated/'), 'generated code is rebuilt, never copied from the host');
-    const sources = stages()[0]!.body.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).flatMap((i) => i.args.split(' ').slice(0, -1));
+    const sources = stages()[0]!
+      .body.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
+      .flatMap((i) => i.args.split(' ').slice(0, -1));
     for (const src of sources) {
       const p = src.replace(/\/$/, '');
       assert.ok(allowed.includes(p), `COPY ${src} is allowed by .dockerignore`);
       assert.ok(existsSync(join(repoRoot, p)), `${p} exists`);
     }
-    for (const a of allowed) assert.ok(sources.some((s) => s.replace(/\/$/, '') === a), `.dockerignore allows ${a}, which the Dockerfile does not copy`);
+    for (const a of allowed)
+      assert.ok(
+        sources.some((s) => s.replace(/\/$/, '') === a),
+        `.dockerignore allows ${a}, which the Dockerfile does not copy`,
+      );
   });
 
   test('prune-onnxruntime.mjs keeps linux/<arch> only, and refuses to prune when that binary is missing', (t) => {
@@ -249,12 +307,20 @@ describe('Dockerfile', () => {
     const make = () => {
       for (const p of tree) {
         mkdirSync(join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', p), { recursive: true });
-        writeFileSync(join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', p, 'onnxruntime_binding.node'), '');
+        writeFileSync(
+          join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', p, 'onnxruntime_binding.node'),
+          '',
+        );
       }
     };
-    const present = () => tree.filter((p) => existsSync(join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', p)));
+    const present = () =>
+      tree.filter((p) => existsSync(join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', p)));
     const run = (...a: string[]) => spawnSync(process.execPath, [script, ...a], { cwd: dir, encoding: 'utf8' });
-    for (const [arch, kept] of [['amd64', 'linux/x64'], ['arm64', 'linux/arm64'], ['x64', 'linux/x64']] as const) {
+    for (const [arch, kept] of [
+      ['amd64', 'linux/x64'],
+      ['arm64', 'linux/arm64'],
+      ['x64', 'linux/x64'],
+    ] as const) {
       make();
       const r = run(arch);
       assert.equal(r.status, 0, r.stderr);

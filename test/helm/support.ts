@@ -27,14 +27,17 @@ function runs(bin: string): boolean {
 }
 
 function findHelm(): string | null {
-  const candidates = [process.env.HELM, join(repoRoot, '.cache', 'helm', 'helm'), 'helm'].filter((c): c is string => !!c);
+  const candidates = [process.env.HELM, join(repoRoot, '.cache', 'helm', 'helm'), 'helm'].filter(
+    (c): c is string => !!c,
+  );
   for (const c of candidates) if ((c === 'helm' || existsSync(c)) && runs(c)) return c;
   return null;
 }
 
 export const helmBin = findHelm();
 
-const HELM_MISSING = 'helm not found (run `node scripts/get-helm.mjs`, or set HELM=/path/to/helm): the Helm chart is not tested';
+const HELM_MISSING =
+  'helm not found (run `node scripts/get-helm.mjs`, or set HELM=/path/to/helm): the Helm chart is not tested';
 
 /** The `skip` option of the chart suite: the reason without helm, except under CI=true, where its tests fail. */
 export const helmSkip: string | false = helmBin || process.env.CI === 'true' ? false : HELM_MISSING;
@@ -92,7 +95,8 @@ export function render(bin: string, ...extra: string[]): Manifest[] {
 export function parseManifests(text: string): Manifest[] {
   const out: Manifest[] = [];
   for (const doc of parseAllDocuments(text)) {
-    if (doc.errors.length) throw new Error(`rendered YAML does not parse: ${doc.errors.map((e) => e.message).join('; ')}`);
+    if (doc.errors.length)
+      throw new Error(`rendered YAML does not parse: ${doc.errors.map((e) => e.message).join('; ')}`);
     const obj = doc.toJS() as Manifest | null;
     if (obj) out.push(obj);
   }
@@ -123,11 +127,14 @@ export const MODELS: Record<string, ModelClass> = {
 /** Validates one manifest against its schema; throws naming the object and every problem. */
 export function validateManifest(m: Manifest): void {
   const Model = MODELS[`${m.apiVersion}/${m.kind}`];
-  if (!Model) throw new Error(`${m.apiVersion} ${m.kind} ${m.metadata?.name}: no schema known to the test (add it to MODELS)`);
+  if (!Model)
+    throw new Error(`${m.apiVersion} ${m.kind} ${m.metadata?.name}: no schema known to the test (add it to MODELS)`);
   try {
     new Model(m).validate();
   } catch (e) {
-    throw new Error(`${m.kind} ${m.metadata.name} does not match the Kubernetes schema: ${(e as Error).message}`, { cause: e });
+    throw new Error(`${m.kind} ${m.metadata.name} does not match the Kubernetes schema: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -141,13 +148,16 @@ export function one(ms: Manifest[], kind: string, name?: string): Manifest {
 }
 
 /** Workloads (Deployment, StatefulSet) of a render. */
-export const workloads = (ms: Manifest[]): Manifest[] => ms.filter((m) => m.kind === 'Deployment' || m.kind === 'StatefulSet');
+export const workloads = (ms: Manifest[]): Manifest[] =>
+  ms.filter((m) => m.kind === 'Deployment' || m.kind === 'StatefulSet');
 
 /** Every container, init and ephemeral ones included, with its workload. */
 export function containers(ms: Manifest[]): { workload: Manifest; container: any }[] {
   return workloads(ms).flatMap((w) => {
     const spec = w.spec.template.spec;
-    return [...(spec.initContainers ?? []), ...spec.containers, ...(spec.ephemeralContainers ?? [])].map((container) => ({ workload: w, container }));
+    return [...(spec.initContainers ?? []), ...spec.containers, ...(spec.ephemeralContainers ?? [])].map(
+      (container) => ({ workload: w, container }),
+    );
   });
 }
 

@@ -35,7 +35,11 @@ describe('admin HTTP endpoints', { skip: !haveData }, () => {
     assert.equal(after.status, 200, after.body);
     assert.equal(after.body, 'ready\n');
     const { exposition } = await scrape(port);
-    assert.ok(exposition.samples.some((s) => s.name === 'sightline_model_ready' && s.labels.sightline_model === 'yolo11n' && s.value === 1));
+    assert.ok(
+      exposition.samples.some(
+        (s) => s.name === 'sightline_model_ready' && s.labels.sightline_model === 'yolo11n' && s.value === 1,
+      ),
+    );
   });
 
   test('HEAD works for probes; other methods are 405; other paths 404', async () => {
@@ -80,7 +84,10 @@ describe('admin HTTP switched off', { skip: !haveData }, () => {
     t.after(() => blocker.close());
     const taken = (blocker.address() as { port: number }).port;
     await assert.rejects(startTestServer({ admin: { port: taken }, pool: { workers: 1 } }), (e: Error) => {
-      assert.match(e.message, new RegExp(`admin HTTP port 127\\.0\\.0\\.1:${taken} is already in use.*--admin-port, admin\\.port`));
+      assert.match(
+        e.message,
+        new RegExp(`admin HTTP port 127\\.0\\.0\\.1:${taken} is already in use.*--admin-port, admin\\.port`),
+      );
       assert.match(String((e.cause as Error).message), /EADDRINUSE/);
       return true;
     });

@@ -31,7 +31,10 @@ describe("the registry's fleet and rollout metrics", { skip: !haveData }, () => 
   const rollouts = (e: Exposition, outcome: string) =>
     total(e, 'sightline_rollouts_total', { sightline_model: 'det', sightline_rollout_outcome: outcome });
   const durations = (e: Exposition, outcome: string) =>
-    total(e, 'sightline_rollout_duration_seconds_count', { sightline_model: 'det', sightline_rollout_outcome: outcome });
+    total(e, 'sightline_rollout_duration_seconds_count', {
+      sightline_model: 'det',
+      sightline_rollout_outcome: outcome,
+    });
   /** Promotes through the Registry service, then waits for the rollout's end in the registry's status. */
   const promote = async (version: number) => {
     const s = await call(reg, reg.promote, { model: 'det', version, reason: 'test' });
@@ -104,7 +107,7 @@ describe("the registry's fleet and rollout metrics", { skip: !haveData }, () => 
     );
   });
 
-  test("a replica that leaves takes its series with it; the rollout counters stay", async () => {
+  test('a replica that leaves takes its series with it; the rollout counters stay', async () => {
     const before = await metrics();
     await replica!.close();
     replica = null;

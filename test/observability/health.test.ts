@@ -5,7 +5,11 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
-import { HealthClient, HealthCheckResponse_ServingStatus as S, type HealthCheckResponse } from '../../src/generated/health/v1/health.js';
+import {
+  HealthClient,
+  HealthCheckResponse_ServingStatus as S,
+  type HealthCheckResponse,
+} from '../../src/generated/health/v1/health.js';
 import { sharedDataOrSkip } from '../support/data.js';
 import { waitFor } from '../support/wait.js';
 import { startTestServer } from '../support/server.js';
@@ -14,7 +18,9 @@ import { modelPath } from '../support/shared.js';
 const haveData = sharedDataOrSkip('health');
 
 const check = (c: HealthClient, service: string) =>
-  new Promise<S>((resolve, reject) => c.check({ service }, (e: ServiceError | null, r?: HealthCheckResponse) => (e ? reject(e) : resolve(r!.status))));
+  new Promise<S>((resolve, reject) =>
+    c.check({ service }, (e: ServiceError | null, r?: HealthCheckResponse) => (e ? reject(e) : resolve(r!.status))),
+  );
 
 describe('gRPC health and reflection', { skip: !haveData }, () => {
   test('NOT_SERVING before a model is ready, SERVING once it is, NOT_SERVING at shutdown; Watch sees each transition', async () => {
@@ -40,7 +46,10 @@ describe('gRPC health and reflection', { skip: !haveData }, () => {
       const closing = srv.close();
       await waitFor(() => seen.at(-1) === S.NOT_SERVING, 5000, 'NOT_SERVING on Watch at shutdown');
       await closing;
-      assert.deepEqual(seen.filter((s, i) => i === 0 || s !== seen[i - 1]), [S.NOT_SERVING, S.SERVING, S.NOT_SERVING]);
+      assert.deepEqual(
+        seen.filter((s, i) => i === 0 || s !== seen[i - 1]),
+        [S.NOT_SERVING, S.SERVING, S.NOT_SERVING],
+      );
     } finally {
       watch.cancel();
       health.close();
@@ -70,7 +79,9 @@ describe('gRPC health and reflection', { skip: !haveData }, () => {
       const client = new pkg.grpc.reflection.v1.ServerReflection(srv.address, credentials.createInsecure());
       const call = client.serverReflectionInfo();
       const names = await new Promise<string[]>((resolve, reject) => {
-        call.on('data', (r: { listServicesResponse?: { service: { name: string }[] } }) => resolve(r.listServicesResponse?.service.map((s) => s.name) ?? []));
+        call.on('data', (r: { listServicesResponse?: { service: { name: string }[] } }) =>
+          resolve(r.listServicesResponse?.service.map((s) => s.name) ?? []),
+        );
         call.on('error', reject);
         call.write({ listServices: '' } as never);
       });

@@ -22,10 +22,13 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
   let dataDir: string;
   before(async () => {
     dataDir = tempDataDir();
-    proc = await serveProcess(['--model', modelPath('yolo11n_int8_320.onnx'), '--name', 'det', '--workers', '1', '--log-level', 'debug'], {
-      SIGHTLINE_REGISTRY__DATA_DIR: dataDir,
-      SIGHTLINE_POOL__WARMUP_RUNS: '1',
-    });
+    proc = await serveProcess(
+      ['--model', modelPath('yolo11n_int8_320.onnx'), '--name', 'det', '--workers', '1', '--log-level', 'debug'],
+      {
+        SIGHTLINE_REGISTRY__DATA_DIR: dataDir,
+        SIGHTLINE_POOL__WARMUP_RUNS: '1',
+      },
+    );
     client = detectorClient(proc.address);
   });
   after(async () => {
@@ -38,7 +41,11 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
     const bus = readFileSync(imagePath('bus.jpg'));
     const r = await detectCall(client, { image: bus }, { 'x-request-id': 'log-test-1' });
     assert.ok(r.response);
-    const { value: line } = await waitFor(() => proc.logs.find((l) => l.event === 'detect' && l.requestId === 'log-test-1'), 5000, 'the detect log line');
+    const { value: line } = await waitFor(
+      () => proc.logs.find((l) => l.event === 'detect' && l.requestId === 'log-test-1'),
+      5000,
+      'the detect log line',
+    );
     assert.equal(line.level, 'debug');
     assert.equal(line.model, 'det');
     assert.equal(line.version, 1, 'versions are numbers in every log line, as the registry logs them');
@@ -47,9 +54,17 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
     assert.ok(typeof line.ms === 'number' && line.ms > 0);
     assert.ok(typeof line.time === 'string');
 
-    const bad = await detectCall(client, { image: Buffer.from('not an image at all') }, { 'x-request-id': 'log-test-2' });
+    const bad = await detectCall(
+      client,
+      { image: Buffer.from('not an image at all') },
+      { 'x-request-id': 'log-test-2' },
+    );
     assert.ok(bad.error);
-    const { value: failed } = await waitFor(() => proc.logs.find((l) => l.requestId === 'log-test-2'), 5000, 'the failure log line');
+    const { value: failed } = await waitFor(
+      () => proc.logs.find((l) => l.requestId === 'log-test-2'),
+      5000,
+      'the failure log line',
+    );
     assert.equal(failed.code, 3);
     assert.match(String(failed.err), /format|recogni/i);
     assert.equal(proc.logs.filter((l) => l.requestId === 'log-test-1').length, 1, 'one line per call');
@@ -65,6 +80,9 @@ describe('JSON logs of a served process', { skip: !haveData }, () => {
     assert.ok(port > 0 && port !== 9464, '--admin-port 0 picked a free port');
     assert.equal((await get(port, '/readyz')).status, 200);
     const m = await get(port, '/metrics');
-    assert.match(m.body, /^rpc_server_call_duration_seconds_count\{.*rpc_method="Detect".*sightline_model="det".*\} \d+$/m);
+    assert.match(
+      m.body,
+      /^rpc_server_call_duration_seconds_count\{.*rpc_method="Detect".*sightline_model="det".*\} \d+$/m,
+    );
   });
 });

@@ -46,7 +46,10 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
 
   before(async () => {
     bus = readFileSync(imagePath('bus.jpg'));
-    srv = await startTestServer({ models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }], pool: { workers: 2, maxQueue: 16, warmupRuns: 1 } });
+    srv = await startTestServer({
+      models: [{ name: 'yolo11n', path: modelPath('yolo11n_int8_320.onnx') }],
+      pool: { workers: 2, maxQueue: 16, warmupRuns: 1 },
+    });
     assert.ok(srv.app.admin, 'the admin server is on by default');
     port = srv.app.admin.port;
     // Known traffic: 3 OK, 2 INVALID_ARGUMENT (on the default model), 1 NOT_FOUND (unknown model).
@@ -118,10 +121,17 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
     const inference = total(e, 'sightline_stage_duration_seconds_sum', { ...DETECT, sightline_stage: 'inference' });
     assert.ok(inference > 0, 'inference took measurable time');
     // Total per image covers the stages.
-    const stagesSum = STAGES.reduce((a, st) => a + total(e, 'sightline_stage_duration_seconds_sum', { ...DETECT, sightline_stage: st }), 0);
-    assert.ok(total(e, 'sightline_request_duration_seconds_sum', { ...DETECT, rpc_grpc_status_code: '0' }) >= stagesSum * 0.99);
+    const stagesSum = STAGES.reduce(
+      (a, st) => a + total(e, 'sightline_stage_duration_seconds_sum', { ...DETECT, sightline_stage: st }),
+      0,
+    );
+    assert.ok(
+      total(e, 'sightline_request_duration_seconds_sum', { ...DETECT, rpc_grpc_status_code: '0' }) >= stagesSum * 0.99,
+    );
     // Latency buckets: 5 ms … 10 s.
-    const les = pick(e, 'sightline_stage_duration_seconds_bucket', { ...DETECT, sightline_stage: 'decode' }).map((s) => s.labels.le);
+    const les = pick(e, 'sightline_stage_duration_seconds_bucket', { ...DETECT, sightline_stage: 'decode' }).map(
+      (s) => s.labels.le,
+    );
     assert.equal(les[0], '0.005');
     assert.deepEqual(les.slice(-2), ['10', '+Inf']);
   });
@@ -139,7 +149,10 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
     assert.equal(conf.find((b) => b.labels.le === '0.2')?.value, 0, 'nothing under the default 0.25 threshold');
     assert.equal(conf.find((b) => b.labels.le === '1')?.value, dets);
     assert.equal(total(e, 'sightline_detections_total', m), dets);
-    assert.ok(total(e, 'sightline_detections_total', { ...m, sightline_class: 'bus' }) >= 3, 'a bus in each of the 3 images');
+    assert.ok(
+      total(e, 'sightline_detections_total', { ...m, sightline_class: 'bus' }) >= 3,
+      'a bus in each of the 3 images',
+    );
     assert.ok(total(e, 'sightline_detections_total', { ...m, sightline_class: 'person' }) >= 3);
   });
 
@@ -147,7 +160,12 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
     const { exposition: e } = await scrape(port);
     assert.equal(total(e, 'sightline_pool_workers'), 2);
     assert.equal(total(e, 'sightline_pool_admission_limit'), 18, 'workers + maxQueue');
-    for (const name of ['sightline_pool_workers_busy', 'sightline_pool_utilization_ratio', 'sightline_pool_queue_depth', 'sightline_pool_admitted']) {
+    for (const name of [
+      'sightline_pool_workers_busy',
+      'sightline_pool_utilization_ratio',
+      'sightline_pool_queue_depth',
+      'sightline_pool_admitted',
+    ]) {
       assert.equal(pick(e, name).length, 1, `${name} present`);
     }
     const util = total(e, 'sightline_pool_utilization_ratio');
@@ -166,7 +184,11 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
     assert.ok(total(e, 'process_memory_usage_bytes') > 50 * 1024 * 1024, 'resident memory in bytes');
     assert.ok(total(e, 'process_cpu_time_seconds_total') > 0);
     assert.ok(total(e, 'v8js_memory_heap_used_bytes') > 0);
-    for (const name of ['nodejs_eventloop_delay_p99_seconds', 'nodejs_eventloop_delay_max_seconds', 'nodejs_eventloop_utilization_ratio']) {
+    for (const name of [
+      'nodejs_eventloop_delay_p99_seconds',
+      'nodejs_eventloop_delay_max_seconds',
+      'nodejs_eventloop_utilization_ratio',
+    ]) {
       assert.equal(pick(e, name).length, 1, `${name} present`);
       assert.ok(Number.isFinite(total(e, name)));
     }
@@ -188,9 +210,18 @@ describe('Prometheus metrics after known traffic', { skip: !haveData }, () => {
     const m = { sightline_model: 'yolo11n', sightline_model_version: '1' };
     assert.equal(total(e, 'sightline_stream_frames_total', { ...m, sightline_stream_outcome: 'delivered' }), delivered);
     assert.equal(total(e, 'sightline_stream_frames_total', { ...m, sightline_stream_outcome: 'dropped' }), dropped);
-    assert.equal(total(e, 'rpc_server_call_duration_seconds_count', { ...m, rpc_method: 'Stream', rpc_grpc_status_code: '0' }), 1);
-    assert.equal(total(e, 'sightline_request_duration_seconds_count', { ...m, rpc_method: 'Stream', rpc_grpc_status_code: '0' }), delivered);
-    assert.equal(total(e, 'sightline_stage_duration_seconds_count', { ...m, rpc_method: 'Stream', sightline_stage: 'inference' }), delivered);
+    assert.equal(
+      total(e, 'rpc_server_call_duration_seconds_count', { ...m, rpc_method: 'Stream', rpc_grpc_status_code: '0' }),
+      1,
+    );
+    assert.equal(
+      total(e, 'sightline_request_duration_seconds_count', { ...m, rpc_method: 'Stream', rpc_grpc_status_code: '0' }),
+      delivered,
+    );
+    assert.equal(
+      total(e, 'sightline_stage_duration_seconds_count', { ...m, rpc_method: 'Stream', sightline_stage: 'inference' }),
+      delivered,
+    );
     assert.equal(total(e, 'sightline_images_total', { ...m, rpc_method: 'Stream' }), delivered);
     // Detect counts are untouched by the stream.
     assert.equal(total(e, 'rpc_server_call_duration_seconds_count', { ...DETECT, rpc_grpc_status_code: '0' }), 3);

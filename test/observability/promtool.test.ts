@@ -16,7 +16,8 @@ const RULES_DIR = join(repoRoot, 'observability', 'prometheus');
 function havePromtool(t: TestContext): boolean {
   const r = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
   if (!r.error && r.status === 0) return true;
-  const msg = 'promtool not found on PATH (Debian/Ubuntu: apt-get install prometheus); the alerting rules are not tested';
+  const msg =
+    'promtool not found on PATH (Debian/Ubuntu: apt-get install prometheus); the alerting rules are not tested';
   if (process.env.CI === 'true') throw new Error(msg);
   t.skip(msg); // one line in the test report
   return false;
@@ -38,10 +39,16 @@ interface Rule {
 }
 
 interface RuleTest {
-  alert_rule_test?: { eval_time: string; alertname: string; exp_alerts: { exp_labels: Record<string, string>; exp_annotations?: Record<string, string> }[] }[];
+  alert_rule_test?: {
+    eval_time: string;
+    alertname: string;
+    exp_alerts: { exp_labels: Record<string, string>; exp_annotations?: Record<string, string> }[];
+  }[];
 }
 
-const rules = (parse(readFileSync(join(RULES_DIR, 'alerts.yml'), 'utf8')) as { groups: { name: string; rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
+const rules = (
+  parse(readFileSync(join(RULES_DIR, 'alerts.yml'), 'utf8')) as { groups: { name: string; rules: Rule[] }[] }
+).groups.flatMap((g) => g.rules);
 const tests = (parse(readFileSync(join(RULES_DIR, 'alerts.test.yml'), 'utf8')) as { tests: RuleTest[] }).tests;
 
 describe('Prometheus alerting rules', () => {
@@ -77,7 +84,11 @@ describe('Prometheus alerting rules', () => {
       for (const a of t.alert_rule_test ?? []) {
         if (a.exp_alerts.length > 0) {
           fires.add(a.alertname);
-          for (const e of a.exp_alerts) assert.ok(e.exp_annotations?.description, `${a.alertname} at ${a.eval_time}: the rendered annotations are checked`);
+          for (const e of a.exp_alerts)
+            assert.ok(
+              e.exp_annotations?.description,
+              `${a.alertname} at ${a.eval_time}: the rendered annotations are checked`,
+            );
         } else quiet.add(a.alertname);
       }
     }

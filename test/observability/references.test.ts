@@ -25,7 +25,9 @@ interface Panel {
   targets?: { expr: string; datasource?: { uid: string } }[];
 }
 
-const dashboard = JSON.parse(readFileSync(join(repoRoot, 'observability', 'grafana', 'sightline-dashboard.json'), 'utf8')) as {
+const dashboard = JSON.parse(
+  readFileSync(join(repoRoot, 'observability', 'grafana', 'sightline-dashboard.json'), 'utf8'),
+) as {
   uid: string;
   title: string;
   schemaVersion: number;
@@ -42,7 +44,8 @@ const rules = (
 /** Every PromQL expression shipped, with where it comes from. */
 function expressions(): { where: string; expr: string }[] {
   const out = rules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr }));
-  for (const p of dashboard.panels) for (const t of p.targets ?? []) out.push({ where: `panel "${p.title}"`, expr: t.expr });
+  for (const p of dashboard.panels)
+    for (const t of p.targets ?? []) out.push({ where: `panel "${p.title}"`, expr: t.expr });
   for (const a of dashboard.annotations.list) if (a.expr) out.push({ where: 'dashboard annotation', expr: a.expr });
   for (const v of dashboard.templating.list) {
     if (v.type !== 'query') continue;
@@ -79,7 +82,14 @@ describe('dashboard JSON', () => {
       for (const t of p.targets ?? []) assert.equal(t.datasource?.uid, '${datasource}');
     }
     const titles = dashboard.panels.map((p) => p.title.toLowerCase()).join('\n');
-    for (const topic of ['calls by method', 'error ratio', 'latency per stage', 'by version', 'drift', 'pool utilisation']) {
+    for (const topic of [
+      'calls by method',
+      'error ratio',
+      'latency per stage',
+      'by version',
+      'drift',
+      'pool utilisation',
+    ]) {
       assert.ok(titles.includes(topic), `a panel about ${topic}`);
     }
   });
@@ -98,7 +108,10 @@ describe('shipped PromQL and README against a real scrape', { skip: !haveData },
     // Traffic that touches every instrument.
     assert.ok((await detectCall(srv.client, { image: bus })).response);
     assert.ok((await detectCall(srv.client, { image: Buffer.alloc(0) })).error);
-    assert.equal((await fetch(`http://127.0.0.1:${srv.app.http!.port}/v1/detect`, { method: 'POST', body: bus })).status, 200);
+    assert.equal(
+      (await fetch(`http://127.0.0.1:${srv.app.http!.port}/v1/detect`, { method: 'POST', body: bus })).status,
+      200,
+    );
     const s = openStream(srv.client, { policy: 'latest', maxInFlight: 1 });
     for (let i = 1; i <= 8; i++) s.send(i, bus);
     s.call.end();
@@ -139,7 +152,15 @@ describe('shipped PromQL and README against a real scrape', { skip: !haveData },
       'sightline_shadow_duration_seconds',
       'sightline_canaries_total',
     ]);
-    assert.deepEqual([...exported].filter((n) => !listed.has(n)), [], 'exported but not in the README');
-    assert.deepEqual([...listed].filter((n) => !exported.has(n) && !sometimes.has(n)), [], 'in the README but not exported');
+    assert.deepEqual(
+      [...exported].filter((n) => !listed.has(n)),
+      [],
+      'exported but not in the README',
+    );
+    assert.deepEqual(
+      [...listed].filter((n) => !exported.has(n) && !sometimes.has(n)),
+      [],
+      'in the README but not exported',
+    );
   });
 });

@@ -11,7 +11,11 @@ const m = Metrics.create({ serviceVersion: 'test', runtime: false });
 after(() => m.shutdown());
 
 const exposition = async () => parseExposition(await m.scrape());
-const v = (version: string, extra: Record<string, string> = {}) => ({ sightline_model: 'det', sightline_model_version: version, ...extra });
+const v = (version: string, extra: Record<string, string> = {}) => ({
+  sightline_model: 'det',
+  sightline_model_version: version,
+  ...extra,
+});
 
 test('an unloaded version loses its readiness and drift gauges; its counters stay; a reload starts clean', async () => {
   m.setModelReady('det', '1', true);

@@ -31,7 +31,8 @@ export function parseExposition(text: string): Exposition {
     const m = LINE.exec(line);
     if (!m) throw new Error(`not a Prometheus sample line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(LABEL)) labels[k!] = v!.replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    for (const [, k, v] of (m[2] ?? '').matchAll(LABEL))
+      labels[k!] = v!.replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
     const raw = m[3]!;
     samples.push({ name: m[1]!, labels, value: raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw) });
   }
@@ -47,13 +48,19 @@ export function total(e: Exposition, name: string, match: Record<string, string>
   return pick(e, name, match).reduce((a, s) => a + s.value, 0);
 }
 
-export async function scrape(port: number): Promise<{ status: number; contentType: string | null; text: string; exposition: Exposition }> {
+export async function scrape(
+  port: number,
+): Promise<{ status: number; contentType: string | null; text: string; exposition: Exposition }> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
   const text = await res.text();
   return { status: res.status, contentType: res.headers.get('content-type'), text, exposition: parseExposition(text) };
 }
 
-export async function get(port: number, path: string, init: RequestInit = {}): Promise<{ status: number; body: string; contentType: string | null }> {
+export async function get(
+  port: number,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: string; contentType: string | null }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, init);
   return { status: res.status, body: await res.text(), contentType: res.headers.get('content-type') };
 }
@@ -66,13 +73,19 @@ export interface CallResult {
 }
 
 /** One Detect call with request metadata, resolving with the response or the error and the headers. */
-export function detectCall(client: DetectorClient, req: Partial<DetectRequest>, md: Record<string, string> = {}): Promise<CallResult> {
+export function detectCall(
+  client: DetectorClient,
+  req: Partial<DetectRequest>,
+  md: Record<string, string> = {},
+): Promise<CallResult> {
   const full = detectRequest(req);
   const metadata = new Metadata();
   for (const [k, v] of Object.entries(md)) metadata.set(k, v);
   return new Promise((resolve) => {
     let headers = new Metadata();
-    const call = client.detect(full, metadata, {}, (err, res) => resolve(err ? { error: err, headers } : { response: res!, headers }));
+    const call = client.detect(full, metadata, {}, (err, res) =>
+      resolve(err ? { error: err, headers } : { response: res!, headers }),
+    );
     call.on('metadata', (m: Metadata) => (headers = m));
   });
 }

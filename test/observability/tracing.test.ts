@@ -32,13 +32,18 @@ describe('tracing', { skip: !haveData }, () => {
   });
   after(() => srv?.close());
 
-  const serverSpans = (method: string): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.name === `sightline.v1.Detector/${method}`);
+  const serverSpans = (method: string): ReadableSpan[] =>
+    exporter.getFinishedSpans().filter((s) => s.name === `sightline.v1.Detector/${method}`);
 
-  test('a Detect with traceparent continues the caller\'s trace, with a child span per stage', async () => {
+  test("a Detect with traceparent continues the caller's trace, with a child span per stage", async () => {
     exporter.reset();
     const traceId = randomBytes(16).toString('hex');
     const parentId = randomBytes(8).toString('hex');
-    const r = await detectCall(srv.client, { image: bus }, { traceparent: `00-${traceId}-${parentId}-01`, tracestate: 'vendor=abc' });
+    const r = await detectCall(
+      srv.client,
+      { image: bus },
+      { traceparent: `00-${traceId}-${parentId}-01`, tracestate: 'vendor=abc' },
+    );
     assert.ok(r.response);
     const [span, ...others] = serverSpans('Detect');
     assert.ok(span, 'a server span');
@@ -58,7 +63,9 @@ describe('tracing', { skip: !haveData }, () => {
     assert.equal(span.attributes['sightline.request_id'], r.headers.get('x-request-id')[0]);
     assert.equal(span.status.code, SpanStatusCode.UNSET);
 
-    const children = exporter.getFinishedSpans().filter((s) => s.parentSpanContext?.spanId === span.spanContext().spanId);
+    const children = exporter
+      .getFinishedSpans()
+      .filter((s) => s.parentSpanContext?.spanId === span.spanContext().spanId);
     assert.deepEqual(children.map((c) => c.name).sort(), [...STAGES].sort());
     let prevEnd = -Infinity;
     for (const stage of STAGES) {
@@ -70,7 +77,10 @@ describe('tracing', { skip: !haveData }, () => {
       assert.ok(hrMs(c.startTime) >= prevEnd - 0.001, `${stage} follows the previous stage`);
       prevEnd = hrMs(c.endTime);
     }
-    assert.ok(hrMs(children.find((x) => x.name === 'inference')!.endTime) > hrMs(children.find((x) => x.name === 'inference')!.startTime));
+    assert.ok(
+      hrMs(children.find((x) => x.name === 'inference')!.endTime) >
+        hrMs(children.find((x) => x.name === 'inference')!.startTime),
+    );
   });
 
   test('without traceparent a call starts a new trace; failures carry their status code', async () => {
@@ -94,10 +104,14 @@ describe('tracing', { skip: !haveData }, () => {
     assert.equal(span.parentSpanContext, undefined);
   });
 
-  test('a Stream is one server span with frame counts, in the caller\'s trace', async () => {
+  test("a Stream is one server span with frame counts, in the caller's trace", async () => {
     exporter.reset();
     const traceId = randomBytes(16).toString('hex');
-    const s = openStream(srv.client, { policy: 'block', maxInFlight: 2, metadata: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` } });
+    const s = openStream(srv.client, {
+      policy: 'block',
+      maxInFlight: 2,
+      metadata: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    });
     for (let i = 1; i <= 3; i++) s.send(i, bus);
     s.call.end();
     assert.equal(await s.done, null);
@@ -127,7 +141,11 @@ describe('OTLP exporter', () => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        received.push({ path: req.url ?? '', contentType: String(req.headers['content-type']), bytes: Buffer.concat(chunks).length });
+        received.push({
+          path: req.url ?? '',
+          contentType: String(req.headers['content-type']),
+          bytes: Buffer.concat(chunks).length,
+        });
         res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
       });
     });

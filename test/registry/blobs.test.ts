@@ -27,7 +27,10 @@ test('putStream stores content under its sha256, durable and read-only; read/ver
   const { blobs, dir } = openBlobs(t);
   const bytes = randomBytes(100_000);
   const sha = sha256Of(bytes);
-  assert.deepEqual(await blobs.putStream(chunked(bytes, 7_777), { maxBytes: 1 << 20 }), { sha256: sha, size: bytes.byteLength });
+  assert.deepEqual(await blobs.putStream(chunked(bytes, 7_777), { maxBytes: 1 << 20 }), {
+    sha256: sha,
+    size: bytes.byteLength,
+  });
   assert.equal(blobs.path(sha), join(dir, 'blobs', 'sha256', sha));
   assert.deepEqual(await blobs.read(sha), bytes);
   assert.equal(await blobs.verify(sha), true);
@@ -35,17 +38,23 @@ test('putStream stores content under its sha256, durable and read-only; read/ver
   assert.equal(statSync(blobs.path(sha)).mode & 0o777, 0o444);
   assert.deepEqual(tmpEntries(dir), []);
   // Same content again (with the expected hash, in upper case): same blob, no leftovers.
-  assert.deepEqual(await blobs.putStream(chunked(bytes), { maxBytes: bytes.byteLength, expectedSha256: sha.toUpperCase() }), {
-    sha256: sha,
-    size: bytes.byteLength,
-  });
+  assert.deepEqual(
+    await blobs.putStream(chunked(bytes), { maxBytes: bytes.byteLength, expectedSha256: sha.toUpperCase() }),
+    {
+      sha256: sha,
+      size: bytes.byteLength,
+    },
+  );
   assert.deepEqual(await blobs.list(), [sha]);
   assert.deepEqual(tmpEntries(dir), []);
 });
 
 test('an empty upload is a valid (empty) blob', async (t) => {
   const { blobs } = openBlobs(t);
-  assert.deepEqual(await blobs.putStream(chunked(new Uint8Array(0)), { maxBytes: 10 }), { sha256: sha256Of(''), size: 0 });
+  assert.deepEqual(await blobs.putStream(chunked(new Uint8Array(0)), { maxBytes: 10 }), {
+    sha256: sha256Of(''),
+    size: 0,
+  });
 });
 
 test('exceeding maxBytes aborts while streaming, stops the source and leaves nothing behind', async (t) => {
@@ -62,7 +71,10 @@ test('exceeding maxBytes aborts while streaming, stops the source and leaves not
       finished = true;
     }
   }
-  await assert.rejects(blobs.putStream(endless(), { maxBytes: 10_500 }), isError('INVALID_INPUT', /exceeds the upload limit of 10500 bytes/));
+  await assert.rejects(
+    blobs.putStream(endless(), { maxBytes: 10_500 }),
+    isError('INVALID_INPUT', /exceeds the upload limit of 10500 bytes/),
+  );
   assert.equal(pulled, 11, 'stopped at the first chunk over the limit');
   assert.equal(finished, true, 'the source was closed');
   assert.deepEqual(tmpEntries(dir), []);
@@ -91,7 +103,10 @@ test('a malformed expected sha256 is refused before reading the upload', async (
     started = true;
     yield new Uint8Array(1);
   }
-  await assert.rejects(blobs.putStream(source(), { maxBytes: 10, expectedSha256: '../../etc/passwd' }), isError('INVALID_INPUT', /not a sha256/));
+  await assert.rejects(
+    blobs.putStream(source(), { maxBytes: 10, expectedSha256: '../../etc/passwd' }),
+    isError('INVALID_INPUT', /not a sha256/),
+  );
   assert.equal(started, false);
   assert.deepEqual(tmpEntries(dir), []);
 });
@@ -127,7 +142,10 @@ test('verify/check catch a missing, truncated or edited blob; re-uploading repai
   edited[100] ^= 0xff;
   writeFileSync(p, edited);
   assert.equal(await blobs.verify(sha256), false);
-  assert.deepEqual(await blobs.check(sha256, 4096), { ok: false, reason: `blob content hashes to ${sha256Of(edited)}, expected ${sha256}` });
+  assert.deepEqual(await blobs.check(sha256, 4096), {
+    ok: false,
+    reason: `blob content hashes to ${sha256Of(edited)}, expected ${sha256}`,
+  });
   // read() verifies too: an edited plain blob is refused, never returned to a loader.
   await assert.rejects(blobs.read(sha256), (e: unknown) => {
     isError('PRECONDITION', new RegExp(`is corrupt: its content hashes to ${sha256Of(edited)}`))(e);

@@ -53,7 +53,11 @@ function replay(model: ModelRecord, newestFirst: HistoryRecord[]): void {
       assert.notEqual(h.fromVersion, rollback, `${where}: deleted the rollback target`);
     }
   }
-  assert.deepEqual([model.activeVersion, model.rollbackVersion], [active, rollback], `${model.name} pointers vs history`);
+  assert.deepEqual(
+    [model.activeVersion, model.rollbackVersion],
+    [active, rollback],
+    `${model.name} pointers vs history`,
+  );
 }
 
 test('SIGKILL at random points never leaves a broken registry', async (t) => {
@@ -72,12 +76,20 @@ test('SIGKILL at random points never leaves a broken registry', async (t) => {
       assert.deepEqual(store.integrityCheck(), [], `iteration ${i}: integrity_check`);
       for (const v of store.allVersions()) {
         assert.equal(v.state, 'ok');
-        assert.deepEqual(await blobs.check(v.sha256, v.sizeBytes), { ok: true }, `iteration ${i}: blob of ${v.model} v${v.version}`);
+        assert.deepEqual(
+          await blobs.check(v.sha256, v.sizeBytes),
+          { ok: true },
+          `iteration ${i}: blob of ${v.model} v${v.version}`,
+        );
       }
       for (const m of store.listModels()) {
         const versions = store.listVersions(m.name).map((v) => v.version);
-        for (const p of [m.activeVersion, m.rollbackVersion]) if (p !== null) assert.ok(versions.includes(p), `${m.name}: pointer v${p} exists`);
-        assert.ok(versions.every((v) => v < m.nextVersion), `${m.name}: numbers below nextVersion`);
+        for (const p of [m.activeVersion, m.rollbackVersion])
+          if (p !== null) assert.ok(versions.includes(p), `${m.name}: pointer v${p} exists`);
+        assert.ok(
+          versions.every((v) => v < m.nextVersion),
+          `${m.name}: numbers below nextVersion`,
+        );
         assert.ok(m.nextVersion >= (lastNext.get(m.name) ?? 1), `${m.name}: nextVersion never goes back`);
         lastNext.set(m.name, m.nextVersion);
         replay(m, store.history(m.name, 10_000));

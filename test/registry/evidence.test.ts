@@ -39,9 +39,15 @@ test('dataset versions are numbered per name, found by content, and their files 
   assert.deepEqual([d1.version, d2.version, d1.sizeBytes], [1, 2, 4 + 17]);
   assert.equal(evidence.findDatasetBySha('golden', sha256Of('m1'))?.version, 1);
   assert.equal(evidence.getDataset('golden').version, 2, 'version 0: the latest');
-  assert.deepEqual(evidence.datasetFiles('golden', 1).map((f) => f.path), ['images/a.jpg', 'labels/a.txt']);
+  assert.deepEqual(
+    evidence.datasetFiles('golden', 1).map((f) => f.path),
+    ['images/a.jpg', 'labels/a.txt'],
+  );
   assert.ok(store.isBlobReferenced(sha256Of('jpeg')), 'a dataset file keeps its blob');
-  assert.throws(() => evidence.getDataset('golden', 9), (e: SightlineError) => e.code === 'NOT_FOUND' && /dataset "golden" has no version 9/.test(e.message));
+  assert.throws(
+    () => evidence.getDataset('golden', 9),
+    (e: SightlineError) => e.code === 'NOT_FOUND' && /dataset "golden" has no version 9/.test(e.message),
+  );
   assert.throws(() => evidence.getDataset('nope'), /unknown dataset "nope"/);
 });
 
@@ -99,7 +105,11 @@ test('one open trial per kind and model; a candidate in an open trial cannot be 
   evidence.putTrialStats(shadow.id, 'replica-a', 'a2', { samples: 2 });
   assert.deepEqual(
     evidence.trialStats(shadow.id).map((r) => [r.replica, r.incarnation, r.body]),
-    [['replica-a', 'a1', { samples: 5 }], ['replica-a', 'a2', { samples: 2 }], ['replica-b', 'b1', { samples: 4 }]],
+    [
+      ['replica-a', 'a1', { samples: 5 }],
+      ['replica-a', 'a2', { samples: 2 }],
+      ['replica-b', 'b1', { samples: 4 }],
+    ],
   );
   assert.throws(
     () => evidence.putTrialStats(shadow.id, 'replica-a', 'x'.repeat(65), {}),

@@ -53,7 +53,10 @@ test('a second holder is refused with the holder named; a SIGKILLed holder leave
 test('in one process too: a locked store refuses a second server until it closes; admin opens are not refused', (t) => {
   const dir = tempDir(t);
   const server = RegistryStore.open(dir, migrationsDir, { lock: true });
-  assert.throws(() => RegistryStore.open(dir, migrationsDir, { lock: true }), /in use by another Sightline server \(pid \d+, started/);
+  assert.throws(
+    () => RegistryStore.open(dir, migrationsDir, { lock: true }),
+    /in use by another Sightline server \(pid \d+, started/,
+  );
   const admin = RegistryStore.open(dir, migrationsDir);
   admin.close();
   server.close();
@@ -62,7 +65,10 @@ test('in one process too: a locked store refuses a second server until it closes
 
 test("an owner file naming a live pid does not block (a restarted container's new pid 1 is the old one's)", (t) => {
   const dir = tempDir(t);
-  writeFileSync(join(dir, OWNER_FILE), JSON.stringify({ pid: process.pid, host: 'old-pod', startedAt: '2020-01-01T00:00:00.000Z' }));
+  writeFileSync(
+    join(dir, OWNER_FILE),
+    JSON.stringify({ pid: process.pid, host: 'old-pod', startedAt: '2020-01-01T00:00:00.000Z' }),
+  );
   const lock = lockDataDir(dir);
   lock.release();
   lock.release(); // idempotent

@@ -24,7 +24,10 @@ test('a new database gets every migration once, WAL, synchronous=FULL, foreign k
   assert.equal(db.pragma('synchronous', { simple: true }), 2); // FULL
   assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
   assert.ok((db.pragma('busy_timeout', { simple: true }) as number) > 0);
-  const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all().map((r) => r.name);
+  const tables = db
+    .prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    .all()
+    .map((r) => r.name);
   for (const name of ['models', 'pointer_history', 'profiles', 'versions']) assert.ok(tables.includes(name), name);
   // Second run on the same connection: nothing to apply.
   assert.deepEqual(migrate(db, migrationsDir), { from: fileCount, to: fileCount });
@@ -87,7 +90,8 @@ test('0004 keeps the tallies of a v3 database, as the one tally of each replica 
   const dir = tempDir(t);
   const migs = join(dir, 'migrations');
   mkdirSync(migs);
-  for (const f of readMigrations(migrationsDir).slice(0, 3)) copyFileSync(join(migrationsDir, f.name), join(migs, f.name));
+  for (const f of readMigrations(migrationsDir).slice(0, 3))
+    copyFileSync(join(migrationsDir, f.name), join(migs, f.name));
   const db = new Database(join(dir, 'registry.db'));
   t.after(() => db.close());
   assert.deepEqual(migrate(db, migs), { from: 0, to: 3 });
@@ -96,13 +100,17 @@ test('0004 keeps the tallies of a v3 database, as the one tally of each replica 
   db.prepare(
     "INSERT INTO trials (model, kind, version, baseline_version, share, settings, started_at, started_by) VALUES ('det', 'shadow', 2, 1, 1, '{}', ?, 'ops')",
   ).run(at);
-  db.prepare("INSERT INTO trial_stats (trial_id, replica, updated_at, body) VALUES (1, 'replica-a', ?, '{\"samples\":60}')").run(at);
+  db.prepare(
+    "INSERT INTO trial_stats (trial_id, replica, updated_at, body) VALUES (1, 'replica-a', ?, '{\"samples\":60}')",
+  ).run(at);
   assert.deepEqual(migrate(db, migrationsDir), { from: 3, to: fileCount });
   assert.deepEqual(db.prepare('SELECT trial_id, replica, incarnation, body FROM trial_stats').all(), [
     { trial_id: 1, replica: 'replica-a', incarnation: '', body: '{"samples":60}' },
   ]);
   // A restarted replica's process adds its own row beside it.
-  db.prepare("INSERT INTO trial_stats (trial_id, replica, incarnation, updated_at, body) VALUES (1, 'replica-a', 'b', ?, '{}')").run(at);
+  db.prepare(
+    "INSERT INTO trial_stats (trial_id, replica, incarnation, updated_at, body) VALUES (1, 'replica-a', 'b', ?, '{}')",
+  ).run(at);
   assert.equal(db.prepare('SELECT count(*) FROM trial_stats').pluck().get(), 2);
 });
 
@@ -114,7 +122,10 @@ test('a migration leaving foreign key violations is rolled back', (t) => {
   writeFileSync(join(migs, '0002_orphan.sql'), "INSERT INTO profiles VALUES ('ghost', 1, 'k', 't', '{}');\n");
   const db = new Database(join(dir, 'registry.db'));
   t.after(() => db.close());
-  assert.throws(() => migrate(db, migs), (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL' && /foreign key/.test(e.message));
+  assert.throws(
+    () => migrate(db, migs),
+    (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL' && /foreign key/.test(e.message),
+  );
   assert.equal(db.pragma('user_version', { simple: true }), 0);
 });
 
@@ -122,10 +133,16 @@ test('badly numbered migration files are an INTERNAL error', (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, '0001_a.sql'), 'SELECT 1;');
   writeFileSync(join(dir, '0003_c.sql'), 'SELECT 1;');
-  assert.throws(() => readMigrations(dir), (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL' && /no gaps/.test(e.message));
+  assert.throws(
+    () => readMigrations(dir),
+    (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL' && /no gaps/.test(e.message),
+  );
   writeFileSync(join(dir, '0002 b.sql'), 'SELECT 1;');
   assert.throws(() => readMigrations(dir), /NNNN_name\.sql/);
-  assert.throws(() => readMigrations(join(dir, 'nope')), (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL');
+  assert.throws(
+    () => readMigrations(join(dir, 'nope')),
+    (e: unknown) => e instanceof SightlineError && e.code === 'INTERNAL',
+  );
 });
 
 test('a file that is not a SQLite database is an INTERNAL error naming the file', (t) => {

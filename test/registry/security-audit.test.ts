@@ -15,7 +15,10 @@ import {
 import { migrationsDir, tempDir } from './helpers.js';
 
 /** A log of `n` entries one minute apart from 2025-01-01T00:00Z, and a raw second connection to tamper with. */
-function withLog(t: TestContext, n: number): { audit: AuditLog; raw: Database.Database; dir: string; store: RegistryStore } {
+function withLog(
+  t: TestContext,
+  n: number,
+): { audit: AuditLog; raw: Database.Database; dir: string; store: RegistryStore } {
   const dir = tempDir(t);
   let tick = Date.parse('2025-01-01T00:00:00.000Z');
   const store = RegistryStore.open(dir, migrationsDir, {});
@@ -39,7 +42,10 @@ function withLog(t: TestContext, n: number): { audit: AuditLog; raw: Database.Da
 test('append chains entries; verify walks the chain', (t) => {
   const { audit } = withLog(t, 5);
   const all = audit.list();
-  assert.deepEqual(all.map((e) => e.seq), [1, 2, 3, 4, 5]);
+  assert.deepEqual(
+    all.map((e) => e.seq),
+    [1, 2, 3, 4, 5],
+  );
   assert.equal(all[0].prevHash, GENESIS_HASH);
   for (let i = 1; i < all.length; i++) assert.equal(all[i].prevHash, all[i - 1].hash);
   for (const e of all) assert.equal(auditEntryHash(e), e.hash);
@@ -139,7 +145,9 @@ test('a rewritten chain verifies on its own but not against a recorded head', (t
   for (const e of audit.list()) {
     const forged = { ...e, reason: e.seq === 1 ? 'forged' : e.reason, prevHash: prev };
     const hash = auditEntryHash(forged);
-    raw.prepare('UPDATE audit SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?').run(forged.reason, prev, hash, e.seq);
+    raw
+      .prepare('UPDATE audit SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?')
+      .run(forged.reason, prev, hash, e.seq);
     prev = hash;
   }
   assert.equal(audit.verify().ok, true);
@@ -171,10 +179,22 @@ test('an entry appended inside a transaction that fails is rolled back with it',
 
 test('list filters by time and keeps the newest `limit`; append validates and clips', (t) => {
   const { audit } = withLog(t, 6);
-  assert.deepEqual(audit.list({ since: '2025-01-01T00:04:00Z' }).map((e) => e.seq), [4, 5, 6]);
-  assert.deepEqual(audit.list({ limit: 2 }).map((e) => e.seq), [5, 6]);
-  assert.deepEqual(audit.list({ afterSeq: 4 }).map((e) => e.seq), [5, 6]);
-  assert.throws(() => audit.list({ limit: 0 }), (e: unknown) => e instanceof SightlineError && e.code === 'INVALID_INPUT');
+  assert.deepEqual(
+    audit.list({ since: '2025-01-01T00:04:00Z' }).map((e) => e.seq),
+    [4, 5, 6],
+  );
+  assert.deepEqual(
+    audit.list({ limit: 2 }).map((e) => e.seq),
+    [5, 6],
+  );
+  assert.deepEqual(
+    audit.list({ afterSeq: 4 }).map((e) => e.seq),
+    [5, 6],
+  );
+  assert.throws(
+    () => audit.list({ limit: 0 }),
+    (e: unknown) => e instanceof SightlineError && e.code === 'INVALID_INPUT',
+  );
   assert.throws(() => audit.append({ principal: '', action: 'x', outcome: 'ok' }), /principal/);
   assert.throws(() => audit.append({ principal: 'p', action: 'x', outcome: 'fine' as 'ok' }), /outcome/);
   const long = audit.append({ principal: 'p', action: 'x', outcome: 'error', reason: 'r'.repeat(10_000) });
@@ -201,7 +221,10 @@ test('JSON-lines export reads back and verifies, whole or from --since', (t) => 
   assert.deepEqual(entries, audit.list());
   assert.equal(verifyAuditChain(entries).ok, true);
   const tail = [...audit.exportJsonLines('2025-01-01T00:03:00Z')].map((l) => JSON.parse(l) as AuditEntry);
-  assert.deepEqual(tail.map((e) => e.seq), [3, 4, 5]);
+  assert.deepEqual(
+    tail.map((e) => e.seq),
+    [3, 4, 5],
+  );
   assert.equal(verifyAuditChain(tail).ok, false, 'a partial export does not start at the genesis');
   assert.equal(verifyAuditChain(tail, { fromStart: false }).ok, true);
   const edited = entries.map((e) => (e.seq === 4 ? { ...e, target: 'other' } : e));

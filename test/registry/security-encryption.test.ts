@@ -112,9 +112,18 @@ test('a missing or wrong key is a clear PRECONDITION, never garbage', async (t) 
   const sha = await put(new BlobStore(dir, { key }), randomBytes(10_000));
 
   const none = new BlobStore(dir);
-  await assert.rejects(none.read(sha), isError('PRECONDITION', new RegExp(`^model blobs are encrypted with key ${keyId(key)}; the configured key is none$`)));
+  await assert.rejects(
+    none.read(sha),
+    isError(
+      'PRECONDITION',
+      new RegExp(`^model blobs are encrypted with key ${keyId(key)}; the configured key is none$`),
+    ),
+  );
   const wrong = new BlobStore(dir, { key: other });
-  await assert.rejects(wrong.read(sha), isError('PRECONDITION', new RegExp(`encrypted with key ${keyId(key)}; the configured key is ${keyId(other)}`)));
+  await assert.rejects(
+    wrong.read(sha),
+    isError('PRECONDITION', new RegExp(`encrypted with key ${keyId(key)}; the configured key is ${keyId(other)}`)),
+  );
   const c = await wrong.check(sha, 10_000);
   assert.equal(c.ok, false);
   assert.equal(!c.ok && c.keyMissing, true);
@@ -140,7 +149,10 @@ test('a damaged encrypted blob fails authentication: read refuses, check says wh
       assert.equal((e as SightlineError).fields.corrupt, true);
       return true;
     });
-    assert.deepEqual(await blobs.check(sha, plain.length), { ok: false, reason: 'encrypted blob fails authentication (damaged or tampered with)' });
+    assert.deepEqual(await blobs.check(sha, plain.length), {
+      ok: false,
+      reason: 'encrypted blob fails authentication (damaged or tampered with)',
+    });
   }
   writeFileSync(p, good.subarray(0, good.length - 1));
   assert.deepEqual(await blobs.check(sha, plain.length), {
@@ -163,7 +175,10 @@ test('plain blobs stay readable with a key configured; a plain upload cannot pos
   assert.deepEqual(await withKey.encryption(sha), { encrypted: false });
   const fake = Buffer.concat([Buffer.from('SLENC1'), randomBytes(100)]);
   // Split across chunks so the magic check has to join them.
-  await assert.rejects(plainStore.putStream(chunked(fake, 4), { maxBytes: 1000 }), isError('INVALID_INPUT', /encrypted Sightline blob/));
+  await assert.rejects(
+    plainStore.putStream(chunked(fake, 4), { maxBytes: 1000 }),
+    isError('INVALID_INPUT', /encrypted Sightline blob/),
+  );
   assert.deepEqual(readdirSync(join(dir, 'tmp')), []);
   // With a key it is just content: encrypted, and it reads back as itself.
   const s2 = await put(withKey, fake);
@@ -203,12 +218,21 @@ test('verifyBlobs works on encrypted blobs; a missing key stops it with a clear 
   chmodSync(p, 0o644);
   writeFileSync(p, readFileSync(p).subarray(0, 1000));
   const r = await verifyBlobs(store, blobs);
-  assert.deepEqual(r.corrupt.map((c) => c.version), [1]);
+  assert.deepEqual(
+    r.corrupt.map((c) => c.version),
+    [1],
+  );
   assert.match(r.corrupt[0].reason, /encrypted blob is 1000 bytes, expected 20042/);
 });
 
 /** `n` blobs: the first `plainCount` in the clear, the rest under `key`; returns name → content. */
-async function seed(dir: string, key: Buffer, n: number, plainCount: number, size = 40_000): Promise<Map<string, Buffer>> {
+async function seed(
+  dir: string,
+  key: Buffer,
+  n: number,
+  plainCount: number,
+  size = 40_000,
+): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
   for (let i = 0; i < n; i++) {
     const bytes = randomBytes(size);
@@ -249,7 +273,11 @@ test('rotateBlobKey: interrupted after some blobs, then resumed by running it ag
   const r = await rotateBlobKey(dir, { from: a, to: b });
   assert.deepEqual(r, { total: 6, rotated: 3, skipped: 3, failed: [] });
   await assertAllUnder(dir, b, a, content);
-  assert.deepEqual(await rotateBlobKey(dir, { from: a, to: b }), { total: 6, rotated: 0, skipped: 6, failed: [] }, 'idempotent');
+  assert.deepEqual(
+    await rotateBlobKey(dir, { from: a, to: b }),
+    { total: 6, rotated: 0, skipped: 6, failed: [] },
+    'idempotent',
+  );
   assert.deepEqual(readdirSync(join(dir, 'tmp')), []);
 
   // And back to the clear.
@@ -261,7 +289,9 @@ test('rotateBlobKey: SIGKILLed mid-rotation, resumed, every blob under the new k
   const dir = tempDir(t);
   const [a, b] = [generateKey(), generateKey()];
   const content = await seed(dir, a, 12, 3, 1_000_000);
-  const child = spawn(process.execPath, [childScript, dir, a.toString('hex'), b.toString('hex')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [childScript, dir, a.toString('hex'), b.toString('hex')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'exit');

@@ -18,7 +18,10 @@ import {
 } from '../../src/registry/index.js';
 import { migrationsDir, tempDir } from './helpers.js';
 
-function open(t: TestContext, now?: () => Date): { store: RegistryStore; tokens: TokenStore; dir: string; hashed: string[] } {
+function open(
+  t: TestContext,
+  now?: () => Date,
+): { store: RegistryStore; tokens: TokenStore; dir: string; hashed: string[] } {
   const dir = tempDir(t);
   const store = RegistryStore.open(dir, migrationsDir);
   t.after(() => store.close());
@@ -47,16 +50,19 @@ test('create returns the token once; only the secret hash reaches the database f
   assert.ok(m, token);
   const [, id, secret] = m;
   assert.equal(record.id, id);
-  assert.deepEqual({ ...record, id: '', createdAt: '' }, {
-    id: '',
-    name: 'ci',
-    role: 'publisher',
-    createdAt: '',
-    createdBy: 'admin',
-    expiresAt: null,
-    revokedAt: null,
-    revokedBy: null,
-  });
+  assert.deepEqual(
+    { ...record, id: '', createdAt: '' },
+    {
+      id: '',
+      name: 'ci',
+      role: 'publisher',
+      createdAt: '',
+      createdBy: 'admin',
+      expiresAt: null,
+      revokedAt: null,
+      revokedBy: null,
+    },
+  );
   assert.deepEqual(tokens.list(), [record]);
   assert.ok(!JSON.stringify(tokens.list()).includes(secret));
   store.close(); // checkpoints the WAL into registry.db
@@ -76,7 +82,12 @@ test('authenticate: ok, with or without "Bearer", and every failure reason', (t)
   let now = new Date('2025-01-01T00:00:00.000Z');
   const { tokens } = open(t, () => now);
   const { token: viewer, record } = tokens.create({ name: 'dash', role: 'viewer', createdBy: 'admin' });
-  const { token: shortLived } = tokens.create({ name: 'tmp', role: 'admin', createdBy: 'admin', expiresAt: '2025-01-02T00:00:00Z' });
+  const { token: shortLived } = tokens.create({
+    name: 'tmp',
+    role: 'admin',
+    createdBy: 'admin',
+    expiresAt: '2025-01-02T00:00:00Z',
+  });
   const { token: revoked } = tokens.create({ name: 'old', role: 'inferencer', createdBy: 'admin' });
 
   const ok = { ok: true, principal: { tokenId: record.id, name: 'dash', role: 'viewer' } };
@@ -87,7 +98,11 @@ test('authenticate: ok, with or without "Bearer", and every failure reason', (t)
   assert.equal(tokens.authenticate(shortLived).ok, true);
   now = new Date('2025-01-02T00:00:00.000Z');
   assert.deepEqual(tokens.authenticate(shortLived), { ok: false, reason: 'expired' });
-  assert.deepEqual(tokens.authenticate(shortLived, new Date('2025-01-01T12:00:00Z')).ok, true, 'an explicit clock wins');
+  assert.deepEqual(
+    tokens.authenticate(shortLived, new Date('2025-01-01T12:00:00Z')).ok,
+    true,
+    'an explicit clock wins',
+  );
 
   assert.deepEqual(tokens.revoke('old', 'admin'), { record: { ...tokens.get('old')! }, changed: true });
   assert.deepEqual(tokens.authenticate(revoked), { ok: false, reason: 'revoked' });
@@ -98,9 +113,20 @@ test('authenticate: ok, with or without "Bearer", and every failure reason', (t)
   assert.deepEqual(tokens.authenticate(wrongSecret), { ok: false, reason: 'unknown' });
   assert.deepEqual(tokens.authenticate(`sl_0123456789abcdef_${'A'.repeat(43)}`), { ok: false, reason: 'unknown' });
   // A revoked or expired token with a wrong secret says nothing about its state.
-  assert.deepEqual(tokens.authenticate(revoked.slice(0, -4) + (revoked.endsWith('AAAA') ? 'BBBB' : 'AAAA')), { ok: false, reason: 'unknown' });
+  assert.deepEqual(tokens.authenticate(revoked.slice(0, -4) + (revoked.endsWith('AAAA') ? 'BBBB' : 'AAAA')), {
+    ok: false,
+    reason: 'unknown',
+  });
 
-  for (const bad of ['', 'Bearer', 'Basic dXNlcjpwYXNz', viewer.slice(0, -1), `${viewer}x`, viewer.replace('sl_', 'xx_'), viewer.toUpperCase()]) {
+  for (const bad of [
+    '',
+    'Bearer',
+    'Basic dXNlcjpwYXNz',
+    viewer.slice(0, -1),
+    `${viewer}x`,
+    viewer.replace('sl_', 'xx_'),
+    viewer.toUpperCase(),
+  ]) {
     assert.deepEqual(tokens.authenticate(bad), { ok: false, reason: 'malformed' }, bad);
   }
 });
@@ -121,20 +147,44 @@ test('an unknown id costs the same hash and compare as a wrong secret', (t) => {
 test('names are unique forever; revoke by name or id; bad input is refused', (t) => {
   const { tokens, store } = open(t);
   const a = tokens.create({ name: 'ci', role: 'publisher', createdBy: 'root' }).record;
-  assert.throws(() => tokens.create({ name: 'ci', role: 'viewer', createdBy: 'root' }), isError('ALREADY_EXISTS', /already exists/));
+  assert.throws(
+    () => tokens.create({ name: 'ci', role: 'viewer', createdBy: 'root' }),
+    isError('ALREADY_EXISTS', /already exists/),
+  );
   tokens.revoke(a.id, 'root');
-  assert.throws(() => tokens.create({ name: 'ci', role: 'viewer', createdBy: 'root' }), isError('ALREADY_EXISTS', /never reused/));
+  assert.throws(
+    () => tokens.create({ name: 'ci', role: 'viewer', createdBy: 'root' }),
+    isError('ALREADY_EXISTS', /never reused/),
+  );
   assert.equal(tokens.get('ci')?.revokedBy, 'root');
   assert.throws(() => tokens.revoke('nope', 'root'), isError('NOT_FOUND', /no token/));
-  assert.throws(() => tokens.create({ name: 'bad name', role: 'viewer', createdBy: 'root' }), isError('INVALID_INPUT', /token name/));
-  assert.throws(() => tokens.create({ name: 'x', role: 'root' as TokenRole, createdBy: 'root' }), isError('INVALID_INPUT', /role must be one of/));
-  assert.throws(() => tokens.create({ name: 'x', role: 'viewer', createdBy: '' }), isError('INVALID_INPUT', /createdBy/));
-  assert.throws(() => tokens.create({ name: 'x', role: 'viewer', createdBy: 'r', expiresAt: '2001-01-01' }), isError('INVALID_INPUT', /past/));
-  assert.throws(() => tokens.create({ name: 'x', role: 'viewer', createdBy: 'r', expiresAt: 'soon' }), isError('INVALID_INPUT', /not a date/));
+  assert.throws(
+    () => tokens.create({ name: 'bad name', role: 'viewer', createdBy: 'root' }),
+    isError('INVALID_INPUT', /token name/),
+  );
+  assert.throws(
+    () => tokens.create({ name: 'x', role: 'root' as TokenRole, createdBy: 'root' }),
+    isError('INVALID_INPUT', /role must be one of/),
+  );
+  assert.throws(
+    () => tokens.create({ name: 'x', role: 'viewer', createdBy: '' }),
+    isError('INVALID_INPUT', /createdBy/),
+  );
+  assert.throws(
+    () => tokens.create({ name: 'x', role: 'viewer', createdBy: 'r', expiresAt: '2001-01-01' }),
+    isError('INVALID_INPUT', /past/),
+  );
+  assert.throws(
+    () => tokens.create({ name: 'x', role: 'viewer', createdBy: 'r', expiresAt: 'soon' }),
+    isError('INVALID_INPUT', /not a date/),
+  );
   // The schema keeps rows and their identity, whatever the code does.
   assert.throws(() => store.database.prepare('DELETE FROM tokens').run(), /never deleted/);
   assert.throws(() => store.database.prepare("UPDATE tokens SET role = 'admin'").run(), /only revocation/);
-  assert.throws(() => store.database.prepare("UPDATE tokens SET revoked_at = 'x', revoked_by = 'y'").run(), /stays revoked/);
+  assert.throws(
+    () => store.database.prepare("UPDATE tokens SET revoked_at = 'x', revoked_by = 'y'").run(),
+    /stays revoked/,
+  );
 });
 
 test('with an AuditLog, token changes are audited in the same transaction', (t) => {
@@ -157,7 +207,9 @@ test('with an AuditLog, token changes are audited in the same transaction', (t) 
 });
 
 test('roles are capability sets: viewer ⊂ inferencer, viewer ⊂ publisher, admin has all', () => {
-  const matrix = Object.fromEntries(TOKEN_ROLES.map((r) => [r, CAPABILITIES.filter((c: Capability) => roleAllows(r, c))]));
+  const matrix = Object.fromEntries(
+    TOKEN_ROLES.map((r) => [r, CAPABILITIES.filter((c: Capability) => roleAllows(r, c))]),
+  );
   assert.deepEqual(matrix, {
     viewer: ['view'],
     inferencer: ['view', 'infer'],
@@ -174,7 +226,11 @@ test("a replica's TokenMirror reports a well-formed token whose id it lacks, and
   const mirror = new TokenMirror({ onUnknownId: () => misses++ });
   mirror.replace(tokens.digests());
   assert.equal(mirror.authenticate(old).ok, true);
-  assert.equal(mirror.authenticate(old.slice(0, -1) + (old.endsWith('A') ? 'B' : 'A')).ok, false, 'known id, wrong secret');
+  assert.equal(
+    mirror.authenticate(old.slice(0, -1) + (old.endsWith('A') ? 'B' : 'A')).ok,
+    false,
+    'known id, wrong secret',
+  );
   assert.equal(mirror.authenticate('not-a-token').ok, false, 'malformed');
   assert.equal(misses, 0, 'a wrong secret or a malformed token is no reason to sync');
   const created = tokens.create({ name: 'new', role: 'viewer', createdBy: 'admin' }).token;

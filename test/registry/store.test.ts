@@ -16,7 +16,12 @@ function openStore(t: TestContext): { store: RegistryStore; dir: string } {
 }
 
 /** Asserts fn throws a SightlineError with this code and a message matching `message`. */
-function throwsCode(fn: () => unknown, code: ErrorCode, message: RegExp | string, fields?: Record<string, unknown>): void {
+function throwsCode(
+  fn: () => unknown,
+  code: ErrorCode,
+  message: RegExp | string,
+  fields?: Record<string, unknown>,
+): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof SightlineError, `expected SightlineError, got ${String(e)}`);
     assert.equal(e.code, code);
@@ -29,7 +34,10 @@ function throwsCode(fn: () => unknown, code: ErrorCode, message: RegExp | string
 
 /** Inserts `n` versions of `model` with distinct content and returns their numbers. */
 function seed(store: RegistryStore, model: string, n: number): number[] {
-  return Array.from({ length: n }, (_, i) => store.insertVersion(newVersion(model, `${model}-content-${i}-${Math.random()}`)).version);
+  return Array.from(
+    { length: n },
+    (_, i) => store.insertVersion(newVersion(model, `${model}-content-${i}-${Math.random()}`)).version,
+  );
 }
 
 test('versions are numbered 1, 2, 3 per model and a number is never reused after delete', (t) => {
@@ -43,7 +51,10 @@ test('versions are numbered 1, 2, 3 per model and a number is never reused after
   store.deleteVersion('yolo', 2, 'alice', '');
   assert.equal(store.getModel('yolo')?.versionCount, 0, 'the model outlives its versions');
   assert.deepEqual(seed(store, 'yolo', 1), [5]);
-  assert.deepEqual(store.listVersions('yolo').map((v) => v.version), [5]);
+  assert.deepEqual(
+    store.listVersions('yolo').map((v) => v.version),
+    [5],
+  );
 });
 
 test('insertVersion stores every field and returns it as read back', (t) => {
@@ -92,9 +103,14 @@ test('findVersionBySha finds a re-upload; inserting the same content twice is AL
   assert.deepEqual(store.findVersionBySha('yolo', sha256Of('same bytes')), v1);
   assert.equal(store.findVersionBySha('yolo', sha256Of('other bytes')), undefined);
   assert.equal(store.findVersionBySha('other', sha256Of('same bytes')), undefined);
-  throwsCode(() => store.insertVersion(newVersion('yolo', 'same bytes')), 'ALREADY_EXISTS', 'model "yolo" already has this file as version 1', {
-    version: 1,
-  });
+  throwsCode(
+    () => store.insertVersion(newVersion('yolo', 'same bytes')),
+    'ALREADY_EXISTS',
+    'model "yolo" already has this file as version 1',
+    {
+      version: 1,
+    },
+  );
   // The same file under another model is a separate version sharing the blob.
   assert.equal(store.insertVersion(newVersion('other', 'same bytes')).version, 1);
   throwsCode(() => store.findVersionBySha('yolo', '../../etc/passwd'), 'INVALID_INPUT', /not a sha256/);
@@ -129,7 +145,10 @@ test('promote errors: unknown model, unknown version, corrupt version, bad input
   const { store } = openStore(t);
   seed(store, 'yolo', 2);
   throwsCode(() => store.promote('nope', 1, 'a', ''), 'NOT_FOUND', 'unknown model "nope"');
-  throwsCode(() => store.promote('yolo', 9, 'a', ''), 'NOT_FOUND', 'model "yolo" has no version 9', { model: 'yolo', version: 9 });
+  throwsCode(() => store.promote('yolo', 9, 'a', ''), 'NOT_FOUND', 'model "yolo" has no version 9', {
+    model: 'yolo',
+    version: 9,
+  });
   store.markCorrupt('yolo', 2, 'blob file is missing');
   throwsCode(
     () => store.promote('yolo', 2, 'a', ''),
@@ -146,7 +165,11 @@ test('promote errors: unknown model, unknown version, corrupt version, bad input
 test('rollback swaps active and rollback target, and refuses when there is none', (t) => {
   const { store } = openStore(t);
   seed(store, 'yolo', 2);
-  throwsCode(() => store.rollback('yolo', 'a', ''), 'PRECONDITION', 'cannot roll back yolo: no version has been promoted yet');
+  throwsCode(
+    () => store.rollback('yolo', 'a', ''),
+    'PRECONDITION',
+    'cannot roll back yolo: no version has been promoted yet',
+  );
   store.promote('yolo', 1, 'a', '');
   throwsCode(
     () => store.rollback('yolo', 'a', ''),
@@ -159,9 +182,16 @@ test('rollback swaps active and rollback target, and refuses when there is none'
   assert.deepEqual(store.rollback('yolo', 'ops', 'undo'), { from: 1, to: 2 });
   assert.deepEqual(pointers(store, 'yolo'), [2, 1]);
   const [last] = store.history('yolo', 1);
-  assert.deepEqual([last.action, last.fromVersion, last.toVersion, last.actor, last.reason], ['rollback', 1, 2, 'ops', 'undo']);
+  assert.deepEqual(
+    [last.action, last.fromVersion, last.toVersion, last.actor, last.reason],
+    ['rollback', 1, 2, 'ops', 'undo'],
+  );
   store.markCorrupt('yolo', 1, 'blob content hashes to x, expected y');
-  throwsCode(() => store.rollback('yolo', 'ops', ''), 'PRECONDITION', /cannot roll back yolo to v1: it is marked corrupt/);
+  throwsCode(
+    () => store.rollback('yolo', 'ops', ''),
+    'PRECONDITION',
+    /cannot roll back yolo to v1: it is marked corrupt/,
+  );
   throwsCode(() => store.rollback('nope', 'ops', ''), 'NOT_FOUND', 'unknown model "nope"');
 });
 
@@ -172,9 +202,14 @@ test('deleteVersion refuses the active and rollback versions and reports whether
   store.insertVersion(newVersion('other', 'shared'));
   store.promote('yolo', 1, 'a', '');
   store.promote('yolo', 2, 'a', '');
-  throwsCode(() => store.deleteVersion('yolo', 2, 'a', ''), 'PRECONDITION', 'cannot delete yolo v2: it is the active version; promote another version first', {
-    pointer: 'active',
-  });
+  throwsCode(
+    () => store.deleteVersion('yolo', 2, 'a', ''),
+    'PRECONDITION',
+    'cannot delete yolo v2: it is the active version; promote another version first',
+    {
+      pointer: 'active',
+    },
+  );
   throwsCode(
     () => store.deleteVersion('yolo', 1, 'a', ''),
     'PRECONDITION',
@@ -185,18 +220,30 @@ test('deleteVersion refuses the active and rollback versions and reports whether
   throwsCode(() => store.deleteVersion('nope', 1, 'a', ''), 'NOT_FOUND', 'unknown model "nope"');
 
   const v3 = store.getVersion('yolo', 3);
-  assert.deepEqual(store.deleteVersion('yolo', 3, 'alice', 'unused'), { sha256: v3?.sha256, blobStillReferenced: false });
-  assert.deepEqual(store.deleteVersion('yolo', 4, 'alice', ''), { sha256: sha256Of('shared'), blobStillReferenced: true });
+  assert.deepEqual(store.deleteVersion('yolo', 3, 'alice', 'unused'), {
+    sha256: v3?.sha256,
+    blobStillReferenced: false,
+  });
+  assert.deepEqual(store.deleteVersion('yolo', 4, 'alice', ''), {
+    sha256: sha256Of('shared'),
+    blobStillReferenced: true,
+  });
   assert.equal(store.isBlobReferenced(sha256Of('shared')), true);
-  assert.deepEqual(store.deleteVersion('other', 1, 'alice', ''), { sha256: sha256Of('shared'), blobStillReferenced: false });
+  assert.deepEqual(store.deleteVersion('other', 1, 'alice', ''), {
+    sha256: sha256Of('shared'),
+    blobStillReferenced: false,
+  });
   assert.equal(store.isBlobReferenced(sha256Of('shared')), false);
   assert.equal(store.getVersion('yolo', 3), undefined);
   const [h] = store.history('yolo', 1);
   assert.deepEqual([h.action, h.fromVersion, h.toVersion], ['delete', 4, null]);
-  assert.deepEqual(store.listModels().map((m) => [m.name, m.activeVersion, m.rollbackVersion, m.versionCount, m.nextVersion]), [
-    ['other', null, null, 0, 2],
-    ['yolo', 2, 1, 2, 5],
-  ]);
+  assert.deepEqual(
+    store.listModels().map((m) => [m.name, m.activeVersion, m.rollbackVersion, m.versionCount, m.nextVersion]),
+    [
+      ['other', null, null, 0, 2],
+      ['yolo', 2, 1, 2, 5],
+    ],
+  );
 });
 
 test('history is newest first, limited, and append-only in the database itself', (t) => {
@@ -205,21 +252,33 @@ test('history is newest first, limited, and append-only in the database itself',
   store.promote('yolo', 1, 'a', 'one');
   store.promote('yolo', 2, 'a', 'two');
   store.promote('yolo', 3, 'a', 'three');
-  assert.deepEqual(store.history('yolo', 2).map((h) => h.reason), ['three', 'two']);
-  assert.deepEqual(store.history('yolo').map((h) => h.at), ['2025-01-01T00:00:06.000Z', '2025-01-01T00:00:05.000Z', '2025-01-01T00:00:04.000Z']);
+  assert.deepEqual(
+    store.history('yolo', 2).map((h) => h.reason),
+    ['three', 'two'],
+  );
+  assert.deepEqual(
+    store.history('yolo').map((h) => h.at),
+    ['2025-01-01T00:00:06.000Z', '2025-01-01T00:00:05.000Z', '2025-01-01T00:00:04.000Z'],
+  );
   throwsCode(() => store.history('yolo', 0), 'INVALID_INPUT', /limit/);
   throwsCode(() => store.history('nope'), 'NOT_FOUND', 'unknown model "nope"');
 
   const raw = new Database(join(dir, 'registry.db'));
   t.after(() => raw.close());
   raw.pragma('foreign_keys = ON');
-  assert.throws(() => raw.prepare("UPDATE pointer_history SET reason = 'edited'").run(), /append-only: rows cannot be updated/);
+  assert.throws(
+    () => raw.prepare("UPDATE pointer_history SET reason = 'edited'").run(),
+    /append-only: rows cannot be updated/,
+  );
   assert.throws(() => raw.prepare('DELETE FROM pointer_history').run(), /append-only: rows cannot be deleted/);
   // The schema also keeps the pointers and the counter honest against direct writes.
   assert.throws(() => raw.prepare("UPDATE models SET active_version = 42 WHERE name = 'yolo'").run(), /FOREIGN KEY/);
   assert.throws(() => raw.prepare("DELETE FROM versions WHERE model = 'yolo' AND version = 3").run(), /FOREIGN KEY/);
   assert.throws(() => raw.prepare("UPDATE models SET next_version = 1 WHERE name = 'yolo'").run(), /never reused/);
-  assert.throws(() => raw.prepare("UPDATE versions SET sha256 = ? WHERE model = 'yolo'").run(sha256Of('x')), /immutable/);
+  assert.throws(
+    () => raw.prepare("UPDATE versions SET sha256 = ? WHERE model = 'yolo'").run(sha256Of('x')),
+    /immutable/,
+  );
   assert.equal(store.history('yolo').length, 3);
 });
 
@@ -242,7 +301,8 @@ test('model names are validated in every public method', (t) => {
     throwsCode(() => store.putProfile(name, 1, 'k', {}), 'INVALID_INPUT', msg);
     throwsCode(() => store.getProfile(name, 1, 'k'), 'INVALID_INPUT', msg);
   }
-  for (const good of ['a', 'yolo11n', 'YOLO_v8.n-coco', '9x', 'x'.repeat(128)]) store.insertVersion(newVersion(good, good));
+  for (const good of ['a', 'yolo11n', 'YOLO_v8.n-coco', '9x', 'x'.repeat(128)])
+    store.insertVersion(newVersion(good, good));
   assert.equal(store.listModels().length, 5);
 });
 
@@ -250,7 +310,10 @@ test('markCorrupt / markOk', (t) => {
   const { store } = openStore(t);
   seed(store, 'yolo', 1);
   store.markCorrupt('yolo', 1, 'blob file is missing');
-  assert.deepEqual([store.getVersion('yolo', 1)?.state, store.getVersion('yolo', 1)?.corruptReason], ['corrupt', 'blob file is missing']);
+  assert.deepEqual(
+    [store.getVersion('yolo', 1)?.state, store.getVersion('yolo', 1)?.corruptReason],
+    ['corrupt', 'blob file is missing'],
+  );
   store.markOk('yolo', 1);
   assert.deepEqual([store.getVersion('yolo', 1)?.state, store.getVersion('yolo', 1)?.corruptReason], ['ok', null]);
   throwsCode(() => store.markCorrupt('yolo', 2, 'x'), 'NOT_FOUND', 'model "yolo" has no version 2');

@@ -30,7 +30,11 @@ test('verifyBlobs marks edited and missing blobs corrupt, and clears the mark on
   assert.equal(r.checked, 4);
   assert.deepEqual(r.corrupt, [
     { model: 'other', version: 1, reason: 'blob file is missing' },
-    { model: 'yolo', version: 1, reason: `blob content hashes to ${sha256Of(edited)}, expected ${sha256Of(contents[0])}` },
+    {
+      model: 'yolo',
+      version: 1,
+      reason: `blob content hashes to ${sha256Of(edited)}, expected ${sha256Of(contents[0])}`,
+    },
     { model: 'yolo', version: 3, reason: 'blob file is missing' },
   ]);
   assert.deepEqual(r.repaired, []);
