@@ -18,6 +18,8 @@ export interface ShadowBenchOptions {
   /** Length of each run; there are `rounds` runs without and `rounds` with the shadow. */
   phaseMs: number;
   rounds: number;
+  /** Whether the 10 % target applies (the issue's case); otherwise the ratio is only reported. */
+  judged: boolean;
 }
 
 export interface ShadowBenchResult {
@@ -52,7 +54,7 @@ export async function shadowOverhead(o: ShadowBenchOptions): Promise<ShadowBench
     const p99On = median(on.map((r) => r.p99));
     const sum = shadows.summary;
     const lines = [
-      `## Shadow traffic`,
+      `## Shadow traffic at concurrency ${o.concurrency}`,
       '',
       `A shadow of the active version against itself at sample 1.0 (every live request offered ` +
         `to it), ${o.modelPath.split('/').pop()}, ${o.concurrency} closed-loop clients on bus.jpg, ` +
@@ -72,12 +74,14 @@ export async function shadowOverhead(o: ShadowBenchOptions): Promise<ShadowBench
       }), ${sum.failed} failed, of about ${sampled} live calls in that round.`,
     ];
     const ratio = p99On / p99Off;
+    const measured = `${f1(p99On)} vs ${f1(p99Off)} ms (${ratio.toFixed(2)} ×), ${errorsOf(on)} failed`;
     return {
       lines,
-      target:
-        `| live p99 at concurrency ${o.concurrency} with a shadow at sample 1.0 ≤ 1.1 × without | ` +
-        `${f1(p99On)} vs ${f1(p99Off)} ms (${ratio.toFixed(2)} ×), ${errorsOf(on)} failed | ` +
-        `≤ 1.10 × | ${ratio <= 1.1 && errorsOf(on) === 0 ? 'yes' : '**no**'} |`,
+      target: o.judged
+        ? `| live p99 at concurrency ${o.concurrency} with a shadow at sample 1.0 ≤ 1.1 × without | ${measured} | ` +
+          `≤ 1.10 × | ${ratio <= 1.1 && errorsOf(on) === 0 ? 'yes' : '**no**'} |`
+        : `| live p99 at concurrency ${o.concurrency} with a shadow at sample 1.0, against without ` +
+          `(reported, no target) | ${measured} | – | – |`,
     };
   } finally {
     await s.close();
