@@ -8,18 +8,8 @@ import { extname, join, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SightlineError } from '../errors.js';
 import { parseLabelsFile } from '../inference/families/index.js';
+import { IMAGE_EXTENSIONS } from '../inference/index.js';
 import type { ImageGroundTruth } from './map.js';
-
-/** The image formats the service decodes (sharp); anything else under images/ is ignored. */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
-  '.jpg',
-  '.jpeg',
-  '.png',
-  '.webp',
-  '.bmp',
-  '.tif',
-  '.tiff',
-]);
 
 export interface DatasetImage {
   readonly path: string;

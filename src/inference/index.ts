@@ -5,6 +5,7 @@ export {
   ACCEPTED_FORMATS,
   DCT_SCALING_AVAILABLE,
   dctDenominator,
+  IMAGE_EXTENSIONS,
   prepareTensor,
   type Decoder,
   type PreparedTensor,

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { extname } from 'node:path';
 import { SightlineError } from '../errors.js';
 import { assertIdentifier } from '../identifiers.js';
-import { IMAGE_EXTENSIONS, NAMES_FILES, pairYoloFiles, readYoloLabels, readYoloNames } from '../eval/index.js';
+import { NAMES_FILES, pairYoloFiles, readYoloLabels, readYoloNames } from '../eval/index.js';
+import { IMAGE_EXTENSIONS } from '../inference/index.js';
 import type { BlobStore, DatasetFile, DatasetRecord, EvidenceStore } from '../registry/index.js';
 
 /** One message of an upload after its metadata: a file starts, or a chunk of the current file. */

@@ -3,15 +3,15 @@ import { readdir, stat } from 'node:fs/promises';
 import { dirname, extname, join, resolve, sep } from 'node:path';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { SightlineError } from '../../errors.js';
+import { IMAGE_EXTENSIONS } from '../../inference/index.js';
 
-/** File extensions taken from folders and globs (explicitly named files are taken whatever their name). */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 const VIDEO_EXTENSIONS = new Set(['.mp4', '.mov', '.avi', '.mkv', '.webm', '.m4v', '.ts', '.mpg', '.mpeg']);
 
 export const VIDEO_NOTE =
   'video files are not decoded: no maintained video decoder installs from npm without downloading binaries from elsewhere; ' +
   'extract frames first (ffmpeg -i cam.mp4 -vf fps=2 frames/%06d.jpg) and batch the folder';
 
+/** Taken from folders and globs (explicitly named files are taken whatever their name). */
 const isImage = (p: string) => IMAGE_EXTENSIONS.has(extname(p).toLowerCase());
 
 export interface Sources {

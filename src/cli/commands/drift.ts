@@ -23,6 +23,7 @@ import {
   type Verdict,
 } from '../../monitoring/index.js';
 import { SightlineError } from '../../errors.js';
+import { IMAGE_EXTENSIONS } from '../../inference/index.js';
 import { assertReadableDir, intArg } from '../args.js';
 import { call, connectionOptions, monitoringClient, type ConnectionFlags } from '../client.js';
 import { reportError } from '../errors.js';
@@ -30,9 +31,6 @@ import { reportError } from '../errors.js';
 interface Common extends ConnectionFlags {
   json?: boolean;
 }
-
-/** File extensions sent as calibration images (the formats Detect accepts). */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 export const verdictName = (v: DriftVerdict): Verdict | 'unspecified' =>
   (DriftVerdict[v] ?? 'DRIFT_VERDICT_UNSPECIFIED').replace('DRIFT_VERDICT_', '').toLowerCase() as

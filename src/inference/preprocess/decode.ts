@@ -27,6 +27,21 @@ import { decoderReason, type Decoder, type ImageSource } from './source.js';
  */
 export const ACCEPTED_FORMATS: readonly RasterFormat[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'];
 
+const FILE_EXTENSIONS: Readonly<Partial<Record<RasterFormat, readonly string[]>>> = {
+  jpeg: ['.jpg', '.jpeg'],
+  png: ['.png'],
+  webp: ['.webp'],
+  gif: ['.gif'],
+  tiff: ['.tif', '.tiff'],
+  avif: ['.avif'],
+};
+
+/**
+ * File name extensions of the accepted formats (lower case), for the tools that pick images out of
+ * folders (validate, datasets, batch, drift profiles). The bytes still decide: a request is sniffed.
+ */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(ACCEPTED_FORMATS.flatMap((f) => FILE_EXTENSIONS[f] ?? []));
+
 export interface PreparedSource {
   source: ImageSource;
   /** Source size is the displayed size, after EXIF orientation. */

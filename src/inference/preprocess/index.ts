@@ -6,6 +6,7 @@ export { DCT_SCALING_AVAILABLE, dctDenominator, JpegDecoder, turboRefused } from
 export { transferOf, type Decoder, type ImageSource } from './source.js';
 export {
   ACCEPTED_FORMATS,
+  IMAGE_EXTENSIONS,
   prepareSource,
   turboCanDecode,
   type PreparedSource,
