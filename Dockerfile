@@ -21,12 +21,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 COPY package.json package-lock.json tsconfig.json ./
-COPY scripts/gen-proto.mjs scripts/prune-onnxruntime.mjs ./scripts/
+COPY scripts/gen-proto.mjs scripts/gen-wasm.mjs scripts/prune-onnxruntime.mjs ./scripts/
 COPY proto/ ./proto/
 COPY migrations/ ./migrations/
 COPY src/ ./src/
 
-# npm ci runs the `prepare` script: protobuf code generation and tsc, into dist/.
+# npm ci runs the `prepare` script: protobuf code generation, the WebAssembly resample kernel and tsc,
+# into dist/.
 RUN npm ci --no-audit --no-fund
 RUN npm prune --omit=dev --no-audit --no-fund
 
@@ -59,6 +60,13 @@ ENV NODE_ENV=production \
     SIGHTLINE_REGISTRY__DATA_DIR=/var/lib/sightline \
     SIGHTLINE_REGISTRY__CACHE_DIR=/var/cache/sightline \
     MALLOC_ARENA_MAX=2
+
+# Debian's libturbojpeg: the JPEG decoder prefers the system's copy (security updates from the
+# distribution, and faster than the one bundled with the npm binding; docs/BENCHMARKS.md).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libturbojpeg0 \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json

@@ -22,7 +22,7 @@ const layerZones = Object.entries(allowed).map(([area, may]) => ({
 }));
 
 export default defineConfig(
-  { ignores: ['dist/', 'src/generated/', 'node_modules/', '.cache/'] },
+  { ignores: ['dist/', 'src/generated/', 'src/**/*-wasm.ts', 'node_modules/', '.cache/'] },
   js.configs.recommended,
   tseslint.configs.recommended,
   {

@@ -1,5 +1,6 @@
 /**
- * Preprocessing alone, in this thread, with the worker's own code (prepareTensor): CPU per image from
+ * Preprocessing alone, in this thread, with the worker's own code (prepareTensor, its tensor left in
+ * this thread's arena as the worker leaves it for ONNX Runtime): CPU per image from
  * the bytes to the model's input tensor, split into decoding and the rest (orientation, resize,
  * padding, normalisation), beside libjpeg-turbo's floor; and a CPU profile of it (node:inspector),
  * to show where the time goes.
@@ -26,16 +27,15 @@ export async function preprocessCost(
   n: number,
   options: Partial<PrepareOptions> = {},
 ): Promise<PreprocessCost> {
-  const out = new Float32Array(3 * target.width * target.height);
   const opts: PrepareOptions = { applyIccProfile: false, ...options };
-  for (let i = 0; i < 3; i++) await prepareTensor(img.bytes, target, LIMITS, opts, out);
+  for (let i = 0; i < 3; i++) await prepareTensor(img.bytes, target, LIMITS, opts, undefined, false);
   const cpu: number[] = [];
   const dec: number[] = [];
   const res: number[] = [];
   let used = '';
   for (let i = 0; i < n; i++) {
     const c0 = process.cpuUsage();
-    const r = await prepareTensor(img.bytes, target, LIMITS, opts, out);
+    const r = await prepareTensor(img.bytes, target, LIMITS, opts, undefined, false);
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1000);
     dec.push(r.timing.decodeMs);
@@ -59,13 +59,13 @@ export async function preprocessProfile(
   n: number,
   top: number,
 ): Promise<ProfileRow[]> {
-  const out = new Float32Array(3 * target.width * target.height);
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
   await session.post('Profiler.setSamplingInterval', { interval: 100 });
   await session.post('Profiler.start');
-  for (let i = 0; i < n; i++) await prepareTensor(img.bytes, target, LIMITS, { applyIccProfile: false }, out);
+  for (let i = 0; i < n; i++)
+    await prepareTensor(img.bytes, target, LIMITS, { applyIccProfile: false }, undefined, false);
   const { profile } = await session.post('Profiler.stop');
   session.disconnect();
   const dt = new Map<number, number>();

@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { describeSizing, type Config, type ServerRole } from './config/index.js';
 import { SightlineError } from './errors.js';
-import { InferencePool, type ImagePrep } from './inference/index.js';
+import { DCT_SCALING_AVAILABLE, InferencePool, JPEG_DECODER, type ImagePrep } from './inference/index.js';
 import {
   AuditLog,
   BlobStore,
@@ -329,8 +329,14 @@ async function assembleInference(ctx: Context): Promise<Assembly> {
 
 /** Worker threads running ONNX Runtime; the registry role needs one, to validate uploads. */
 async function createPool({ config, log, metrics, resources }: Context, workers: number): Promise<InferencePool> {
-  if (workers === config.pool.workers)
+  if (workers === config.pool.workers) {
     log.info({ event: 'pool_sized', ...config.sizing, pool: config.pool }, describeSizing(config.pool, config.sizing));
+    const dctScaling = config.preprocess.jpegDctScaling && DCT_SCALING_AVAILABLE;
+    log.info(
+      { event: 'jpeg_decoder', decoder: JPEG_DECODER, dctScaling },
+      `JPEGs decoded by ${JPEG_DECODER}, DCT scaling ${dctScaling ? 'on' : 'off'}`,
+    );
+  }
   const pool = resources.add(
     await InferencePool.create({
       workers,

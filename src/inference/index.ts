@@ -6,6 +6,7 @@ export {
   DCT_SCALING_AVAILABLE,
   dctDenominator,
   IMAGE_EXTENSIONS,
+  JPEG_DECODER,
   prepareTensor,
   type Decoder,
   type PreparedTensor,

@@ -15,7 +15,7 @@ import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import { performance } from 'node:perf_hooks';
 import { SightlineError } from '../../errors.js';
 import type { LetterboxGeometry, LetterboxSpec } from '../types.js';
-import { readJpegHeader, orientedSize, type JpegHeader } from './jpeg-header.js';
+import { MAX_PROGRESSIVE_SCANS, readJpegHeader, orientedSize, scansOver, type JpegHeader } from './jpeg-header.js';
 import { computeLetterbox } from './letterbox.js';
 import { sniffFormat, type RasterFormat } from './sniff.js';
 import { decoderReason, type Decoder, type ImageSource } from './source.js';
@@ -293,8 +293,14 @@ export async function prepareSource(
   const letterbox = (w: number, h: number) =>
     computeLetterbox(w, h, target.width, target.height, target.spec.placement);
 
-  const header = format === 'jpeg' && options.decoder !== 'sharp' ? readJpegHeader(bytes) : null;
-  if (header && turboCanDecode(header, options.applyIccProfile)) {
+  const header = format === 'jpeg' ? readJpegHeader(bytes) : null;
+  if (header?.process === 'progressive' && scansOver(bytes, header.scanStart, MAX_PROGRESSIVE_SCANS)) {
+    throw invalid(`progressive JPEG has more than ${MAX_PROGRESSIVE_SCANS} scans; re-encode it`, {
+      format,
+      maxScans: MAX_PROGRESSIVE_SCANS,
+    });
+  }
+  if (header && options.decoder !== 'sharp' && turboCanDecode(header, options.applyIccProfile)) {
     const shown = orientedSize(header.width, header.height, header.orientation);
     checkSize(shown.width, shown.height, format, maxPixels);
     return {

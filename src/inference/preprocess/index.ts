@@ -2,7 +2,7 @@ export { sniffFormat, type RasterFormat } from './sniff.js';
 export { computeLetterbox, mapBoxesToSource, roundHalfEven } from './letterbox.js';
 export { readJpegHeader, orientedSize, type JpegHeader, type Orientation } from './jpeg-header.js';
 export { letterboxToTensor, sampleLetterboxed, orientationStrides, type RgbImage } from './resample.js';
-export { DCT_SCALING_AVAILABLE, dctDenominator, JpegDecoder, turboRefused } from './jpeg-turbo.js';
+export { DCT_SCALING_AVAILABLE, dctDenominator, JPEG_DECODER, JpegDecoder, turboRefused } from './jpeg-turbo.js';
 export { transferOf, type Decoder, type ImageSource } from './source.js';
 export {
   ACCEPTED_FORMATS,

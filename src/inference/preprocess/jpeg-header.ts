@@ -21,6 +21,8 @@ export interface JpegHeader {
   readonly process: 'baseline' | 'progressive' | 'lossless' | 'arithmetic' | 'other';
   readonly orientation: Orientation;
   readonly hasIccProfile: boolean;
+  /** Offset of the first scan's SOS marker (the byte length when none was reached). */
+  readonly scanStart: number;
 }
 
 const SOI = 0xd8;
@@ -83,7 +85,8 @@ export function readJpegHeader(b: Uint8Array): JpegHeader | null {
   let orientation: Orientation = 1;
   let sawExif = false;
   let hasIccProfile = false;
-  let frame: Omit<JpegHeader, 'orientation' | 'hasIccProfile'> | null = null;
+  let frame: Omit<JpegHeader, 'orientation' | 'hasIccProfile' | 'scanStart'> | null = null;
+  let scanStart = b.length;
   let i = 2;
   while (i + 4 <= b.length) {
     if (b[i] !== 0xff) return null;
@@ -92,7 +95,10 @@ export function readJpegHeader(b: Uint8Array): JpegHeader | null {
       i++; // fill byte
       continue;
     }
-    if (marker === SOS || marker === EOI) break;
+    if (marker === SOS || marker === EOI) {
+      scanStart = i;
+      break;
+    }
     if ((marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
       i += 2; // standalone markers carry no length
       continue;
@@ -117,7 +123,30 @@ export function readJpegHeader(b: Uint8Array): JpegHeader | null {
     }
     i += 2 + len;
   }
-  return frame && { ...frame, orientation, hasIccProfile };
+  return frame && { ...frame, orientation, hasIccProfile, scanStart };
+}
+
+/**
+ * Progressive JPEGs may carry any number of scans, each a pass over the whole image: a small file with
+ * thousands of them is a known way to burn a decoder's CPU (libjpeg-turbo's TJFLAG_LIMITSCANS uses the
+ * same bound). Real encoders write about 10. decode.ts checks it for every decoder, before decoding.
+ */
+export const MAX_PROGRESSIVE_SCANS = 500;
+
+const SOS_MARKER = Buffer.from([0xff, SOS]);
+
+/**
+ * Whether the scans from `from` on number more than `limit`: each one is an SOS marker, which entropy-
+ * coded data cannot contain (a 0xFF there is stuffed as FF 00). A native byte search, so a 10 MB file
+ * costs a few milliseconds at most.
+ */
+export function scansOver(b: Uint8Array, from: number, limit: number): boolean {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  let n = 0;
+  for (let i = buf.indexOf(SOS_MARKER, from); i !== -1; i = buf.indexOf(SOS_MARKER, i + 2)) {
+    if (++n > limit) return true;
+  }
+  return false;
 }
 
 /** Width and height as displayed: orientations 5-8 swap them. */

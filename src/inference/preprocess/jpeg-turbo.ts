@@ -1,20 +1,22 @@
 /**
- * libjpeg-turbo's own decoder, in the inference worker. It decodes a photo in the time `tjbench`
+ * libjpeg-turbo's own decoder, in the inference worker. It decodes a photo in about the time `tjbench`
  * reports for it, where sharp/libvips takes two to three times as long (pipeline set-up, fresh buffers
  * and page faults on every image; docs/BENCHMARKS.md). Synchronous: it runs in an inference worker,
- * whose thread is there to be busy. The output buffer is reused from one image to the next.
+ * whose thread is there to be busy.
  *
- * Two ways in, to the same library. `@julusian/jpeg-turbo` (prebuilt N-API binaries with libjpeg-turbo
- * 3.1 bundled, for every platform we ship) loads it; on Linux its prebuild links a shared
- * libturbojpeg.so.0, which we also call directly through koffi (a maintained FFI with prebuilt binaries)
- * for what the binding does not expose: DCT-domain scaling (decode at 1/2, 1/4 or 1/8 of the size in the
- * IDCT, less work than decoding every pixel and shrinking afterwards), a cap on progressive scans and
- * a pixel cap inside the decoder, and the accurate IDCT. Where that library is not a shared object
- * (macOS, Windows builds link it statically), the binding decodes at full size with its fast IDCT, and
- * scaling is off.
+ * Where the platform has libturbojpeg as a shared library (Linux), it is called through koffi (a
+ * maintained FFI with prebuilt binaries) with the TurboJPEG API that every libjpeg-turbo since 2.1
+ * keeps: that gives DCT-domain scaling (decode at 1/2, 1/4 or 1/8 of the size in the IDCT, less work
+ * than decoding every pixel and shrinking afterwards), the accurate IDCT and the progressive-scan limit.
+ * The system's copy is preferred when it is installed (the image installs Debian's: distribution
+ * security updates, and measured 10 % faster than the bundled build, docs/BENCHMARKS.md); otherwise
+ * the copy that `@julusian/jpeg-turbo`'s Linux prebuild ships beside its binding. Elsewhere (macOS and
+ * Windows builds link the library statically) that binding decodes at full size, with its fast IDCT.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { SightlineError } from '../../errors.js';
+import { MAX_PROGRESSIVE_SCANS } from './jpeg-header.js';
 import { decoderReason, type ImageSource } from './source.js';
 import type { RgbImage } from './resample.js';
 
@@ -28,22 +30,6 @@ interface JpegTurboBinding {
     options: { format: number },
   ): { data: Buffer; width: number; height: number };
 }
-// Loading the binding also loads its libturbojpeg.so.0 where the prebuild ships one (Linux).
-const binding = require('@julusian/jpeg-turbo') as JpegTurboBinding;
-
-/**
- * Decoded images up to this size reuse one buffer per thread (16 MP, so a 12 MP phone photo's 36 MB);
- * larger ones get a buffer of their own, so a rare huge image does not pin its memory for the life of
- * the worker. A fresh buffer is expensive: its pages fault in as the decoder writes them (a 4032x3024
- * photo decoded in 29 ms into a reused buffer and in 136 ms into a new one, on a VM here).
- */
-const RETAINED_BYTES = 16_000_000 * 3;
-
-/**
- * Progressive JPEGs may carry any number of scans, each a pass over the whole image: a small file with
- * thousands of them is a known way to burn a decoder's CPU. Real encoders write about 10.
- */
-export const MAX_PROGRESSIVE_SCANS = 500;
 
 /** Marks a JPEG libjpeg-turbo refused: the caller decodes it again with sharp, which diagnoses it. */
 export const TURBO_REFUSED = 'libjpeg-turbo-refused';
@@ -59,81 +45,110 @@ interface TurboCalls {
   decode(jpeg: Buffer, out: Buffer, denom: DctDenominator): { width: number; height: number };
 }
 
-/** TurboJPEG 3 parameters and constants (turbojpeg.h; an ABI, stable across 3.x). */
-const TJINIT_DECOMPRESS = 1;
-const TJPARAM = { JPEGWIDTH: 5, JPEGHEIGHT: 6, FASTDCT: 10, SCANLIMIT: 13 } as const;
+/** TurboJPEG API constants (turbojpeg.h, unchanged since 2.1). */
 const TJPF_RGB = 0;
+const TJFLAG_ACCURATEDCT = 4096;
+const TJFLAG_LIMITSCANS = 32768;
 
-/** The shared library, through koffi, when this platform's prebuild has one; null otherwise. */
-function openShared(): ((maxPixels: number) => TurboCalls) | null {
+/** The shared libturbojpeg through koffi, or null where there is none to load. */
+function openShared(): { open: () => TurboCalls; path: string } | null {
   if (process.platform !== 'linux') return null;
-  let lib: ReturnType<typeof import('koffi').load>;
   let koffi: typeof import('koffi');
   try {
     koffi = require('koffi') as typeof import('koffi');
-    // By soname: the dynamic loader returns the copy the binding already loaded (same version, same
-    // build), not whatever the system may have installed.
-    lib = koffi.load('libturbojpeg.so.0');
   } catch {
     return null;
   }
+  // By soname: the system's copy if the dynamic loader knows one; failing that, the binding's (loading
+  // the binding loads it, and the loader then hands back that same copy).
+  const load = () => koffi.load('libturbojpeg.so.0');
+  let lib: ReturnType<typeof load>;
   try {
-    // Declared by name for the signatures below (tjscalingfactor, passed by value).
-    koffi.struct('sightline_tjscalingfactor', { num: 'int', denom: 'int' });
-    const init = lib.func('void *tj3Init(int initType)');
-    const set = lib.func('int tj3Set(void *handle, int param, int value)');
-    const get = lib.func('int tj3Get(void *handle, int param)');
-    const header = lib.func('int tj3DecompressHeader(void *handle, const uint8_t *jpeg, size_t size)');
-    const setScaling = lib.func('int tj3SetScalingFactor(void *handle, sightline_tjscalingfactor factor)');
-    const decompress = lib.func(
-      'int tj3Decompress8(void *handle, const uint8_t *jpeg, size_t size, uint8_t *dst, int pitch, int format)',
+    lib = load();
+  } catch {
+    try {
+      require('@julusian/jpeg-turbo');
+      lib = load();
+    } catch {
+      return null;
+    }
+  }
+  try {
+    const init = lib.func('void *tjInitDecompress()');
+    const header = lib.func(
+      'int tjDecompressHeader3(void *handle, const uint8_t *jpeg, unsigned long size, ' +
+        '_Out_ int *width, _Out_ int *height, _Out_ int *subsamp, _Out_ int *colorspace)',
     );
-    const errorText = lib.func('const char *tj3GetErrorStr(void *handle)');
-    return (maxPixels) => {
-      const h: unknown = init(TJINIT_DECOMPRESS);
-      if (!h) throw new Error('tj3Init failed');
-      // The accurate integer IDCT, as OpenCV's imread (the models' training loader) and tjbench's
-      // floor use; the binding's "fast" one costs the same here and scored no better on coco128.
-      set(h, TJPARAM.FASTDCT, 0);
-      set(h, TJPARAM.SCANLIMIT, MAX_PROGRESSIVE_SCANS);
+    const decompress = lib.func(
+      'int tjDecompress2(void *handle, const uint8_t *jpeg, unsigned long size, uint8_t *dst, ' +
+        'int width, int pitch, int height, int format, int flags)',
+    );
+    const errorText = lib.func('const char *tjGetErrorStr2(void *handle)');
+    const open = (): TurboCalls => {
+      const h: unknown = init();
+      if (!h) throw new Error('tjInitDecompress failed');
       const fail = (): never => {
         throw new Error(String(errorText(h)));
       };
+      const w = [0];
+      const ht = [0];
+      const ss = [0];
+      const cs = [0];
       return {
         scales: true,
         decode(jpeg, out, denom) {
-          if (header(h, jpeg, jpeg.length) !== 0) fail();
-          const width = get(h, TJPARAM.JPEGWIDTH) as number;
-          const height = get(h, TJPARAM.JPEGHEIGHT) as number;
-          // The pixel limit was checked from our own header read; the decoder's header must agree.
-          if (width * height > maxPixels) throw new Error(`decoder read ${width}x${height}, over the pixel limit`);
-          if (setScaling(h, { num: 1, denom }) !== 0) fail();
-          const w = Math.ceil(width / denom);
-          const ht = Math.ceil(height / denom);
-          if (out.length < w * ht * 3) throw new RangeError(`output buffer too small for ${w}x${ht}`);
-          if (decompress(h, jpeg, jpeg.length, out, 0, TJPF_RGB) !== 0) fail();
-          return { width: w, height: ht };
+          if (header(h, jpeg, jpeg.length, w, ht, ss, cs) !== 0) fail();
+          const width = Math.ceil(w[0]! / denom);
+          const height = Math.ceil(ht[0]! / denom);
+          if (out.length < width * height * 3) throw new RangeError(`output buffer too small for ${width}x${height}`);
+          // The size asked for is exactly 1/denom of the frame, so that is the scale the decoder picks.
+          // The accurate integer IDCT, as OpenCV's imread (the models' training loader) and tjbench use.
+          const flags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS;
+          if (decompress(h, jpeg, jpeg.length, out, width, 0, height, TJPF_RGB, flags) !== 0) fail();
+          return { width, height };
         },
       };
     };
+    return { open, path: loadedPath() };
   } catch {
-    // An older system library without the TurboJPEG 3 API: use the binding.
+    // A library too old for this API (before libjpeg-turbo 2.0): the binding decodes.
     return null;
   }
 }
 
-const sharedLibrary = openShared();
+/** Where the loaded libturbojpeg lives, from the process's memory map (for the start-up log). */
+function loadedPath(): string {
+  try {
+    const line = readFileSync('/proc/self/maps', 'utf8')
+      .split('\n')
+      .find((l) => /libturbojpeg\.so/.test(l));
+    return line?.split(/\s+/).pop() ?? 'libturbojpeg.so.0';
+  } catch {
+    return 'libturbojpeg.so.0';
+  }
+}
 
-const bindingCalls: TurboCalls = {
-  scales: false,
-  decode(jpeg, out) {
-    const r = binding.decompressSync(jpeg, out, { format: binding.FORMAT_RGB });
-    return { width: r.width, height: r.height };
-  },
-};
+const shared = openShared();
+
+let bindingCalls: TurboCalls | null = null;
+function binding(): TurboCalls {
+  if (bindingCalls) return bindingCalls;
+  const b = require('@julusian/jpeg-turbo') as JpegTurboBinding;
+  bindingCalls = {
+    scales: false,
+    decode(jpeg, out) {
+      const r = b.decompressSync(jpeg, out, { format: b.FORMAT_RGB });
+      return { width: r.width, height: r.height };
+    },
+  };
+  return bindingCalls;
+}
 
 /** Whether this platform's decoder can scale in the DCT (false: every JPEG is decoded at full size). */
-export const DCT_SCALING_AVAILABLE = sharedLibrary !== null;
+export const DCT_SCALING_AVAILABLE = shared !== null;
+
+/** The decoder in use, for the start-up log: the shared library's path, or the binding. */
+export const JPEG_DECODER = shared ? `libturbojpeg (${shared.path})` : '@julusian/jpeg-turbo binding (no DCT scaling)';
 
 /**
  * The largest DCT downscale that still leaves at least `resized` pixels on each side, so the resample
@@ -151,12 +166,10 @@ export function dctDenominator(
 }
 
 export class JpegDecoder {
-  private buf = Buffer.alloc(0);
   private readonly calls: TurboCalls;
 
-  /** `maxPixels`: the decoder refuses a header over this (the request path checked it already). */
-  constructor(maxPixels = Number.MAX_SAFE_INTEGER) {
-    this.calls = sharedLibrary ? sharedLibrary(maxPixels) : bindingCalls;
+  constructor() {
+    this.calls = shared ? shared.open() : binding();
   }
 
   /** Whether decode() honours a denominator above 1. */
@@ -164,28 +177,31 @@ export class JpegDecoder {
     return this.calls.scales;
   }
 
+  /** The size decode() yields for a JPEG source at 1/denom (full size where the decoder cannot scale). */
+  decodedSize(source: { width: number; height: number }, denom: DctDenominator): { width: number; height: number } {
+    const d = this.calls.scales ? denom : 1;
+    return { width: Math.ceil(source.width / d), height: Math.ceil(source.height / d) };
+  }
+
   /**
    * Decodes a 'jpeg' source to RGB at 1/denom of its stored size (full size where the decoder cannot
-   * scale); 'rgb' sources pass through.
+   * scale) into `into` (at least decodedSize's bytes; a fresh buffer without it); 'rgb' sources pass
+   * through.
    */
-  decode(source: ImageSource, denom: DctDenominator = 1): RgbImage {
+  decode(source: ImageSource, denom: DctDenominator = 1, into?: Buffer): RgbImage {
     if (source.kind === 'rgb') return source;
     const d = this.calls.scales ? denom : 1;
-    const width = Math.ceil(source.width / d);
-    const height = Math.ceil(source.height / d);
+    const { width, height } = this.decodedSize(source, d);
     const need = width * height * 3;
-    let out = this.buf;
-    if (out.length < need) {
-      out = Buffer.allocUnsafeSlow(need);
-      if (need <= RETAINED_BYTES) this.buf = out;
-    }
+    const out = into && into.length >= need ? into : Buffer.allocUnsafeSlow(need);
     const bytes = Buffer.from(source.bytes.buffer, source.bytes.byteOffset, source.bytes.byteLength);
     let r: { width: number; height: number };
     try {
       r = this.calls.decode(bytes, out, d);
     } catch (e) {
       const reason = decoderReason(e);
-      if (/scan/i.test(reason) && /limit|more than/i.test(reason)) {
+      // prepareSource refuses these before they get here; the decoder's own limit is the second line.
+      if (/more than \d+ scans/i.test(reason)) {
         throw new SightlineError(
           'INVALID_INPUT',
           `progressive JPEG has more than ${MAX_PROGRESSIVE_SCANS} scans (${reason}); re-encode it`,

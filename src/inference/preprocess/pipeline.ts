@@ -13,6 +13,7 @@ import {
   type PrepareOptions,
   type PrepareTarget,
 } from './decode.js';
+import { TensorArena } from './arena.js';
 import { JpegDecoder, turboRefused } from './jpeg-turbo.js';
 import type { RasterFormat } from './sniff.js';
 import type { Decoder } from './source.js';
@@ -47,27 +48,38 @@ export interface PreparedTensor {
   timing: TensorTiming;
 }
 
-let sharedDecoder: JpegDecoder | null = null;
+let shared: { decoder: JpegDecoder; arena: TensorArena } | null = null;
 
-/** Both halves in the calling thread (tools, tests, benchmarks): exactly the worker's computation. */
+/**
+ * Both halves in the calling thread, exactly the worker's computation (tools, tests, benchmarks). The
+ * tensor is a view into this thread's arena, valid until the next call: `copy` (the default) returns
+ * it in a buffer of its own (`out` when it has the right length), which is what callers that keep or
+ * compare tensors need; false skips that copy (the benchmark, measuring the worker's own cost).
+ */
 export function prepareTensor(
   bytes: Uint8Array,
   target: PrepareTarget,
   limits: PrepareLimits,
   options: PrepareOptions,
   out?: Float32Array,
+  copy = true,
 ): Promise<PreparedTensor> {
-  const decoder = (sharedDecoder ??= new JpegDecoder());
+  shared ??= { decoder: new JpegDecoder(), arena: new TensorArena() };
+  const { decoder, arena } = shared;
   const n = 3 * target.width * target.height;
-  const tensor = out?.length === n ? out : new Float32Array(n);
   return withDecoderFallback(bytes, target, limits, options, async (p) => {
-    const t = sourceToTensor(p.source, p.geometry, target.spec, tensor, decoder);
+    const t = sourceToTensor(p.source, p.geometry, target.spec, decoder, arena);
+    let tensor = t.tensor;
+    if (copy) {
+      tensor = out?.length === n ? out : new Float32Array(n);
+      tensor.set(t.tensor);
+    }
     return {
       tensor,
       geometry: p.geometry,
       format: p.format,
       decoder: p.decoder,
-      timing: { decodeMs: p.decodeMs + t.decodeMs, preprocessMs: t.preprocessMs },
+      timing: { decodeMs: p.decodeMs + t.timing.decodeMs, preprocessMs: t.timing.preprocessMs },
     };
   });
 }

@@ -2,13 +2,15 @@
  * Decoded pixels → the model's input tensor in one pass: EXIF orientation, bilinear resize, letterbox
  * padding, channel order and normalisation, written straight into the NCHW float32 tensor. Runs in the
  * inference worker for every request, so it allocates nothing per pixel and touches each output
- * value once.
+ * value once; the rows run in WebAssembly SIMD (resample.wat, about twice as fast) when the pixels and
+ * the tensor are in the worker's arena (arena.ts), in the JavaScript twin below otherwise.
  *
  * The resize is OpenCV's INTER_LINEAR (pixel centres aligned, two taps per axis, no antialiasing):
  * what Ultralytics' LetterBox and the YOLOX demo call at inference time, so the model sees what it was
  * validated with.
  */
 import type { LetterboxGeometry, LetterboxSpec } from '../types.js';
+import { MAX_TABLE_COLUMNS, type TensorArena } from './arena.js';
 import type { Orientation } from './jpeg-header.js';
 
 /** Decoded RGB pixels as stored (before EXIF orientation): width*height*3 bytes, rows top to bottom. */
@@ -71,7 +73,13 @@ function affine(spec: LetterboxSpec): {
  * Source taps for one axis, as cv2.resize INTER_LINEAR computes them: centre-aligned, clamped at the
  * edges. i0/i1 are indices into the displayed axis, w the weight of i1.
  */
-function taps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Float32Array } {
+interface Taps {
+  i0: Int32Array;
+  i1: Int32Array;
+  w: Float32Array;
+}
+
+function taps(src: number, dst: number): Taps {
   const i0 = new Int32Array(dst);
   const i1 = new Int32Array(dst);
   const w = new Float32Array(dst);
@@ -118,9 +126,16 @@ function fillRect(
 /**
  * Writes `img`, oriented, resized to g.resizedWidth x g.resizedHeight and placed at (padLeft, padTop),
  * into `out` (3 x dstHeight x dstWidth), with the pad value everywhere else. `g` must have been
- * computed from the displayed (oriented) size of the source `img` is, or was shrunk from.
+ * computed from the displayed (oriented) size of the source `img` is, or was shrunk from. When the
+ * pixels and the tensor both lie in `arena`, the rows run in its SIMD kernel (resample.wat), else here.
  */
-export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: LetterboxSpec, out: Float32Array): void {
+export function letterboxToTensor(
+  img: RgbImage,
+  g: LetterboxGeometry,
+  spec: LetterboxSpec,
+  out: Float32Array,
+  arena?: TensorArena,
+): void {
   const plane = g.dstWidth * g.dstHeight;
   if (out.length !== 3 * plane) throw new RangeError(`tensor holds ${out.length} floats, expected ${3 * plane}`);
   if (img.pixels.length < img.width * img.height * 3)
@@ -148,28 +163,83 @@ export function letterboxToTensor(img: RgbImage, g: LetterboxGeometry, spec: Let
   const { base, du, dv } = orientationStrides(img.orientation, img.width, img.height);
   const cols = taps(shown.w, rw);
   const rows = taps(shown.h, rh);
-  // Byte offset of every output column's first source column, the step to its second, and its weight.
+  const rgb = { mul, add, plane: [to[0] * plane, to[1] * plane, to[2] * plane] as const };
+  const px = img.pixels;
+  if (arena && rw <= MAX_TABLE_COLUMNS && arena.holds(px) && arena.holds(out)) {
+    // Byte offsets into the arena: the kernel addresses its memory directly.
+    const t = arena.tables(rw);
+    fillColumns(cols, du, t.c0, t.dc, t.wx);
+    const [mR, mG, mB] = mul;
+    const [aR, aG, aB] = add;
+    const [pR, pG, pB] = rgb.plane;
+    const px0 = px.byteOffset + base;
+    for (let y = 0; y < rh; y++) {
+      const o = out.byteOffset + ((g.padTop + y) * g.dstWidth + g.padLeft) * 4;
+      const dr = (rows.i1[y]! - rows.i0[y]!) * dv;
+      const r0 = px0 + rows.i0[y]! * dv;
+      arena.row(
+        rw,
+        t.at[0],
+        t.at[1],
+        t.at[2],
+        r0,
+        dr,
+        rows.w[y]!,
+        o + pR * 4,
+        o + pG * 4,
+        o + pB * 4,
+        mR,
+        mG,
+        mB,
+        aR,
+        aG,
+        aB,
+      );
+    }
+    return;
+  }
   const c0 = new Int32Array(rw);
   const dc = new Int32Array(rw);
-  const cw = cols.w;
-  for (let x = 0; x < rw; x++) {
+  const wx = new Float32Array(rw);
+  fillColumns(cols, du, c0, dc, wx);
+  resampleRows(px, base, dv, rows, { c0, dc, wx }, rgb, g, out);
+}
+
+/** Per output column: byte offset of its first source column, the step to its second, and its weight. */
+function fillColumns(cols: Taps, du: number, c0: Int32Array, dc: Int32Array, wx: Float32Array): void {
+  for (let x = 0; x < c0.length; x++) {
     c0[x] = cols.i0[x]! * du;
     dc[x] = (cols.i1[x]! - cols.i0[x]!) * du;
+    wx[x] = cols.w[x]!;
   }
-  const px = img.pixels;
+}
+
+/** The same arithmetic as resample.wat's `row`, in JavaScript, for every output row. */
+function resampleRows(
+  px: Uint8Array,
+  base: number,
+  dv: number,
+  rows: Taps,
+  cols: { c0: Int32Array; dc: Int32Array; wx: Float32Array },
+  rgb: { mul: readonly number[]; add: readonly number[]; plane: readonly [number, number, number] },
+  g: LetterboxGeometry,
+  out: Float32Array,
+): void {
   // Locals, not lookups, in the loop below: it runs once per output pixel. Each channel is two
   // horizontal lerps and a vertical one (the same bilinear weights, fewer multiplications).
-  const [mR, mG, mB] = mul;
-  const [aR, aG, aB] = add;
+  const { c0, dc, wx: cw } = cols;
+  const [mR, mG, mB] = rgb.mul as [number, number, number];
+  const [aR, aG, aB] = rgb.add as [number, number, number];
+  const rw = g.resizedWidth;
   const dstW = g.dstWidth;
-  for (let y = 0; y < rh; y++) {
+  for (let y = 0; y < g.resizedHeight; y++) {
     const r0 = base + rows.i0[y]! * dv;
     const dr = (rows.i1[y]! - rows.i0[y]!) * dv;
     const wy = rows.w[y]!;
     const o = (g.padTop + y) * dstW + g.padLeft;
-    const oR = o + to[0] * plane;
-    const oG = o + to[1] * plane;
-    const oB = o + to[2] * plane;
+    const oR = o + rgb.plane[0];
+    const oG = o + rgb.plane[1];
+    const oB = o + rgb.plane[2];
     for (let x = 0; x < rw; x++) {
       const wx = cw[x]!;
       const a = r0 + c0[x]!;

@@ -13,6 +13,7 @@ import { resolveFamily, resolveNames } from '../families/index.js';
 import { nms } from '../nms/nms.js';
 import { readOnnxMetadata } from '../onnx/metadata.js';
 import { computeLetterbox, mapBoxesToSource } from '../preprocess/letterbox.js';
+import { TensorArena } from '../preprocess/arena.js';
 import { JpegDecoder } from '../preprocess/jpeg-turbo.js';
 import { sourceToTensor } from '../preprocess/to-tensor.js';
 import { sampleLetterboxed } from '../preprocess/resample.js';
@@ -39,8 +40,6 @@ interface Loaded {
   family: Family;
   info: ModelInfo;
   meta: ModelMeta;
-  /** Reused input buffer: one allocation per model, not per request. */
-  tensorBuf: Float32Array;
 }
 
 const port = parentPort;
@@ -48,8 +47,9 @@ if (!port) throw new Error('inference worker must run in a worker thread');
 // Before any session exists, so ONNX Runtime's threads inherit it.
 const priority = lowerThreadPriority((workerData as { nice?: number } | null)?.nice ?? 0);
 const sessions = new Map<string, Loaded>();
-/** One libjpeg-turbo output buffer per worker, reused from request to request. */
 const jpeg = new JpegDecoder();
+/** This worker's pixels and input tensor, reused from request to request (one request at a time). */
+const arena = new TensorArena();
 
 const now = () => performance.now();
 
@@ -150,7 +150,6 @@ async function load(key: string, model: Uint8Array, opts: LoadOptions): Promise<
       family,
       info,
       meta,
-      tensorBuf: new Float32Array(3 * inputWidth * inputHeight),
     };
     info.warmupMs = await warm(loaded, opts.warmupRuns);
     const old = sessions.get(key);
@@ -198,7 +197,18 @@ function imgszFromProps(props: Record<string, string>, input: TensorInfo): [numb
   );
 }
 
-async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
+/**
+ * The pool gives a worker one job at a time, so runs never overlap; the chain makes that an invariant
+ * of the worker too, because each run's tensor lives in the one arena until its inference is over.
+ */
+let arenaTurn: Promise<unknown> = Promise.resolve();
+function run(m: Loaded, input: RunInput): Promise<RunOutput> {
+  const turn = arenaTurn.then(() => runExclusive(m, input));
+  arenaTurn = turn.catch(() => undefined);
+  return turn;
+}
+
+async function runExclusive(m: Loaded, input: RunInput): Promise<RunOutput> {
   const { inputWidth: w, inputHeight: h } = m.info;
   if (input.geometry.dstWidth !== w || input.geometry.dstHeight !== h) {
     throw new SightlineError(
@@ -206,18 +216,16 @@ async function run(m: Loaded, input: RunInput): Promise<RunOutput> {
       `geometry is for a ${input.geometry.dstWidth}x${input.geometry.dstHeight} input, the model takes ${w}x${h}`,
     );
   }
-  const { decodeMs, preprocessMs } = sourceToTensor(
-    input.source,
-    input.geometry,
-    m.family.letterbox,
-    m.tensorBuf,
-    jpeg,
-  );
+  const {
+    tensor,
+    timing: { decodeMs, preprocessMs },
+  } = sourceToTensor(input.source, input.geometry, m.family.letterbox, jpeg, arena);
   const sample = input.sampleStep
-    ? sampleLetterboxed(m.tensorBuf, input.geometry, m.family.letterbox, input.sampleStep)
+    ? sampleLetterboxed(tensor, input.geometry, m.family.letterbox, input.sampleStep)
     : undefined;
   const t0 = now();
-  const feeds = { [m.info.inputName]: new ort.Tensor('float32', m.tensorBuf, [1, 3, h, w]) };
+  // The tensor is a view into the arena; nothing else touches the arena until this run is over.
+  const feeds = { [m.info.inputName]: new ort.Tensor('float32', tensor, [1, 3, h, w]) };
   const latencySession = !!(input.wide && m.wide);
   const results = await (latencySession ? m.wide! : m.session).run(feeds);
   const t1 = now();

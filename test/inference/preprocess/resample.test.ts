@@ -12,6 +12,7 @@ import {
   type Orientation,
   type RgbImage,
 } from '../../../src/inference/preprocess/index.js';
+import { RETAINED_PIXEL_BYTES, TensorArena } from '../../../src/inference/preprocess/arena.js';
 import type { LetterboxSpec } from '../../../src/inference/types.js';
 import { ULTRA, YOLOX } from './fixtures.js';
 
@@ -195,4 +196,49 @@ test('sampleLetterboxed: every step-th pixel of the image region, half a step in
       }
     }
   }
+});
+
+test('the WebAssembly rows give the JavaScript rows’ tensor, in every orientation, size and spec', () => {
+  const arena = new TensorArena();
+  const imagenet: LetterboxSpec = { ...ULTRA, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+  const specs = [RAW, ULTRA, YOLOX, imagenet];
+  for (const [w, h, dst] of [
+    [97, 61, 40],
+    [30, 50, 64],
+    [641, 479, 416],
+    [33, 33, 100],
+    [1, 1, 8],
+  ] as const) {
+    const stored = pattern(w, h);
+    for (let o = 1; o <= 8; o++) {
+      for (const spec of specs) {
+        const shown = o >= 5 ? [h, w] : [w, h];
+        const g = computeLetterbox(shown[0]!, shown[1]!, dst, dst, spec.placement);
+        const js = new Float32Array(3 * dst * dst);
+        letterboxToTensor({ pixels: stored, width: w, height: h, orientation: o as Orientation }, g, spec, js);
+        // The same image laid out in the arena, as the worker does: the rows then run in the kernel.
+        const views = arena.reserve(js.length, stored.length);
+        views.pixels!.set(stored);
+        // The spare bytes after the last pixel hold garbage: the kernel must never let them count.
+        views.pixels!.fill(255, stored.length);
+        const img = { pixels: views.pixels!, width: w, height: h, orientation: o as Orientation };
+        letterboxToTensor(img, g, spec, views.tensor, arena);
+        let worst = 0;
+        for (let i = 0; i < js.length; i++) worst = Math.max(worst, Math.abs(js[i]! - views.tensor[i]!));
+        assert.ok(worst < 1e-4, `${w}x${h} → ${dst}, orientation ${o}: worst difference ${worst}`);
+      }
+    }
+  }
+});
+
+test('the arena grows for a larger image and keeps pixels over its limit out', () => {
+  const arena = new TensorArena();
+  const small = arena.reserve(3 * 64 * 64, 1000);
+  assert.ok(small.pixels && arena.holds(small.pixels) && arena.holds(small.tensor));
+  const big = arena.reserve(3 * 640 * 640, 4032 * 3024 * 3);
+  assert.equal(big.pixels!.length, 4032 * 3024 * 3 + 4);
+  assert.ok(arena.holds(big.tensor) && !arena.holds(small.tensor), 'growing detaches earlier views');
+  const huge = arena.reserve(3 * 640 * 640, RETAINED_PIXEL_BYTES + 3);
+  assert.equal(huge.pixels, null, 'a photo over the limit gets no room in the arena');
+  assert.ok(arena.holds(huge.tensor));
 });
