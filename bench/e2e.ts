@@ -91,6 +91,8 @@ export async function startBenchServer(
 
 export interface MeasuredLoad {
   concurrency: number;
+  /** Every successful call's latency, ms, in completion order. */
+  lat: number[];
   throughput: number;
   p50: number;
   p99: number;
@@ -122,6 +124,7 @@ export async function measureLoad(
   const n = r.lat.length;
   return {
     concurrency,
+    lat: r.lat,
     throughput: n / r.seconds,
     p50: sum.p50,
     p99: sum.p99,

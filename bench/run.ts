@@ -61,7 +61,7 @@ const T = quick
       storm: 8000,
       scenario: { phaseMs: 4000, rounds: 2, streamMs: 8000, compareStreamMs: 5000 },
       promotes: 50,
-      shadow: { phaseMs: 10_000, rounds: 3 },
+      shadow: { phaseMs: 5000, rounds: 6 },
     };
 
 const LABELS = join(shared, 'datasets', 'coco128', 'classes.txt');
