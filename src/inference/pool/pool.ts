@@ -11,8 +11,9 @@
  *
  * Background work (runBackground: shadow runs of a candidate version) uses idle capacity only: it takes
  * no admission ticket, starts only while no admitted request is waiting and no request runs on the
- * latency session, never on more than workers − 1 workers at once (one when there is a single worker),
- * last worker first, and always on a one-thread session. It waits in a bounded lane of its own; a job
+ * latency session, never takes the last idle worker (a live request arriving during a background run
+ * finds a worker free; a single-worker pool is the exception, or it could never run one), so never on
+ * more than workers − 1 workers at once, last worker first, and always on a one-thread session. It waits in a bounded lane of its own; a job
  * that finds the lane full, or waits past its deadline, is dropped (OVERLOADED with fields.dropped).
  */
 import { SightlineError } from '../../errors.js';
@@ -429,11 +430,14 @@ export class InferencePool {
 
   /** Background jobs on idle workers, last worker first, while no live work waits (file comment). */
   private dispatchBackground(): void {
-    const limit = Math.max(1, this.slots.length - 1);
+    const free = (s: Slot) => !s.busy && s.client.isAlive && s.control.length === 0;
+    // Workers that must stay idle for live arrivals: one, unless there is only one.
+    const reserve = this.slots.length > 1 ? 1 : 0;
     for (let k = this.slots.length - 1; k >= 0 && this.background.length > 0; k--) {
-      if (this.queue.length > 0 || this.admitted > 0 || this.wideRunning || this.backgroundRunning >= limit) return;
+      if (this.queue.length > 0 || this.admitted > 0 || this.wideRunning) return;
+      if (this.slots.filter(free).length <= reserve) return;
       const slot = this.slots[k]!;
-      if (slot.busy || !slot.client.isAlive || slot.control.length > 0) continue;
+      if (!free(slot)) continue;
       const job = this.background.shift()!;
       clearTimeout(job.timer);
       slot.busy = true;

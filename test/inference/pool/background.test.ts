@@ -1,10 +1,11 @@
 /**
  * The pool's background lane (shadow runs): idle capacity only, never ahead of live work, never on the
- * latency session, at most workers − 1 at once, dropped (busy, expired) rather than queued behind live
+ * latency session, never on the last idle worker, dropped (busy, expired) rather than queued behind live
  * work. Real worker threads and ONNX Runtime sessions.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { after, before, describe, test } from 'node:test';
 import { SightlineError } from '../../../src/errors.js';
 import { detectImage, InferencePool, type ModelInfo } from '../../../src/inference/index.js';
@@ -78,6 +79,37 @@ describe('background lane', { skip: !haveData }, () => {
     assert.ok(
       samples.some((s) => s.backgroundQueued === 1 && s.queued > 0),
       'it did wait behind live work',
+    );
+  });
+
+  test('it never takes the last idle worker: it starts only once both live runs are over', async () => {
+    // Two live runs of different lengths (a 12 MP photo and bus.jpg): under a rule that took any idle
+    // worker, the background job would start in the gap between their ends, beside the longer one.
+    // A version without a latency session, so neither live run is a wide one (which holds background
+    // work back on its own).
+    const model = new Uint8Array(readFileSync(modelPath('yolox_nano.onnx')));
+    const narrow = await pool.load('narrow', model, {
+      labelsText: readFileSync(cocoLabelsFile, 'utf8'),
+      intraOpThreads: 1,
+      executionProviders: ['cpu'],
+      warmupRuns: 1,
+      cpuMemArena: false,
+    });
+    const big = await sharp(bus).resize(4032, 3024, { fit: 'fill' }).jpeg().toBuffer();
+    const slow = { ...PREP, options: { ...PREP.options, jpegDctScaling: false } }; // a full 12 MP decode
+    const lives = [
+      detectImage(pool, 'narrow', narrow, big, slow, REQ, never),
+      detectImage(pool, 'narrow', narrow, bus, PREP, REQ, never),
+    ];
+    await waitFor(() => pool.stats().busyWorkers === 2, 10_000, 'both workers busy', 1);
+    const bg = detectImage(pool, 'narrow', narrow, bus, PREP, REQ, never, undefined, { maxWaitMs: 60_000 });
+    const { samples } = await watching(Promise.all([...lives, bg]));
+    await pool.unload('narrow');
+    const beside = samples.filter((s) => s.backgroundRunning > 0 && s.busyWorkers > s.backgroundRunning);
+    assert.deepEqual(beside, [], 'the background job never ran beside a live run');
+    assert.ok(
+      samples.some((s) => s.backgroundRunning === 1),
+      'it ran',
     );
   });
 
