@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { loadConfig } from '../../config/index.js';
 import { SightlineError } from '../../errors.js';
-import { annotate } from '../../inference/index.js';
+import { annotate, IMAGE_EXTENSIONS } from '../../inference/index.js';
 import { startSightline, type Sightline } from '../../main.js';
 import { silentLogger } from '../../telemetry/logger.js';
 import { assertReadableFile, durationArg, fractionArg, intArg, intListArg } from '../args.js';
@@ -96,6 +96,8 @@ interface Counts {
   found: number;
   notImages: number;
   skipped: number;
+  /** Neither done nor failed: what a rerun would still send (after a stop). */
+  left: number;
   out: string;
 }
 
@@ -116,8 +118,7 @@ function printSummary(s: BatchStats, c: Counts, interrupted: boolean): void {
     console.log('failures:');
     for (const f of s.failed) console.log(`  ${f.image}: ${f.reason}`);
   }
-  const left = c.found - c.skipped - s.done - s.failed.length;
-  if (interrupted) console.log(`interrupted: ${left} image(s) not done; the same command again finishes them`);
+  if (interrupted) console.log(`interrupted: ${c.left} image(s) not done; the same command again finishes them`);
 }
 
 /** --progress-every: a duration, or 0 for no progress lines. */
@@ -128,7 +129,7 @@ export function batchCommand(): Command {
     .description('detect objects in folders, globs and image files; results as JSON lines or COCO JSON; resumable')
     .argument(
       '<src...>',
-      'folders (searched recursively for .jpg .jpeg .png .webp .gif .tif .tiff .avif), glob patterns (quoted: "cams/**/*.jpg") or image files',
+      `folders (searched recursively for ${[...IMAGE_EXTENSIONS].join(' ')}), glob patterns (quoted: "cams/**/*.jpg") or image files`,
     )
     .requiredOption('--out <file>', 'results file: one JSON line per image (jsonl), or a COCO JSON document (coco)')
     .option('--server <addr>', `a running server (default ${DEFAULT_SERVER} unless --model is given)`);
@@ -305,7 +306,9 @@ async function runCommand(sources: string[], f: BatchFlags): Promise<void> {
     writeFileSync(tmp, JSON.stringify(toCoco(readJournal(journalPath, name), sources.join(' '))));
     renameSync(tmp, out);
   }
-  const counts: Counts = { found: images.length, notImages, skipped: images.length - todo.length, out: f.out };
+  const skipped = images.length - todo.length;
+  const left = todo.length - stats.done - stats.failed.length;
+  const counts: Counts = { found: images.length, notImages, skipped, left, out: f.out };
   const interrupted = stoppedBy !== null;
   if (f.json) {
     const summary = {
@@ -314,7 +317,7 @@ async function runCommand(sources: string[], f: BatchFlags): Promise<void> {
       skipped: counts.skipped,
       detected: stats.done,
       failed: stats.failed,
-      left: counts.found - counts.skipped - stats.done - stats.failed.length,
+      left,
       retries: stats.busyRetries + stats.unavailableRetries,
       busyRetries: stats.busyRetries,
       unavailableRetries: stats.unavailableRetries,
