@@ -43,15 +43,20 @@ export function datasetRef(v: string): { dataset: string; datasetVersion: number
 
 const NUMBER = /^(?:\d+(?:\.\d*)?|\.\d+)$/;
 
+/** A share as written ("10%", "0.1"): its number's text, its value (NaN if not a number), and whether a % followed. */
+function shareText(v: string): { num: string; n: number; percent: boolean } {
+  const t = v.trim();
+  const percent = t.endsWith('%');
+  const num = percent ? t.slice(0, -1).trim() : t;
+  return { num, n: NUMBER.test(num) ? Number(num) : Number.NaN, percent };
+}
+
 /**
  * A canary's share in percent: "10%" or "10". A bare number below 1 is refused as ambiguous (0.1 reads
  * like a fraction, a tenth, but would mean 0.1 %): "0.1%" confirms it.
  */
 export function percentArg(v: string): number {
-  const t = v.trim();
-  const percent = t.endsWith('%');
-  const num = percent ? t.slice(0, -1).trim() : t;
-  const n = NUMBER.test(num) ? Number(num) : Number.NaN;
+  const { num, n, percent } = shareText(v);
   if (!(n > 0 && n < 100))
     throw new InvalidArgumentError(`expected a share of requests above 0 % and below 100 %, such as 10%, got "${v}"`);
   if (!percent && n < 1)
@@ -66,10 +71,8 @@ export function percentArg(v: string): number {
  * above 1 is refused with what was likely meant (10 is not a fraction; 10% is).
  */
 export function sampleArg(v: string): number {
-  const t = v.trim();
-  const percent = t.endsWith('%');
-  const num = percent ? t.slice(0, -1).trim() : t;
-  const n = NUMBER.test(num) ? Number(num) / (percent ? 100 : 1) : Number.NaN;
+  const { num, n: written, percent } = shareText(v);
+  const n = percent ? written / 100 : written;
   if (!percent && n > 1 && n <= 100)
     throw new InvalidArgumentError(
       `--sample is a fraction of requests in (0, 1]; for ${num} %, write ${num}% or ${+(n / 100).toFixed(6)}`,
